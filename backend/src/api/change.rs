@@ -1,0 +1,110 @@
+//! The one path every change to a tenant takes: lock the row, check the
+//! precondition, change, then in the same transaction bump the generation,
+//! append the audit event and enqueue the reconciler.
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::extract::{IfMatch, RequestId, etag};
+use super::model::Tenant;
+use super::views;
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::db::{self, Tx, tenants::TenantRow};
+use crate::error::Error;
+
+/// Who asked for a change, for the audit trail.
+pub struct Actor<'a> {
+    pub principal: &'a Principal,
+    pub request_id: &'a RequestId,
+}
+
+/// A change in progress on one locked tenant.
+pub struct TenantChange {
+    pub tx: Tx,
+    pub tenant: TenantRow,
+    before: Tenant,
+}
+
+impl TenantChange {
+    /// Locks the tenant and checks `If-Match`; 404 when there is no such tenant.
+    pub async fn begin(app: &AppState, slug: &str, precondition: &IfMatch) -> Result<Self, Error> {
+        let mut tx = app.db.begin().await?;
+        let tenant = db::tenants::get_for_update(&mut tx, slug)
+            .await?
+            .ok_or_else(|| not_found(slug))?;
+        precondition.check(tenant.generation)?;
+        let before = views::tenant(&mut tx, tenant.clone()).await?;
+        Ok(Self { tx, tenant, before })
+    }
+
+    /// Refuses changes to tenants on their way out.
+    pub fn require_editable(&self) -> Result<(), Error> {
+        let state = self.tenant.state();
+        if state.is_editable() {
+            Ok(())
+        } else {
+            Err(Error::conflict(format!(
+                "the tenant \"{}\" is {state} and can no longer be changed",
+                self.tenant.slug
+            )))
+        }
+    }
+
+    pub fn before(&self) -> &Tenant {
+        &self.before
+    }
+
+    /// Records the change and commits; returns the tenant as it now is.
+    pub async fn commit(mut self, actor: &Actor<'_>, action: &str) -> Result<Tenant, Error> {
+        db::tenants::bump_generation(&mut self.tx, self.tenant.id).await?;
+        let row = db::tenants::get(&mut self.tx, &self.tenant.slug)
+            .await?
+            .ok_or_else(|| not_found(&self.tenant.slug))?;
+        let after = views::tenant(&mut self.tx, row).await?;
+        record(&mut self.tx, actor, action, self.tenant.id, Some(&self.before), &after).await?;
+        self.tx.commit().await?;
+        Ok(after)
+    }
+}
+
+/// Appends the audit event and enqueues the reconciler for a changed tenant.
+pub async fn record(
+    tx: &mut Tx,
+    actor: &Actor<'_>,
+    action: &str,
+    tenant_id: i64,
+    before: Option<&Tenant>,
+    after: &Tenant,
+) -> Result<(), Error> {
+    let to_json = |t: &Tenant| serde_json::to_value(t).map_err(|e| Error::Internal(e.into()));
+    let before = before.map(to_json).transpose()?;
+    let after_json = to_json(after)?;
+    db::audit::record(
+        tx,
+        db::audit::NewEvent {
+            actor: &actor.principal.actor(),
+            action,
+            tenant: Some((tenant_id, &after.slug)),
+            before: before.as_ref(),
+            after: Some(&after_json),
+            request_id: actor.request_id.0.as_deref(),
+        },
+    )
+    .await?;
+    db::outbox::enqueue(tx, tenant_id, after.generation).await
+}
+
+pub fn not_found(slug: &str) -> Error {
+    Error::NotFound(format!("there is no tenant \"{slug}\""))
+}
+
+/// A tenant answer with its ETag.
+pub fn tenant_response(status: StatusCode, tenant: Tenant) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(tag) = HeaderValue::from_str(&etag(tenant.generation)) {
+        headers.insert(header::ETAG, tag);
+    }
+    (status, headers, Json(tenant)).into_response()
+}

@@ -1,0 +1,151 @@
+//! Extractors that turn malformed requests into problem answers naming the
+//! field and the rule, instead of axum's plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{CONTENT_TYPE, IF_MATCH};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+
+/// A JSON body, checked for content type and size, decoded with the path of
+/// the first bad field.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let is_json = essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"));
+        if !is_json {
+            return Err(Error::UnsupportedMediaType(format!(
+                "the body must be JSON: send Content-Type: application/json (got \"{content_type}\")"
+            )));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge("the request body is larger than the server accepts".into())
+            } else {
+                Error::BadRequest(format!("failed to read the request body: {rejection}"))
+            }
+        })?;
+        decode(&bytes).map(Self)
+    }
+}
+
+/// Decodes JSON, reporting syntax errors as 400 and shape errors as 422 with
+/// the JSON path of the offending field.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let field = if path == "." { "body".to_string() } else { path };
+            Error::invalid(field, strip_position(&inner.to_string()))
+        } else {
+            Error::BadRequest(format!("the body is not valid JSON: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde's messages end in "at line 1 column 42", which means nothing once
+/// the field is named.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Query parameters, with bad values answered as field errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(Self)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                Error::invalid(format!("query.{field}"), e.into_inner().to_string())
+            })
+    }
+}
+
+/// The `If-Match` precondition: the ETag (the tenant's generation) the client
+/// last saw. Absent means "no precondition".
+#[derive(Debug, Clone, Default)]
+pub struct IfMatch(Option<Vec<String>>);
+
+impl IfMatch {
+    /// Answers 412 unless the tenant is still at a generation the client named.
+    pub fn check(&self, generation: i64) -> Result<(), Error> {
+        let Some(tags) = &self.0 else { return Ok(()) };
+        let current = etag(generation);
+        if tags.iter().any(|t| t == "*" || *t == current) {
+            Ok(())
+        } else {
+            Err(Error::PreconditionFailed(format!(
+                "the tenant changed since you read it (now at ETag {current}); read it again and retry"
+            )))
+        }
+    }
+}
+
+/// The ETag of a tenant at a generation. It versions the desired state; the
+/// sync status may change under the same tag.
+pub fn etag(generation: i64) -> String {
+    format!("\"{generation}\"")
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let Some(value) = parts.headers.get(IF_MATCH) else { return Ok(Self(None)) };
+        let bad = || Error::BadRequest("If-Match must be \"*\" or a list of quoted ETags such as \"3\"".into());
+        let text = value.to_str().map_err(|_| bad())?;
+        let tags: Vec<String> = text.split(',').map(|t| t.trim().to_string()).collect();
+        let well_formed = tags.iter().all(|t| {
+            t == "*" || (t.len() >= 2 && t.starts_with('"') && t.ends_with('"'))
+        });
+        if !well_formed || tags.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self(Some(tags)))
+    }
+}
+
+/// The id of this request, as set by the request-id layer.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(crate::app::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ))
+    }
+}

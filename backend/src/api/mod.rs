@@ -1,0 +1,118 @@
+//! The REST API under `/api/v1`: one router per resource, merged here, with
+//! the OpenAPI document generated from the same handlers.
+
+mod audit;
+mod budget;
+mod change;
+pub mod extract;
+mod idempotency;
+mod lifecycle;
+mod members;
+pub mod model;
+mod namespaces;
+mod pagination;
+mod tenants;
+mod views;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, RefOr, ResponseBuilder};
+use utoipa::{OpenApi, PartialSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+use crate::error::{Error, PROBLEM_JSON, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    servers((url = "/api/v1", description = "This portal")),
+    info(title = "Tenant Portal API", description = "Self-service tenants on shared Kubernetes clusters: namespaces, quota budgets, members."),
+    paths(lifecycle::suspend, lifecycle::resume),
+    components(schemas(Problem, crate::domain::FieldError)),
+    tags(
+        (name = "tenants", description = "Tenants and their lifecycle"),
+        (name = "namespaces", description = "A tenant's namespaces and their allocations"),
+        (name = "quota", description = "A tenant's budget"),
+        (name = "members", description = "Who has which role in a tenant"),
+        (name = "audit", description = "Who changed what"),
+    )
+)]
+struct ApiDoc;
+
+/// The `/api/v1` router and its OpenAPI document.
+pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tenants::router())
+        .merge(namespaces::router())
+        .merge(budget::router())
+        .merge(members::router())
+        .merge(audit::router())
+        .split_for_parts();
+    document_errors_and_security(&mut doc);
+    let routes = routes
+        // `{slug}:suspend` and `{slug}:resume`, documented above as their own paths.
+        .route("/tenants/{slug}", post(lifecycle::dispatch))
+        .layer(middleware::from_fn_with_state(app, idempotency::replay))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(|| async { Error::NotFound("there is no such API route; see /api/v1/openapi.json".into()) })
+        .method_not_allowed_fallback(|| async {
+            Error::MethodNotAllowed("this route does not take that method; see /api/v1/openapi.json".into())
+        });
+    (routes, doc)
+}
+
+async fn openapi_json(axum::extract::State(app): axum::extract::State<AppState>) -> axum::Json<OpenApiDoc> {
+    axum::Json(app.openapi.as_ref().clone())
+}
+
+/// Every operation can answer with these problems; saying so once here keeps
+/// the handlers' annotations about what is particular to them.
+fn document_errors_and_security(doc: &mut OpenApiDoc) {
+    let common = [
+        ("400", "Malformed request (bad JSON or header)"),
+        ("401", "No valid service token"),
+        ("403", "The token lacks the needed scope"),
+        ("404", "No such tenant or item"),
+        ("409", "Conflicts with the current state (taken name, over budget, tenant being deleted)"),
+        ("412", "If-Match did not match the current ETag"),
+        ("413", "Body too large"),
+        ("415", "Body is not JSON"),
+        ("422", "A field breaks a rule; `errors` names each field"),
+        ("500", "The server failed; retry later"),
+    ];
+    let problem = |text: &str| {
+        ResponseBuilder::new()
+            .description(text)
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (code, text) in common {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| RefOr::T(problem(text)));
+            }
+            op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new("service_token", Vec::<String>::new())]);
+        }
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "service_token",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A service token from `tenant-portal token create`")).build()),
+    );
+    let _ = Problem::schema();
+}

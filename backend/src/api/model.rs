@@ -1,0 +1,230 @@
+//! What the API sends and accepts. Request bodies refuse unknown fields.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{MemberKind, Role, TenantState};
+
+/// Resource name to quantity, in the Kubernetes quantity grammar (`500m`, `1.5Gi`).
+pub type Quantities = BTreeMap<String, String>;
+
+/// Whether the cluster holds what the portal last accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SyncStatus {
+    /// `Pending` until the reconciler has applied the current generation,
+    /// then `Ready`, or `Failed` with the API server's message.
+    #[schema(example = "Pending")]
+    pub status: String,
+    /// The generation the reconciler last applied.
+    pub observed_generation: i64,
+    /// The API server's own words when the last attempt failed.
+    pub message: Option<String>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+}
+
+/// A tenant: its namespaces, budget, members and sync status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    #[schema(example = "acme")]
+    pub slug: String,
+    #[schema(example = "Acme Payments")]
+    pub display_name: String,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+    /// The cluster the tenant lives on.
+    pub cluster: String,
+    pub state: TenantState,
+    /// The tenant's quota budget; `namespaces` limits how many namespaces it may have.
+    pub budget: Quantities,
+    /// The sum of the namespaces' allocations.
+    pub allocated: Quantities,
+    pub namespaces: Vec<Namespace>,
+    pub members: Vec<Member>,
+    /// Bumped by every change; also the tenant's ETag.
+    pub generation: i64,
+    pub sync: SyncStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A namespace of a tenant and its share of the budget.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Namespace {
+    #[schema(example = "dev")]
+    pub name: String,
+    /// The namespace's name in the cluster, `<slug>-<name>`.
+    #[schema(example = "acme-dev")]
+    pub full_name: String,
+    pub allocations: Quantities,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user or IdP group with a role in a tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    pub id: i64,
+    pub kind: MemberKind,
+    /// An email for users, the IdP's group name for groups.
+    pub subject: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of tenants.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantPage {
+    pub items: Vec<Tenant>,
+    /// Pass as `page_token` for the next page; absent on the last page.
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantListQuery {
+    /// At most this many tenants (1 to 500, default 50).
+    pub page_size: Option<u32>,
+    /// The `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+    /// Only tenants in this state; by default all but deleted ones.
+    pub state: Option<TenantState>,
+    /// Only tenants on this cluster.
+    pub cluster: Option<String>,
+    /// Only tenants with these labels: `key=value[,key=value]`.
+    pub label: Option<String>,
+    /// Substring of the slug or display name.
+    pub q: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// 3 to 20 lowercase letters, digits or '-'; never changes.
+    #[schema(example = "acme")]
+    pub slug: String,
+    /// Defaults to the slug.
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// One of the configured clusters; defaults to the first.
+    pub cluster: Option<String>,
+    #[serde(default)]
+    #[schema(example = json!({"requests.cpu": "4", "requests.memory": "8Gi", "pods": "20"}))]
+    pub budget: Quantities,
+    #[serde(default)]
+    pub namespaces: Vec<CreateNamespace>,
+    #[serde(default)]
+    pub members: Vec<CreateMember>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNamespace {
+    #[schema(example = "dev")]
+    pub name: String,
+    #[serde(default)]
+    #[schema(example = json!({"requests.cpu": "2", "requests.memory": "4Gi"}))]
+    pub allocations: Quantities,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMember {
+    pub kind: MemberKind,
+    #[schema(example = "alice@example.com")]
+    pub subject: String,
+    pub role: Role,
+}
+
+/// A JSON merge patch (RFC 7396) of a tenant's changeable fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    /// Merged key by key; a `null` value removes the label.
+    pub labels: Option<BTreeMap<String, Option<String>>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNamespace {
+    /// The namespace's new allocations, replacing the old ones.
+    pub allocations: Quantities,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBudget {
+    /// The tenant's new budget, replacing the old one.
+    pub budget: Quantities,
+}
+
+/// A tenant's budget beside what is allocated and what is left.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Budget {
+    pub budget: Quantities,
+    pub allocated: Quantities,
+    /// Budget minus allocations, for each resource in the budget.
+    pub available: Quantities,
+    pub generation: i64,
+    pub sync: SyncStatus,
+}
+
+/// A list of items of one tenant, with the tenant's generation and sync status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantItems<T> {
+    pub items: Vec<T>,
+    pub generation: i64,
+    pub sync: SyncStatus,
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub occurred_at: DateTime<Utc>,
+    /// `token:<name>` for service tokens.
+    pub actor: String,
+    #[schema(example = "tenant.created")]
+    pub action: String,
+    pub tenant: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEvent>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// At most this many events (1 to 500, default 50).
+    pub page_size: Option<u32>,
+    pub page_token: Option<String>,
+    /// Only events of this tenant (slug).
+    pub tenant: Option<String>,
+    /// Only events by this actor, such as `token:ci`.
+    pub actor: Option<String>,
+    /// Only events of this action, such as `tenant.created`.
+    pub action: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+}

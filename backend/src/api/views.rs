@@ -1,0 +1,92 @@
+//! Loads the API's representation of tenants from rows, in batched queries.
+
+use std::collections::BTreeMap;
+
+use sqlx::PgConnection;
+
+use super::model::{Member, Namespace, SyncStatus, Tenant};
+use crate::db::{self, members::MemberRow, namespaces::NamespaceRow, tenants::TenantRow};
+use crate::domain::{MemberKind, ResourceList, Role};
+use crate::error::Error;
+
+pub fn sync_status(row: &TenantRow) -> SyncStatus {
+    SyncStatus {
+        status: row.sync_status.clone(),
+        observed_generation: row.observed_generation,
+        message: row.sync_message.clone(),
+        last_synced_at: row.last_synced_at,
+    }
+}
+
+pub fn namespace(row: &NamespaceRow) -> Namespace {
+    Namespace {
+        name: row.name.clone(),
+        full_name: row.full_name.clone(),
+        allocations: row.allocations.0.clone(),
+        created_at: row.created_at,
+    }
+}
+
+pub fn member(row: &MemberRow) -> Member {
+    Member {
+        id: row.id,
+        kind: MemberKind::parse(&row.kind).unwrap_or(MemberKind::User),
+        subject: row.subject.clone(),
+        role: Role::parse(&row.role).unwrap_or(Role::Viewer),
+        created_at: row.created_at,
+    }
+}
+
+/// The sum of the namespaces' allocations.
+pub fn allocated(namespaces: &[NamespaceRow]) -> Result<ResourceList, Error> {
+    let lists: Vec<ResourceList> = namespaces.iter().map(NamespaceRow::allocations).collect();
+    ResourceList::total(&lists).map_err(|e| Error::Internal(anyhow::anyhow!("stored allocations overflow: {e}")))
+}
+
+fn assemble(row: TenantRow, namespaces: &[NamespaceRow], members: &[MemberRow]) -> Result<Tenant, Error> {
+    Ok(Tenant {
+        sync: sync_status(&row),
+        allocated: allocated(namespaces)?.to_strings(),
+        namespaces: namespaces.iter().map(namespace).collect(),
+        members: members.iter().map(member).collect(),
+        slug: row.slug,
+        display_name: row.display_name,
+        description: row.description,
+        labels: row.labels.0,
+        cluster: row.cluster,
+        state: crate::domain::TenantState::parse(&row.state).unwrap_or(crate::domain::TenantState::Active),
+        budget: row.budget.0,
+        generation: row.generation,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        deleted_at: row.deleted_at,
+    })
+}
+
+/// The full representation of many tenants, in three queries.
+pub async fn tenants(conn: &mut PgConnection, rows: Vec<TenantRow>) -> Result<Vec<Tenant>, Error> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut namespaces: BTreeMap<i64, Vec<NamespaceRow>> = BTreeMap::new();
+    for ns in db::namespaces::list_for_tenants(conn, &ids).await? {
+        namespaces.entry(ns.tenant_id).or_default().push(ns);
+    }
+    let mut members: BTreeMap<i64, Vec<MemberRow>> = BTreeMap::new();
+    for m in db::members::list_for_tenants(conn, &ids).await? {
+        members.entry(m.tenant_id).or_default().push(m);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let id = row.id;
+            assemble(
+                row,
+                namespaces.get(&id).map_or(&[][..], Vec::as_slice),
+                members.get(&id).map_or(&[][..], Vec::as_slice),
+            )
+        })
+        .collect()
+}
+
+pub async fn tenant(conn: &mut PgConnection, row: TenantRow) -> Result<Tenant, Error> {
+    let mut all = tenants(conn, vec![row]).await?;
+    all.pop().ok_or_else(|| Error::Internal(anyhow::anyhow!("a loaded tenant vanished")))
+}

@@ -1,0 +1,115 @@
+//! The assembled service: shared state, the HTTP stack and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::routing::get;
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::OpenApi;
+
+use crate::config::ServeConfig;
+use crate::error::Error;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<ServeConfig>,
+    pub openapi: Arc<OpenApi>,
+}
+
+/// The whole HTTP application.
+pub fn router(db: PgPool, config: ServeConfig) -> Router {
+    let max_body = config.max_body_bytes as usize;
+    let timeout = config.request_timeout;
+    let mut app = AppState { db, config: Arc::new(config), openapi: Arc::new(OpenApi::default()) };
+    let (api, doc) = crate::api::router(app.clone());
+    app.openapi = Arc::new(doc);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { Error::NotFound("there is no page here".into()) })
+        .with_state(app)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(Error::Internal(anyhow::anyhow!("a request handler panicked")))
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Ready when the database answers.
+async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
+    tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&app.db))
+        .await
+        .map_err(|_| Error::Internal(anyhow::anyhow!("the database did not answer within 2s")))?
+        .context("the database is unreachable")?;
+    Ok("ready")
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let db = crate::db::connect(&config.database).await?;
+    crate::db::migrate(&db).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}; is another process using it? change --listen", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "tenant portal listening");
+    spawn_housekeeping(db.clone(), config.idempotency_ttl);
+    axum::serve(listener, router(db, config))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("tenant portal stopped");
+    Ok(())
+}
+
+/// Forgets idempotency keys past their time, hourly.
+fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = crate::db::idempotency::expire(&db, idempotency_ttl).await {
+                tracing::warn!(error = %e, "failed to expire old idempotency keys; will retry in an hour");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,141 @@
+//! The `tenant-portal` command line: one binary, several subcommands.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::auth::Scope;
+use crate::auth::tokens::TokenSecret;
+use crate::config::{DatabaseConfig, LogFormat, ServeConfig, parse_duration};
+
+#[derive(Debug, Parser)]
+#[command(name = "tenant-portal", version, about = "Self-service tenants on shared Kubernetes clusters")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (migrating the database first).
+    Serve(Box<ServeConfig>),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseConfig),
+    /// Manage service tokens for internal platforms.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print its secret, once.
+    Create {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// A unique name saying who uses the token, such as `ci-previews`.
+        #[arg(long)]
+        name: String,
+        /// What the token may do: tenants:read, tenants:write, quota:write, admin.
+        #[arg(long = "scope", required = true, num_args = 1.., value_parser = |s: &str| s.parse::<Scope>())]
+        scopes: Vec<Scope>,
+        /// Lifetime such as 30d or 12h; without it the token does not expire.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Revoke a token by name; it stops working at once.
+    Revoke {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(config) => {
+            crate::telemetry::init(config.log_format);
+            crate::app::serve(*config).await
+        }
+        Command::Migrate(database) => {
+            crate::telemetry::init(LogFormat::Human);
+            let db = crate::db::connect(&database).await?;
+            crate::db::migrate(&db).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Token(command) => token(command).await,
+    }
+}
+
+fn valid_token_name(name: &str) -> anyhow::Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        bail!("--name \"{name}\" is not a token name: use 1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { database, name, scopes, expires_in } => {
+            valid_token_name(&name)?;
+            let expires_at = expires_in
+                .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() + d))
+                .transpose()
+                .context("--expires-in is too long")?;
+            let db = crate::db::connect(&database).await?;
+            crate::db::migrate(&db).await?;
+            let secret = TokenSecret::generate();
+            let mut conn = db.acquire().await?;
+            let info = crate::db::tokens::insert(&mut conn, &name, &scopes, expires_at, &secret)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "created token \"{}\" with scopes {}{}; the secret below is shown only now:",
+                info.name,
+                info.scopes.join(" "),
+                info.expires_at.map(|t| format!(", expiring {t}")).unwrap_or_default()
+            );
+            println!("{}", secret.reveal());
+            Ok(())
+        }
+        TokenCommand::List { database } => {
+            let db = crate::db::connect(&database).await?;
+            let mut conn = db.acquire().await?;
+            let tokens = crate::db::tokens::list(&mut conn).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{:<24} {:<40} {:<22} {:<22} {}", "NAME", "SCOPES", "EXPIRES", "LAST USED", "STATE");
+            let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into())
+            };
+            for t in tokens {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expires_at.is_some_and(|e| e <= chrono::Utc::now()) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!("{:<24} {:<40} {:<22} {:<22} {state}", t.name, t.scopes.join(","), at(t.expires_at), at(t.last_used_at));
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { database, name } => {
+            let db = crate::db::connect(&database).await?;
+            let mut conn = db.acquire().await?;
+            if crate::db::tokens::revoke(&mut conn, &name).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!("revoked token \"{name}\"");
+                Ok(())
+            } else {
+                bail!("there is no active token named \"{name}\"; see `tenant-portal token list`")
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! All configuration, from flags and environment, checked once at start.
+//! `tenant-portal serve --help` is the reference for every setting.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// A value that must never be printed: its `Debug` and `Display` hide it.
+#[derive(Clone)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn parse_database_url(s: &str) -> Result<Secret<String>, String> {
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(Secret::new(s.to_string()))
+    } else {
+        Err("must be a PostgreSQL URL such as postgres://user:password@host:5432/tenant_portal".into())
+    }
+}
+
+/// Parses durations written as a number and a unit: `30s`, `15m`, `12h`, `90d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let rule = || format!("\"{s}\" is not a duration; write a whole number and a unit: 30s, 15m, 12h or 90d");
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(rule)?;
+    let (number, unit) = s.split_at(unit_at);
+    let n: u64 = number.parse().map_err(|_| rule())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(rule()),
+    };
+    n.checked_mul(seconds).map(Duration::from_secs).ok_or_else(rule)
+}
+
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    if crate::domain::is_dns_label(s) {
+        Ok(s.to_string())
+    } else {
+        Err("cluster names must be DNS-1123 labels (lowercase letters, digits, '-')".into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL.
+    #[arg(long = "database-url", env = "DATABASE_URL", value_parser = parse_database_url)]
+    pub url: Secret<String>,
+
+    /// Largest number of pooled database connections.
+    #[arg(long = "database-max-connections", env = "TP_DATABASE_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_connections: u32,
+}
+
+/// Settings of `tenant-portal serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Address and port the HTTP server listens on.
+    #[arg(long, env = "TP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "TP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Names of the clusters tenants may be placed on; the first is the default.
+    #[arg(long = "cluster", env = "TP_CLUSTERS", value_delimiter = ',', default_value = "local",
+          value_parser = parse_cluster_name)]
+    pub clusters: Vec<String>,
+
+    /// How many namespaces a tenant may have when its budget does not say.
+    #[arg(long, env = "TP_DEFAULT_NAMESPACE_LIMIT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub default_namespace_limit: u32,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, env = "TP_MAX_BODY_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
+    pub max_body_bytes: u64,
+
+    /// Longest time one request may take before it is answered with 503.
+    #[arg(long, env = "TP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long an Idempotency-Key's first answer is kept for replay.
+    #[arg(long, env = "TP_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_ttl: Duration,
+}
+
+impl ServeConfig {
+    pub fn default_cluster(&self) -> &str {
+        &self.clusters[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_number_and_a_unit() {
+        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        for bad in ["", "10", "d", "1.5h", "-1s", "10w", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let url = parse_database_url("postgres://u:hunter2@h/db").unwrap();
+        assert_eq!(format!("{url:?}"), "[redacted]");
+    }
+}

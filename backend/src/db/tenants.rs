@@ -1,0 +1,207 @@
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use sqlx::types::Json;
+
+use crate::domain::{Description, DisplayName, Labels, ResourceList, TenantSlug, TenantState};
+use crate::error::Error;
+
+/// A tenant row as stored. Quantities are kept as canonical strings.
+#[derive(Debug, Clone)]
+pub struct TenantRow {
+    pub id: i64,
+    pub slug: String,
+    pub display_name: String,
+    pub description: String,
+    pub labels: Json<std::collections::BTreeMap<String, String>>,
+    pub cluster: String,
+    pub state: String,
+    pub budget: Json<std::collections::BTreeMap<String, String>>,
+    pub generation: i64,
+    pub sync_status: String,
+    pub observed_generation: i64,
+    pub sync_message: Option<String>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl TenantRow {
+    pub fn state(&self) -> TenantState {
+        TenantState::parse(&self.state).unwrap_or(TenantState::Active)
+    }
+
+    pub fn slug(&self) -> TenantSlug {
+        // Not re-parsed: a word reserved later must not make old tenants unreachable.
+        TenantSlug::trusted(&self.slug)
+    }
+
+    pub fn budget(&self) -> ResourceList {
+        ResourceList::parse(&self.budget.0, "budget").unwrap_or_default()
+    }
+}
+
+/// What a new tenant is made of.
+pub struct NewTenant<'a> {
+    pub slug: &'a TenantSlug,
+    pub display_name: &'a DisplayName,
+    pub description: &'a Description,
+    pub labels: &'a Labels,
+    pub cluster: &'a str,
+    pub budget: &'a ResourceList,
+}
+
+/// The descriptive part of a tenant, written as a whole.
+pub struct TenantSpec<'a> {
+    pub display_name: &'a DisplayName,
+    pub description: &'a Description,
+    pub labels: &'a Labels,
+}
+
+pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<TenantRow, Error> {
+    sqlx::query_as!(
+        TenantRow,
+        r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, slug, display_name, description,
+                     labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                     sync_status, observed_generation, sync_message, last_synced_at,
+                     created_at, updated_at, deleted_at"#,
+        new.slug.as_str(),
+        new.display_name.as_str(),
+        new.description.as_str(),
+        Json(new.labels.as_map()) as _,
+        new.cluster,
+        Json(new.budget.to_strings()) as _,
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| match super::violated_constraint(&e) {
+        Some("tenants_slug_key") => Error::Conflict {
+            detail: format!("the slug \"{}\" is taken; slugs are never reused, even after deletion", new.slug),
+            errors: vec![crate::domain::FieldError::new("slug", "must be unique")],
+        },
+        _ => e.into(),
+    })
+}
+
+pub async fn get(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow>, Error> {
+    Ok(sqlx::query_as!(
+        TenantRow,
+        r#"SELECT id, slug, display_name, description,
+                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  sync_status, observed_generation, sync_message, last_synced_at,
+                  created_at, updated_at, deleted_at
+           FROM tenants WHERE slug = $1"#,
+        slug
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Reads the tenant and locks its row until the transaction ends; every write
+/// to a tenant takes this lock first, so checks like the budget rule see no
+/// concurrent change.
+pub async fn get_for_update(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow>, Error> {
+    Ok(sqlx::query_as!(
+        TenantRow,
+        r#"SELECT id, slug, display_name, description,
+                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  sync_status, observed_generation, sync_message, last_synced_at,
+                  created_at, updated_at, deleted_at
+           FROM tenants WHERE slug = $1 FOR UPDATE"#,
+        slug
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn update_spec(conn: &mut PgConnection, id: i64, spec: TenantSpec<'_>) -> Result<(), Error> {
+    sqlx::query!(
+        "UPDATE tenants SET display_name = $2, description = $3, labels = $4 WHERE id = $1",
+        id,
+        spec.display_name.as_str(),
+        spec.description.as_str(),
+        Json(spec.labels.as_map()) as _,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_budget(conn: &mut PgConnection, id: i64, budget: &ResourceList) -> Result<(), Error> {
+    sqlx::query!("UPDATE tenants SET budget = $2 WHERE id = $1", id, Json(budget.to_strings()) as _)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_state(conn: &mut PgConnection, id: i64, state: TenantState) -> Result<(), Error> {
+    sqlx::query!(
+        "UPDATE tenants SET state = $2,
+                deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE deleted_at END
+         WHERE id = $1",
+        id,
+        state.as_str()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a change to the desired state: the generation moves on and the
+/// sync status goes back to Pending until the reconciler catches up.
+pub async fn bump_generation(conn: &mut PgConnection, id: i64) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar!(
+        "UPDATE tenants SET generation = generation + 1, updated_at = now(), sync_status = 'Pending'
+         WHERE id = $1 RETURNING generation",
+        id
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Filters of the tenant list; `None` means no filter.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub state: Option<TenantState>,
+    pub cluster: Option<String>,
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    pub search: Option<String>,
+}
+
+/// One page of tenants in id order, starting after `after_id`.
+pub async fn list_page(
+    conn: &mut PgConnection,
+    filter: &ListFilter,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<TenantRow>, Error> {
+    let pattern = filter.search.as_deref().map(|s| {
+        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    Ok(sqlx::query_as!(
+        TenantRow,
+        r#"SELECT id, slug, display_name, description,
+                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  sync_status, observed_generation, sync_message, last_synced_at,
+                  created_at, updated_at, deleted_at
+           FROM tenants
+           WHERE id > $1
+             AND (CASE WHEN $2::text IS NULL THEN state <> 'deleted' ELSE state = $2 END)
+             AND ($3::text IS NULL OR cluster = $3)
+             AND ($4::jsonb IS NULL OR labels @> $4)
+             AND ($5::text IS NULL OR slug ILIKE $5 OR display_name ILIKE $5)
+           ORDER BY id
+           LIMIT $6"#,
+        after_id,
+        filter.state.map(TenantState::as_str),
+        filter.cluster.as_deref(),
+        filter.labels.as_ref().map(Json) as _,
+        pattern,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?)
+}

@@ -1,0 +1,11 @@
+//! Tenant Portal: self-service tenants on shared Kubernetes clusters.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod telemetry;

@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Shared settings and helpers for the deploy/dev scripts; sourced, never run.
+# The variables are used by the scripts that source this file.
+# shellcheck disable=SC2034
+
+# Pinned versions. Changing one rebuilds that binary under a new cache name.
+# Kubernetes minor matches k8s-openapi's v1_34 feature on the Rust side;
+# v1.34.4 is the newest 1.34 patch the module proxy serves.
+K8S_VERSION=v1.34.4
+# etcd 3.6 is the line Kubernetes 1.34 ships with (it vendors the 3.6 client).
+ETCD_VERSION=v3.6.16
+# Dex master commit ab64ed778070 (2026-08-06): the newest Dex the proxy serves.
+# It has the client_credentials grant (PR #4583) and groups on static
+# passwords. Dex tags are v2.x without /v2 in the module path, so only a
+# pseudo-version can be required; its api/v2 is pinned separately because
+# Dex's own `replace ./api/v2` is ignored in a dependency.
+DEX_VERSION=v0.0.0-20260806151424-ab64ed778070
+DEX_API_VERSION=v2.4.0
+
+TP_CACHE=${TENANT_PORTAL_CACHE:-$HOME/.cache/tenant-portal}
+TP_BIN=$TP_CACHE/bin
+TP_STATE=${TENANT_PORTAL_STATE:-$HOME/.local/state/tenant-portal}
+DEV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+bin_path() { # name -> cached binary path for the pinned version
+  case $1 in
+    kube-apiserver|kube-controller-manager|kubectl) echo "$TP_BIN/$1-$K8S_VERSION" ;;
+    etcd) echo "$TP_BIN/etcd-$ETCD_VERSION" ;;
+    dex) echo "$TP_BIN/dex-$DEX_VERSION" ;;
+    *) die "unknown binary '$1'" ;;
+  esac
+}
+
+log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+
+# A free loopback TCP port: the preferred one if nothing listens on it.
+free_port() {
+  local preferred=${1:-} p
+  if [[ -n $preferred ]] && ! port_in_use "$preferred"; then echo "$preferred"; return; fi
+  for _ in $(seq 50); do
+    p=$(( 20000 + RANDOM % 30000 ))
+    port_in_use "$p" || { echo "$p"; return; }
+  done
+  die "no free port found on 127.0.0.1"
+}
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pidfile [binary] -> true if the process recorded there is alive (and, when
+# given, runs that binary: guards against a recycled pid).
+pid_alive() {
+  [[ -f $1 ]] || return 1
+  local pid; pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null || return 1
+  [[ -z ${2:-} || $(readlink "/proc/$pid/exe" 2>/dev/null) == "$2" ]]
+}
+
+# Stop the process in a pid file: TERM, wait, then KILL.
+stop_pid() {
+  local pidfile=$1 name=$2 pid
+  [[ -f $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && { log "$name did not stop, killing"; kill -9 "$pid" 2>/dev/null || true; }
+  fi
+  rm -f "$pidfile"
+}
+
+# Start a command detached, logging to a file, recording its pid.
+start_bg() {
+  local pidfile=$1 logfile=$2; shift 2
+  setsid "$@" >>"$logfile" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+}
+
+# wait_for <seconds> <what> <logfile> <pidfile> <command...>: retry the
+# command until it succeeds; fail early if the process behind pidfile died.
+wait_for() {
+  local secs=$1 what=$2 logfile=$3 pidfile=$4; shift 4
+  local deadline=$(( SECONDS + secs ))
+  until "$@" >/dev/null 2>&1; do
+    local why=
+    pid_alive "$pidfile" || why="exited"
+    (( SECONDS < deadline )) || why="not ready after ${secs}s"
+    if [[ -n $why ]]; then
+      log "$what $why; last lines of $logfile:"
+      tail -n 20 "$logfile" >&2 || true
+      die "$what failed to start (full log: $logfile); 'down' stops what was started"
+    fi
+    sleep 0.2
+  done
+}
+
+ms_now() { date +%s%3N; }
