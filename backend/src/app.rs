@@ -33,7 +33,11 @@ pub struct AppState {
 pub fn router(db: PgPool, config: ServeConfig) -> Router {
     let max_body = config.max_body_bytes as usize;
     let timeout = config.request_timeout;
-    let mut app = AppState { db, config: Arc::new(config), openapi: Arc::new(OpenApi::default()) };
+    let mut app = AppState {
+        db,
+        config: Arc::new(config),
+        openapi: Arc::new(OpenApi::default()),
+    };
     let (api, doc) = crate::api::router(app.clone());
     app.openapi = Arc::new(doc);
     Router::new()
@@ -44,6 +48,7 @@ pub fn router(db: PgPool, config: ServeConfig) -> Router {
         .with_state(app)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(axum::middleware::from_fn(crate::api::problems_for_plain_errors))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Error::Internal(anyhow::anyhow!("a request handler panicked")))
@@ -58,10 +63,13 @@ pub fn router(db: PgPool, config: ServeConfig) -> Router {
 
 /// Ready when the database answers.
 async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
-    tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&app.db))
-        .await
-        .map_err(|_| Error::Internal(anyhow::anyhow!("the database did not answer within 2s")))?
-        .context("the database is unreachable")?;
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&app.db),
+    )
+    .await
+    .map_err(|_| Error::Internal(anyhow::anyhow!("the database did not answer within 2s")))?
+    .context("the database is unreachable")?;
     Ok("ready")
 }
 
@@ -71,7 +79,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     crate::db::migrate(&db).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("failed to listen on {}; is another process using it? change --listen", config.listen))?;
+        .with_context(|| {
+            format!(
+                "failed to listen on {}; is another process using it? change --listen",
+                config.listen
+            )
+        })?;
     tracing::info!(address = %listener.local_addr()?, "tenant portal listening");
     spawn_housekeeping(db.clone(), config.idempotency_ttl);
     axum::serve(listener, router(db, config))

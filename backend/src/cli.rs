@@ -10,7 +10,11 @@ use crate::auth::tokens::TokenSecret;
 use crate::config::{DatabaseConfig, LogFormat, ServeConfig, parse_duration};
 
 #[derive(Debug, Parser)]
-#[command(name = "tenant-portal", version, about = "Self-service tenants on shared Kubernetes clusters")]
+#[command(
+    name = "tenant-portal",
+    version,
+    about = "Self-service tenants on shared Kubernetes clusters"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -76,16 +80,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn valid_token_name(name: &str) -> anyhow::Result<()> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
-        bail!("--name \"{name}\" is not a token name: use 1 to 64 letters, digits, '-', '_' or '.'");
+        bail!(
+            "--name \"{name}\" is not a token name: use 1 to 64 letters, digits, '-', '_' or '.'"
+        );
     }
     Ok(())
 }
 
 async fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { database, name, scopes, expires_in } => {
+        TokenCommand::Create {
+            database,
+            name,
+            scopes,
+            expires_in,
+        } => {
             valid_token_name(&name)?;
             let expires_at = expires_in
                 .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() + d))
@@ -102,7 +115,9 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 "created token \"{}\" with scopes {}{}; the secret below is shown only now:",
                 info.name,
                 info.scopes.join(" "),
-                info.expires_at.map(|t| format!(", expiring {t}")).unwrap_or_default()
+                info.expires_at
+                    .map(|t| format!(", expiring {t}"))
+                    .unwrap_or_default()
             );
             println!("{}", secret.reveal());
             Ok(())
@@ -110,10 +125,16 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::List { database } => {
             let db = crate::db::connect(&database).await?;
             let mut conn = db.acquire().await?;
-            let tokens = crate::db::tokens::list(&mut conn).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("{:<24} {:<40} {:<22} {:<22} {}", "NAME", "SCOPES", "EXPIRES", "LAST USED", "STATE");
+            let tokens = crate::db::tokens::list(&mut conn)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{:<24} {:<40} {:<22} {:<22} STATE",
+                "NAME", "SCOPES", "EXPIRES", "LAST USED"
+            );
             let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                t.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into())
+                t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "-".into())
             };
             for t in tokens {
                 let state = if t.revoked_at.is_some() {
@@ -123,14 +144,23 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 } else {
                     "active"
                 };
-                println!("{:<24} {:<40} {:<22} {:<22} {state}", t.name, t.scopes.join(","), at(t.expires_at), at(t.last_used_at));
+                println!(
+                    "{:<24} {:<40} {:<22} {:<22} {state}",
+                    t.name,
+                    t.scopes.join(","),
+                    at(t.expires_at),
+                    at(t.last_used_at)
+                );
             }
             Ok(())
         }
         TokenCommand::Revoke { database, name } => {
             let db = crate::db::connect(&database).await?;
             let mut conn = db.acquire().await?;
-            if crate::db::tokens::revoke(&mut conn, &name).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            if crate::db::tokens::revoke(&mut conn, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
                 println!("revoked token \"{name}\"");
                 Ok(())
             } else {

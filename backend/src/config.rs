@@ -31,13 +31,18 @@ fn parse_database_url(s: &str) -> Result<Secret<String>, String> {
     if s.starts_with("postgres://") || s.starts_with("postgresql://") {
         Ok(Secret::new(s.to_string()))
     } else {
-        Err("must be a PostgreSQL URL such as postgres://user:password@host:5432/tenant_portal".into())
+        Err(
+            "must be a PostgreSQL URL such as postgres://user:password@host:5432/tenant_portal"
+                .into(),
+        )
     }
 }
 
 /// Parses durations written as a number and a unit: `30s`, `15m`, `12h`, `90d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let rule = || format!("\"{s}\" is not a duration; write a whole number and a unit: 30s, 15m, 12h or 90d");
+    let rule = || {
+        format!("\"{s}\" is not a duration; write a whole number and a unit: 30s, 15m, 12h or 90d")
+    };
     let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(rule)?;
     let (number, unit) = s.split_at(unit_at);
     let n: u64 = number.parse().map_err(|_| rule())?;
@@ -48,7 +53,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(rule()),
     };
-    n.checked_mul(seconds).map(Duration::from_secs).ok_or_else(rule)
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(rule)
 }
 
 fn parse_cluster_name(s: &str) -> Result<String, String> {
@@ -130,7 +137,10 @@ mod tests {
 
     #[test]
     fn durations_take_a_number_and_a_unit() {
-        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         for bad in ["", "10", "d", "1.5h", "-1s", "10w", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

@@ -28,7 +28,12 @@ async fn list(
         Some(token) => pagination::position("audit", token)?,
         None => i64::MAX,
     };
-    let filter = AuditFilter { tenant: query.tenant, actor: query.actor, action: query.action, since: query.since };
+    let filter = AuditFilter {
+        tenant: query.tenant,
+        actor: query.actor,
+        action: query.action,
+        since: query.since,
+    };
     let mut conn = app.db.acquire().await?;
     let mut rows = db::audit::list_page(&mut conn, &filter, before, limit + 1).await?;
     let next_page_token = if rows.len() as i64 > limit {
@@ -50,5 +55,8 @@ async fn list(
             request_id: r.request_id,
         })
         .collect();
-    Ok(axum::Json(AuditPage { items, next_page_token }))
+    Ok(axum::Json(AuditPage {
+        items,
+        next_page_token,
+    }))
 }

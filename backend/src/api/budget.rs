@@ -23,17 +23,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/tenants/{slug}/budget", tag = "quota",
     params(("slug" = String, Path, description = "The tenant's slug")),
     responses((status = 200, description = "The budget", body = Budget)))]
-async fn get(State(app): State<AppState>, who: Principal, Path(slug): Path<String>) -> Result<axum::Json<Budget>, Error> {
+async fn get(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(slug): Path<String>,
+) -> Result<axum::Json<Budget>, Error> {
     authorize(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug).await?.ok_or_else(|| not_found(&slug))?;
+    let row = db::tenants::get(&mut conn, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
     let budget = row.budget();
     let namespaces = db::namespaces::list_for_tenants(&mut conn, &[row.id]).await?;
     let allocated = views::allocated(&namespaces)?;
     let mut available = ResourceList::default();
     for (resource, limit) in budget.namespace_items() {
-        let used = allocated.get(resource).cloned().unwrap_or_else(Quantity::zero);
-        available.insert(resource.clone(), limit.checked_sub(&used).unwrap_or_else(Quantity::zero));
+        let used = allocated
+            .get(resource)
+            .cloned()
+            .unwrap_or_else(Quantity::zero);
+        available.insert(
+            resource.clone(),
+            limit.checked_sub(&used).unwrap_or_else(Quantity::zero),
+        );
     }
     Ok(axum::Json(Budget {
         budget: budget.to_strings(),
@@ -63,11 +75,26 @@ async fn set(
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
     change.require_editable()?;
     let namespaces = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
-    check_budget_covers(&budget, &views::allocated(&namespaces)?, namespaces.len(), "budget").map_err(|errors| {
-        Error::Conflict { detail: "the new budget is smaller than what the namespaces already hold".into(), errors }
+    check_budget_covers(
+        &budget,
+        &views::allocated(&namespaces)?,
+        namespaces.len(),
+        "budget",
+    )
+    .map_err(|errors| Error::Conflict {
+        detail: "the new budget is smaller than what the namespaces already hold".into(),
+        errors,
     })?;
     let id = change.tenant.id;
     db::tenants::set_budget(&mut change.tx, id, &budget).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "budget.changed").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "budget.changed",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }

@@ -63,7 +63,15 @@ impl TenantChange {
             .await?
             .ok_or_else(|| not_found(&self.tenant.slug))?;
         let after = views::tenant(&mut self.tx, row).await?;
-        record(&mut self.tx, actor, action, self.tenant.id, Some(&self.before), &after).await?;
+        record(
+            &mut self.tx,
+            actor,
+            action,
+            self.tenant.id,
+            Some(&self.before),
+            &after,
+        )
+        .await?;
         self.tx.commit().await?;
         Ok(after)
     }

@@ -22,7 +22,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let is_json = essence == "application/json"
             || (essence.starts_with("application/") && essence.ends_with("+json"));
         if !is_json {
@@ -49,7 +54,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_data() {
-            let field = if path == "." { "body".to_string() } else { path };
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
             Error::invalid(field, strip_position(&inner.to_string()))
         } else {
             Error::BadRequest(format!("the body is not valid JSON: {inner}"))
@@ -78,7 +87,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or("");
-        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(Self)
             .map_err(|e| {
@@ -118,13 +128,19 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        let Some(value) = parts.headers.get(IF_MATCH) else { return Ok(Self(None)) };
-        let bad = || Error::BadRequest("If-Match must be \"*\" or a list of quoted ETags such as \"3\"".into());
+        let Some(value) = parts.headers.get(IF_MATCH) else {
+            return Ok(Self(None));
+        };
+        let bad = || {
+            Error::BadRequest(
+                "If-Match must be \"*\" or a list of quoted ETags such as \"3\"".into(),
+            )
+        };
         let text = value.to_str().map_err(|_| bad())?;
         let tags: Vec<String> = text.split(',').map(|t| t.trim().to_string()).collect();
-        let well_formed = tags.iter().all(|t| {
-            t == "*" || (t.len() >= 2 && t.starts_with('"') && t.ends_with('"'))
-        });
+        let well_formed = tags
+            .iter()
+            .all(|t| t == "*" || (t.len() >= 2 && t.starts_with('"') && t.ends_with('"')));
         if !well_formed || tags.is_empty() {
             return Err(bad());
         }

@@ -34,48 +34,71 @@ async fn run(app: AppState, request: Request, next: Next) -> Result<Response, Re
         .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .ok_or_else(|| {
-            Error::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into()).into_response()
+            Error::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+                .into_response()
         })?;
-    let Some(credential) = request.headers().get(header::AUTHORIZATION).map(|v| hex::encode(Sha256::digest(v.as_bytes())))
+    let Some(credential) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| hex::encode(Sha256::digest(v.as_bytes())))
     else {
         // Unauthenticated: let the handler answer 401.
         return Ok(next.run(request).await);
     };
     let (parts, body) = request.into_parts();
-    let bytes = to_bytes(body, app.config.max_body_bytes as usize).await.map_err(|_| {
-        Error::PayloadTooLarge("the request body is larger than the server accepts".into()).into_response()
-    })?;
+    let bytes = to_bytes(body, app.config.max_body_bytes as usize)
+        .await
+        .map_err(|_| {
+            Error::PayloadTooLarge("the request body is larger than the server accepts".into())
+                .into_response()
+        })?;
     let mut fingerprint = Sha256::new();
     fingerprint.update(parts.method.as_str());
     fingerprint.update(parts.uri.to_string());
     fingerprint.update(&bytes);
     let fingerprint = fingerprint.finalize().to_vec();
 
-    match idempotency::claim(&app.db, &credential, &key, &fingerprint).await.map_err(IntoResponse::into_response)? {
+    match idempotency::claim(&app.db, &credential, &key, &fingerprint)
+        .await
+        .map_err(IntoResponse::into_response)?
+    {
         Claim::Fresh => {}
         Claim::InFlight => {
-            return Err(Error::conflict("a request with this Idempotency-Key is still being processed; retry shortly")
-                .into_response());
-        }
-        Claim::Mismatch => {
-            return Err(Error::Unprocessable(
-                "this Idempotency-Key was already used for a different request; use a new key".into(),
+            return Err(Error::conflict(
+                "a request with this Idempotency-Key is still being processed; retry shortly",
             )
             .into_response());
         }
-        Claim::Done { status, headers, body } => return Ok(stored_response(status, &headers, &body)),
+        Claim::Mismatch => {
+            return Err(Error::Unprocessable(
+                "this Idempotency-Key was already used for a different request; use a new key"
+                    .into(),
+            )
+            .into_response());
+        }
+        Claim::Done {
+            status,
+            headers,
+            body,
+        } => return Ok(stored_response(status, &headers, &body)),
     }
 
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let status = response.status();
     if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
-        idempotency::release(&app.db, &credential, &key).await.map_err(IntoResponse::into_response)?;
+        idempotency::release(&app.db, &credential, &key)
+            .await
+            .map_err(IntoResponse::into_response)?;
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, usize::MAX).await.map_err(|e| Error::Internal(e.into()).into_response())?;
-    let body_json: serde_json::Value =
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    let bytes = to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| Error::Internal(e.into()).into_response())?;
+    let body_json: serde_json::Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
     let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
         .iter()
         .filter_map(|name| {
@@ -83,9 +106,16 @@ async fn run(app: AppState, request: Request, next: Next) -> Result<Response, Re
             Some((name.as_str().to_string(), value.into()))
         })
         .collect();
-    idempotency::complete(&app.db, &credential, &key, status.as_u16(), &kept.into(), &body_json)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    idempotency::complete(
+        &app.db,
+        &credential,
+        &key,
+        status.as_u16(),
+        &kept.into(),
+        &body_json,
+    )
+    .await
+    .map_err(IntoResponse::into_response)?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
@@ -93,9 +123,10 @@ fn stored_response(status: u16, headers: &serde_json::Value, body: &serde_json::
     let mut map = HeaderMap::new();
     if let Some(stored) = headers.as_object() {
         for (name, value) in stored {
-            if let (Ok(name), Some(Ok(value))) =
-                (HeaderName::try_from(name.as_str()), value.as_str().map(HeaderValue::from_str))
-            {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::try_from(name.as_str()),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
                 map.insert(name, value);
             }
         }

@@ -28,9 +28,21 @@ pub async fn dispatch(
         ))
     })?;
     let (from, to, action) = match verb {
-        "suspend" => (TenantState::Active, TenantState::Suspended, "tenant.suspended"),
-        "resume" => (TenantState::Suspended, TenantState::Active, "tenant.resumed"),
-        _ => return Err(Error::NotFound(format!("there is no action \":{verb}\"; use :suspend or :resume"))),
+        "suspend" => (
+            TenantState::Active,
+            TenantState::Suspended,
+            "tenant.suspended",
+        ),
+        "resume" => (
+            TenantState::Suspended,
+            TenantState::Active,
+            "tenant.resumed",
+        ),
+        _ => {
+            return Err(Error::NotFound(format!(
+                "there is no action \":{verb}\"; use :suspend or :resume"
+            )));
+        }
     };
     authorize(&who, Action::SuspendTenant)?;
     let mut change = TenantChange::begin(&app, slug, &precondition).await?;
@@ -44,7 +56,15 @@ pub async fn dispatch(
     debug_assert_eq!(state, from);
     let id = change.tenant.id;
     db::tenants::set_state(&mut change.tx, id, to).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, action).await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            action,
+        )
+        .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 

@@ -30,9 +30,15 @@ async fn list(
 ) -> Result<axum::Json<TenantItems<Member>>, Error> {
     authorize(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug).await?.ok_or_else(|| not_found(&slug))?;
+    let row = db::tenants::get(&mut conn, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
     let tenant = views::tenant(&mut conn, row).await?;
-    Ok(axum::Json(TenantItems { items: tenant.members, generation: tenant.generation, sync: tenant.sync }))
+    Ok(axum::Json(TenantItems {
+        items: tenant.members,
+        generation: tenant.generation,
+        sync: tenant.sync,
+    }))
 }
 
 /// Give a user or an IdP group a role in the tenant.
@@ -56,7 +62,15 @@ async fn add(
     change.require_editable()?;
     let id = change.tenant.id;
     db::members::insert(&mut change.tx, id, body.kind, &subject, body.role).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "member.added").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "member.added",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::CREATED, tenant))
 }
 
@@ -64,7 +78,10 @@ fn find_member(tenant: &Tenant, id: i64) -> Result<(), Error> {
     if tenant.members.iter().any(|m| m.id == id) {
         Ok(())
     } else {
-        Err(Error::NotFound(format!("the tenant \"{}\" has no member {id}", tenant.slug)))
+        Err(Error::NotFound(format!(
+            "the tenant \"{}\" has no member {id}",
+            tenant.slug
+        )))
     }
 }
 
@@ -88,7 +105,15 @@ async fn update(
     change.require_editable()?;
     find_member(change.before(), id)?;
     db::members::set_role(&mut change.tx, id, body.role).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "member.role_changed").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "member.role_changed",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 
@@ -110,6 +135,14 @@ async fn remove(
     change.require_editable()?;
     find_member(change.before(), id)?;
     db::members::delete(&mut change.tx, id).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "member.removed").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "member.removed",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }

@@ -56,14 +56,57 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .route("/tenants/{slug}", post(lifecycle::dispatch))
         .layer(middleware::from_fn_with_state(app, idempotency::replay))
         .route("/openapi.json", get(openapi_json))
-        .fallback(|| async { Error::NotFound("there is no such API route; see /api/v1/openapi.json".into()) })
+        .fallback(|| async {
+            Error::NotFound("there is no such API route; see /api/v1/openapi.json".into())
+        })
         .method_not_allowed_fallback(|| async {
-            Error::MethodNotAllowed("this route does not take that method; see /api/v1/openapi.json".into())
+            Error::MethodNotAllowed(
+                "this route does not take that method; see /api/v1/openapi.json".into(),
+            )
         });
     (routes, doc)
 }
 
-async fn openapi_json(axum::extract::State(app): axum::extract::State<AppState>) -> axum::Json<OpenApiDoc> {
+/// Rejections from axum and tower layers (a path segment of the wrong type,
+/// a body over the limit) come as plain text; API clients get every error
+/// as a problem document instead.
+pub async fn problems_for_plain_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !is_api || is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text).trim().to_string();
+    let error = match status.as_u16() {
+        404 => Error::NotFound(detail),
+        405 => Error::MethodNotAllowed(detail),
+        413 => Error::PayloadTooLarge("the request body is larger than the server accepts".into()),
+        415 => Error::UnsupportedMediaType(detail),
+        422 => Error::Unprocessable(detail),
+        503 => return (status, [(axum::http::header::CONTENT_TYPE, PROBLEM_JSON)], axum::Json(serde_json::json!({
+            "type": "https://tenant-portal.dev/problems/unavailable", "title": "Service Unavailable",
+            "status": 503, "detail": "the request took too long and was stopped; retry later"}))).into_response(),
+        code if code >= 500 => Error::Internal(anyhow::anyhow!("{status}: {detail}")),
+        _ => Error::BadRequest(if detail.is_empty() { status.to_string() } else { detail }),
+    };
+    error.into_response()
+}
+
+async fn openapi_json(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> axum::Json<OpenApiDoc> {
     axum::Json(app.openapi.as_ref().clone())
 }
 
@@ -75,7 +118,10 @@ fn document_errors_and_security(doc: &mut OpenApiDoc) {
         ("401", "No valid service token"),
         ("403", "The token lacks the needed scope"),
         ("404", "No such tenant or item"),
-        ("409", "Conflicts with the current state (taken name, over budget, tenant being deleted)"),
+        (
+            "409",
+            "Conflicts with the current state (taken name, over budget, tenant being deleted)",
+        ),
         ("412", "If-Match did not match the current ETag"),
         ("413", "Body too large"),
         ("415", "Body is not JSON"),
@@ -88,14 +134,20 @@ fn document_errors_and_security(doc: &mut OpenApiDoc) {
             .content(
                 PROBLEM_JSON,
                 ContentBuilder::new()
-                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))))
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "Problem",
+                    ))))
                     .build(),
             )
             .build()
     };
     for item in doc.paths.paths.values_mut() {
         for op in [
-            &mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete,
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
         ]
         .into_iter()
         .flatten()
@@ -106,13 +158,21 @@ fn document_errors_and_security(doc: &mut OpenApiDoc) {
                     .entry(code.to_string())
                     .or_insert_with(|| RefOr::T(problem(text)));
             }
-            op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new("service_token", Vec::<String>::new())]);
+            op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+                "service_token",
+                Vec::<String>::new(),
+            )]);
         }
     }
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "service_token",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A service token from `tenant-portal token create`")).build()),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("A service token from `tenant-portal token create`"))
+                .build(),
+        ),
     );
     let _ = Problem::schema();
 }

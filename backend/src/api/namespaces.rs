@@ -32,14 +32,27 @@ async fn list(
 ) -> Result<axum::Json<TenantItems<Namespace>>, Error> {
     authorize(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug).await?.ok_or_else(|| not_found(&slug))?;
+    let row = db::tenants::get(&mut conn, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
     let tenant = views::tenant(&mut conn, row).await?;
-    Ok(axum::Json(TenantItems { items: tenant.namespaces, generation: tenant.generation, sync: tenant.sync }))
+    Ok(axum::Json(TenantItems {
+        items: tenant.namespaces,
+        generation: tenant.generation,
+        sync: tenant.sync,
+    }))
 }
 
 /// What the other namespaces of the tenant hold.
-fn allocated_elsewhere(namespaces: &[NamespaceRow], except: Option<i64>) -> Result<ResourceList, Error> {
-    let others: Vec<NamespaceRow> = namespaces.iter().filter(|n| Some(n.id) != except).cloned().collect();
+fn allocated_elsewhere(
+    namespaces: &[NamespaceRow],
+    except: Option<i64>,
+) -> Result<ResourceList, Error> {
+    let others: Vec<NamespaceRow> = namespaces
+        .iter()
+        .filter(|n| Some(n.id) != except)
+        .cloned()
+        .collect();
     views::allocated(&others)
 }
 
@@ -66,21 +79,41 @@ async fn create(
     let full_name = name.full_name(&change.tenant.slug())?;
     let budget = change.tenant.budget();
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
-    if let Some(max) = budget.get(&QuotaResource::namespaces()) {
-        if !max.fits_count(existing.len() + 1) {
+    if let Some(max) = budget.get(&QuotaResource::namespaces())
+        && !max.fits_count(existing.len() + 1) {
             return Err(Error::Conflict {
-                detail: format!("the tenant's budget allows {max} namespaces and it has {}; request more quota", existing.len()),
-                errors: vec![FieldError::new("name", "exceeds the tenant's namespace limit")],
+                detail: format!(
+                    "the tenant's budget allows {max} namespaces and it has {}; request more quota",
+                    existing.len()
+                ),
+                errors: vec![FieldError::new(
+                    "name",
+                    "exceeds the tenant's namespace limit",
+                )],
             });
         }
-    }
-    check_allocation(&budget, &allocated_elsewhere(&existing, None)?, &allocations, "allocations")
-        .map_err(over_budget)?;
+    check_allocation(
+        &budget,
+        &allocated_elsewhere(&existing, None)?,
+        &allocations,
+        "allocations",
+    )
+    .map_err(over_budget)?;
     let id = change.tenant.id;
     db::namespaces::insert(&mut change.tx, id, name.as_str(), &full_name, &allocations).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "namespace.created").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "namespace.created",
+        )
+        .await?;
     let mut response = tenant_response(StatusCode::CREATED, tenant);
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/tenants/{slug}/namespaces/{name}")) {
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("/api/v1/tenants/{slug}/namespaces/{name}"))
+    {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
@@ -88,7 +121,10 @@ async fn create(
 
 /// Going over the budget is a conflict with the tenant's state, not a malformed request.
 fn over_budget(errors: Vec<FieldError>) -> Error {
-    Error::Conflict { detail: "the allocations do not fit the tenant's budget".into(), errors }
+    Error::Conflict {
+        detail: "the allocations do not fit the tenant's budget".into(),
+        errors,
+    }
 }
 
 /// Replace a namespace's allocations.
@@ -112,10 +148,23 @@ async fn update(
     change.require_editable()?;
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     let target = find(&existing, &slug, &name)?;
-    check_allocation(&change.tenant.budget(), &allocated_elsewhere(&existing, Some(target.id))?, &allocations, "allocations")
-        .map_err(over_budget)?;
+    check_allocation(
+        &change.tenant.budget(),
+        &allocated_elsewhere(&existing, Some(target.id))?,
+        &allocations,
+        "allocations",
+    )
+    .map_err(over_budget)?;
     db::namespaces::set_allocations(&mut change.tx, target.id, &allocations).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "namespace.allocations_changed").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "namespace.allocations_changed",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 
@@ -138,13 +187,24 @@ async fn delete(
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     let target = find(&existing, &slug, &name)?.id;
     db::namespaces::delete(&mut change.tx, target).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "namespace.deleted").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "namespace.deleted",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 
-fn find<'a>(namespaces: &'a [NamespaceRow], slug: &str, name: &str) -> Result<&'a NamespaceRow, Error> {
-    namespaces
-        .iter()
-        .find(|n| n.name == name)
-        .ok_or_else(|| Error::NotFound(format!("the tenant \"{slug}\" has no namespace \"{name}\"")))
+fn find<'a>(
+    namespaces: &'a [NamespaceRow],
+    slug: &str,
+    name: &str,
+) -> Result<&'a NamespaceRow, Error> {
+    namespaces.iter().find(|n| n.name == name).ok_or_else(|| {
+        Error::NotFound(format!("the tenant \"{slug}\" has no namespace \"{name}\""))
+    })
 }

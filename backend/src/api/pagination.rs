@@ -11,7 +11,10 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 pub fn page_size(requested: Option<u32>) -> Result<i64, Error> {
     match requested.unwrap_or(DEFAULT_PAGE_SIZE) {
         n @ 1..=MAX_PAGE_SIZE => Ok(i64::from(n)),
-        _ => Err(Error::invalid("query.page_size", format!("must be between 1 and {MAX_PAGE_SIZE}"))),
+        _ => Err(Error::invalid(
+            "query.page_size",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        )),
     }
 }
 
@@ -26,8 +29,16 @@ pub fn position(kind: &str, token: &str) -> Result<i64, Error> {
         .decode(token)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix(&format!("{kind}:")).and_then(|id| id.parse().ok()))
-        .ok_or_else(|| Error::invalid("query.page_token", "is not a page token this list issued; start again without it"))
+        .and_then(|text| {
+            text.strip_prefix(&format!("{kind}:"))
+                .and_then(|id| id.parse().ok())
+        })
+        .ok_or_else(|| {
+            Error::invalid(
+                "query.page_token",
+                "is not a page token this list issued; start again without it",
+            )
+        })
 }
 
 #[cfg(test)]

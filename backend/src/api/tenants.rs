@@ -16,8 +16,8 @@ use crate::db::{self, tenants::ListFilter};
 use crate::domain::quota::check_allocation;
 use crate::domain::tenant::parse_label_selector;
 use crate::domain::{
-    Description, DisplayName, FieldError, Labels, MemberKind, Role, NamespaceName, QuotaResource, ResourceList,
-    TenantSlug, TenantState,
+    Description, DisplayName, FieldError, Labels, MemberKind, NamespaceName, QuotaResource,
+    ResourceList, Role, TenantSlug, TenantState,
 };
 use crate::error::Error;
 
@@ -57,12 +57,16 @@ async fn list(
     let mut rows = db::tenants::list_page(&mut conn, &filter, after, limit + 1).await?;
     let next_page_token = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|last| pagination::token("tenants", last.id))
+        rows.last()
+            .map(|last| pagination::token("tenants", last.id))
     } else {
         None
     };
     let items = views::tenants(&mut conn, rows).await?;
-    Ok(axum::Json(TenantPage { items, next_page_token }))
+    Ok(axum::Json(TenantPage {
+        items,
+        next_page_token,
+    }))
 }
 
 /// Create a tenant, optionally with namespaces, allocations and members.
@@ -100,7 +104,10 @@ async fn create(
     }
     let id = row.id;
     let tenant = views::tenant(&mut tx, row).await?;
-    let actor = Actor { principal: &who, request_id: &request_id };
+    let actor = Actor {
+        principal: &who,
+        request_id: &request_id,
+    };
     record(&mut tx, &actor, "tenant.created", id, None, &tenant).await?;
     tx.commit().await?;
     let location = format!("/api/v1/tenants/{}", tenant.slug);
@@ -133,22 +140,36 @@ impl NewTenant {
     fn parse(body: CreateTenant, app: &AppState) -> Result<Self, Error> {
         let mut errors: Vec<FieldError> = Vec::new();
         let slug = keep(&mut errors, TenantSlug::parse(&body.slug));
-        let display_name = keep(&mut errors, DisplayName::parse(body.display_name.as_deref().unwrap_or(&body.slug)));
+        let display_name = keep(
+            &mut errors,
+            DisplayName::parse(body.display_name.as_deref().unwrap_or(&body.slug)),
+        );
         let description = keep(&mut errors, Description::parse(&body.description));
-        let cluster = body.cluster.unwrap_or_else(|| app.config.default_cluster().to_string());
+        let cluster = body
+            .cluster
+            .unwrap_or_else(|| app.config.default_cluster().to_string());
         if !app.config.clusters.contains(&cluster) {
             errors.push(FieldError::new(
                 "cluster",
-                format!("unknown cluster; use one of {}", app.config.clusters.join(", ")),
+                format!(
+                    "unknown cluster; use one of {}",
+                    app.config.clusters.join(", ")
+                ),
             ));
         }
-        let labels = Labels::parse(&body.labels).map_err(|e| errors.extend(e)).ok();
-        let mut budget = ResourceList::parse(&body.budget, "budget").map_err(|e| errors.extend(e)).ok();
-        if let Some(budget) = &mut budget {
-            if budget.get(&QuotaResource::namespaces()).is_none() {
-                budget.insert(QuotaResource::namespaces(), QuotaResource::count(app.config.default_namespace_limit));
+        let labels = Labels::parse(&body.labels)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let mut budget = ResourceList::parse(&body.budget, "budget")
+            .map_err(|e| errors.extend(e))
+            .ok();
+        if let Some(budget) = &mut budget
+            && budget.get(&QuotaResource::namespaces()).is_none() {
+                budget.insert(
+                    QuotaResource::namespaces(),
+                    QuotaResource::count(app.config.default_namespace_limit),
+                );
             }
-        }
 
         let mut namespaces = Vec::new();
         let mut seen = BTreeSet::new();
@@ -162,23 +183,28 @@ impl NewTenant {
                     continue;
                 }
             };
-            if let Some(slug) = &slug {
-                if let Err(e) = name.full_name(slug) {
+            if let Some(slug) = &slug
+                && let Err(e) = name.full_name(slug) {
                     errors.push(e.within(&at));
                 }
-            }
             if !seen.insert(name.clone()) {
                 errors.push(FieldError::new(format!("{at}.name"), "appears twice"));
             }
-            let allocations = match ResourceList::parse(&ns.allocations, &format!("{at}.allocations")) {
-                Ok(list) => list,
-                Err(e) => {
-                    errors.extend(e);
-                    continue;
-                }
-            };
+            let allocations =
+                match ResourceList::parse(&ns.allocations, &format!("{at}.allocations")) {
+                    Ok(list) => list,
+                    Err(e) => {
+                        errors.extend(e);
+                        continue;
+                    }
+                };
             if let Some(budget) = &budget {
-                match check_allocation(budget, &allocated, &allocations, &format!("{at}.allocations")) {
+                match check_allocation(
+                    budget,
+                    &allocated,
+                    &allocations,
+                    &format!("{at}.allocations"),
+                ) {
                     Ok(()) => {
                         if let Err(e) = allocated.add(&allocations) {
                             errors.push(e.within(&at));
@@ -189,16 +215,17 @@ impl NewTenant {
             }
             namespaces.push((name, allocations));
         }
-        if let Some(budget) = &budget {
-            if let Some(max) = budget.get(&QuotaResource::namespaces()) {
-                if !max.fits_count(body.namespaces.len()) {
+        if let Some(budget) = &budget
+            && let Some(max) = budget.get(&QuotaResource::namespaces())
+                && !max.fits_count(body.namespaces.len()) {
                     errors.push(FieldError::new(
                         "namespaces",
-                        format!("the budget allows {max} namespaces, {} were given", body.namespaces.len()),
+                        format!(
+                            "the budget allows {max} namespaces, {} were given",
+                            body.namespaces.len()
+                        ),
                     ));
                 }
-            }
-        }
 
         let mut members = Vec::new();
         let mut seen_members = BTreeSet::new();
@@ -216,8 +243,19 @@ impl NewTenant {
         }
 
         match (slug, display_name, description, labels, budget) {
-            (Some(slug), Some(display_name), Some(description), Some(labels), Some(budget)) if errors.is_empty() => {
-                Ok(Self { slug, display_name, description, labels, cluster, budget, namespaces, members })
+            (Some(slug), Some(display_name), Some(description), Some(labels), Some(budget))
+                if errors.is_empty() =>
+            {
+                Ok(Self {
+                    slug,
+                    display_name,
+                    description,
+                    labels,
+                    cluster,
+                    budget,
+                    namespaces,
+                    members,
+                })
             }
             _ => Err(Error::Invalid(errors)),
         }
@@ -228,10 +266,16 @@ impl NewTenant {
 #[utoipa::path(get, path = "/tenants/{slug}", tag = "tenants",
     params(("slug" = String, Path, description = "The tenant's slug")),
     responses((status = 200, description = "The tenant", body = Tenant, headers(("ETag" = String)))))]
-async fn get(State(app): State<AppState>, who: Principal, Path(slug): Path<String>) -> Result<Response, Error> {
+async fn get(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(slug): Path<String>,
+) -> Result<Response, Error> {
     authorize(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug).await?.ok_or_else(|| not_found(&slug))?;
+    let row = db::tenants::get(&mut conn, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
     let tenant = views::tenant(&mut conn, row).await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
@@ -255,12 +299,17 @@ async fn patch(
     change.require_editable()?;
     let current = change.before().clone();
     let mut errors = Vec::new();
-    let display_name = DisplayName::parse(body.display_name.as_deref().unwrap_or(&current.display_name))
-        .map_err(|e| errors.push(e))
-        .ok();
-    let description = Description::parse(body.description.as_deref().unwrap_or(&current.description))
-        .map_err(|e| errors.push(e))
-        .ok();
+    let display_name = DisplayName::parse(
+        body.display_name
+            .as_deref()
+            .unwrap_or(&current.display_name),
+    )
+    .map_err(|e| errors.push(e))
+    .ok();
+    let description =
+        Description::parse(body.description.as_deref().unwrap_or(&current.description))
+            .map_err(|e| errors.push(e))
+            .ok();
     let mut labels = current.labels.clone();
     for (key, value) in body.labels.unwrap_or_default() {
         match value {
@@ -269,17 +318,30 @@ async fn patch(
         };
     }
     let labels = Labels::parse(&labels).map_err(|e| errors.extend(e)).ok();
-    let (Some(display_name), Some(description), Some(labels)) = (display_name, description, labels) else {
+    let (Some(display_name), Some(description), Some(labels)) = (display_name, description, labels)
+    else {
         return Err(Error::Invalid(errors));
     };
     let id = change.tenant.id;
     db::tenants::update_spec(
         &mut change.tx,
         id,
-        db::tenants::TenantSpec { display_name: &display_name, description: &description, labels: &labels },
+        db::tenants::TenantSpec {
+            display_name: &display_name,
+            description: &description,
+            labels: &labels,
+        },
     )
     .await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "tenant.updated").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "tenant.updated",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 
@@ -304,6 +366,14 @@ async fn delete(
     }
     let id = change.tenant.id;
     db::tenants::set_state(&mut change.tx, id, TenantState::Deleting).await?;
-    let tenant = change.commit(&Actor { principal: &who, request_id: &request_id }, "tenant.deletion_requested").await?;
+    let tenant = change
+        .commit(
+            &Actor {
+                principal: &who,
+                request_id: &request_id,
+            },
+            "tenant.deletion_requested",
+        )
+        .await?;
     Ok(tenant_response(StatusCode::ACCEPTED, tenant))
 }

@@ -40,10 +40,15 @@ pub fn member(row: &MemberRow) -> Member {
 /// The sum of the namespaces' allocations.
 pub fn allocated(namespaces: &[NamespaceRow]) -> Result<ResourceList, Error> {
     let lists: Vec<ResourceList> = namespaces.iter().map(NamespaceRow::allocations).collect();
-    ResourceList::total(&lists).map_err(|e| Error::Internal(anyhow::anyhow!("stored allocations overflow: {e}")))
+    ResourceList::total(&lists)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("stored allocations overflow: {e}")))
 }
 
-fn assemble(row: TenantRow, namespaces: &[NamespaceRow], members: &[MemberRow]) -> Result<Tenant, Error> {
+fn assemble(
+    row: TenantRow,
+    namespaces: &[NamespaceRow],
+    members: &[MemberRow],
+) -> Result<Tenant, Error> {
     Ok(Tenant {
         sync: sync_status(&row),
         allocated: allocated(namespaces)?.to_strings(),
@@ -54,7 +59,8 @@ fn assemble(row: TenantRow, namespaces: &[NamespaceRow], members: &[MemberRow]) 
         description: row.description,
         labels: row.labels.0,
         cluster: row.cluster,
-        state: crate::domain::TenantState::parse(&row.state).unwrap_or(crate::domain::TenantState::Active),
+        state: crate::domain::TenantState::parse(&row.state)
+            .unwrap_or(crate::domain::TenantState::Active),
         budget: row.budget.0,
         generation: row.generation,
         created_at: row.created_at,
@@ -88,5 +94,6 @@ pub async fn tenants(conn: &mut PgConnection, rows: Vec<TenantRow>) -> Result<Ve
 
 pub async fn tenant(conn: &mut PgConnection, row: TenantRow) -> Result<Tenant, Error> {
     let mut all = tenants(conn, vec![row]).await?;
-    all.pop().ok_or_else(|| Error::Internal(anyhow::anyhow!("a loaded tenant vanished")))
+    all.pop()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a loaded tenant vanished")))
 }

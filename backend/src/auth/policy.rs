@@ -62,7 +62,11 @@ mod tests {
     use super::*;
 
     fn token(scopes: &[Scope]) -> Principal {
-        Principal::ServiceToken { id: 1, name: "ci".into(), scopes: scopes.to_vec() }
+        Principal::ServiceToken {
+            id: 1,
+            name: "ci".into(),
+            scopes: scopes.to_vec(),
+        }
     }
 
     #[test]
@@ -84,7 +88,13 @@ mod tests {
     #[test]
     fn admin_may_do_everything() {
         let admin = token(&[Scope::Admin]);
-        for action in [Action::ReadTenants, Action::CreateTenant, Action::ChangeBudget, Action::SuspendTenant, Action::ReadAudit] {
+        for action in [
+            Action::ReadTenants,
+            Action::CreateTenant,
+            Action::ChangeBudget,
+            Action::SuspendTenant,
+            Action::ReadAudit,
+        ] {
             assert!(authorize(&admin, action).is_ok());
         }
     }

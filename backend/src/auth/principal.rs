@@ -31,7 +31,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Self::TenantsRead, Self::TenantsWrite, Self::QuotaWrite, Self::Admin];
+    pub const ALL: [Scope; 4] = [
+        Self::TenantsRead,
+        Self::TenantsWrite,
+        Self::QuotaWrite,
+        Self::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,7 +55,11 @@ impl FromStr for Scope {
         Self::ALL
             .into_iter()
             .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope \"{s}\"; use tenants:read, tenants:write, quota:write or admin"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope \"{s}\"; use tenants:read, tenants:write, quota:write or admin"
+                )
+            })
     }
 }
 
@@ -64,7 +73,11 @@ impl fmt::Display for Scope {
 #[derive(Debug, Clone)]
 pub enum Principal {
     /// An internal platform with a service token.
-    ServiceToken { id: i64, name: String, scopes: Vec<Scope> },
+    ServiceToken {
+        id: i64,
+        name: String,
+        scopes: Vec<Scope>,
+    },
 }
 
 impl Principal {
@@ -91,15 +104,23 @@ impl FromRequestParts<AppState> for Principal {
             return Ok(known.clone());
         }
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            Error::Unauthorized("this API needs a service token: send Authorization: Bearer <token>".into())
+            Error::Unauthorized(
+                "this API needs a service token: send Authorization: Bearer <token>".into(),
+            )
         })?;
         let presented = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .ok_or_else(|| Error::Unauthorized("the Authorization header must be \"Bearer <token>\"".into()))?;
-        let secret = TokenSecret::parse(presented.trim())
-            .ok_or_else(|| Error::Unauthorized("the bearer token is not a tenant-portal service token".into()))?;
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                Error::Unauthorized("the Authorization header must be \"Bearer <token>\"".into())
+            })?;
+        let secret = TokenSecret::parse(presented.trim()).ok_or_else(|| {
+            Error::Unauthorized("the bearer token is not a tenant-portal service token".into())
+        })?;
         let principal = db::tokens::authenticate(&app.db, &secret).await?;
         parts.extensions.insert(principal.clone());
         Ok(principal)

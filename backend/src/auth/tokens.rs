@@ -26,7 +26,10 @@ impl TokenSecret {
             .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
             .collect();
         let bytes: [u8; 32] = rng.random();
-        Self { lookup, secret: URL_SAFE_NO_PAD.encode(bytes) }
+        Self {
+            lookup,
+            secret: URL_SAFE_NO_PAD.encode(bytes),
+        }
     }
 
     /// Splits a presented token; `None` when it cannot be one of ours.
@@ -37,9 +40,16 @@ impl TokenSecret {
         }
         let (lookup, secret) = rest.split_at(LOOKUP_LEN);
         let secret = secret.strip_prefix('_')?;
-        let lookup_ok = lookup.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        let secret_ok = secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        (lookup_ok && secret_ok).then(|| Self { lookup: lookup.into(), secret: secret.into() })
+        let lookup_ok = lookup
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        let secret_ok = secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (lookup_ok && secret_ok).then(|| Self {
+            lookup: lookup.into(),
+            secret: secret.into(),
+        })
     }
 
     pub fn hash(&self) -> Vec<u8> {
@@ -79,7 +89,14 @@ mod tests {
     #[test]
     fn foreign_strings_are_not_tokens() {
         let good = TokenSecret::generate().reveal();
-        for bad in ["", "tpat_", "Bearer x", &good[..good.len() - 1], &good.replace("tpat_", "tpxx_"), &format!("{good}x")] {
+        for bad in [
+            "",
+            "tpat_",
+            "Bearer x",
+            &good[..good.len() - 1],
+            &good.replace("tpat_", "tpxx_"),
+            &format!("{good}x"),
+        ] {
             assert!(TokenSecret::parse(bad).is_none(), "{bad}");
         }
     }

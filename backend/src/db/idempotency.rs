@@ -13,10 +13,19 @@ pub enum Claim {
     /// The key was used for a different request.
     Mismatch,
     /// The answer to replay.
-    Done { status: u16, headers: serde_json::Value, body: serde_json::Value },
+    Done {
+        status: u16,
+        headers: serde_json::Value,
+        body: serde_json::Value,
+    },
 }
 
-pub async fn claim(pool: &PgPool, principal: &str, key: &str, fingerprint: &[u8]) -> Result<Claim, Error> {
+pub async fn claim(
+    pool: &PgPool,
+    principal: &str,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Claim, Error> {
     let inserted = sqlx::query!(
         "INSERT INTO idempotency_keys (principal, key, fingerprint) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING",
@@ -36,11 +45,22 @@ pub async fn claim(pool: &PgPool, principal: &str, key: &str, fingerprint: &[u8]
     )
     .fetch_one(pool)
     .await?;
-    Ok(match (row.fingerprint == fingerprint, row.status, row.headers, row.body) {
-        (false, ..) => Claim::Mismatch,
-        (true, Some(status), Some(headers), Some(body)) => Claim::Done { status: status as u16, headers, body },
-        _ => Claim::InFlight,
-    })
+    Ok(
+        match (
+            row.fingerprint == fingerprint,
+            row.status,
+            row.headers,
+            row.body,
+        ) {
+            (false, ..) => Claim::Mismatch,
+            (true, Some(status), Some(headers), Some(body)) => Claim::Done {
+                status: status as u16,
+                headers,
+                body,
+            },
+            _ => Claim::InFlight,
+        },
+    )
 }
 
 pub async fn complete(
@@ -66,9 +86,13 @@ pub async fn complete(
 
 /// Frees a key whose request failed on the server's side, so a retry runs again.
 pub async fn release(pool: &PgPool, principal: &str, key: &str) -> Result<(), Error> {
-    sqlx::query!("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2", principal, key)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2",
+        principal,
+        key
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

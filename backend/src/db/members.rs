@@ -34,14 +34,20 @@ pub async fn insert(
     .await
     .map_err(|e| match super::violated_constraint(&e) {
         Some("members_tenant_subject_key") => Error::Conflict {
-            detail: format!("{} \"{subject}\" is already a member; change its role instead", kind.as_str()),
+            detail: format!(
+                "{} \"{subject}\" is already a member; change its role instead",
+                kind.as_str()
+            ),
             errors: vec![FieldError::new("subject", "must not already be a member")],
         },
         _ => e.into(),
     })
 }
 
-pub async fn list_for_tenants(conn: &mut PgConnection, tenant_ids: &[i64]) -> Result<Vec<MemberRow>, Error> {
+pub async fn list_for_tenants(
+    conn: &mut PgConnection,
+    tenant_ids: &[i64],
+) -> Result<Vec<MemberRow>, Error> {
     Ok(sqlx::query_as!(
         MemberRow,
         "SELECT id, tenant_id, kind, subject, role, created_at
@@ -53,13 +59,19 @@ pub async fn list_for_tenants(conn: &mut PgConnection, tenant_ids: &[i64]) -> Re
 }
 
 pub async fn set_role(conn: &mut PgConnection, id: i64, role: Role) -> Result<(), Error> {
-    sqlx::query!("UPDATE members SET role = $2 WHERE id = $1", id, role.as_str())
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE members SET role = $2 WHERE id = $1",
+        id,
+        role.as_str()
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), Error> {
-    sqlx::query!("DELETE FROM members WHERE id = $1", id).execute(conn).await?;
+    sqlx::query!("DELETE FROM members WHERE id = $1", id)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -47,14 +47,22 @@ pub async fn insert(
             errors: vec![FieldError::new("name", "must be unique within the tenant")],
         },
         Some("namespaces_full_name_key") => Error::Conflict {
-            detail: format!("the cluster namespace \"{full_name}\" already belongs to another tenant"),
-            errors: vec![FieldError::new("name", "the full namespace name must be unique in the cluster")],
+            detail: format!(
+                "the cluster namespace \"{full_name}\" already belongs to another tenant"
+            ),
+            errors: vec![FieldError::new(
+                "name",
+                "the full namespace name must be unique in the cluster",
+            )],
         },
         _ => e.into(),
     })
 }
 
-pub async fn list_for_tenants(conn: &mut PgConnection, tenant_ids: &[i64]) -> Result<Vec<NamespaceRow>, Error> {
+pub async fn list_for_tenants(
+    conn: &mut PgConnection,
+    tenant_ids: &[i64],
+) -> Result<Vec<NamespaceRow>, Error> {
     Ok(sqlx::query_as!(
         NamespaceRow,
         r#"SELECT id, tenant_id, name, full_name, allocations AS "allocations: _", created_at
@@ -65,7 +73,11 @@ pub async fn list_for_tenants(conn: &mut PgConnection, tenant_ids: &[i64]) -> Re
     .await?)
 }
 
-pub async fn set_allocations(conn: &mut PgConnection, id: i64, allocations: &ResourceList) -> Result<(), Error> {
+pub async fn set_allocations(
+    conn: &mut PgConnection,
+    id: i64,
+    allocations: &ResourceList,
+) -> Result<(), Error> {
     sqlx::query!(
         "UPDATE namespaces SET allocations = $2 WHERE id = $1",
         id,
@@ -77,6 +89,8 @@ pub async fn set_allocations(conn: &mut PgConnection, id: i64, allocations: &Res
 }
 
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), Error> {
-    sqlx::query!("DELETE FROM namespaces WHERE id = $1", id).execute(conn).await?;
+    sqlx::query!("DELETE FROM namespaces WHERE id = $1", id)
+        .execute(conn)
+        .await?;
     Ok(())
 }

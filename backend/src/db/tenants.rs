@@ -78,7 +78,10 @@ pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<Tenan
     .await
     .map_err(|e| match super::violated_constraint(&e) {
         Some("tenants_slug_key") => Error::Conflict {
-            detail: format!("the slug \"{}\" is taken; slugs are never reused, even after deletion", new.slug),
+            detail: format!(
+                "the slug \"{}\" is taken; slugs are never reused, even after deletion",
+                new.slug
+            ),
             errors: vec![crate::domain::FieldError::new("slug", "must be unique")],
         },
         _ => e.into(),
@@ -102,7 +105,10 @@ pub async fn get(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow
 /// Reads the tenant and locks its row until the transaction ends; every write
 /// to a tenant takes this lock first, so checks like the budget rule see no
 /// concurrent change.
-pub async fn get_for_update(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow>, Error> {
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    slug: &str,
+) -> Result<Option<TenantRow>, Error> {
     Ok(sqlx::query_as!(
         TenantRow,
         r#"SELECT id, slug, display_name, description,
@@ -116,7 +122,11 @@ pub async fn get_for_update(conn: &mut PgConnection, slug: &str) -> Result<Optio
     .await?)
 }
 
-pub async fn update_spec(conn: &mut PgConnection, id: i64, spec: TenantSpec<'_>) -> Result<(), Error> {
+pub async fn update_spec(
+    conn: &mut PgConnection,
+    id: i64,
+    spec: TenantSpec<'_>,
+) -> Result<(), Error> {
     sqlx::query!(
         "UPDATE tenants SET display_name = $2, description = $3, labels = $4 WHERE id = $1",
         id,
@@ -129,10 +139,18 @@ pub async fn update_spec(conn: &mut PgConnection, id: i64, spec: TenantSpec<'_>)
     Ok(())
 }
 
-pub async fn set_budget(conn: &mut PgConnection, id: i64, budget: &ResourceList) -> Result<(), Error> {
-    sqlx::query!("UPDATE tenants SET budget = $2 WHERE id = $1", id, Json(budget.to_strings()) as _)
-        .execute(conn)
-        .await?;
+pub async fn set_budget(
+    conn: &mut PgConnection,
+    id: i64,
+    budget: &ResourceList,
+) -> Result<(), Error> {
+    sqlx::query!(
+        "UPDATE tenants SET budget = $2 WHERE id = $1",
+        id,
+        Json(budget.to_strings()) as _
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -178,7 +196,10 @@ pub async fn list_page(
     limit: i64,
 ) -> Result<Vec<TenantRow>, Error> {
     let pattern = filter.search.as_deref().map(|s| {
-        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = s
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         format!("%{escaped}%")
     });
     Ok(sqlx::query_as!(

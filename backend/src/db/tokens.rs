@@ -40,7 +40,9 @@ pub async fn insert(
     .fetch_one(conn)
     .await
     .map_err(|e| match super::violated_constraint(&e) {
-        Some("service_tokens_name_key") => Error::conflict(format!("a token named \"{name}\" already exists")),
+        Some("service_tokens_name_key") => {
+            Error::conflict(format!("a token named \"{name}\" already exists"))
+        }
         _ => e.into(),
     })
 }
@@ -82,7 +84,10 @@ pub async fn authenticate(pool: &PgPool, presented: &TokenSecret) -> Result<Prin
         return Err(unknown());
     }
     if row.revoked_at.is_some() {
-        return Err(Error::Unauthorized(format!("the service token \"{}\" has been revoked", row.name)));
+        return Err(Error::Unauthorized(format!(
+            "the service token \"{}\" has been revoked",
+            row.name
+        )));
     }
     if row.expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(Error::Unauthorized(format!(
@@ -93,10 +98,17 @@ pub async fn authenticate(pool: &PgPool, presented: &TokenSecret) -> Result<Prin
     // Recording every use would turn each read into a write; a minute's
     // resolution is enough to tell live tokens from forgotten ones.
     if row.stale_use {
-        sqlx::query!("UPDATE service_tokens SET last_used_at = now() WHERE id = $1", row.id)
-            .execute(pool)
-            .await?;
+        sqlx::query!(
+            "UPDATE service_tokens SET last_used_at = now() WHERE id = $1",
+            row.id
+        )
+        .execute(pool)
+        .await?;
     }
     let scopes = row.scopes.iter().filter_map(|s| s.parse().ok()).collect();
-    Ok(Principal::ServiceToken { id: row.id, name: row.name, scopes })
+    Ok(Principal::ServiceToken {
+        id: row.id,
+        name: row.name,
+        scopes,
+    })
 }

@@ -42,11 +42,17 @@ impl MemberKind {
                 if ok {
                     Ok(email)
                 } else {
-                    Err(FieldError::new("subject", "must be an email address such as alice@example.com"))
+                    Err(FieldError::new(
+                        "subject",
+                        "must be an email address such as alice@example.com",
+                    ))
                 }
             }
             Self::Group => {
-                let ok = !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control) && s.trim() == s;
+                let ok = !s.is_empty()
+                    && s.len() <= 256
+                    && !s.chars().any(char::is_control)
+                    && s.trim() == s;
                 if ok {
                     Ok(s.to_string())
                 } else {
@@ -61,7 +67,9 @@ impl MemberKind {
 }
 
 /// What a member may do in a tenant. Ordered: an owner may do all an editor may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -100,15 +108,28 @@ mod tests {
 
     #[test]
     fn user_subjects_are_lowercased_emails() {
-        assert_eq!(MemberKind::User.parse_subject("Alice@Example.com").unwrap(), "alice@example.com");
-        for bad in ["alice", "@example.com", "alice@", "alice@example", "a b@example.com", "a@b@c.d"] {
+        assert_eq!(
+            MemberKind::User.parse_subject("Alice@Example.com").unwrap(),
+            "alice@example.com"
+        );
+        for bad in [
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "a@b@c.d",
+        ] {
             assert!(MemberKind::User.parse_subject(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn group_subjects_are_taken_as_the_idp_spells_them() {
-        assert_eq!(MemberKind::Group.parse_subject("Team Acme").unwrap(), "Team Acme");
+        assert_eq!(
+            MemberKind::Group.parse_subject("Team Acme").unwrap(),
+            "Team Acme"
+        );
         assert!(MemberKind::Group.parse_subject("").is_err());
         assert!(MemberKind::Group.parse_subject(" padded ").is_err());
     }

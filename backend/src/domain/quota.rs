@@ -127,7 +127,10 @@ impl ResourceList {
                     errors.push(FieldError::new(at, "must not be negative"));
                 }
                 Ok(q) if resource.needs_whole_number() && !q.is_whole() => {
-                    errors.push(FieldError::new(at, "must be a whole number for this resource"));
+                    errors.push(FieldError::new(
+                        at,
+                        "must be a whole number for this resource",
+                    ));
                 }
                 Ok(q) => {
                     list.insert(resource, q);
@@ -178,7 +181,9 @@ impl ResourceList {
     }
 
     /// Sums many lists.
-    pub fn total<'a>(lists: impl IntoIterator<Item = &'a ResourceList>) -> Result<Self, FieldError> {
+    pub fn total<'a>(
+        lists: impl IntoIterator<Item = &'a ResourceList>,
+    ) -> Result<Self, FieldError> {
         let mut total = Self::default();
         for list in lists {
             total.add(list)?;
@@ -200,7 +205,11 @@ impl<'de> Deserialize<'de> for ResourceList {
         let raw = BTreeMap::<String, String>::deserialize(d)?;
         Self::parse(&raw, "").map_err(|errors| {
             serde::de::Error::custom(
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
             )
         })
     }
@@ -219,7 +228,10 @@ pub fn check_allocation(
     for (resource, amount) in requested.iter() {
         let at = format!("{field}.{resource}");
         if resource.is_tenant_level() {
-            errors.push(FieldError::new(at, "is a tenant-level limit and cannot be allocated to a namespace"));
+            errors.push(FieldError::new(
+                at,
+                "is a tenant-level limit and cannot be allocated to a namespace",
+            ));
             continue;
         }
         let Some(limit) = budget.get(resource) else {
@@ -240,7 +252,11 @@ pub fn check_allocation(
             ));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Checks that a new budget still covers what is allocated and how many
@@ -265,15 +281,18 @@ pub fn check_budget_covers(
             )),
         }
     }
-    if let Some(max) = budget.get(&QuotaResource::namespaces()) {
-        if !max.fits_count(namespace_count) {
+    if let Some(max) = budget.get(&QuotaResource::namespaces())
+        && !max.fits_count(namespace_count) {
             errors.push(FieldError::new(
                 format!("{field}.{}", QuotaResource::NAMESPACES),
                 format!("{max} is less than the {namespace_count} namespaces the tenant has"),
             ));
         }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 #[cfg(test)]
@@ -281,7 +300,10 @@ mod tests {
     use super::*;
 
     fn list(pairs: &[(&str, &str)]) -> ResourceList {
-        let raw = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let raw = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         ResourceList::parse(&raw, "budget").unwrap()
     }
 
@@ -303,7 +325,16 @@ mod tests {
 
     #[test]
     fn unknown_or_malformed_resource_names_are_refused() {
-        for bad in ["cpus", "requests.gpu", "", "count/", "/gpu", "Requests.CPU", "a b", "x/y/z"] {
+        for bad in [
+            "cpus",
+            "requests.gpu",
+            "",
+            "count/",
+            "/gpu",
+            "Requests.CPU",
+            "a b",
+            "x/y/z",
+        ] {
             assert!(QuotaResource::parse(bad).is_err(), "{bad}");
         }
     }
@@ -338,7 +369,11 @@ mod tests {
         let errors = check_allocation(&budget, &others, &asked, "allocations").unwrap_err();
         assert_eq!(errors[0].field, "allocations.requests.cpu");
         assert!(errors[0].rule.contains("1001m"), "{}", errors[0].rule);
-        assert!(errors[0].rule.contains("only 1 of the budget 4"), "{}", errors[0].rule);
+        assert!(
+            errors[0].rule.contains("only 1 of the budget 4"),
+            "{}",
+            errors[0].rule
+        );
     }
 
     #[test]
@@ -356,9 +391,11 @@ mod tests {
     #[test]
     fn a_budget_below_the_allocations_is_refused() {
         let allocated = list(&[("requests.cpu", "3")]);
-        assert!(check_budget_covers(&list(&[("requests.cpu", "3")]), &allocated, 0, "budget").is_ok());
-        let errors =
-            check_budget_covers(&list(&[("requests.cpu", "2")]), &allocated, 0, "budget").unwrap_err();
+        assert!(
+            check_budget_covers(&list(&[("requests.cpu", "3")]), &allocated, 0, "budget").is_ok()
+        );
+        let errors = check_budget_covers(&list(&[("requests.cpu", "2")]), &allocated, 0, "budget")
+            .unwrap_err();
         assert_eq!(errors[0].field, "budget.requests.cpu");
     }
 

@@ -79,8 +79,17 @@ mod tests {
     #[test]
     fn malformed_slugs_are_refused_with_the_rule() {
         for bad in [
-            "", "ab", "Acme", "1acme", "acme-", "-acme", "ac_me", "ac.me", "acmé",
-            "abcdefghijklmnopqrstu", "ac me",
+            "",
+            "ab",
+            "Acme",
+            "1acme",
+            "acme-",
+            "-acme",
+            "ac_me",
+            "ac.me",
+            "acmé",
+            "abcdefghijklmnopqrstu",
+            "ac me",
         ] {
             let err = TenantSlug::parse(bad).unwrap_err();
             assert_eq!(err.field, "slug");
@@ -90,7 +99,15 @@ mod tests {
 
     #[test]
     fn reserved_names_and_prefixes_are_refused() {
-        for bad in ["kube", "kube-lab", "kubeflow", "system", "default", "openshift-x", "tenant-portal"] {
+        for bad in [
+            "kube",
+            "kube-lab",
+            "kubeflow",
+            "system",
+            "default",
+            "openshift-x",
+            "tenant-portal",
+        ] {
             let err = TenantSlug::parse(bad).unwrap_err();
             assert!(err.rule.contains("reserved"), "{bad}: {}", err.rule);
         }

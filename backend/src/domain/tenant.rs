@@ -109,7 +109,10 @@ impl Labels {
     pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         if raw.len() > Self::MAX {
-            errors.push(FieldError::new("labels", format!("at most {} labels", Self::MAX)));
+            errors.push(FieldError::new(
+                "labels",
+                format!("at most {} labels", Self::MAX),
+            ));
         }
         for (key, value) in raw {
             let at = format!("labels.{key}");
@@ -144,7 +147,10 @@ pub fn parse_label_selector(s: &str) -> Result<BTreeMap<String, String>, FieldEr
     let mut selector = BTreeMap::new();
     for term in s.split(',').filter(|t| !t.is_empty()) {
         let Some((key, value)) = term.split_once('=') else {
-            return Err(FieldError::new("label", "must be key=value pairs separated by commas"));
+            return Err(FieldError::new(
+                "label",
+                "must be key=value pairs separated by commas",
+            ));
         };
         selector.insert(key.trim().to_string(), value.trim().to_string());
     }
@@ -166,9 +172,14 @@ mod tests {
 
     #[test]
     fn labels_follow_kubernetes_syntax() {
-        let ok: BTreeMap<_, _> = [("team".into(), "payments".into()), ("example.com/tier".into(), "".into())].into();
+        let ok: BTreeMap<_, _> = [
+            ("team".into(), "payments".into()),
+            ("example.com/tier".into(), "".into()),
+        ]
+        .into();
         assert!(Labels::parse(&ok).is_ok());
-        let bad: BTreeMap<_, _> = [("bad key".into(), "v".into()), ("k".into(), "-v".into())].into();
+        let bad: BTreeMap<_, _> =
+            [("bad key".into(), "v".into()), ("k".into(), "-v".into())].into();
         assert_eq!(Labels::parse(&bad).unwrap_err().len(), 2);
     }
 

@@ -1,0 +1,570 @@
+//! The REST API over real HTTP against real PostgreSQL, a fresh database per test.
+
+mod common;
+
+use common::{acme, create_token, problem, spawn_app};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tenant_portal::auth::Scope;
+
+const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn creating_a_tenant_answers_pending_with_etag_and_location(db: PgPool) {
+    let app = spawn_app(db).await;
+    let response = app.post_json("/api/v1/tenants", acme()).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["location"], "/api/v1/tenants/acme");
+    assert_eq!(response.headers()["etag"], "\"1\"");
+    assert!(response.headers().contains_key("x-request-id"));
+    let tenant: Value = response.json().await.unwrap();
+    assert_eq!(tenant["sync"]["status"], "Pending");
+    assert_eq!(tenant["generation"], 1);
+    assert_eq!(tenant["namespaces"][0]["full_name"], "acme-dev");
+    assert_eq!(tenant["allocated"]["requests.cpu"], "3500m");
+    assert_eq!(
+        tenant["budget"]["namespaces"], "10",
+        "the default namespace limit is filled in"
+    );
+
+    let outbox: Vec<(i64,)> = sqlx::query_as("SELECT generation FROM outbox")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox,
+        vec![(1,)],
+        "the reconciler is asked to apply generation 1"
+    );
+    let audit: (String, String) = sqlx::query_as("SELECT actor, action FROM audit_events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(audit, ("token:test-admin".into(), "tenant.created".into()));
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn fifty_parallel_creates_of_one_slug_give_one_201_and_the_rest_409(db: PgPool) {
+    let app = spawn_app(db).await;
+    let attempts = (0..50).map(|i| {
+        let body = json!({"slug": "race", "display_name": format!("attempt {i}")});
+        app.post_json("/api/v1/tenants", body)
+    });
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        49,
+        "{statuses:?}"
+    );
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(tenants, 1);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn parallel_allocations_never_exceed_the_budget(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(
+        json!({"slug": "bursty", "budget": {"requests.cpu": "10", "namespaces": "100"}}),
+    )
+    .await;
+    let attempts = (0..50).map(|i| {
+        app.post_json(
+            "/api/v1/tenants/bursty/namespaces",
+            json!({"name": format!("ns{i}"), "allocations": {"requests.cpu": "700m"}}),
+        )
+    });
+    let responses = futures::future::join_all(attempts).await;
+    let created = responses.iter().filter(|r| r.status() == 201).count();
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.status() == 201 || r.status() == 409)
+    );
+    assert_eq!(created, 14, "14 x 700m fit in 10 CPUs, the 15th does not");
+
+    let budget: Value = app
+        .get("/api/v1/tenants/bursty/budget")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(budget["allocated"]["requests.cpu"], "9800m");
+    assert_eq!(budget["available"]["requests.cpu"], "200m");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_allocation_over_the_budget_names_resource_requested_and_available(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    let response = app
+        .post_json(
+            "/api/v1/tenants/acme/namespaces",
+            json!({"name": "qa", "allocations": {"requests.cpu": "1"}}),
+        )
+        .await;
+    let (status, body) = problem(response).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["errors"][0]["field"], "allocations.requests.cpu");
+    let rule = body["errors"][0]["rule"].as_str().unwrap();
+    assert!(
+        rule.contains("requested 1") && rule.contains("only 500m of the budget 4"),
+        "{rule}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_failed_transaction_leaves_neither_state_nor_outbox_row(db: PgPool) {
+    let app = spawn_app(db).await;
+    // `ab` + `c-dev` and `ab-c` + `dev` meet in the cluster namespace `ab-c-dev`.
+    app.create_tenant(json!({"slug": "abx", "namespaces": [{"name": "c-dev"}]}))
+        .await;
+    let before = app.table_counts().await;
+    let response = app
+        .post_json(
+            "/api/v1/tenants",
+            json!({"slug": "abx-c", "namespaces": [{"name": "qa"}, {"name": "dev"}]}),
+        )
+        .await;
+    let (status, body) = problem(response).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("abx-c-dev"),
+        "{body}"
+    );
+    assert_eq!(
+        app.table_counts().await,
+        before,
+        "the tenant and its first namespace were rolled back"
+    );
+    assert_eq!(app.get("/api/v1/tenants/abx-c").await.status(), 404);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_stale_if_match_gets_412_and_changes_nothing(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    let patch = |etag: &'static str, name: &'static str| {
+        let request = app
+            .request(Method::PATCH, "/api/v1/tenants/acme")
+            .header("if-match", etag)
+            .header("content-type", "application/merge-patch+json")
+            .body(json!({"display_name": name}).to_string());
+        async move { request.send().await.unwrap() }
+    };
+    let first = patch("\"1\"", "First").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["etag"], "\"2\"");
+    let (status, _) = problem(patch("\"1\"", "Second").await).await;
+    assert_eq!(status, 412);
+    let tenant: Value = app.get("/api/v1/tenants/acme").await.json().await.unwrap();
+    assert_eq!(tenant["display_name"], "First");
+    assert_eq!(tenant["generation"], 2);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_idempotency_key_replays_the_first_answer_with_one_effect(db: PgPool) {
+    let app = spawn_app(db).await;
+    let send = |body: Value| {
+        let request = app
+            .request(Method::POST, "/api/v1/tenants")
+            .header("idempotency-key", "create-acme-1")
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let first = send(acme()).await;
+    assert_eq!(first.status(), 201);
+    let first_body: Value = first.json().await.unwrap();
+    let again = send(acme()).await;
+    assert_eq!(
+        again.status(),
+        201,
+        "a retry gets the first answer, not 409"
+    );
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["etag"], "\"1\"");
+    assert_eq!(again.json::<Value>().await.unwrap(), first_body);
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
+
+    let mut other = acme();
+    other["display_name"] = json!("Someone else");
+    let (status, body) = problem(send(other).await).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("different request")
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn merge_patch_sets_and_removes_labels_and_refuses_immutable_fields(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(json!({"slug": "acme", "labels": {"team": "payments", "tier": "gold"}}))
+        .await;
+    let patch = |body: Value| {
+        let request = app
+            .request(Method::PATCH, "/api/v1/tenants/acme")
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string());
+        async move { request.send().await.unwrap() }
+    };
+    let tenant: Value =
+        patch(json!({"labels": {"tier": null, "cost-center": "42"}, "description": "Payments"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        tenant["labels"],
+        json!({"team": "payments", "cost-center": "42"})
+    );
+    assert_eq!(tenant["description"], "Payments");
+    let (status, body) = problem(patch(json!({"slug": "other"})).await).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["errors"][0]["field"], "slug");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn lists_page_with_tokens_and_filter_by_label_state_and_text(db: PgPool) {
+    let app = spawn_app(db).await;
+    for i in 0..7 {
+        let team = if i % 2 == 0 { "red" } else { "blue" };
+        app.create_tenant(json!({"slug": format!("team{i}"), "display_name": format!("Squad {i}"), "labels": {"team": team}}))
+            .await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/tenants?page_size=3".to_string();
+    loop {
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["slug"].as_str().unwrap().to_string()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(token) => path = format!("/api/v1/tenants?page_size=3&page_token={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("team{i}")).collect::<Vec<_>>());
+
+    let red: Value = app
+        .get("/api/v1/tenants?label=team%3Dred")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(red["items"].as_array().unwrap().len(), 4);
+    let found: Value = app
+        .get("/api/v1/tenants?q=squad%203")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["items"][0]["slug"], "team3");
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+
+    app.request(Method::POST, "/api/v1/tenants/team1:suspend")
+        .send()
+        .await
+        .unwrap();
+    let suspended: Value = app
+        .get("/api/v1/tenants?state=suspended")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(suspended["items"][0]["slug"], "team1");
+    assert_eq!(suspended["items"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn lifecycle_suspend_resume_delete_and_no_changes_while_deleting(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    let post = |path: &'static str| {
+        let request = app.request(Method::POST, path);
+        async move { request.send().await.unwrap() }
+    };
+    let suspended: Value = post("/api/v1/tenants/acme:suspend")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(suspended["state"], "suspended");
+    let resumed: Value = post("/api/v1/tenants/acme:resume")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resumed["state"], "active");
+    assert_eq!(resumed["generation"], 3);
+    let (status, _) = problem(post("/api/v1/tenants/acme:explode").await).await;
+    assert_eq!(status, 404);
+
+    let deleted = app
+        .request(Method::DELETE, "/api/v1/tenants/acme")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    assert_eq!(deleted.json::<Value>().await.unwrap()["state"], "deleting");
+    let response = app
+        .post_json(
+            "/api/v1/tenants/acme/members",
+            json!({"kind": "user", "subject": "eve@example.com", "role": "owner"}),
+        )
+        .await;
+    let (status, body) = problem(response).await;
+    assert_eq!(status, 409, "{body}");
+
+    let (status, body) = problem(
+        app.post_json("/api/v1/tenants", json!({"slug": "acme"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 409, "slugs are never reused: {body}");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn budgets_cannot_drop_below_allocations_and_members_are_managed(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    let put = |budget: Value| {
+        let request = app
+            .request(Method::PUT, "/api/v1/tenants/acme/budget")
+            .json(&json!({"budget": budget}));
+        async move { request.send().await.unwrap() }
+    };
+    let (status, body) =
+        problem(put(json!({"requests.cpu": "3", "requests.memory": "8Gi"})).await).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["errors"][0]["field"], "budget.requests.cpu");
+    let raised: Value =
+        put(json!({"requests.cpu": "8", "requests.memory": "16Gi", "namespaces": "5"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(raised["budget"]["requests.cpu"], "8");
+
+    let added: Value = app
+        .post_json(
+            "/api/v1/tenants/acme/members",
+            json!({"kind": "user", "subject": "Alice@Example.com", "role": "viewer"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let alice = added["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "alice@example.com")
+        .unwrap();
+    let id = alice["id"].as_i64().unwrap();
+    let changed: Value = app
+        .request(Method::PATCH, &format!("/api/v1/tenants/acme/members/{id}"))
+        .json(&json!({"role": "editor"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        changed["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == id && m["role"] == "editor")
+    );
+    let removed = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/tenants/acme/members/{id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 200);
+    let members: Value = app
+        .get("/api/v1/tenants/acme/members")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["items"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_audit_trail_records_who_changed_what_with_before_and_after(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    app.request(Method::PATCH, "/api/v1/tenants/acme")
+        .header("content-type", "application/merge-patch+json")
+        .header("x-request-id", "req-42")
+        .body(r#"{"display_name": "Acme Pay"}"#)
+        .send()
+        .await
+        .unwrap();
+    let page: Value = app
+        .get("/api/v1/audit-events?tenant=acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = page["items"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["action"], "tenant.updated");
+    assert_eq!(events[0]["actor"], "token:test-admin");
+    assert_eq!(events[0]["request_id"], "req-42");
+    assert_eq!(events[0]["before"]["display_name"], "Acme Payments");
+    assert_eq!(events[0]["after"]["display_name"], "Acme Pay");
+    assert_eq!(events[1]["action"], "tenant.created");
+    let created: Value = app
+        .get("/api/v1/audit-events?action=tenant.created&page_size=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["items"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn tokens_are_checked_for_presence_validity_expiry_revocation_and_scope(db: PgPool) {
+    let app = spawn_app(db).await;
+    let url = format!("{}/api/v1/tenants", app.base);
+    let no_token = app.client.get(&url).send().await.unwrap();
+    assert_eq!(
+        no_token.headers()["www-authenticate"],
+        "Bearer realm=\"tenant-portal\""
+    );
+    assert_eq!(problem(no_token).await.0, 401);
+
+    let forged = tenant_portal::auth::tokens::TokenSecret::generate().reveal();
+    assert_eq!(
+        problem(
+            app.client
+                .get(&url)
+                .bearer_auth(forged)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await
+        .0,
+        401
+    );
+
+    let expired = create_token(
+        &app.db,
+        "old",
+        &[Scope::Admin],
+        Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+    )
+    .await;
+    let (status, body) = problem(
+        app.client
+            .get(&url)
+            .bearer_auth(&expired)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body["detail"].as_str().unwrap().contains("expired"));
+
+    let reader = create_token(&app.db, "reader", &[Scope::TenantsRead], None).await;
+    assert_eq!(
+        app.client
+            .get(&url)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (status, body) = problem(
+        app.client
+            .post(&url)
+            .bearer_auth(&reader)
+            .json(&acme())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body["detail"].as_str().unwrap().contains("tenants:write"));
+
+    let mut conn = app.db.acquire().await.unwrap();
+    assert!(
+        tenant_portal::db::tokens::revoke(&mut conn, "reader")
+            .await
+            .unwrap()
+    );
+    let (status, body) = problem(
+        app.client
+            .get(&url)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body["detail"].as_str().unwrap().contains("revoked"));
+    let used: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT last_used_at FROM service_tokens WHERE name = 'reader'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(used.is_some(), "last use is recorded");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn health_and_readiness_answer(db: PgPool) {
+    let app = spawn_app(db).await;
+    assert_eq!(
+        app.client
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

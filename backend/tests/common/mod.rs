@@ -1,0 +1,150 @@
+//! `spawn_app()`: the real service on a loopback port, over a fresh database
+//! that `#[sqlx::test]` created and migrated for this one test.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+use sqlx::PgPool;
+use tenant_portal::auth::Scope;
+use tenant_portal::auth::tokens::TokenSecret;
+use tenant_portal::config::{DatabaseConfig, LogFormat, Secret, ServeConfig};
+
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub db: PgPool,
+    pub client: reqwest::Client,
+}
+
+pub fn config() -> ServeConfig {
+    ServeConfig {
+        database: DatabaseConfig {
+            url: Secret::new("postgres://unused".into()),
+            max_connections: 20,
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        log_format: LogFormat::Human,
+        clusters: vec!["local".into(), "edge".into()],
+        default_namespace_limit: 10,
+        max_body_bytes: 65_536,
+        request_timeout: Duration::from_secs(30),
+        idempotency_ttl: Duration::from_secs(3600),
+    }
+}
+
+pub async fn spawn_app(db: PgPool) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = tenant_portal::app::router(db.clone(), config());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let token = create_token(&db, "test-admin", &[Scope::Admin], None).await;
+    TestApp {
+        base,
+        token,
+        db,
+        client: reqwest::Client::new(),
+    }
+}
+
+pub async fn create_token(
+    db: &PgPool,
+    name: &str,
+    scopes: &[Scope],
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    let secret = TokenSecret::generate();
+    let mut conn = db.acquire().await.unwrap();
+    tenant_portal::db::tokens::insert(&mut conn, name, scopes, expires_at, &secret)
+        .await
+        .unwrap();
+    secret.reveal()
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    /// Creates a tenant and returns its representation; panics unless 201.
+    pub async fn create_tenant(&self, body: Value) -> Value {
+        let response = self.post_json("/api/v1/tenants", body).await;
+        let status = response.status();
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{json}");
+        json
+    }
+
+    /// Row counts of every table, to prove a refused request wrote nothing.
+    pub async fn table_counts(&self) -> Vec<(String, i64)> {
+        let mut counts = Vec::new();
+        for table in [
+            "tenants",
+            "namespaces",
+            "members",
+            "audit_events",
+            "outbox",
+            "idempotency_keys",
+        ] {
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                    .fetch_one(&self.db)
+                    .await
+                    .unwrap();
+            counts.push((table.to_string(), n));
+        }
+        let generations: Option<i64> =
+            sqlx::query_scalar("SELECT sum(generation)::bigint FROM tenants")
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+        counts.push(("generations".into(), generations.unwrap_or(0)));
+        counts
+    }
+}
+
+/// Reads a problem answer, checking its media type.
+pub async fn problem(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        content_type, "application/problem+json",
+        "status {status}: {body}"
+    );
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "{body}");
+    (status, body)
+}
+
+pub fn acme() -> Value {
+    serde_json::json!({
+        "slug": "acme",
+        "display_name": "Acme Payments",
+        "budget": {"requests.cpu": "4", "requests.memory": "8Gi", "pods": "20"},
+        "namespaces": [
+            {"name": "dev", "allocations": {"requests.cpu": "1500m", "requests.memory": "2Gi"}},
+            {"name": "prod", "allocations": {"requests.cpu": "2", "requests.memory": "4Gi"}}
+        ],
+        "members": [{"kind": "group", "subject": "team-acme", "role": "owner"}]
+    })
+}
