@@ -16,6 +16,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Clusters;
 use crate::config::ServeConfig;
 use crate::error::Error;
 
@@ -26,16 +29,18 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<ServeConfig>,
+    pub clusters: Clusters,
     pub openapi: Arc<OpenApi>,
 }
 
 /// The whole HTTP application.
-pub fn router(db: PgPool, config: ServeConfig) -> Router {
+pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> Router {
     let max_body = config.max_body_bytes as usize;
     let timeout = config.request_timeout;
     let mut app = AppState {
         db,
         config: Arc::new(config),
+        clusters,
         openapi: Arc::new(OpenApi::default()),
     };
     let (api, doc) = crate::api::router(app.clone());
@@ -73,10 +78,12 @@ async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
     Ok("ready")
 }
 
-/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests and
+/// reconciles finish and releases their leases.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let db = crate::db::connect(&config.database).await?;
     crate::db::migrate(&db).await?;
+    let clusters = Clusters::connect(&config.clusters).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -85,12 +92,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 config.listen
             )
         })?;
-    tracing::info!(address = %listener.local_addr()?, "tenant portal listening");
+    tracing::info!(address = %listener.local_addr()?, clusters = ?config.cluster_names(), "tenant portal listening");
     spawn_housekeeping(db.clone(), config.idempotency_ttl);
-    axum::serve(listener, router(db, config))
+    let stop = CancellationToken::new();
+    let mut reconciler = config.reconciler.then(|| {
+        let settings = crate::reconciler::Settings::from_config(&config);
+        crate::reconciler::start(db.clone(), &clusters, settings, stop.clone())
+    });
+    axum::serve(listener, router(db, config, clusters))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
+    stop.cancel();
+    if let Some(tasks) = reconciler.as_mut() {
+        while tasks.join_next().await.is_some() {}
+    }
     tracing::info!("tenant portal stopped");
     Ok(())
 }

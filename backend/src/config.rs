@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -58,12 +59,48 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(rule)
 }
 
-fn parse_cluster_name(s: &str) -> Result<String, String> {
-    if crate::domain::is_dns_label(s) {
-        Ok(s.to_string())
-    } else {
-        Err("cluster names must be DNS-1123 labels (lowercase letters, digits, '-')".into())
+/// A cluster tenants can be placed on: `NAME`, `NAME=KUBECONFIG` or
+/// `NAME=KUBECONFIG#CONTEXT`. Without a kubeconfig the environment's is used
+/// (`KUBECONFIG`, `~/.kube/config` or the in-cluster account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl ClusterSpec {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kubeconfig: None,
+            context: None,
+        }
     }
+}
+
+fn parse_cluster(s: &str) -> Result<ClusterSpec, String> {
+    let (name, source) = match s.split_once('=') {
+        Some((name, source)) => (name, Some(source)),
+        None => (s, None),
+    };
+    if !crate::domain::is_dns_label(name) {
+        return Err(format!(
+            "cluster name \"{name}\" must be a DNS-1123 label (lowercase letters, digits, '-'); write NAME, NAME=KUBECONFIG or NAME=KUBECONFIG#CONTEXT"
+        ));
+    }
+    let (kubeconfig, context) = match source
+        .map(|s| s.split_once('#').map_or((s, None), |(p, c)| (p, Some(c))))
+    {
+        Some(("", _)) => return Err(format!("cluster \"{name}\" names an empty kubeconfig path")),
+        Some((path, context)) => (Some(PathBuf::from(path)), context.map(str::to_string)),
+        None => (None, None),
+    };
+    Ok(ClusterSpec {
+        name: name.to_string(),
+        kubeconfig,
+        context,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,10 +138,33 @@ pub struct ServeConfig {
     #[arg(long, env = "TP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 
-    /// Names of the clusters tenants may be placed on; the first is the default.
+    /// Clusters tenants may be placed on, as NAME[=KUBECONFIG[#CONTEXT]],
+    /// comma-separated or repeated. New tenants go to the one named in the
+    /// request, else to the one with the fewest tenants.
     #[arg(long = "cluster", env = "TP_CLUSTERS", value_delimiter = ',', default_value = "local",
-          value_parser = parse_cluster_name)]
-    pub clusters: Vec<String>,
+          value_parser = parse_cluster)]
+    pub clusters: Vec<ClusterSpec>,
+
+    /// Run the reconciler that pushes changes into the clusters.
+    #[arg(long, env = "TP_RECONCILER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reconciler: bool,
+
+    /// Reconcile workers per cluster.
+    #[arg(long, env = "TP_RECONCILE_WORKERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub reconcile_workers: u16,
+
+    /// How often every tenant is checked against its cluster, even without changes.
+    #[arg(long, env = "TP_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// How often quota usage is added to the usage history.
+    #[arg(long, env = "TP_USAGE_SAMPLE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub usage_sample_interval: Duration,
+
+    /// Lifetime of the token in a downloaded kubeconfig (at least 10m).
+    #[arg(long, env = "TP_KUBECONFIG_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub kubeconfig_ttl: Duration,
 
     /// How many namespaces a tenant may have when its budget does not say.
     #[arg(long, env = "TP_DEFAULT_NAMESPACE_LIMIT", default_value_t = 10,
@@ -126,8 +186,8 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    pub fn default_cluster(&self) -> &str {
-        &self.clusters[0]
+    pub fn cluster_names(&self) -> Vec<&str> {
+        self.clusters.iter().map(|c| c.name.as_str()).collect()
     }
 }
 
@@ -145,6 +205,16 @@ mod tests {
         for bad in ["", "10", "d", "1.5h", "-1s", "10w", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn clusters_name_a_kubeconfig_and_a_context() {
+        assert_eq!(parse_cluster("local").unwrap(), ClusterSpec::named("local"));
+        let spec = parse_cluster("edge=/etc/edge.kubeconfig#admin@edge").unwrap();
+        assert_eq!(spec.kubeconfig, Some(PathBuf::from("/etc/edge.kubeconfig")));
+        assert_eq!(spec.context.as_deref(), Some("admin@edge"));
+        assert!(parse_cluster("Edge=/x").is_err());
+        assert!(parse_cluster("edge=").is_err());
     }
 
     #[test]

@@ -474,13 +474,14 @@ async fn every_bad_input_gets_a_clear_4xx_problem_and_changes_nothing(db: PgPool
             Some(token) => request = request.bearer_auth(token),
         }
         if let Some(body) = &case.body
-            && body != "null" {
-                let content_type = case.content_type.unwrap_or("application/json");
-                if !content_type.is_empty() {
-                    request = request.header("content-type", content_type);
-                }
-                request = request.body(body.clone());
+            && body != "null"
+        {
+            let content_type = case.content_type.unwrap_or("application/json");
+            if !content_type.is_empty() {
+                request = request.header("content-type", content_type);
             }
+            request = request.body(body.clone());
+        }
         for (name, value) in &case.headers {
             request = request.header(*name, *value);
         }

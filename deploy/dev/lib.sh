@@ -55,18 +55,30 @@ pid_alive() {
   [[ -z ${2:-} || $(readlink "/proc/$pid/exe" 2>/dev/null) == "$2" ]]
 }
 
-# Stop the process in a pid file: TERM, wait, then KILL.
-stop_pid() {
-  local pidfile=$1 name=$2 pid
-  [[ -f $pidfile ]] || return 0
-  pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
-    log "stopping $name (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { log "$name did not stop, killing"; kill -9 "$pid" 2>/dev/null || true; }
-  fi
-  rm -f "$pidfile"
+# stop_pids <pidfile>...: TERM the processes recorded there (all at once:
+# each takes seconds to shut down gracefully), wait up to 10s, then KILL.
+stop_pids() {
+  local f pid pids=() alive _
+  for f in "$@"; do
+    [[ -f $f ]] || continue
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+      log "stopping $(basename "$f" .pid) (pid $pid)"
+      kill "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+    rm -f "$f"
+  done
+  for _ in $(seq 100); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    (( alive )) || return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null && { log "pid $pid did not stop in 10s, killing it"; kill -9 "$pid" 2>/dev/null || true; }
+  done
+  return 0
 }
 
 # Start a command detached, logging to a file, recording its pid.

@@ -4,13 +4,16 @@
 mod audit;
 mod budget;
 mod change;
+mod clusters;
 pub mod extract;
 mod idempotency;
+mod kubeconfig;
 mod lifecycle;
 mod members;
 pub mod model;
 mod namespaces;
 mod pagination;
+mod status;
 mod tenants;
 mod views;
 
@@ -37,6 +40,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
         (name = "quota", description = "A tenant's budget"),
         (name = "members", description = "Who has which role in a tenant"),
         (name = "audit", description = "Who changed what"),
+        (name = "clusters", description = "The clusters tenants live on"),
     )
 )]
 struct ApiDoc;
@@ -49,6 +53,9 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(budget::router())
         .merge(members::router())
         .merge(audit::router())
+        .merge(status::router())
+        .merge(kubeconfig::router())
+        .merge(clusters::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
     let routes = routes

@@ -228,3 +228,71 @@ pub struct AuditQuery {
     /// Only events at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
 }
+
+/// Where a tenant's sync stands, for the tenant and each namespace.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantStatus {
+    pub slug: String,
+    pub state: TenantState,
+    /// The generation the portal accepted last.
+    pub generation: i64,
+    #[serde(flatten)]
+    pub sync: SyncStatus,
+    pub namespaces: Vec<NamespaceStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NamespaceStatus {
+    pub name: String,
+    pub full_name: String,
+    /// `Pending`, `Ready` or `Failed`.
+    pub status: String,
+    /// The API server's words when applying to this namespace failed.
+    pub message: Option<String>,
+}
+
+/// Used, allocated and budgeted amounts for one resource.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResourceUsage {
+    pub used: Option<String>,
+    pub allocated: Option<String>,
+    /// Only in the tenant's total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NamespaceUsage {
+    pub name: String,
+    pub full_name: String,
+    pub resources: BTreeMap<String, ResourceUsage>,
+    /// When the cluster last reported this namespace's usage.
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+/// A tenant's quota use, per namespace and in total.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantUsage {
+    pub slug: String,
+    pub namespaces: Vec<NamespaceUsage>,
+    pub total: BTreeMap<String, ResourceUsage>,
+}
+
+/// A cluster tenants can live on.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClusterInfo {
+    pub name: String,
+    /// Whether the portal reached the API server at its last try.
+    pub reachable: bool,
+    pub last_error: Option<String>,
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Tenants placed on it, deleted ones aside.
+    pub tenants: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KubeconfigRequest {
+    /// The token's lifetime in seconds (600 to the configured maximum).
+    pub expiration_seconds: Option<u64>,
+}

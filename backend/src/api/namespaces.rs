@@ -80,18 +80,19 @@ async fn create(
     let budget = change.tenant.budget();
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     if let Some(max) = budget.get(&QuotaResource::namespaces())
-        && !max.fits_count(existing.len() + 1) {
-            return Err(Error::Conflict {
-                detail: format!(
-                    "the tenant's budget allows {max} namespaces and it has {}; request more quota",
-                    existing.len()
-                ),
-                errors: vec![FieldError::new(
-                    "name",
-                    "exceeds the tenant's namespace limit",
-                )],
-            });
-        }
+        && !max.fits_count(existing.len() + 1)
+    {
+        return Err(Error::Conflict {
+            detail: format!(
+                "the tenant's budget allows {max} namespaces and it has {}; request more quota",
+                existing.len()
+            ),
+            errors: vec![FieldError::new(
+                "name",
+                "exceeds the tenant's namespace limit",
+            )],
+        });
+    }
     check_allocation(
         &budget,
         &allocated_elsewhere(&existing, None)?,

@@ -83,6 +83,12 @@ async fn create(
     authorize(&who, Action::CreateTenant)?;
     let new = NewTenant::parse(body, &app)?;
     let mut tx = app.db.begin().await?;
+    let cluster = match &new.cluster {
+        Some(named) => named.clone(),
+        None => db::tenants::least_loaded_cluster(&mut tx, &app.config.cluster_names())
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no cluster is configured")))?,
+    };
     let row = db::tenants::insert(
         &mut tx,
         db::tenants::NewTenant {
@@ -90,7 +96,7 @@ async fn create(
             display_name: &new.display_name,
             description: &new.description,
             labels: &new.labels,
-            cluster: &new.cluster,
+            cluster: &cluster,
             budget: &new.budget,
         },
     )
@@ -129,7 +135,8 @@ struct NewTenant {
     display_name: DisplayName,
     description: Description,
     labels: Labels,
-    cluster: String,
+    /// `None`: the least loaded cluster.
+    cluster: Option<String>,
     budget: ResourceList,
     namespaces: Vec<(NamespaceName, ResourceList)>,
     members: Vec<(MemberKind, String, Role)>,
@@ -145,18 +152,16 @@ impl NewTenant {
             DisplayName::parse(body.display_name.as_deref().unwrap_or(&body.slug)),
         );
         let description = keep(&mut errors, Description::parse(&body.description));
-        let cluster = body
-            .cluster
-            .unwrap_or_else(|| app.config.default_cluster().to_string());
-        if !app.config.clusters.contains(&cluster) {
+        let names = app.config.cluster_names();
+        if let Some(cluster) = &body.cluster
+            && !names.contains(&cluster.as_str())
+        {
             errors.push(FieldError::new(
                 "cluster",
-                format!(
-                    "unknown cluster; use one of {}",
-                    app.config.clusters.join(", ")
-                ),
+                format!("unknown cluster; use one of {}", names.join(", ")),
             ));
         }
+        let cluster = body.cluster;
         let labels = Labels::parse(&body.labels)
             .map_err(|e| errors.extend(e))
             .ok();
@@ -164,12 +169,13 @@ impl NewTenant {
             .map_err(|e| errors.extend(e))
             .ok();
         if let Some(budget) = &mut budget
-            && budget.get(&QuotaResource::namespaces()).is_none() {
-                budget.insert(
-                    QuotaResource::namespaces(),
-                    QuotaResource::count(app.config.default_namespace_limit),
-                );
-            }
+            && budget.get(&QuotaResource::namespaces()).is_none()
+        {
+            budget.insert(
+                QuotaResource::namespaces(),
+                QuotaResource::count(app.config.default_namespace_limit),
+            );
+        }
 
         let mut namespaces = Vec::new();
         let mut seen = BTreeSet::new();
@@ -184,9 +190,10 @@ impl NewTenant {
                 }
             };
             if let Some(slug) = &slug
-                && let Err(e) = name.full_name(slug) {
-                    errors.push(e.within(&at));
-                }
+                && let Err(e) = name.full_name(slug)
+            {
+                errors.push(e.within(&at));
+            }
             if !seen.insert(name.clone()) {
                 errors.push(FieldError::new(format!("{at}.name"), "appears twice"));
             }
@@ -217,15 +224,16 @@ impl NewTenant {
         }
         if let Some(budget) = &budget
             && let Some(max) = budget.get(&QuotaResource::namespaces())
-                && !max.fits_count(body.namespaces.len()) {
-                    errors.push(FieldError::new(
-                        "namespaces",
-                        format!(
-                            "the budget allows {max} namespaces, {} were given",
-                            body.namespaces.len()
-                        ),
-                    ));
-                }
+            && !max.fits_count(body.namespaces.len())
+        {
+            errors.push(FieldError::new(
+                "namespaces",
+                format!(
+                    "the budget allows {max} namespaces, {} were given",
+                    body.namespaces.len()
+                ),
+            ));
+        }
 
         let mut members = Vec::new();
         let mut seen_members = BTreeSet::new();

@@ -14,6 +14,7 @@ pub enum Action {
     ChangeBudget,
     SuspendTenant,
     ReadAudit,
+    IssueKubeconfig,
 }
 
 impl Action {
@@ -26,6 +27,9 @@ impl Action {
             Self::ChangeBudget => "change tenant budgets",
             Self::SuspendTenant => "suspend or resume tenants",
             Self::ReadAudit => "read the audit trail",
+            Self::IssueKubeconfig => {
+                "download kubeconfigs, which can change what runs in the tenant"
+            }
         }
     }
 
@@ -33,7 +37,9 @@ impl Action {
     fn scope(self) -> Scope {
         match self {
             Self::ReadTenants | Self::ReadAudit => Scope::TenantsRead,
-            Self::CreateTenant | Self::EditTenant | Self::DeleteTenant => Scope::TenantsWrite,
+            Self::CreateTenant | Self::EditTenant | Self::DeleteTenant | Self::IssueKubeconfig => {
+                Scope::TenantsWrite
+            }
             Self::ChangeBudget => Scope::QuotaWrite,
             Self::SuspendTenant => Scope::Admin,
         }

@@ -15,6 +15,11 @@ pub struct NamespaceRow {
     pub full_name: String,
     pub allocations: Json<BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
+    pub sync_status: String,
+    pub sync_message: Option<String>,
+    /// ResourceQuota `status.used` as the cluster last reported it.
+    pub usage: serde_json::Value,
+    pub usage_at: Option<DateTime<Utc>>,
 }
 
 impl NamespaceRow {
@@ -33,7 +38,8 @@ pub async fn insert(
     sqlx::query_as!(
         NamespaceRow,
         r#"INSERT INTO namespaces (tenant_id, name, full_name, allocations) VALUES ($1, $2, $3, $4)
-           RETURNING id, tenant_id, name, full_name, allocations AS "allocations: _", created_at"#,
+           RETURNING id, tenant_id, name, full_name, allocations AS "allocations: _", created_at,
+                     sync_status, sync_message, usage, usage_at"#,
         tenant_id,
         name,
         full_name,
@@ -65,7 +71,8 @@ pub async fn list_for_tenants(
 ) -> Result<Vec<NamespaceRow>, Error> {
     Ok(sqlx::query_as!(
         NamespaceRow,
-        r#"SELECT id, tenant_id, name, full_name, allocations AS "allocations: _", created_at
+        r#"SELECT id, tenant_id, name, full_name, allocations AS "allocations: _", created_at,
+                     sync_status, sync_message, usage, usage_at
            FROM namespaces WHERE tenant_id = ANY($1) ORDER BY tenant_id, name"#,
         tenant_ids
     )

@@ -22,3 +22,114 @@ pub async fn enqueue(
     .await?;
     Ok(())
 }
+
+/// An outbox row a worker holds a lease on.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimed {
+    pub tenant_id: i64,
+    pub generation: i64,
+    pub attempts: i32,
+}
+
+/// Leases the most overdue row of a tenant on `cluster`. `SKIP LOCKED` lets
+/// workers of every replica claim side by side, and the lease keeps one
+/// tenant with one worker; a worker that dies loses its lease when it expires.
+pub async fn claim(
+    conn: &mut PgConnection,
+    cluster: &str,
+    worker: &str,
+    lease: std::time::Duration,
+) -> Result<Option<Claimed>, Error> {
+    Ok(sqlx::query_as!(
+        Claimed,
+        "UPDATE outbox o
+         SET leased_by = $2, leased_until = now() + make_interval(secs => $3), attempts = o.attempts + 1
+         WHERE o.tenant_id = (
+             SELECT c.tenant_id FROM outbox c JOIN tenants t ON t.id = c.tenant_id
+             WHERE t.cluster = $1 AND c.not_before <= now()
+               AND (c.leased_until IS NULL OR c.leased_until < now())
+             ORDER BY c.not_before
+             LIMIT 1
+             FOR UPDATE OF c SKIP LOCKED)
+         RETURNING o.tenant_id, o.generation, o.attempts",
+        cluster,
+        worker,
+        lease.as_secs_f64(),
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Removes the row once `generation` (or a later one) is applied; a row for
+/// a newer change stays, released for the next worker.
+pub async fn complete(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    applied: i64,
+    worker: &str,
+) -> Result<(), Error> {
+    sqlx::query!(
+        "DELETE FROM outbox WHERE tenant_id = $1 AND generation <= $2",
+        tenant_id,
+        applied
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE outbox SET leased_by = NULL, leased_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
+        tenant_id,
+        worker
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Releases the row to be tried again after `delay`, keeping the last error.
+pub async fn retry_later(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    worker: &str,
+    delay: std::time::Duration,
+    error: Option<&str>,
+) -> Result<(), Error> {
+    sqlx::query!(
+        "UPDATE outbox SET leased_by = NULL, leased_until = NULL,
+                not_before = now() + make_interval(secs => $3), last_error = $4
+         WHERE tenant_id = $1 AND leased_by = $2",
+        tenant_id,
+        worker,
+        delay.as_secs_f64(),
+        error
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Asks for a check of a tenant without a change to it (drift, resync). A
+/// row already waiting, perhaps backing off, is left as it is.
+pub async fn enqueue_check(conn: &mut PgConnection, slug: &str) -> Result<(), Error> {
+    sqlx::query!(
+        "INSERT INTO outbox (tenant_id, generation)
+         SELECT id, generation FROM tenants WHERE slug = $1 AND state <> 'deleted'
+         ON CONFLICT (tenant_id) DO NOTHING",
+        slug
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues a check of every live tenant on `cluster`; the periodic resync.
+pub async fn enqueue_all(conn: &mut PgConnection, cluster: &str) -> Result<u64, Error> {
+    let done = sqlx::query!(
+        "INSERT INTO outbox (tenant_id, generation)
+         SELECT id, generation FROM tenants WHERE cluster = $1 AND state <> 'deleted'
+         ON CONFLICT (tenant_id) DO NOTHING",
+        cluster
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

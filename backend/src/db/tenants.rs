@@ -226,3 +226,47 @@ pub async fn list_page(
     .fetch_all(conn)
     .await?)
 }
+
+pub async fn get_by_id(conn: &mut PgConnection, id: i64) -> Result<Option<TenantRow>, Error> {
+    Ok(sqlx::query_as!(
+        TenantRow,
+        r#"SELECT id, slug, display_name, description,
+                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  sync_status, observed_generation, sync_message, last_synced_at,
+                  created_at, updated_at, deleted_at
+           FROM tenants WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The configured cluster with the fewest live tenants, for placing a new one.
+pub async fn least_loaded_cluster(
+    conn: &mut PgConnection,
+    clusters: &[&str],
+) -> Result<Option<String>, Error> {
+    let names: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
+    Ok(sqlx::query_scalar!(
+        r#"SELECT c.name AS "name!" FROM unnest($1::text[]) WITH ORDINALITY AS c(name, position)
+           LEFT JOIN tenants t ON t.cluster = c.name AND t.state <> 'deleted'
+           GROUP BY c.name, c.position
+           ORDER BY count(t.id), c.position
+           LIMIT 1"#,
+        &names
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Live tenants per cluster.
+pub async fn count_by_cluster(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, Error> {
+    Ok(sqlx::query!(
+        r#"SELECT cluster, count(*) AS "count!" FROM tenants WHERE state <> 'deleted' GROUP BY cluster"#
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.cluster, r.count))
+    .collect())
+}

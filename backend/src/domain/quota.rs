@@ -282,12 +282,13 @@ pub fn check_budget_covers(
         }
     }
     if let Some(max) = budget.get(&QuotaResource::namespaces())
-        && !max.fits_count(namespace_count) {
-            errors.push(FieldError::new(
-                format!("{field}.{}", QuotaResource::NAMESPACES),
-                format!("{max} is less than the {namespace_count} namespaces the tenant has"),
-            ));
-        }
+        && !max.fits_count(namespace_count)
+    {
+        errors.push(FieldError::new(
+            format!("{field}.{}", QuotaResource::NAMESPACES),
+            format!("{max} is less than the {namespace_count} namespaces the tenant has"),
+        ));
+    }
     if errors.is_empty() {
         Ok(())
     } else {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tenant_portal::auth::Scope;
 use tenant_portal::auth::tokens::TokenSecret;
-use tenant_portal::config::{DatabaseConfig, LogFormat, Secret, ServeConfig};
+use tenant_portal::config::{ClusterSpec, DatabaseConfig, LogFormat, Secret, ServeConfig};
 
 pub struct TestApp {
     pub base: String,
@@ -27,7 +27,12 @@ pub fn config() -> ServeConfig {
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         log_format: LogFormat::Human,
-        clusters: vec!["local".into(), "edge".into()],
+        clusters: vec![ClusterSpec::named("local"), ClusterSpec::named("edge")],
+        reconciler: false,
+        reconcile_workers: 2,
+        resync_interval: Duration::from_secs(600),
+        usage_sample_interval: Duration::from_secs(300),
+        kubeconfig_ttl: Duration::from_secs(3600),
         default_namespace_limit: 10,
         max_body_bytes: 65_536,
         request_timeout: Duration::from_secs(30),
@@ -38,7 +43,7 @@ pub fn config() -> ServeConfig {
 pub async fn spawn_app(db: PgPool) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = tenant_portal::app::router(db.clone(), config());
+    let router = tenant_portal::app::router(db.clone(), config(), Default::default());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let token = create_token(&db, "test-admin", &[Scope::Admin], None).await;
     TestApp {

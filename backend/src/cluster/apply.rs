@@ -1,0 +1,159 @@
+//! Server-side apply of a tenant's desired objects, and pruning of what the
+//! portal manages for the tenant but no longer wants. Objects the cache shows
+//! already as desired are not sent at all, so an unchanged fleet costs the
+//! API server no writes.
+
+use std::collections::BTreeSet;
+
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+
+use super::Cluster;
+use super::objects::{
+    Desired, Kind, MANAGED_SELECTOR, MANAGER, ObjectKey, TENANT_LABEL, is_satisfied,
+};
+
+/// What one sync did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    pub applied: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+}
+
+/// The objects the cluster refused, each with the API server's own message.
+#[derive(Debug, Clone)]
+pub struct SyncError {
+    pub failures: Vec<(ObjectKey, String)>,
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(key, message)| format!("{key}: {message}"))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+fn api(cluster: &Cluster, key: &ObjectKey) -> Api<DynamicObject> {
+    let resource = key.kind.api_resource();
+    match &key.namespace {
+        Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &resource),
+        None => Api::all_with(cluster.client.clone(), &resource),
+    }
+}
+
+/// The API server's words for a failed request.
+pub fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn key_of(kind: Kind, object: &DynamicObject) -> ObjectKey {
+    ObjectKey {
+        kind,
+        namespace: object.namespace(),
+        name: object.name_any(),
+    }
+}
+
+fn belongs_to(object: &DynamicObject, slug: &str) -> bool {
+    object
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(TENANT_LABEL))
+        .is_some_and(|t| t == slug)
+}
+
+/// Brings the tenant's objects in `cluster` to `desired`.
+pub async fn sync(
+    cluster: &Cluster,
+    slug: &str,
+    desired: &[Desired],
+) -> Result<SyncReport, SyncError> {
+    let unreachable = |message: String| SyncError {
+        failures: vec![(
+            ObjectKey {
+                kind: Kind::Namespace,
+                namespace: None,
+                name: slug.to_string(),
+            },
+            message,
+        )],
+    };
+    cluster
+        .caches_ready(std::time::Duration::from_secs(10))
+        .await
+        .map_err(unreachable)?;
+
+    let mut report = SyncReport::default();
+    let mut failures = Vec::new();
+    let params = PatchParams::apply(MANAGER).force();
+    for object in desired {
+        let current = cluster
+            .live(&object.key)
+            .and_then(|live| serde_json::to_value(live.as_ref()).ok());
+        if current.is_some_and(|live| is_satisfied(object.key.kind, &object.body, &live)) {
+            report.unchanged += 1;
+            continue;
+        }
+        match api(cluster, &object.key)
+            .patch(&object.key.name, &params, &Patch::Apply(&object.body))
+            .await
+        {
+            Ok(_) => report.applied += 1,
+            Err(e) => failures.push((object.key.clone(), describe(&e))),
+        }
+    }
+
+    let wanted: BTreeSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
+    let mut doomed_namespaces = BTreeSet::new();
+    for kind in Kind::ALL {
+        for live in cluster.store(kind).state() {
+            let key = key_of(kind, &live);
+            let in_doomed_namespace = key
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| doomed_namespaces.contains(ns));
+            if !belongs_to(&live, slug) || wanted.contains(&key) || in_doomed_namespace {
+                continue;
+            }
+            if kind == Kind::Namespace {
+                doomed_namespaces.insert(key.name.clone());
+            }
+            if live.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            match api(cluster, &key)
+                .delete(&key.name, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => report.deleted += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => failures.push((key, describe(&e))),
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(report)
+    } else {
+        Err(SyncError { failures })
+    }
+}
+
+/// How many of the tenant's namespaces still exist, asked of the API server
+/// itself rather than the cache, since deletion completes only when it says so.
+pub async fn remaining_namespaces(cluster: &Cluster, slug: &str) -> Result<usize, String> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    let selector = format!("{MANAGED_SELECTOR},{TENANT_LABEL}={slug}");
+    api.list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map(|list| list.items.len())
+        .map_err(|e| describe(&e))
+}

@@ -1,0 +1,184 @@
+//! The clusters tenants live on: a client, a live cache of the objects the
+//! portal manages, and health, for each.
+
+mod apply;
+pub mod kubeconfig;
+pub mod objects;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use kube::api::DynamicObject;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+
+pub use apply::{SyncError, SyncReport, describe, remaining_namespaces, sync};
+use objects::Kind;
+
+use crate::config::ClusterSpec;
+
+/// Whether the portal can talk to a cluster, as last seen.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub reachable: bool,
+    pub last_error: Option<String>,
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+/// One cluster: its client, the cached live objects and its health.
+pub struct Cluster {
+    pub name: String,
+    pub client: kube::Client,
+    /// Where a downloaded kubeconfig points, and the CA that signs it.
+    pub server_url: String,
+    pub ca_pem: Option<String>,
+    stores: BTreeMap<Kind, Store<DynamicObject>>,
+    writers: Mutex<BTreeMap<Kind, Writer<DynamicObject>>>,
+    health: Mutex<Health>,
+}
+
+impl Cluster {
+    /// Builds the client from the spec's kubeconfig (or the environment's).
+    pub async fn connect(spec: &ClusterSpec) -> anyhow::Result<Arc<Self>> {
+        let mut config = match &spec.kubeconfig {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .with_context(|| format!("failed to read the kubeconfig {} of cluster \"{}\"", path.display(), spec.name))?;
+                let options = KubeConfigOptions { context: spec.context.clone(), ..Default::default() };
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .with_context(|| format!("the kubeconfig of cluster \"{}\" is not usable", spec.name))?
+            }
+            None => kube::Config::infer().await.with_context(|| {
+                format!("no kubeconfig for cluster \"{}\": set KUBECONFIG or give --cluster {}=/path/to/kubeconfig", spec.name, spec.name)
+            })?,
+        };
+        config.connect_timeout = Some(Duration::from_secs(5));
+        let server_url = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
+        let ca_pem = config
+            .root_cert
+            .as_ref()
+            .and_then(|certs| certs.first())
+            .map(|der| pem("CERTIFICATE", der));
+        let client = kube::Client::try_from(config)
+            .with_context(|| format!("failed to build a client for cluster \"{}\"", spec.name))?;
+        let mut stores = BTreeMap::new();
+        let mut writers = BTreeMap::new();
+        for kind in Kind::ALL {
+            let writer = Writer::new(kind.api_resource());
+            stores.insert(kind, writer.as_reader());
+            writers.insert(kind, writer);
+        }
+        Ok(Arc::new(Self {
+            name: spec.name.clone(),
+            client,
+            server_url,
+            ca_pem,
+            stores,
+            writers: Mutex::new(writers),
+            health: Mutex::new(Health::default()),
+        }))
+    }
+
+    /// The writer that fills a kind's cache; taken once by its watcher.
+    pub fn take_writer(&self, kind: Kind) -> Option<Writer<DynamicObject>> {
+        self.writers.lock().ok()?.remove(&kind)
+    }
+
+    pub fn store(&self, kind: Kind) -> &Store<DynamicObject> {
+        &self.stores[&kind]
+    }
+
+    /// The cached live object, if the cluster has it.
+    pub fn live(&self, key: &objects::ObjectKey) -> Option<Arc<DynamicObject>> {
+        let mut reference = ObjectRef::new_with(&key.name, key.kind.api_resource());
+        if let Some(ns) = &key.namespace {
+            reference = reference.within(ns);
+        }
+        self.store(key.kind).get(&reference)
+    }
+
+    /// Waits until every cache holds a full listing, or fails after `timeout`.
+    pub async fn caches_ready(&self, timeout: Duration) -> Result<(), String> {
+        let all = futures::future::join_all(self.stores.values().map(Store::wait_until_ready));
+        match tokio::time::timeout(timeout, all).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "cluster \"{}\" has not answered yet{}; will retry",
+                self.name,
+                self.health()
+                    .last_error
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    pub fn set_health(&self, reachable: bool, error: Option<String>) {
+        if let Ok(mut health) = self.health.lock() {
+            if health.reachable != reachable {
+                match &error {
+                    Some(e) => {
+                        tracing::warn!(cluster = %self.name, error = %e, "cluster unreachable; changes wait in the outbox")
+                    }
+                    None => tracing::info!(cluster = %self.name, "cluster reachable"),
+                }
+            }
+            *health = Health {
+                reachable,
+                last_error: error,
+                checked_at: Some(Utc::now()),
+            };
+        }
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Every configured cluster, by name.
+#[derive(Clone, Default)]
+pub struct Clusters(Arc<BTreeMap<String, Arc<Cluster>>>);
+
+impl Clusters {
+    pub async fn connect(specs: &[ClusterSpec]) -> anyhow::Result<Self> {
+        let mut clusters = BTreeMap::new();
+        for spec in specs {
+            clusters.insert(spec.name.clone(), Cluster::connect(spec).await?);
+        }
+        Ok(Self(Arc::new(clusters)))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.0.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.0.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

@@ -1,0 +1,167 @@
+//! The kinds of object the portal manages, and one desired object.
+
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "tenant-portal";
+pub const TENANT_LABEL: &str = "tenant-portal.dev/tenant";
+/// Selects every object the portal manages, in any tenant.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=tenant-portal";
+
+/// A kind of object the portal creates for tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Namespace,
+    ServiceAccount,
+    ResourceQuota,
+    LimitRange,
+    RoleBinding,
+    NetworkPolicy,
+}
+
+impl Kind {
+    /// In apply order: namespaces first, since everything else lives in them.
+    pub const ALL: [Kind; 6] = [
+        Kind::Namespace,
+        Kind::ServiceAccount,
+        Kind::ResourceQuota,
+        Kind::LimitRange,
+        Kind::RoleBinding,
+        Kind::NetworkPolicy,
+    ];
+
+    pub fn api_resource(self) -> ApiResource {
+        let (group, version, kind, plural) = match self {
+            Kind::Namespace => ("", "v1", "Namespace", "namespaces"),
+            Kind::ServiceAccount => ("", "v1", "ServiceAccount", "serviceaccounts"),
+            Kind::ResourceQuota => ("", "v1", "ResourceQuota", "resourcequotas"),
+            Kind::LimitRange => ("", "v1", "LimitRange", "limitranges"),
+            Kind::RoleBinding => (
+                "rbac.authorization.k8s.io",
+                "v1",
+                "RoleBinding",
+                "rolebindings",
+            ),
+            Kind::NetworkPolicy => (
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+            ),
+        };
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    }
+
+    pub fn is_namespaced(self) -> bool {
+        self != Kind::Namespace
+    }
+
+    /// Fields the portal owns whole: a live value with extra entries is drift,
+    /// not a superset to accept.
+    pub fn owned_exactly(self) -> &'static [&'static str] {
+        match self {
+            Kind::ResourceQuota => &["spec"],
+            Kind::LimitRange => &["spec"],
+            Kind::RoleBinding => &["subjects", "roleRef"],
+            Kind::NetworkPolicy => &["spec"],
+            Kind::Namespace | Kind::ServiceAccount => &[],
+        }
+    }
+
+    pub fn from_api_kind(kind: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.api_resource().kind == kind)
+    }
+}
+
+/// Identifies one object in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{:?} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{:?} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// An object as the portal wants it to be, ready for server-side apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub key: ObjectKey,
+    pub body: Value,
+}
+
+/// Whether `live` already holds everything `desired` says: each desired field
+/// is present with the same value (the server may add defaults beside them),
+/// and the fields the portal owns whole are equal.
+pub fn is_satisfied(kind: Kind, desired: &Value, live: &Value) -> bool {
+    contains(desired, live)
+        && kind
+            .owned_exactly()
+            .iter()
+            .all(|field| without_nulls(&desired[*field]) == without_nulls(&live[*field]))
+}
+
+fn contains(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(want), Value::Object(have)) => want
+            .iter()
+            .all(|(k, v)| v.is_null() || have.get(k).is_some_and(|h| contains(v, h))),
+        (Value::Array(want), Value::Array(have)) => {
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| contains(w, h))
+        }
+        (want, have) => want == have,
+    }
+}
+
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn server_defaults_beside_desired_fields_are_not_drift() {
+        let desired = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"hard": {"pods": "10"}}});
+        let live = json!({"metadata": {"labels": {"a": "1", "b": "2"}, "uid": "x"}, "spec": {"hard": {"pods": "10"}}, "status": {}});
+        assert!(is_satisfied(Kind::ServiceAccount, &desired, &live));
+    }
+
+    #[test]
+    fn an_extra_entry_in_an_owned_field_is_drift() {
+        let desired = json!({"spec": {"hard": {"pods": "10"}}});
+        let live = json!({"spec": {"hard": {"pods": "10", "requests.cpu": "1"}}});
+        assert!(!is_satisfied(Kind::ResourceQuota, &desired, &live));
+        assert!(is_satisfied(Kind::ServiceAccount, &desired, &live));
+    }
+
+    #[test]
+    fn a_changed_value_is_drift() {
+        let desired =
+            json!({"subjects": [{"kind": "User", "name": "a@x.io"}], "roleRef": {"name": "edit"}});
+        let live = json!({"subjects": [{"kind": "User", "name": "mallory@x.io"}], "roleRef": {"name": "edit"}});
+        assert!(!is_satisfied(Kind::RoleBinding, &desired, &live));
+    }
+}

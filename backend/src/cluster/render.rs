@@ -1,0 +1,415 @@
+//! What a tenant becomes in its cluster: a pure function from the tenant's
+//! state in the database to the objects the cluster should hold.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+    ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
+};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::Serialize;
+
+use super::objects::{Desired, Kind, MANAGED_BY, MANAGER, ObjectKey, TENANT_LABEL};
+use crate::domain::{MemberKind, Quantity, ResourceList, Role};
+
+pub const QUOTA_NAME: &str = "tenant-quota";
+pub const LIMIT_RANGE_NAME: &str = "tenant-defaults";
+pub const NETWORK_POLICY_NAME: &str = "tenant-isolation";
+pub const AUTOMATION_ACCOUNT: &str = "tenant-automation";
+
+/// Default container requests and limits, so that plain pods pass quota
+/// admission in namespaces whose quota names CPU and memory.
+const DEFAULT_REQUESTS: [(&str, &str); 2] = [("cpu", "100m"), ("memory", "128Mi")];
+const DEFAULT_LIMITS: [(&str, &str); 2] = [("cpu", "500m"), ("memory", "512Mi")];
+
+/// Everything rendering needs to know about a tenant.
+#[derive(Debug, Clone)]
+pub struct TenantState {
+    pub slug: String,
+    pub suspended: bool,
+    pub budget: ResourceList,
+    /// Full namespace name and its allocations.
+    pub namespaces: Vec<(String, ResourceList)>,
+    pub members: Vec<(MemberKind, String, Role)>,
+}
+
+impl TenantState {
+    /// The namespace that holds the tenant's automation ServiceAccount: the
+    /// first by name, so the choice is stable.
+    pub fn home_namespace(&self) -> Option<&str> {
+        self.namespaces.iter().map(|(name, _)| name.as_str()).min()
+    }
+}
+
+fn meta(tenant: &str, namespace: Option<&str>, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(BTreeMap::from([
+            (MANAGED_BY.to_string(), MANAGER.to_string()),
+            (TENANT_LABEL.to_string(), tenant.to_string()),
+        ])),
+        ..ObjectMeta::default()
+    }
+}
+
+fn desired<T: Serialize + k8s_openapi::Resource>(
+    kind: Kind,
+    namespace: Option<&str>,
+    name: &str,
+    object: &T,
+) -> Desired {
+    let mut body = serde_json::to_value(object).unwrap_or_default();
+    // k8s-openapi leaves these to the client; server-side apply needs them in the body.
+    body["apiVersion"] = T::API_VERSION.into();
+    body["kind"] = T::KIND.into();
+    Desired {
+        key: ObjectKey {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        },
+        body,
+    }
+}
+
+fn quantities(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, K8sQuantity> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k, K8sQuantity(v)))
+        .collect()
+}
+
+/// The objects the tenant should have; empty for a tenant being deleted.
+pub fn render(tenant: &TenantState) -> Vec<Desired> {
+    let slug = tenant.slug.as_str();
+    let mut objects = Vec::new();
+    let home = tenant.home_namespace();
+    for (namespace, allocations) in &tenant.namespaces {
+        let ns = namespace.as_str();
+        objects.push(desired(
+            Kind::Namespace,
+            None,
+            ns,
+            &Namespace {
+                metadata: meta(slug, None, ns),
+                ..Default::default()
+            },
+        ));
+        objects.push(desired(
+            Kind::ResourceQuota,
+            Some(ns),
+            QUOTA_NAME,
+            &quota(tenant, ns, allocations),
+        ));
+        objects.push(desired(
+            Kind::LimitRange,
+            Some(ns),
+            LIMIT_RANGE_NAME,
+            &limit_range(slug, ns),
+        ));
+        objects.push(desired(
+            Kind::NetworkPolicy,
+            Some(ns),
+            NETWORK_POLICY_NAME,
+            &isolation(slug, ns),
+        ));
+        for binding in role_bindings(tenant, ns, home) {
+            let name = binding.metadata.name.clone().unwrap_or_default();
+            objects.push(desired(Kind::RoleBinding, Some(ns), &name, &binding));
+        }
+    }
+    if let Some(home) = home {
+        let account = ServiceAccount {
+            metadata: meta(slug, Some(home), AUTOMATION_ACCOUNT),
+            ..Default::default()
+        };
+        objects.push(desired(
+            Kind::ServiceAccount,
+            Some(home),
+            AUTOMATION_ACCOUNT,
+            &account,
+        ));
+    }
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    objects
+}
+
+/// The namespace's share of the budget. Every budgeted resource is named, at
+/// zero when unallocated, so no namespace can use what the budget does not give it.
+fn quota(tenant: &TenantState, namespace: &str, allocations: &ResourceList) -> ResourceQuota {
+    let mut hard: BTreeMap<String, String> = tenant
+        .budget
+        .namespace_items()
+        .map(|(resource, _)| (resource.to_string(), Quantity::zero().to_string()))
+        .collect();
+    hard.extend(
+        allocations
+            .namespace_items()
+            .map(|(r, q)| (r.to_string(), q.to_string())),
+    );
+    if tenant.suspended {
+        hard.insert("pods".into(), "0".into());
+    }
+    ResourceQuota {
+        metadata: meta(&tenant.slug, Some(namespace), QUOTA_NAME),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(quantities(hard)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn limit_range(slug: &str, namespace: &str) -> LimitRange {
+    let pairs =
+        |list: [(&str, &str); 2]| quantities(list.map(|(k, v)| (k.to_string(), v.to_string())));
+    LimitRange {
+        metadata: meta(slug, Some(namespace), LIMIT_RANGE_NAME),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: Some(pairs(DEFAULT_LIMITS)),
+                default_request: Some(pairs(DEFAULT_REQUESTS)),
+                ..Default::default()
+            }],
+        }),
+    }
+}
+
+/// Ingress only from the namespaces of the same tenant.
+fn isolation(slug: &str, namespace: &str) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: meta(slug, Some(namespace), NETWORK_POLICY_NAME),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            TENANT_LABEL.to_string(),
+                            slug.to_string(),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// One binding per role with members, plus the automation account's. The
+/// cluster role is part of the name because a RoleBinding's roleRef cannot
+/// change: suspension swaps bindings instead of editing them.
+fn role_bindings(tenant: &TenantState, namespace: &str, home: Option<&str>) -> Vec<RoleBinding> {
+    let effective = |role: &'static str| if tenant.suspended { "view" } else { role };
+    let mut bindings = Vec::new();
+    for (role, group, cluster_role) in [
+        (Role::Owner, "owners", "admin"),
+        (Role::Editor, "editors", "edit"),
+        (Role::Viewer, "viewers", "view"),
+    ] {
+        let subjects: Vec<Subject> = tenant
+            .members
+            .iter()
+            .filter(|(_, _, r)| *r == role)
+            .map(|(kind, subject, _)| Subject {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: match kind {
+                    MemberKind::User => "User".into(),
+                    MemberKind::Group => "Group".into(),
+                },
+                name: subject.clone(),
+                namespace: None,
+            })
+            .collect();
+        if subjects.is_empty() {
+            continue;
+        }
+        let cluster_role = effective(cluster_role);
+        bindings.push(binding(
+            &tenant.slug,
+            namespace,
+            &format!("tenant-{group}-{cluster_role}"),
+            cluster_role,
+            subjects,
+        ));
+    }
+    if let Some(home) = home {
+        let cluster_role = effective("edit");
+        let subject = Subject {
+            // The server omits an empty apiGroup; sending one would look like drift.
+            api_group: None,
+            kind: "ServiceAccount".into(),
+            name: AUTOMATION_ACCOUNT.into(),
+            namespace: Some(home.to_string()),
+        };
+        bindings.push(binding(
+            &tenant.slug,
+            namespace,
+            &format!("{AUTOMATION_ACCOUNT}-{cluster_role}"),
+            cluster_role,
+            vec![subject],
+        ));
+    }
+    bindings
+}
+
+fn binding(
+    slug: &str,
+    namespace: &str,
+    name: &str,
+    cluster_role: &str,
+    subjects: Vec<Subject>,
+) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(slug, Some(namespace), name),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: cluster_role.into(),
+        },
+        subjects: Some(subjects),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(pairs: &[(&str, &str)]) -> ResourceList {
+        let raw = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ResourceList::parse(&raw, "test").unwrap()
+    }
+
+    fn acme(suspended: bool) -> TenantState {
+        TenantState {
+            slug: "acme".into(),
+            suspended,
+            budget: list(&[
+                ("requests.cpu", "4"),
+                ("requests.memory", "8Gi"),
+                ("pods", "20"),
+                ("namespaces", "5"),
+            ]),
+            namespaces: vec![
+                (
+                    "acme-prod".into(),
+                    list(&[
+                        ("requests.cpu", "2500m"),
+                        ("requests.memory", "4Gi"),
+                        ("pods", "10"),
+                    ]),
+                ),
+                ("acme-dev".into(), list(&[("requests.cpu", "1")])),
+            ],
+            members: vec![
+                (MemberKind::Group, "team-acme".into(), Role::Owner),
+                (MemberKind::User, "bob@example.com".into(), Role::Viewer),
+            ],
+        }
+    }
+
+    /// Compares with the committed snapshot; `UPDATE_SNAPSHOTS=1` rewrites it.
+    fn assert_snapshot(name: &str, objects: &[Desired]) {
+        let bodies: Vec<&serde_json::Value> = objects.iter().map(|o| &o.body).collect();
+        let yaml = serde_saphyr::to_string(&bodies).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/cluster/snapshots")
+            .join(name);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &yaml).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "no snapshot {}; run with UPDATE_SNAPSHOTS=1 and review it",
+                path.display()
+            )
+        });
+        assert_eq!(
+            yaml, expected,
+            "rendering changed; review and run with UPDATE_SNAPSHOTS=1"
+        );
+    }
+
+    #[test]
+    fn an_active_tenant_renders_as_the_design_says() {
+        assert_snapshot("acme-active.yaml", &render(&acme(false)));
+    }
+
+    #[test]
+    fn a_suspended_tenant_allows_no_pods_and_only_reads() {
+        let objects = render(&acme(true));
+        assert_snapshot("acme-suspended.yaml", &objects);
+        let quotas: Vec<_> = objects
+            .iter()
+            .filter(|o| o.key.kind == Kind::ResourceQuota)
+            .collect();
+        assert!(quotas.iter().all(|q| q.body["spec"]["hard"]["pods"] == "0"));
+        let roles: Vec<_> = objects
+            .iter()
+            .filter(|o| o.key.kind == Kind::RoleBinding)
+            .map(|o| o.body["roleRef"]["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            !roles.is_empty() && roles.iter().all(|r| *r == "view"),
+            "{roles:?}"
+        );
+    }
+
+    #[test]
+    fn every_budgeted_resource_is_limited_in_every_namespace() {
+        let objects = render(&acme(false));
+        let dev = objects
+            .iter()
+            .find(|o| {
+                o.key.kind == Kind::ResourceQuota && o.key.namespace.as_deref() == Some("acme-dev")
+            })
+            .unwrap();
+        assert_eq!(dev.body["spec"]["hard"]["requests.memory"], "0");
+        assert_eq!(dev.body["spec"]["hard"]["requests.cpu"], "1");
+        assert!(
+            dev.body["spec"]["hard"].get("namespaces").is_none(),
+            "tenant-level items stay out of quotas"
+        );
+    }
+
+    #[test]
+    fn every_object_carries_the_managed_by_and_tenant_labels() {
+        for object in render(&acme(false)) {
+            let labels = &object.body["metadata"]["labels"];
+            assert_eq!(labels[MANAGED_BY], MANAGER, "{}", object.key);
+            assert_eq!(labels[TENANT_LABEL], "acme", "{}", object.key);
+        }
+    }
+
+    #[test]
+    fn the_automation_account_lives_in_the_first_namespace_and_is_bound_in_all() {
+        let objects = render(&acme(false));
+        let account = objects
+            .iter()
+            .find(|o| o.key.kind == Kind::ServiceAccount)
+            .unwrap();
+        assert_eq!(account.key.namespace.as_deref(), Some("acme-dev"));
+        let bound_in: Vec<_> = objects
+            .iter()
+            .filter(|o| o.key.name == "tenant-automation-edit")
+            .map(|o| o.key.namespace.clone().unwrap())
+            .collect();
+        assert_eq!(bound_in, ["acme-dev", "acme-prod"]);
+    }
+}

@@ -1,0 +1,116 @@
+//! What the reconciler writes back: sync status, usage and tombstones.
+
+use sqlx::PgConnection;
+
+use crate::error::Error;
+
+/// Marks `generation` applied. Answers whether this generation is newly
+/// observed, so the caller records the application once.
+pub async fn mark_ready(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    generation: i64,
+) -> Result<bool, Error> {
+    let before = sqlx::query!(
+        "SELECT observed_generation, sync_status FROM tenants WHERE id = $1 FOR UPDATE",
+        tenant_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let newly_observed = before.observed_generation < generation;
+    if newly_observed || before.sync_status != "Ready" {
+        sqlx::query!(
+            "UPDATE tenants
+             SET observed_generation = GREATEST(observed_generation, $2),
+                 sync_status = CASE WHEN generation <= $2 THEN 'Ready' ELSE 'Pending' END,
+                 sync_message = NULL, last_synced_at = now()
+             WHERE id = $1",
+            tenant_id,
+            generation
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query!(
+            "UPDATE namespaces SET sync_status = 'Ready', sync_message = NULL
+             WHERE tenant_id = $1 AND sync_status <> 'Ready'",
+            tenant_id
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(newly_observed)
+}
+
+/// Records a failed attempt with the API server's words, per namespace where
+/// the failure belongs to one.
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    message: &str,
+    namespace_failures: &[(String, String)],
+) -> Result<(), Error> {
+    sqlx::query!(
+        "UPDATE tenants SET sync_status = 'Failed', sync_message = $2, last_synced_at = now()
+         WHERE id = $1 AND (sync_status <> 'Failed' OR sync_message IS DISTINCT FROM $2)",
+        tenant_id,
+        message
+    )
+    .execute(&mut *conn)
+    .await?;
+    for (namespace, failure) in namespace_failures {
+        sqlx::query!(
+            "UPDATE namespaces SET sync_status = 'Failed', sync_message = $3
+             WHERE tenant_id = $1 AND full_name = $2",
+            tenant_id,
+            namespace,
+            failure
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stores a namespace's quota usage when it changed.
+pub async fn store_usage(
+    conn: &mut PgConnection,
+    full_name: &str,
+    used: &serde_json::Value,
+) -> Result<(), Error> {
+    sqlx::query!(
+        "UPDATE namespaces SET usage = $2, usage_at = now() WHERE full_name = $1 AND usage IS DISTINCT FROM $2",
+        full_name,
+        used
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds every namespace's current usage to the history.
+pub async fn sample_usage(conn: &mut PgConnection) -> Result<u64, Error> {
+    let done = sqlx::query!(
+        "INSERT INTO usage_samples (namespace_id, used)
+         SELECT n.id, n.usage FROM namespaces n JOIN tenants t ON t.id = n.tenant_id
+         WHERE t.state <> 'deleted' AND n.usage_at IS NOT NULL"
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Turns a tenant whose namespaces are gone into a tombstone.
+pub async fn tombstone(conn: &mut PgConnection, tenant_id: i64) -> Result<(), Error> {
+    sqlx::query!(
+        "UPDATE tenants SET state = 'deleted', deleted_at = now(), sync_status = 'Ready',
+                observed_generation = generation, sync_message = NULL, last_synced_at = now()
+         WHERE id = $1",
+        tenant_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!("DELETE FROM outbox WHERE tenant_id = $1", tenant_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

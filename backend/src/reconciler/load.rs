@@ -1,0 +1,47 @@
+use sqlx::PgConnection;
+
+use crate::cluster::render::TenantState as Desired;
+use crate::db::{self, tenants::TenantRow};
+use crate::domain::{MemberKind, Role, TenantState};
+use crate::error::Error;
+
+/// The tenant row and what its cluster should hold. A tenant being deleted
+/// should hold nothing.
+pub async fn load_state(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+) -> Result<Option<(TenantRow, Desired)>, Error> {
+    let Some(row) = db::tenants::get_by_id(conn, tenant_id).await? else {
+        return Ok(None);
+    };
+    let state = row.state();
+    let keeps_objects = matches!(state, TenantState::Active | TenantState::Suspended);
+    let namespaces = if keeps_objects {
+        db::namespaces::list_for_tenants(conn, &[row.id])
+            .await?
+            .iter()
+            .map(|n| (n.full_name.clone(), n.allocations()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let members = db::members::list_for_tenants(conn, &[row.id])
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            Some((
+                MemberKind::parse(&m.kind).ok()?,
+                m.subject,
+                Role::parse(&m.role).ok()?,
+            ))
+        })
+        .collect();
+    let desired = Desired {
+        slug: row.slug.clone(),
+        suspended: state == TenantState::Suspended,
+        budget: row.budget(),
+        namespaces,
+        members,
+    };
+    Ok(Some((row, desired)))
+}

@@ -1,0 +1,177 @@
+//! The reconciler: every accepted change reaches its cluster, drift is
+//! repaired, usage flows back. Durable work comes from the outbox; watches
+//! on the managed objects and a periodic resync add checks to it.
+
+mod backoff;
+mod drift;
+mod load;
+mod watch;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Cluster, Clusters};
+use crate::config::ServeConfig;
+
+pub use load::load_state;
+
+/// How the reconciler paces itself.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub workers_per_cluster: u16,
+    pub resync_interval: Duration,
+    pub usage_sample_interval: Duration,
+    /// How long a claimed outbox row stays with its worker before another may take it.
+    pub lease: Duration,
+    /// The backstop when no notification arrives.
+    pub poll_interval: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &ServeConfig) -> Self {
+        Self {
+            workers_per_cluster: config.reconcile_workers,
+            resync_interval: config.resync_interval,
+            usage_sample_interval: config.usage_sample_interval,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the reconciler's tasks share.
+pub struct Context {
+    pub db: PgPool,
+    pub settings: Settings,
+    /// Woken when a change commits (LISTEN/NOTIFY on the outbox).
+    pub wake: Notify,
+    pub drift: drift::DriftIndex,
+    /// Names this replica in leases, so a lease can be traced to its holder.
+    pub identity: String,
+}
+
+/// Starts every reconciler task; they stop when `stop` is cancelled.
+/// Aborting the returned set instead is a crash: leases are left to expire.
+pub fn start(
+    db: PgPool,
+    clusters: &Clusters,
+    settings: Settings,
+    stop: CancellationToken,
+) -> JoinSet<()> {
+    let identity = format!(
+        "{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple().to_string().split_at(8).0
+    );
+    let context = Arc::new(Context {
+        db,
+        settings,
+        wake: Notify::new(),
+        drift: Default::default(),
+        identity,
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(listen(context.clone(), stop.clone()));
+    tasks.spawn(sample_usage(context.clone(), stop.clone()));
+    for cluster in clusters.iter() {
+        start_cluster(&mut tasks, &context, cluster, &stop);
+    }
+    tasks
+}
+
+fn start_cluster(
+    tasks: &mut JoinSet<()>,
+    context: &Arc<Context>,
+    cluster: &Arc<Cluster>,
+    stop: &CancellationToken,
+) {
+    for kind in crate::cluster::objects::Kind::ALL {
+        tasks.spawn(watch::run(
+            context.clone(),
+            cluster.clone(),
+            kind,
+            stop.clone(),
+        ));
+    }
+    for n in 0..context.settings.workers_per_cluster {
+        tasks.spawn(worker::run(
+            context.clone(),
+            cluster.clone(),
+            n,
+            stop.clone(),
+        ));
+    }
+    tasks.spawn(resync(context.clone(), cluster.clone(), stop.clone()));
+    tasks.spawn(watch::probe_health(cluster.clone(), stop.clone()));
+}
+
+/// Wakes workers when a change commits; polling is only the backstop.
+async fn listen(context: Arc<Context>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&context.db).await?;
+            listener.listen("tenant_outbox").await?;
+            loop {
+                listener.recv().await?;
+                context.wake.notify_waiters();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listener => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "lost the outbox notifications; workers poll until they are back");
+                }
+            }
+            () = stop.cancelled() => return,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Queues a check of every tenant on the cluster now and then at each
+/// interval, the backstop for drift no watch reported.
+async fn resync(context: Arc<Context>, cluster: Arc<Cluster>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(context.settings.resync_interval);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let queued = match context.db.acquire().await {
+            Ok(mut conn) => crate::db::outbox::enqueue_all(&mut conn, &cluster.name)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match queued {
+            Ok(n) => tracing::debug!(cluster = %cluster.name, tenants = n, "resync queued"),
+            Err(e) => {
+                tracing::warn!(cluster = %cluster.name, error = %e, "failed to queue the resync; next interval retries")
+            }
+        }
+    }
+}
+
+async fn sample_usage(context: Arc<Context>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(context.settings.usage_sample_interval);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Ok(mut conn) = context.db.acquire().await
+            && let Err(e) = crate::db::sync::sample_usage(&mut conn).await
+        {
+            tracing::warn!(error = %e, "failed to record usage history; next interval retries");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Watches on the managed objects of one kind in one cluster: they fill the
+//! live cache, report drift, carry quota usage back and tell cluster health.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use super::drift::Verdict;
+use crate::cluster::Cluster;
+use crate::cluster::objects::{Kind, MANAGED_SELECTOR, ObjectKey, TENANT_LABEL};
+use crate::db;
+
+pub async fn run(
+    context: Arc<Context>,
+    cluster: Arc<Cluster>,
+    kind: Kind,
+    stop: CancellationToken,
+) {
+    let Some(writer) = cluster.take_writer(kind) else {
+        return;
+    };
+    let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &kind.api_resource());
+    let config = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let events = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::pin!(events);
+    let mut usage_seen: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut initial_listing = true;
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = stop.cancelled() => return,
+        };
+        let Some(event) = event else { return };
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                cluster.set_health(false, Some(e.to_string()));
+                continue;
+            }
+        };
+        if !cluster.health().reachable {
+            cluster.set_health(true, None);
+        }
+        match event {
+            watcher::Event::Init => initial_listing = true,
+            watcher::Event::InitDone => initial_listing = false,
+            // The resync at start checks every tenant; the initial listing only fills the cache.
+            watcher::Event::InitApply(object) => {
+                if kind == Kind::ResourceQuota {
+                    store_usage(&context, &object, &mut usage_seen).await;
+                }
+            }
+            watcher::Event::Apply(object) => {
+                if kind == Kind::ResourceQuota {
+                    store_usage(&context, &object, &mut usage_seen).await;
+                }
+                let live = serde_json::to_value(&object).ok();
+                check(&context, &cluster, kind, &object, live.as_ref()).await;
+            }
+            watcher::Event::Delete(object) if !initial_listing => {
+                check(&context, &cluster, kind, &object, None).await
+            }
+            watcher::Event::Delete(_) => {}
+        }
+    }
+}
+
+/// Queues a check of the object's tenant unless the object is as wanted.
+async fn check(
+    context: &Context,
+    cluster: &Cluster,
+    kind: Kind,
+    object: &DynamicObject,
+    live: Option<&serde_json::Value>,
+) {
+    let Some(slug) = object
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(TENANT_LABEL))
+    else {
+        return;
+    };
+    let key = ObjectKey {
+        kind,
+        namespace: object.namespace(),
+        name: object.name_any(),
+    };
+    if context.drift.judge(&cluster.name, &key, live) == Verdict::AsDesired {
+        return;
+    }
+    tracing::info!(cluster = %cluster.name, tenant = %slug, object = %key, "drift seen; queueing a repair");
+    let queued = match context.db.acquire().await {
+        Ok(mut conn) => db::outbox::enqueue_check(&mut conn, slug)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = queued {
+        tracing::warn!(tenant = %slug, error = %e, "failed to queue a drift repair; the periodic resync will");
+    }
+}
+
+/// Keeps the namespace's `status.used` in the database when it changes.
+async fn store_usage(
+    context: &Context,
+    quota: &DynamicObject,
+    seen: &mut HashMap<String, serde_json::Value>,
+) {
+    let Some(namespace) = quota.namespace() else {
+        return;
+    };
+    let used = quota
+        .data
+        .get("status")
+        .and_then(|s| s.get("used"))
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    if seen.get(&namespace) == Some(&used) {
+        return;
+    }
+    let stored = match context.db.acquire().await {
+        Ok(mut conn) => db::sync::store_usage(&mut conn, &namespace, &used)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match stored {
+        Ok(()) => {
+            seen.insert(namespace, used);
+        }
+        Err(e) => {
+            tracing::warn!(%namespace, error = %e, "failed to store quota usage; the next change retries")
+        }
+    }
+}
+
+/// Asks the API server for its version now and then, so health is current
+/// even when nothing changes.
+pub async fn probe_health(cluster: Arc<Cluster>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match tokio::time::timeout(Duration::from_secs(5), cluster.client.apiserver_version()).await
+        {
+            Ok(Ok(_)) => cluster.set_health(true, None),
+            Ok(Err(e)) => cluster.set_health(false, Some(crate::cluster::describe(&e))),
+            Err(_) => cluster.set_health(
+                false,
+                Some("the API server did not answer within 5s".into()),
+            ),
+        }
+    }
+}

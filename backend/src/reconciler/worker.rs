@@ -1,0 +1,237 @@
+//! One worker: claim an outbox row, render, apply, record. Top to bottom.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, backoff, load_state};
+use crate::cluster::objects::Kind;
+use crate::cluster::{self, Cluster, SyncError, render};
+use crate::db::{self, outbox::Claimed};
+use crate::domain::TenantState;
+use crate::error::Error;
+
+/// The actor the audit trail names for the reconciler's own acts.
+pub const ACTOR: &str = "system:reconciler";
+/// How soon a tenant waiting for its namespaces to terminate is looked at again.
+const DELETION_RECHECK: Duration = Duration::from_secs(1);
+
+pub async fn run(context: Arc<Context>, cluster: Arc<Cluster>, n: u16, stop: CancellationToken) {
+    let worker = format!("{}/{}/{n}", context.identity, cluster.name);
+    while !stop.is_cancelled() {
+        // Registered before claiming, so a change committed in between still wakes us.
+        let woken = context.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match claim(&context, &cluster, &worker).await {
+            Ok(Some(job)) => {
+                process(&context, &cluster, &worker, job).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%worker, error = %e, "failed to claim work; retrying"),
+        }
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(context.settings.poll_interval) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+}
+
+async fn claim(
+    context: &Context,
+    cluster: &Cluster,
+    worker: &str,
+) -> Result<Option<Claimed>, Error> {
+    let mut conn = context.db.acquire().await?;
+    db::outbox::claim(&mut conn, &cluster.name, worker, context.settings.lease).await
+}
+
+/// What became of one claimed tenant.
+enum Outcome {
+    /// The cluster holds generation `generation`.
+    Synced {
+        generation: i64,
+        report: cluster::SyncReport,
+    },
+    /// Namespaces are still terminating.
+    Deleting { remaining: usize },
+    /// The namespaces are gone and the tenant is a tombstone.
+    Tombstoned,
+    /// Nothing to do: the tenant is gone from the database or already a tombstone.
+    Nothing,
+}
+
+enum Failure {
+    Cluster(SyncError),
+    Database(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+async fn process(context: &Context, cluster: &Cluster, worker: &str, job: Claimed) {
+    let started = Instant::now();
+    let result = reconcile(context, cluster, job.tenant_id).await;
+    let recorded = record(context, worker, job, &result).await;
+    let elapsed_ms = started.elapsed().as_millis();
+    match (&result, recorded) {
+        (_, Err(e)) => tracing::error!(%worker, tenant_id = job.tenant_id, error = %e,
+            "failed to record the outcome; the lease expires and another worker retries"),
+        (Ok(Outcome::Synced { generation, report }), Ok(())) => tracing::info!(
+            cluster = %cluster.name, tenant_id = job.tenant_id, generation, applied = report.applied,
+            deleted = report.deleted, unchanged = report.unchanged, elapsed_ms, "tenant in sync"),
+        (Ok(Outcome::Deleting { remaining }), Ok(())) => tracing::info!(
+            cluster = %cluster.name, tenant_id = job.tenant_id, remaining, "waiting for namespaces to terminate"),
+        (Ok(Outcome::Tombstoned), Ok(())) => {
+            tracing::info!(cluster = %cluster.name, tenant_id = job.tenant_id, "tenant deleted")
+        }
+        (Ok(Outcome::Nothing), Ok(())) => {}
+        (Err(Failure::Cluster(e)), Ok(())) => tracing::warn!(
+            cluster = %cluster.name, tenant_id = job.tenant_id, attempts = job.attempts, error = %e, "apply failed; will retry"),
+        (Err(Failure::Database(e)), Ok(())) => tracing::warn!(
+            tenant_id = job.tenant_id, error = %e, "failed to read the tenant; will retry"),
+    }
+}
+
+/// Renders the tenant's desired objects and brings the cluster to them.
+async fn reconcile(
+    context: &Context,
+    cluster: &Cluster,
+    tenant_id: i64,
+) -> Result<Outcome, Failure> {
+    let loaded = {
+        let mut conn = context.db.acquire().await.map_err(Error::from)?;
+        load_state(&mut conn, tenant_id).await?
+    };
+    let Some((row, desired_state)) = loaded else {
+        return Ok(Outcome::Nothing);
+    };
+    if row.state() == TenantState::Deleted {
+        return Ok(Outcome::Nothing);
+    }
+    let desired = render::render(&desired_state);
+    context.drift.remember(&cluster.name, &row.slug, &desired);
+    let report = cluster::sync(cluster, &row.slug, &desired)
+        .await
+        .map_err(Failure::Cluster)?;
+    if row.state() != TenantState::Deleting {
+        return Ok(Outcome::Synced {
+            generation: row.generation,
+            report,
+        });
+    }
+    let remaining = cluster::remaining_namespaces(cluster, &row.slug)
+        .await
+        .map_err(|message| {
+            let key = crate::cluster::objects::ObjectKey {
+                kind: Kind::Namespace,
+                namespace: None,
+                name: row.slug.clone(),
+            };
+            Failure::Cluster(SyncError {
+                failures: vec![(key, message)],
+            })
+        })?;
+    if remaining > 0 {
+        return Ok(Outcome::Deleting { remaining });
+    }
+    let mut tx = context.db.begin().await.map_err(Error::from)?;
+    db::sync::tombstone(&mut tx, row.id).await?;
+    db::audit::record(
+        &mut tx,
+        db::audit::NewEvent {
+            actor: ACTOR,
+            action: "tenant.deleted",
+            tenant: Some((row.id, &row.slug)),
+            before: None,
+            after: Some(&serde_json::json!({"state": "deleted", "generation": row.generation})),
+            request_id: None,
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(Error::from)?;
+    Ok(Outcome::Tombstoned)
+}
+
+/// Writes the outcome back: status, audit, and what happens to the outbox row.
+async fn record(
+    context: &Context,
+    worker: &str,
+    job: Claimed,
+    result: &Result<Outcome, Failure>,
+) -> Result<(), Error> {
+    let mut tx = context.db.begin().await?;
+    match result {
+        Ok(Outcome::Synced { generation, report }) => {
+            if db::sync::mark_ready(&mut tx, job.tenant_id, *generation).await? {
+                let slug = db::tenants::get_by_id(&mut tx, job.tenant_id)
+                    .await?
+                    .map(|t| t.slug)
+                    .unwrap_or_default();
+                db::audit::record(
+                    &mut tx,
+                    db::audit::NewEvent {
+                        actor: ACTOR,
+                        action: "tenant.applied",
+                        tenant: Some((job.tenant_id, &slug)),
+                        before: None,
+                        after: Some(&serde_json::json!({
+                            "generation": generation, "applied": report.applied, "deleted": report.deleted,
+                        })),
+                        request_id: None,
+                    },
+                )
+                .await?;
+            }
+            db::outbox::complete(&mut tx, job.tenant_id, *generation, worker).await?;
+        }
+        Ok(Outcome::Deleting { .. }) => {
+            db::outbox::retry_later(&mut tx, job.tenant_id, worker, DELETION_RECHECK, None).await?;
+        }
+        Ok(Outcome::Tombstoned) | Ok(Outcome::Nothing) => {
+            db::outbox::complete(&mut tx, job.tenant_id, i64::MAX, worker).await?;
+        }
+        Err(Failure::Cluster(e)) => {
+            let per_namespace: Vec<(String, String)> = e
+                .failures
+                .iter()
+                .filter_map(|(key, message)| {
+                    let namespace = if key.kind == Kind::Namespace {
+                        Some(key.name.clone())
+                    } else {
+                        key.namespace.clone()
+                    };
+                    Some((namespace?, message.clone()))
+                })
+                .collect();
+            let message = e.to_string();
+            db::sync::mark_failed(&mut tx, job.tenant_id, &message, &per_namespace).await?;
+            db::outbox::retry_later(
+                &mut tx,
+                job.tenant_id,
+                worker,
+                backoff::delay(job.attempts),
+                Some(&message),
+            )
+            .await?;
+        }
+        Err(Failure::Database(e)) => {
+            db::outbox::retry_later(
+                &mut tx,
+                job.tenant_id,
+                worker,
+                backoff::delay(job.attempts),
+                Some(&e.to_string()),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
