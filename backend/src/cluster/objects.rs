@@ -111,11 +111,22 @@ pub fn is_satisfied(kind: Kind, desired: &Value, live: &Value) -> bool {
             .all(|field| without_nulls(&desired[*field]) == without_nulls(&live[*field]))
 }
 
+/// The API server omits empty fields (`omitempty`), so null, `{}` and `[]`
+/// all mean "nothing here".
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(map) => map.values().all(is_empty),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
 fn contains(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(want), Value::Object(have)) => want
             .iter()
-            .all(|(k, v)| v.is_null() || have.get(k).is_some_and(|h| contains(v, h))),
+            .all(|(k, v)| is_empty(v) || have.get(k).is_some_and(|h| contains(v, h))),
         (Value::Array(want), Value::Array(have)) => {
             want.len() == have.len() && want.iter().zip(have).all(|(w, h)| contains(w, h))
         }
@@ -127,7 +138,7 @@ fn without_nulls(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .filter(|(_, v)| !v.is_null())
+                .filter(|(_, v)| !is_empty(v))
                 .map(|(k, v)| (k.clone(), without_nulls(v)))
                 .collect(),
         ),
@@ -155,6 +166,17 @@ mod tests {
         let live = json!({"spec": {"hard": {"pods": "10", "requests.cpu": "1"}}});
         assert!(!is_satisfied(Kind::ResourceQuota, &desired, &live));
         assert!(is_satisfied(Kind::ServiceAccount, &desired, &live));
+    }
+
+    #[test]
+    fn an_empty_field_matches_its_omission() {
+        let desired = json!({"spec": {"hard": {}}});
+        assert!(is_satisfied(
+            Kind::ResourceQuota,
+            &desired,
+            &json!({"spec": {}})
+        ));
+        assert!(is_satisfied(Kind::ResourceQuota, &desired, &json!({})));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response};
@@ -41,9 +43,26 @@ pub fn config() -> ServeConfig {
 }
 
 pub async fn spawn_app(db: PgPool) -> TestApp {
+    let clusters = config().clusters;
+    spawn_app_with(db, clusters, Default::default()).await
+}
+
+/// The API on its own port, knowing `specs` and connected to `clusters`.
+pub async fn spawn_app_with(
+    db: PgPool,
+    specs: Vec<ClusterSpec>,
+    clusters: tenant_portal::cluster::Clusters,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = tenant_portal::app::router(db.clone(), config(), Default::default());
+    let router = tenant_portal::app::router(
+        db.clone(),
+        ServeConfig {
+            clusters: specs,
+            ..config()
+        },
+        clusters,
+    );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let token = create_token(&db, "test-admin", &[Scope::Admin], None).await;
     TestApp {

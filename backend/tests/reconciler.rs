@@ -1,0 +1,585 @@
+//! The reconciler against the real control plane of `deploy/dev/up`:
+//! kube-apiserver, kube-controller-manager and etcd on loopback.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::{
+    Outage, eventually, kube, kubeconfig_path, spawn_portal, spawn_reconciler, unique,
+};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+const READY: Duration = Duration::from_secs(30);
+
+fn tenant(slug: &str) -> Value {
+    json!({
+        "slug": slug,
+        "budget": {"requests.cpu": "2", "requests.memory": "2Gi", "pods": "10"},
+        "namespaces": [
+            {"name": "dev", "allocations": {"requests.cpu": "500m", "requests.memory": "512Mi", "pods": "4"}},
+            {"name": "prod", "allocations": {"requests.cpu": "1500m", "requests.memory": "1Gi", "pods": "6"}}
+        ],
+        "members": [
+            {"kind": "group", "subject": "team-acme", "role": "owner"},
+            {"kind": "user", "subject": "bob@example.com", "role": "viewer"}
+        ]
+    })
+}
+
+fn pod(name: &str, cpu: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1",
+            "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}, "limits": {"cpu": cpu, "memory": "64Mi"}}}]}
+    }))
+    .unwrap()
+}
+
+async fn applied_events(db: &PgPool, slug: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE tenant_slug = $1 AND action = 'tenant.applied'",
+    )
+    .bind(slug)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_tenant_with_two_namespaces_becomes_ready_with_every_object(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = unique("obj");
+    let started = Instant::now();
+    portal.app.create_tenant(tenant(&slug)).await;
+    portal.app.wait_ready(&slug, READY).await;
+    eprintln!("{slug}: Ready {:?} after the API call", started.elapsed());
+
+    let client = kube().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labels = namespaces
+        .get(&format!("{slug}-dev"))
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "tenant-portal");
+    assert_eq!(labels["tenant-portal.dev/tenant"], slug);
+
+    let quota: Api<ResourceQuota> = Api::namespaced(client.clone(), &format!("{slug}-prod"));
+    let hard = quota
+        .get("tenant-quota")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .hard
+        .unwrap();
+    assert_eq!(hard["requests.cpu"].0, "1500m");
+    assert_eq!(hard["requests.memory"].0, "1Gi");
+    assert_eq!(hard["pods"].0, "6");
+
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &format!("{slug}-dev"));
+    let owners = bindings.get("tenant-owners-admin").await.unwrap();
+    assert_eq!(owners.role_ref.name, "admin");
+    assert_eq!(owners.subjects.unwrap()[0].name, "team-acme");
+    assert_eq!(
+        bindings
+            .get("tenant-viewers-view")
+            .await
+            .unwrap()
+            .subjects
+            .unwrap()[0]
+            .name,
+        "bob@example.com"
+    );
+    assert!(bindings.get("tenant-automation-edit").await.is_ok());
+
+    let policy: Api<NetworkPolicy> = Api::namespaced(client.clone(), &format!("{slug}-prod"));
+    let spec = policy.get("tenant-isolation").await.unwrap().spec.unwrap();
+    let from = &spec.ingress.unwrap()[0].from.clone().unwrap()[0];
+    assert_eq!(
+        from.namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["tenant-portal.dev/tenant"],
+        slug
+    );
+
+    let limits: Api<k8s_openapi::api::core::v1::LimitRange> =
+        Api::namespaced(client.clone(), &format!("{slug}-dev"));
+    assert!(limits.get("tenant-defaults").await.is_ok());
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client, &format!("{slug}-dev"));
+    assert!(accounts.get("tenant-automation").await.is_ok());
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_pod_over_its_namespace_allocation_is_refused_by_the_api_server(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = unique("quota");
+    portal.app.create_tenant(tenant(&slug)).await;
+    portal.app.wait_ready(&slug, READY).await;
+    let pods: Api<Pod> = Api::namespaced(kube().await, &format!("{slug}-dev"));
+    // The quota controller must have filled in status before admission counts.
+    eventually("quota status", Duration::from_secs(20), || async {
+        let quotas: Api<ResourceQuota> = Api::namespaced(kube().await, &format!("{slug}-dev"));
+        quotas
+            .get("tenant-quota")
+            .await
+            .is_ok_and(|q| q.status.is_some_and(|s| s.hard.is_some()))
+    })
+    .await;
+    let error = pods
+        .create(&PostParams::default(), &pod("greedy", "1"))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("exceeded quota"), "{message}");
+    pods.create(&PostParams::default(), &pod("modest", "200m"))
+        .await
+        .expect("a pod within the allocation is admitted");
+
+    eventually("usage read back", Duration::from_secs(20), || async {
+        let usage: Value = portal
+            .app
+            .get(&format!("/api/v1/tenants/{slug}/usage"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        usage["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ns| ns["name"] == "dev" && ns["resources"]["requests.cpu"]["used"] == "200m")
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_downloaded_kubeconfig_reaches_its_tenant_and_nothing_else(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let (a, b) = (unique("kca"), unique("kcb"));
+    portal.app.create_tenant(tenant(&a)).await;
+    portal.app.create_tenant(tenant(&b)).await;
+    portal.app.wait_ready(&a, READY).await;
+    portal.app.wait_ready(&b, READY).await;
+
+    let response = portal
+        .app
+        .request(Method::POST, &format!("/api/v1/tenants/{a}/kubeconfig"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/yaml");
+    let yaml = response.text().await.unwrap();
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let as_tenant = kube::Client::try_from(config).unwrap();
+
+    for ns in ["dev", "prod"] {
+        let own: Api<Pod> = Api::namespaced(as_tenant.clone(), &format!("{a}-{ns}"));
+        own.list(&ListParams::default())
+            .await
+            .expect("the tenant's own namespaces are reachable");
+    }
+    let other: Api<Pod> = Api::namespaced(as_tenant.clone(), &format!("{b}-dev"));
+    match other.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403),
+        other => panic!("another tenant's namespace must be forbidden, got {other:?}"),
+    }
+    let everything: Api<Namespace> = Api::all(as_tenant);
+    assert!(
+        everything.list(&ListParams::default()).await.is_err(),
+        "listing all namespaces is forbidden"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn hand_edits_and_deletes_are_repaired_within_seconds(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = unique("drift");
+    portal.app.create_tenant(tenant(&slug)).await;
+    portal.app.wait_ready(&slug, READY).await;
+    let client = kube().await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &format!("{slug}-dev"));
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &format!("{slug}-prod"));
+
+    quotas
+        .delete("tenant-quota", &DeleteParams::default())
+        .await
+        .unwrap();
+    let hijack = json!({"subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]});
+    bindings
+        .patch(
+            "tenant-owners-admin",
+            &PatchParams::default(),
+            &Patch::Merge(&hijack),
+        )
+        .await
+        .unwrap();
+
+    eventually(
+        "the deleted quota is back",
+        Duration::from_secs(30),
+        || async { quotas.get("tenant-quota").await.is_ok() },
+    )
+    .await;
+    eventually(
+        "the edited binding is restored",
+        Duration::from_secs(30),
+        || async {
+            bindings.get("tenant-owners-admin").await.is_ok_and(|b| {
+                b.subjects
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    == ["team-acme"]
+            })
+        },
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn changes_accepted_while_the_cluster_is_down_are_applied_once_it_is_back(db: PgPool) {
+    let outage = Outage::start().await;
+    let portal = spawn_portal(db.clone(), &outage.kubeconfig).await;
+    let warmup = unique("warm");
+    portal
+        .app
+        .create_tenant(json!({"slug": warmup, "namespaces": [{"name": "a"}]}))
+        .await;
+    portal.app.wait_ready(&warmup, READY).await;
+
+    outage.cut();
+    let prefix = unique("down");
+    let slugs: Vec<String> = (0..50).map(|i| format!("{prefix}{i}")).collect();
+    for slug in &slugs {
+        portal
+            .app
+            .create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status: Value = portal
+        .app
+        .get(&format!("/api/v1/tenants/{}/status", slugs[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        status["status"], "Ready",
+        "nothing reaches a cluster that is down: {status}"
+    );
+
+    outage.restore();
+    for slug in &slugs {
+        portal.app.wait_ready(slug, Duration::from_secs(90)).await;
+    }
+    for slug in &slugs {
+        assert_eq!(
+            applied_events(&db, slug).await,
+            1,
+            "{slug} applied exactly once"
+        );
+    }
+    let clusters: Value = portal
+        .app
+        .get("/api/v1/clusters")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(clusters[0]["tenants"], 51);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_portal_killed_mid_apply_converges_after_restart(db: PgPool) {
+    let mut first = spawn_portal(db.clone(), &kubeconfig_path()).await;
+    let prefix = unique("crash");
+    let slugs: Vec<String> = (0..20).map(|i| format!("{prefix}{i}")).collect();
+    for slug in &slugs {
+        first
+            .app
+            .create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}, {"name": "b"}]}))
+            .await;
+    }
+    eventually(
+        "some applies under way",
+        Duration::from_secs(20),
+        || async {
+            let applied: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM audit_events WHERE action = 'tenant.applied'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            applied > 0
+        },
+    )
+    .await;
+    first.kill();
+
+    let (_second, _stop) = spawn_reconciler(db.clone(), &kubeconfig_path()).await;
+    for slug in &slugs {
+        first.app.wait_ready(slug, Duration::from_secs(60)).await;
+    }
+    let namespaces: Api<Namespace> = Api::all(kube().await);
+    for slug in &slugs {
+        for ns in ["a", "b"] {
+            assert!(namespaces.get(&format!("{slug}-{ns}")).await.is_ok());
+        }
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn two_portals_on_one_database_apply_each_change_once(db: PgPool) {
+    let portal = spawn_portal(db.clone(), &kubeconfig_path()).await;
+    let (_other, _stop) = spawn_reconciler(db.clone(), &kubeconfig_path()).await;
+    let prefix = unique("pair");
+    let slugs: Vec<String> = (0..30).map(|i| format!("{prefix}{i}")).collect();
+    for slug in &slugs {
+        portal
+            .app
+            .create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+            .await;
+    }
+    for slug in &slugs {
+        portal.app.wait_ready(slug, Duration::from_secs(60)).await;
+    }
+    let workers: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT leased_by FROM outbox WHERE leased_by IS NOT NULL")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(workers.is_empty(), "no lease is left behind: {workers:?}");
+    for slug in &slugs {
+        assert_eq!(
+            applied_events(&db, slug).await,
+            1,
+            "{slug} applied by exactly one replica"
+        );
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "nothing is left in the outbox");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn deleting_a_tenant_removes_its_namespaces_and_nothing_else(db: PgPool) {
+    let portal = spawn_portal(db.clone(), &kubeconfig_path()).await;
+    let short = unique("ab");
+    let long = format!("{short}c");
+    portal
+        .app
+        .create_tenant(json!({"slug": short, "namespaces": [{"name": "dev"}]}))
+        .await;
+    portal
+        .app
+        .create_tenant(json!({"slug": long, "namespaces": [{"name": "dev"}]}))
+        .await;
+    portal.app.wait_ready(&short, READY).await;
+    portal.app.wait_ready(&long, READY).await;
+    let namespaces: Api<Namespace> = Api::all(kube().await);
+    let manual: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": format!("{short}-manual")}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &manual)
+        .await
+        .unwrap();
+
+    let response = portal
+        .app
+        .request(Method::DELETE, &format!("/api/v1/tenants/{short}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    eventually(
+        "the tenant becomes a tombstone",
+        Duration::from_secs(60),
+        || async {
+            let tenant: Value = portal
+                .app
+                .get(&format!("/api/v1/tenants/{short}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            tenant["state"] == "deleted"
+        },
+    )
+    .await;
+    assert!(
+        matches!(namespaces.get(&format!("{short}-dev")).await, Err(kube::Error::Api(s)) if s.code == 404)
+    );
+    assert!(
+        namespaces.get(&format!("{long}-dev")).await.is_ok(),
+        "a tenant whose slug merely starts the same stays"
+    );
+    let untouched = namespaces.get(&format!("{short}-manual")).await.unwrap();
+    assert!(
+        untouched.metadata.deletion_timestamp.is_none(),
+        "an unmanaged namespace stays"
+    );
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_events WHERE tenant_slug = $1 ORDER BY id")
+            .bind(&short)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "tenant.created",
+            "tenant.applied",
+            "tenant.deletion_requested",
+            "tenant.deleted"
+        ]
+        .map(String::from)
+    );
+    namespaces
+        .delete(&format!("{short}-manual"), &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn suspension_allows_no_pods_and_downgrades_members_to_view(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = unique("susp");
+    portal.app.create_tenant(tenant(&slug)).await;
+    portal.app.wait_ready(&slug, READY).await;
+    portal
+        .app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}:suspend"))
+        .send()
+        .await
+        .unwrap();
+    portal.app.wait_ready(&slug, READY).await;
+    let client = kube().await;
+    let quota: Api<ResourceQuota> = Api::namespaced(client.clone(), &format!("{slug}-dev"));
+    assert_eq!(
+        quota
+            .get("tenant-quota")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .hard
+            .unwrap()["pods"]
+            .0,
+        "0"
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &format!("{slug}-dev"));
+    let roles: BTreeMap<String, String> = bindings
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=tenant-portal"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|b| (b.metadata.name.unwrap(), b.role_ref.name))
+        .collect();
+    assert!(roles.values().all(|r| r == "view"), "{roles:?}");
+    assert!(roles.contains_key("tenant-owners-view"));
+
+    portal
+        .app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}:resume"))
+        .send()
+        .await
+        .unwrap();
+    portal.app.wait_ready(&slug, READY).await;
+    assert_eq!(
+        quota
+            .get("tenant-quota")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .hard
+            .unwrap()["pods"]
+            .0,
+        "4"
+    );
+    assert!(bindings.get("tenant-owners-admin").await.is_ok());
+}
+
+/// Write requests the portal sent for objects whose names start with `prefix`.
+fn portal_writes(prefix: &str) -> usize {
+    let path = std::env::var("TP_KUBE_AUDIT_LOG")
+        .expect("TP_KUBE_AUDIT_LOG is not set: source the stack.env that deploy/dev/up prints");
+    let log = std::fs::read_to_string(&path).unwrap();
+    log.lines()
+        .filter(|line| line.contains("\"stage\":\"ResponseComplete\""))
+        .filter(|line| {
+            line.contains("fieldManager=tenant-portal") || line.contains("\"verb\":\"delete\"")
+        })
+        .filter(|line| {
+            line.contains(&format!("/{prefix}"))
+                || line.contains(&format!("\"namespace\":\"{prefix}"))
+        })
+        .count()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_idle_resync_of_200_tenants_sends_no_writes(db: PgPool) {
+    let portal = spawn_portal(db.clone(), &kubeconfig_path()).await;
+    let prefix = unique("idle");
+    let slugs: Vec<String> = (0..200).map(|i| format!("{prefix}{i}")).collect();
+    for slug in &slugs {
+        portal
+            .app
+            .create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+            .await;
+    }
+    for slug in &slugs {
+        portal.app.wait_ready(slug, Duration::from_secs(120)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = portal_writes(&prefix);
+    assert!(
+        before >= 200 * 6,
+        "the audit log shows the initial applies ({before})"
+    );
+
+    let mut conn = db.acquire().await.unwrap();
+    let queued = tenant_portal::db::outbox::enqueue_all(&mut conn, "local")
+        .await
+        .unwrap();
+    assert_eq!(queued, 200);
+    eventually("the resync drains", Duration::from_secs(60), || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        left == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        portal_writes(&prefix),
+        before,
+        "an unchanged fleet gets no writes"
+    );
+}
