@@ -64,6 +64,9 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
+            config
+                .validate()
+                .map_err(|rule| anyhow::anyhow!("invalid configuration: {rule}"))?;
             crate::telemetry::init(config.log_format);
             crate::app::serve(*config).await
         }

@@ -115,7 +115,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// PostgreSQL connection URL.
-    #[arg(long = "database-url", env = "DATABASE_URL", value_parser = parse_database_url)]
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true, value_parser = parse_database_url)]
     pub url: Secret<String>,
 
     /// Largest number of pooled database connections.
@@ -186,6 +186,30 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// Rules that span flags or that clap cannot say; each names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.kubeconfig_ttl < Duration::from_secs(600) {
+            return Err(
+                "--kubeconfig-ttl must be at least 10m: the API server issues no shorter tokens"
+                    .into(),
+            );
+        }
+        for (flag, interval) in [
+            ("--resync-interval", self.resync_interval),
+            ("--usage-sample-interval", self.usage_sample_interval),
+        ] {
+            if interval < Duration::from_secs(1) {
+                return Err(format!("{flag} must be at least 1s"));
+            }
+        }
+        let mut names = self.cluster_names();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err("--cluster names a cluster twice; each needs its own name".into());
+        }
+        Ok(())
+    }
+
     pub fn cluster_names(&self) -> Vec<&str> {
         self.clusters.iter().map(|c| c.name.as_str()).collect()
     }
