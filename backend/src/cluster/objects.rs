@@ -134,8 +134,10 @@ fn contains(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// The value with empty fields dropped; empty as a whole becomes null.
 fn without_nulls(value: &Value) -> Value {
     match value {
+        v if is_empty(v) => Value::Null,
         Value::Object(map) => Value::Object(
             map.iter()
                 .filter(|(_, v)| !is_empty(v))
