@@ -551,6 +551,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/tenants/{slug}/members"),
     ("patch", "/tenants/{slug}/members/{id}"),
     ("delete", "/tenants/{slug}/members/{id}"),
+    ("get", "/tenants/{slug}/status"),
+    ("get", "/tenants/{slug}/usage"),
+    ("post", "/tenants/{slug}/kubeconfig"),
+    ("get", "/clusters"),
     ("get", "/audit-events"),
 ];
 
