@@ -30,23 +30,29 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<ServeConfig>,
     pub clusters: Clusters,
+    /// Employee login; `None` when no identity provider is configured.
+    pub login: Option<Arc<crate::auth::oidc::Login>>,
     pub openapi: Arc<OpenApi>,
 }
 
 /// The whole HTTP application.
-pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> Router {
+pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Result<Router> {
+    install_crypto();
+    let login = crate::auth::oidc::Login::new(&config.login)?.map(Arc::new);
     let max_body = config.max_body_bytes as usize;
     let timeout = config.request_timeout;
     let mut app = AppState {
         db,
         config: Arc::new(config),
         clusters,
+        login,
         openapi: Arc::new(OpenApi::default()),
     };
     let (api, doc) = crate::api::router(app.clone());
     app.openapi = Arc::new(doc);
-    Router::new()
+    Ok(Router::new()
         .nest("/api/v1", api)
+        .merge(crate::auth::login::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { Error::NotFound("there is no page here".into()) })
@@ -63,7 +69,13 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+}
+
+/// TLS for outgoing HTTPS (the identity provider) uses ring, like the cluster clients.
+fn install_crypto() {
+    // Fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Ready when the database answers.
@@ -99,7 +111,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let settings = crate::reconciler::Settings::from_config(&config);
         crate::reconciler::start(db.clone(), &clusters, settings, stop.clone())
     });
-    axum::serve(listener, router(db, config, clusters))
+    axum::serve(listener, router(db, config, clusters)?)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
@@ -111,7 +123,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets idempotency keys past their time, hourly.
+/// Forgets idempotency keys past their time and ended sessions, hourly.
 fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
@@ -119,6 +131,13 @@ fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration) {
             every.tick().await;
             if let Err(e) = crate::db::idempotency::expire(&db, idempotency_ttl).await {
                 tracing::warn!(error = %e, "failed to expire old idempotency keys; will retry in an hour");
+            }
+            let sessions = match db.acquire().await {
+                Ok(mut conn) => crate::db::sessions::expire(&mut conn).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = sessions {
+                tracing::warn!(error = %e, "failed to forget ended sessions; will retry in an hour");
             }
         }
     });

@@ -124,11 +124,138 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+/// A machine client allowed to call the API with a client-credentials token
+/// of the identity provider: `CLIENT_ID=SCOPE[+SCOPE...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineClient {
+    pub client_id: String,
+    pub scopes: Vec<crate::auth::Scope>,
+}
+
+fn parse_machine_client(s: &str) -> Result<MachineClient, String> {
+    let (client_id, scopes) = s
+        .split_once('=')
+        .ok_or_else(|| format!("\"{s}\" must be CLIENT_ID=SCOPE[+SCOPE...], e.g. ci-platform=tenants:read+tenants:write"))?;
+    if client_id.is_empty() {
+        return Err("the client id before '=' is empty".into());
+    }
+    let scopes = scopes
+        .split('+')
+        .map(str::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MachineClient {
+        client_id: client_id.to_string(),
+        scopes,
+    })
+}
+
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['?', '#']) => {
+            Ok(s.trim_end_matches('/').to_string())
+        }
+        _ => Err(
+            "must be an http(s) URL such as https://tenants.example.com, without query or fragment"
+                .into(),
+        ),
+    }
+}
+
+/// Employee login through an OpenID Connect identity provider. Without an
+/// issuer, login is off and only tokens reach the API.
+#[derive(Debug, Clone, Args)]
+pub struct LoginConfig {
+    /// The portal's address as browsers reach it; register
+    /// <public-url>/auth/callback as the redirect URI at the identity provider.
+    #[arg(long, env = "TP_PUBLIC_URL", default_value = "http://127.0.0.1:8080", value_parser = parse_public_url)]
+    pub public_url: String,
+
+    /// The identity provider's issuer URL (discovery at <issuer>/.well-known/openid-configuration).
+    #[arg(long, env = "TP_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// The portal's client id at the identity provider.
+    #[arg(long, env = "TP_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// The portal's client secret at the identity provider.
+    #[arg(long, env = "TP_OIDC_CLIENT_SECRET", hide_env_values = true, value_parser = |s: &str| Ok::<_, String>(Secret::new(s.to_string())))]
+    pub oidc_client_secret: Option<Secret<String>>,
+
+    /// Scopes asked for at login, space-separated.
+    #[arg(
+        long,
+        env = "TP_OIDC_SCOPES",
+        value_delimiter = ' ',
+        default_value = "openid email profile groups"
+    )]
+    pub oidc_scopes: Vec<String>,
+
+    /// The ID token claim listing the user's groups.
+    #[arg(long, env = "TP_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// IdP groups whose members are platform admins, comma-separated.
+    #[arg(
+        long,
+        env = "TP_ADMIN_GROUPS",
+        value_delimiter = ',',
+        default_value = "platform-admins"
+    )]
+    pub admin_groups: Vec<String>,
+
+    /// Machine clients allowed with client-credentials tokens, as
+    /// CLIENT_ID=SCOPE[+SCOPE...], comma-separated.
+    #[arg(long = "machine-client", env = "TP_MACHINE_CLIENTS", value_delimiter = ',', value_parser = parse_machine_client)]
+    pub machine_clients: Vec<MachineClient>,
+
+    /// A session unused for this long ends.
+    #[arg(long, env = "TP_SESSION_IDLE_TIMEOUT", default_value = "2h", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// A session ends this long after sign-in, used or not.
+    #[arg(long, env = "TP_SESSION_LIFETIME", default_value = "12h", value_parser = parse_duration)]
+    pub session_lifetime: Duration,
+}
+
+impl LoginConfig {
+    /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
+    pub fn public_origin(&self) -> &str {
+        let after_scheme = self.public_url.find("://").map_or(0, |i| i + 3);
+        match self.public_url[after_scheme..].find('/') {
+            Some(path) => &self.public_url[..after_scheme + path],
+            None => &self.public_url,
+        }
+    }
+
+    /// Cookies may go without `Secure` only on plain http to this machine.
+    pub fn cookies_secure(&self) -> bool {
+        let origin = self.public_origin();
+        !(origin.starts_with("http://127.")
+            || origin.starts_with("http://localhost")
+            || origin.starts_with("http://[::1]"))
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/auth/callback", self.public_url)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.oidc_issuer.is_some()
+    }
+}
+
 /// Settings of `tenant-portal serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     #[command(flatten)]
     pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub login: LoginConfig,
 
     /// Address and port the HTTP server listens on.
     #[arg(long, env = "TP_LISTEN", default_value = "127.0.0.1:8080")]
@@ -202,6 +329,21 @@ impl ServeConfig {
                 return Err(format!("{flag} must be at least 1s"));
             }
         }
+        let login = &self.login;
+        if login.oidc_issuer.is_some()
+            && (login.oidc_client_id.is_none() || login.oidc_client_secret.is_none())
+        {
+            return Err("--oidc-issuer needs --oidc-client-id and --oidc-client-secret".into());
+        }
+        if login.public_url.starts_with("http://") && login.cookies_secure() && login.enabled() {
+            return Err(format!(
+                "--public-url {} is plain http on another host: session cookies would travel unencrypted; use https",
+                login.public_url
+            ));
+        }
+        if login.session_idle_timeout > login.session_lifetime {
+            return Err("--session-idle-timeout must not exceed --session-lifetime".into());
+        }
         let mut names = self.cluster_names();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
@@ -239,6 +381,38 @@ mod tests {
         assert_eq!(spec.context.as_deref(), Some("admin@edge"));
         assert!(parse_cluster("Edge=/x").is_err());
         assert!(parse_cluster("edge=").is_err());
+    }
+
+    #[test]
+    fn machine_clients_map_an_id_to_scopes() {
+        let client = parse_machine_client("ci-platform=tenants:read+tenants:write").unwrap();
+        assert_eq!(client.client_id, "ci-platform");
+        assert_eq!(client.scopes.len(), 2);
+        assert!(parse_machine_client("ci-platform").is_err());
+        assert!(parse_machine_client("ci=root").is_err());
+    }
+
+    #[test]
+    fn the_public_origin_drops_the_path() {
+        let login = |url: &str| LoginConfig {
+            public_url: parse_public_url(url).unwrap(),
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_scopes: vec![],
+            oidc_groups_claim: "groups".into(),
+            admin_groups: vec![],
+            machine_clients: vec![],
+            session_idle_timeout: Duration::from_secs(60),
+            session_lifetime: Duration::from_secs(60),
+        };
+        assert_eq!(
+            login("https://portal.example.com/tenants/").public_origin(),
+            "https://portal.example.com"
+        );
+        assert!(login("https://portal.example.com").cookies_secure());
+        assert!(!login("http://127.0.0.1:8080").cookies_secure());
+        assert!(parse_public_url("ftp://x").is_err());
     }
 
     #[test]

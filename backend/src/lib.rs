@@ -11,3 +11,4 @@ pub mod domain;
 pub mod error;
 pub mod reconciler;
 pub mod telemetry;
+pub mod web;

@@ -555,6 +555,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/tenants/{slug}/usage"),
     ("post", "/tenants/{slug}/kubeconfig"),
     ("get", "/clusters"),
+    ("get", "/me"),
     ("get", "/audit-events"),
 ];
 

@@ -3,13 +3,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, not_found, tenant_response};
+use super::change::{Actor, TenantChange, load_authorized, tenant_response};
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{Budget, SetBudget, Tenant};
 use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, precheck};
 use crate::db;
 use crate::domain::quota::check_budget_covers;
 use crate::domain::{Quantity, ResourceList};
@@ -28,11 +28,9 @@ async fn get(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<axum::Json<Budget>, Error> {
-    authorize(&who, Action::ReadTenants)?;
+    precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     let budget = row.budget();
     let namespaces = db::namespaces::list_for_tenants(&mut conn, &[row.id]).await?;
     let allocated = views::allocated(&namespaces)?;
@@ -70,9 +68,10 @@ async fn set(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<SetBudget>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::ChangeBudget)?;
+    precheck(&who, Action::ChangeBudget)?;
     let budget = ResourceList::parse(&body.budget, "budget")?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::ChangeBudget)?;
     change.require_editable()?;
     let namespaces = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     check_budget_covers(

@@ -11,6 +11,7 @@ use super::model::Tenant;
 use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::auth::policy::{Action, authorize_tenant};
 use crate::db::{self, Tx, tenants::TenantRow};
 use crate::error::Error;
 
@@ -54,6 +55,11 @@ impl TenantChange {
 
     pub fn before(&self) -> &Tenant {
         &self.before
+    }
+
+    /// Asks the policy whether `who` may do `action` to this tenant.
+    pub fn authorize(&self, who: &Principal, action: Action) -> Result<(), Error> {
+        authorize_tenant(who, action, &self.before.slug, self.before.memberships())
     }
 
     /// Records the change and commits; returns the tenant as it now is.
@@ -102,6 +108,29 @@ pub async fn record(
     )
     .await?;
     db::outbox::enqueue(tx, tenant_id, after.generation).await
+}
+
+/// Loads a tenant row for a read or an action outside a change, after the
+/// policy allowed `action` to `who` on it.
+pub async fn load_authorized(
+    conn: &mut sqlx::PgConnection,
+    who: &Principal,
+    slug: &str,
+    action: Action,
+) -> Result<TenantRow, Error> {
+    let row = db::tenants::get(conn, slug)
+        .await?
+        .ok_or_else(|| not_found(slug))?;
+    let members = db::members::list_for_tenants(conn, &[row.id]).await?;
+    let memberships = members.iter().filter_map(|m| {
+        Some((
+            crate::domain::MemberKind::parse(&m.kind).ok()?,
+            m.subject.as_str(),
+            crate::domain::Role::parse(&m.role).ok()?,
+        ))
+    });
+    authorize_tenant(who, action, slug, memberships)?;
+    Ok(row)
 }
 
 pub fn not_found(slug: &str) -> Error {

@@ -20,7 +20,7 @@ async fn list(
     State(app): State<AppState>,
     who: Principal,
 ) -> Result<Json<Vec<ClusterInfo>>, Error> {
-    authorize(&who, Action::ReadTenants)?;
+    authorize(&who, Action::ReadClusters)?;
     let mut conn = app.db.acquire().await?;
     let counts = db::tenants::count_by_cluster(&mut conn).await?;
     let clusters = app

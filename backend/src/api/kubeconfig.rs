@@ -5,12 +5,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::not_found;
+use super::change::load_authorized;
 use super::extract::{RequestId, decode};
 use super::model::KubeconfigRequest;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, precheck};
 use crate::cluster::kubeconfig;
 use crate::db;
 use crate::error::Error;
@@ -33,7 +33,7 @@ async fn issue(
     Path(slug): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::IssueKubeconfig)?;
+    precheck(&who, Action::IssueKubeconfig)?;
     let max = app.config.kubeconfig_ttl;
     let request: KubeconfigRequest = if body.is_empty() {
         KubeconfigRequest::default()
@@ -51,9 +51,7 @@ async fn issue(
         None => max,
     };
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+    let row = load_authorized(&mut conn, &who, &slug, Action::IssueKubeconfig).await?;
     if !row.state().is_editable() {
         return Err(Error::conflict(format!(
             "the tenant \"{slug}\" is {} and issues no credentials",

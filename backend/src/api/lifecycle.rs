@@ -10,7 +10,7 @@ use super::extract::{IfMatch, RequestId};
 use super::model::Tenant;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, precheck};
 use crate::db;
 use crate::domain::TenantState;
 use crate::error::Error;
@@ -44,8 +44,9 @@ pub async fn dispatch(
             )));
         }
     };
-    authorize(&who, Action::SuspendTenant)?;
+    precheck(&who, Action::SuspendTenant)?;
     let mut change = TenantChange::begin(&app, slug, &precondition).await?;
+    change.authorize(&who, Action::SuspendTenant)?;
     change.require_editable()?;
     let state = change.tenant.state();
     if state == to {

@@ -3,13 +3,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, not_found, tenant_response};
+use super::change::{Actor, TenantChange, load_authorized, tenant_response};
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{CreateMember, Member, Tenant, TenantItems, UpdateMember};
 use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, precheck};
 use crate::db;
 use crate::error::Error;
 
@@ -28,11 +28,9 @@ async fn list(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<axum::Json<TenantItems<Member>>, Error> {
-    authorize(&who, Action::ReadTenants)?;
+    precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     let tenant = views::tenant(&mut conn, row).await?;
     Ok(axum::Json(TenantItems {
         items: tenant.members,
@@ -56,9 +54,10 @@ async fn add(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<CreateMember>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::EditTenant)?;
+    precheck(&who, Action::EditTenant)?;
     let subject = body.kind.parse_subject(&body.subject)?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let id = change.tenant.id;
     db::members::insert(&mut change.tx, id, body.kind, &subject, body.role).await?;
@@ -100,8 +99,9 @@ async fn update(
     Path((slug, id)): Path<(String, i64)>,
     ApiJson(body): ApiJson<UpdateMember>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::EditTenant)?;
+    precheck(&who, Action::EditTenant)?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     find_member(change.before(), id)?;
     db::members::set_role(&mut change.tx, id, body.role).await?;
@@ -130,8 +130,9 @@ async fn remove(
     precondition: IfMatch,
     Path((slug, id)): Path<(String, i64)>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::EditTenant)?;
+    precheck(&who, Action::EditTenant)?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     find_member(change.before(), id)?;
     db::members::delete(&mut change.tx, id).await?;

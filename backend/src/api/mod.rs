@@ -9,6 +9,7 @@ pub mod extract;
 mod idempotency;
 mod kubeconfig;
 mod lifecycle;
+mod me;
 mod members;
 pub mod model;
 mod namespaces;
@@ -41,6 +42,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
         (name = "members", description = "Who has which role in a tenant"),
         (name = "audit", description = "Who changed what"),
         (name = "clusters", description = "The clusters tenants live on"),
+        (name = "me", description = "The caller"),
     )
 )]
 struct ApiDoc;
@@ -56,6 +58,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(status::router())
         .merge(kubeconfig::router())
         .merge(clusters::router())
+        .merge(me::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
     let routes = routes

@@ -51,6 +51,15 @@ pub struct Tenant {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+impl Tenant {
+    /// Who has which role, as the policy reads it.
+    pub fn memberships(&self) -> impl Iterator<Item = (MemberKind, &str, Role)> {
+        self.members
+            .iter()
+            .map(|m| (m.kind, m.subject.as_str(), m.role))
+    }
+}
+
 /// A namespace of a tenant and its share of the budget.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Namespace {

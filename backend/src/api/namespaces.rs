@@ -3,13 +3,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, not_found, tenant_response};
+use super::change::{Actor, TenantChange, load_authorized, tenant_response};
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{CreateNamespace, Namespace, Tenant, TenantItems, UpdateNamespace};
 use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, precheck};
 use crate::db::{self, namespaces::NamespaceRow};
 use crate::domain::quota::check_allocation;
 use crate::domain::{FieldError, NamespaceName, QuotaResource, ResourceList};
@@ -30,11 +30,9 @@ async fn list(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<axum::Json<TenantItems<Namespace>>, Error> {
-    authorize(&who, Action::ReadTenants)?;
+    precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     let tenant = views::tenant(&mut conn, row).await?;
     Ok(axum::Json(TenantItems {
         items: tenant.namespaces,
@@ -71,10 +69,11 @@ async fn create(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<CreateNamespace>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::EditTenant)?;
+    precheck(&who, Action::EditTenant)?;
     let name = NamespaceName::parse(&body.name)?;
     let allocations = ResourceList::parse(&body.allocations, "allocations")?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let full_name = name.full_name(&change.tenant.slug())?;
     let budget = change.tenant.budget();
@@ -143,9 +142,10 @@ async fn update(
     Path((slug, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateNamespace>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::EditTenant)?;
+    precheck(&who, Action::EditTenant)?;
     let allocations = ResourceList::parse(&body.allocations, "allocations")?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     let target = find(&existing, &slug, &name)?;
@@ -182,8 +182,9 @@ async fn delete(
     precondition: IfMatch,
     Path((slug, name)): Path<(String, String)>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::EditTenant)?;
+    precheck(&who, Action::EditTenant)?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     let target = find(&existing, &slug, &name)?.id;

@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::not_found;
+use super::change::load_authorized;
 use super::model::{NamespaceStatus, NamespaceUsage, ResourceUsage, TenantStatus, TenantUsage};
 use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, precheck};
 use crate::db;
 use crate::domain::{Quantity, QuotaResource, ResourceList, TenantState};
 use crate::error::Error;
@@ -29,11 +29,9 @@ async fn status(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<Json<TenantStatus>, Error> {
-    authorize(&who, Action::ReadTenants)?;
+    precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     let namespaces = db::namespaces::list_for_tenants(&mut conn, &[row.id]).await?;
     Ok(Json(TenantStatus {
         slug: row.slug.clone(),
@@ -61,11 +59,9 @@ async fn usage(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<Json<TenantUsage>, Error> {
-    authorize(&who, Action::ReadTenants)?;
+    precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     let namespaces = db::namespaces::list_for_tenants(&mut conn, &[row.id]).await?;
     let mut used_total = ResourceList::default();
     let mut per_namespace = Vec::new();

@@ -5,13 +5,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, not_found, record, tenant_response};
+use super::change::{Actor, TenantChange, load_authorized, record, tenant_response};
 use super::extract::{ApiJson, ApiQuery, IfMatch, RequestId};
 use super::model::{CreateTenant, Tenant, TenantListQuery, TenantPage, TenantPatch};
 use super::{pagination, views};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, authorize, precheck};
 use crate::db::{self, tenants::ListFilter};
 use crate::domain::quota::check_allocation;
 use crate::domain::tenant::parse_label_selector;
@@ -52,6 +52,11 @@ async fn list(
         cluster: query.cluster,
         labels,
         search: query.q.filter(|q| !q.is_empty()),
+        // Employees see the tenants they have a role in; admins and tokens see all.
+        member: match &who {
+            Principal::User(user) if !user.admin => Some((user.email.clone(), user.groups.clone())),
+            _ => None,
+        },
     };
     let mut conn = app.db.acquire().await?;
     let mut rows = db::tenants::list_page(&mut conn, &filter, after, limit + 1).await?;
@@ -81,7 +86,19 @@ async fn create(
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<Response, Error> {
     authorize(&who, Action::CreateTenant)?;
-    let new = NewTenant::parse(body, &app)?;
+    let mut new = NewTenant::parse(body, &app)?;
+    // Whoever creates a tenant in the browser owns it, unless the request already says so.
+    if let Principal::User(user) = &who {
+        let named = new.members.iter().any(|(kind, subject, role)| {
+            *role == Role::Owner
+                && (*kind == MemberKind::User && *subject == user.email
+                    || user.groups.contains(subject))
+        });
+        if !named {
+            new.members
+                .push((MemberKind::User, user.email.clone(), Role::Owner));
+        }
+    }
     let mut tx = app.db.begin().await?;
     let cluster = match &new.cluster {
         Some(named) => named.clone(),
@@ -279,11 +296,9 @@ async fn get(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::ReadTenants)?;
+    precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = db::tenants::get(&mut conn, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     let tenant = views::tenant(&mut conn, row).await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
@@ -302,8 +317,9 @@ async fn patch(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<TenantPatch>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::EditTenant)?;
+    precheck(&who, Action::EditTenant)?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let current = change.before().clone();
     let mut errors = Vec::new();
@@ -365,8 +381,9 @@ async fn delete(
     precondition: IfMatch,
     Path(slug): Path<String>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::DeleteTenant)?;
+    precheck(&who, Action::DeleteTenant)?;
     let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    change.authorize(&who, Action::DeleteTenant)?;
     if !change.tenant.state().is_editable() {
         // Deleting twice is not an error: the first request is under way.
         let tenant = change.before().clone();

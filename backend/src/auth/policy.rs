@@ -1,7 +1,9 @@
-//! The one authorization policy. API handlers (and, later, dashboard pages)
-//! ask these functions; no other code decides what a caller may do.
+//! The one authorization policy. API handlers and dashboard pages ask these
+//! functions; templates only show their answers. No other code decides what
+//! a caller may do.
 
 use super::{Principal, Scope};
+use crate::domain::{MemberKind, Role};
 use crate::error::Error;
 
 /// Something a caller may be allowed to do.
@@ -15,6 +17,7 @@ pub enum Action {
     SuspendTenant,
     ReadAudit,
     IssueKubeconfig,
+    ReadClusters,
 }
 
 impl Action {
@@ -30,13 +33,14 @@ impl Action {
             Self::IssueKubeconfig => {
                 "download kubeconfigs, which can change what runs in the tenant"
             }
+            Self::ReadClusters => "read the clusters",
         }
     }
 
-    /// The scope a service token needs for this action (`admin` grants all).
+    /// The scope a service token or machine client needs (`admin` grants all).
     fn scope(self) -> Scope {
         match self {
-            Self::ReadTenants | Self::ReadAudit => Scope::TenantsRead,
+            Self::ReadTenants | Self::ReadAudit | Self::ReadClusters => Scope::TenantsRead,
             Self::CreateTenant | Self::EditTenant | Self::DeleteTenant | Self::IssueKubeconfig => {
                 Scope::TenantsWrite
             }
@@ -44,28 +48,122 @@ impl Action {
             Self::SuspendTenant => Scope::Admin,
         }
     }
+
+    /// The least role in a tenant that allows this action to an employee.
+    /// The kubeconfig's account may change what runs in the tenant, so
+    /// viewers, who may only look, do not get one.
+    fn least_role(self) -> Option<Role> {
+        match self {
+            Self::ReadTenants => Some(Role::Viewer),
+            Self::IssueKubeconfig => Some(Role::Editor),
+            Self::EditTenant | Self::DeleteTenant => Some(Role::Owner),
+            // Budgets, suspension, the audit trail and clusters belong to platform admins.
+            Self::ChangeBudget
+            | Self::SuspendTenant
+            | Self::ReadAudit
+            | Self::ReadClusters
+            | Self::CreateTenant => None,
+        }
+    }
 }
 
-/// Allows `action` to `who`, or answers 403 naming what is missing.
+fn missing_scope(who: &str, scopes: &[Scope], action: Action) -> Result<(), Error> {
+    let needed = action.scope();
+    if scopes.contains(&Scope::Admin) || scopes.contains(&needed) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "{who} lacks the scope {needed} needed to {}",
+            action.describe()
+        )))
+    }
+}
+
+/// Allows an action that concerns no one tenant (listing, creating, the
+/// audit trail), or answers 403 naming what is missing.
 pub fn authorize(who: &Principal, action: Action) -> Result<(), Error> {
     match who {
         Principal::ServiceToken { name, scopes, .. } => {
-            let needed = action.scope();
-            if scopes.contains(&Scope::Admin) || scopes.contains(&needed) {
-                Ok(())
-            } else {
-                Err(Error::Forbidden(format!(
-                    "the token \"{name}\" lacks the scope {needed} needed to {}",
-                    action.describe()
-                )))
-            }
+            missing_scope(&format!("the token \"{name}\""), scopes, action)
         }
+        Principal::Machine { client_id, scopes } => {
+            missing_scope(&format!("the client \"{client_id}\""), scopes, action)
+        }
+        Principal::User(user) if user.admin => Ok(()),
+        // Every employee may list (they see their own tenants) and create tenants.
+        Principal::User(_) if matches!(action, Action::ReadTenants | Action::CreateTenant) => {
+            Ok(())
+        }
+        Principal::User(user) => Err(Error::Forbidden(format!(
+            "{} may not {}: that needs a platform admin",
+            user.email,
+            action.describe()
+        ))),
+    }
+}
+
+/// The check that needs no tenant: a token's or machine client's scope. An
+/// employee's rights depend on the tenant, so [`authorize_tenant`] decides
+/// for them once it is loaded.
+pub fn precheck(who: &Principal, action: Action) -> Result<(), Error> {
+    match who {
+        Principal::User(_) => Ok(()),
+        _ => authorize(who, action),
+    }
+}
+
+/// The role `who` holds in a tenant with these members: the highest of the
+/// memberships naming their email or one of their groups.
+pub fn role_in<'a>(
+    who: &Principal,
+    members: impl IntoIterator<Item = (MemberKind, &'a str, Role)>,
+) -> Option<Role> {
+    let Principal::User(user) = who else {
+        return None;
+    };
+    members
+        .into_iter()
+        .filter(|(kind, subject, _)| match kind {
+            MemberKind::User => subject.eq_ignore_ascii_case(&user.email),
+            MemberKind::Group => user.groups.iter().any(|g| g == subject),
+        })
+        .map(|(_, _, role)| role)
+        .max()
+}
+
+/// Allows an action on one tenant, given its members.
+pub fn authorize_tenant<'a>(
+    who: &Principal,
+    action: Action,
+    tenant: &str,
+    members: impl IntoIterator<Item = (MemberKind, &'a str, Role)>,
+) -> Result<(), Error> {
+    let Principal::User(user) = who else {
+        return authorize(who, action);
+    };
+    if user.admin {
+        return Ok(());
+    }
+    let role = role_in(who, members);
+    match (action.least_role(), role) {
+        (Some(needed), Some(role)) if role >= needed => Ok(()),
+        (Some(needed), Some(role)) => Err(Error::Forbidden(format!(
+            "{} is {role} of \"{tenant}\"; to {} you need to be {needed}",
+            user.email,
+            action.describe()
+        ))),
+        (Some(_), None) => Err(Error::Forbidden(format!(
+            "{} has no role in the tenant \"{tenant}\"",
+            user.email
+        ))),
+        (None, _) => authorize(who, action),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::User;
 
     fn token(scopes: &[Scope]) -> Principal {
         Principal::ServiceToken {
@@ -74,6 +172,22 @@ mod tests {
             scopes: scopes.to_vec(),
         }
     }
+
+    fn user(email: &str, groups: &[&str], admin: bool) -> Principal {
+        Principal::User(User {
+            subject: "sub".into(),
+            email: email.into(),
+            name: email.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            admin,
+            csrf_token: String::new(),
+        })
+    }
+
+    const ACME: [(MemberKind, &str, Role); 2] = [
+        (MemberKind::Group, "team-acme", Role::Owner),
+        (MemberKind::User, "bob@example.com", Role::Viewer),
+    ];
 
     #[test]
     fn a_read_scope_reads_but_does_not_write() {
@@ -92,16 +206,46 @@ mod tests {
     }
 
     #[test]
-    fn admin_may_do_everything() {
-        let admin = token(&[Scope::Admin]);
+    fn roles_come_from_email_or_group_memberships() {
+        assert_eq!(
+            role_in(&user("alice@example.com", &["team-acme"], false), ACME),
+            Some(Role::Owner)
+        );
+        assert_eq!(
+            role_in(&user("BOB@example.com", &[], false), ACME),
+            Some(Role::Viewer)
+        );
+        assert_eq!(role_in(&user("carol@example.com", &[], false), ACME), None);
+    }
+
+    #[test]
+    fn owners_edit_viewers_read_strangers_get_nothing() {
+        let alice = user("alice@example.com", &["team-acme"], false);
+        let bob = user("bob@example.com", &[], false);
+        let carol = user("carol@example.com", &[], false);
+        assert!(authorize_tenant(&alice, Action::EditTenant, "acme", ACME).is_ok());
+        assert!(authorize_tenant(&bob, Action::ReadTenants, "acme", ACME).is_ok());
+        assert!(authorize_tenant(&bob, Action::EditTenant, "acme", ACME).is_err());
+        assert!(authorize_tenant(&bob, Action::IssueKubeconfig, "acme", ACME).is_err());
+        assert!(authorize_tenant(&carol, Action::ReadTenants, "acme", ACME).is_err());
+        assert!(
+            authorize_tenant(&alice, Action::ChangeBudget, "acme", ACME).is_err(),
+            "budgets are for admins"
+        );
+    }
+
+    #[test]
+    fn platform_admins_may_do_everything() {
+        let admin = user("root@example.com", &["platform-admins"], true);
         for action in [
-            Action::ReadTenants,
-            Action::CreateTenant,
             Action::ChangeBudget,
             Action::SuspendTenant,
             Action::ReadAudit,
+            Action::EditTenant,
         ] {
-            assert!(authorize(&admin, action).is_ok());
+            assert!(authorize_tenant(&admin, action, "acme", ACME).is_ok());
         }
+        let token = token(&[Scope::Admin]);
+        assert!(authorize_tenant(&token, Action::SuspendTenant, "acme", []).is_ok());
     }
 }

@@ -2,18 +2,18 @@ use std::fmt;
 use std::str::FromStr;
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::session;
+use super::tokens::TokenSecret;
 use crate::app::AppState;
 use crate::db;
 use crate::error::Error;
 
-use super::tokens::TokenSecret;
-
-/// What a service token may do.
+/// What a service token or machine client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum Scope {
     /// Read tenants, their namespaces, members, usage and the audit trail.
@@ -69,6 +69,19 @@ impl fmt::Display for Scope {
     }
 }
 
+/// An employee signed in through the identity provider.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    /// In one of the configured platform-admin groups.
+    pub admin: bool,
+    /// Must accompany every state-changing request of this session.
+    pub csrf_token: String,
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -78,6 +91,13 @@ pub enum Principal {
         name: String,
         scopes: Vec<Scope>,
     },
+    /// A machine client with an OAuth2 client-credentials token from the IdP.
+    Machine {
+        client_id: String,
+        scopes: Vec<Scope>,
+    },
+    /// An employee with a browser session.
+    User(User),
 }
 
 impl Principal {
@@ -85,6 +105,8 @@ impl Principal {
     pub fn actor(&self) -> String {
         match self {
             Self::ServiceToken { name, .. } => format!("token:{name}"),
+            Self::Machine { client_id, .. } => format!("client:{client_id}"),
+            Self::User(user) => format!("user:{}", user.email),
         }
     }
 
@@ -92,6 +114,8 @@ impl Principal {
     pub fn key(&self) -> String {
         match self {
             Self::ServiceToken { id, .. } => format!("token:{id}"),
+            Self::Machine { client_id, .. } => format!("client:{client_id}"),
+            Self::User(user) => format!("user:{}", user.subject),
         }
     }
 }
@@ -103,26 +127,72 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(known) = parts.extensions.get::<Principal>() {
             return Ok(known.clone());
         }
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            Error::Unauthorized(
-                "this API needs a service token: send Authorization: Bearer <token>".into(),
-            )
-        })?;
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| {
-                Error::Unauthorized("the Authorization header must be \"Bearer <token>\"".into())
-            })?;
-        let secret = TokenSecret::parse(presented.trim()).ok_or_else(|| {
-            Error::Unauthorized("the bearer token is not a tenant-portal service token".into())
-        })?;
-        let principal = db::tokens::authenticate(&app.db, &secret).await?;
+        let principal = match parts.headers.get(AUTHORIZATION) {
+            Some(header) => bearer(header.to_str().unwrap_or(""), app).await?,
+            None => match session::from_cookies(&parts.headers) {
+                Some(cookie) => {
+                    let user = session::find(app, &cookie).await?.ok_or_else(|| {
+                        Error::Unauthorized(
+                            "your session has expired or ended; sign in again at /auth/login"
+                                .into(),
+                        )
+                    })?;
+                    check_csrf(parts, app, &user)?;
+                    Principal::User(user)
+                }
+                None => {
+                    return Err(Error::Unauthorized(
+                        "sign in at /auth/login, or send Authorization: Bearer <token> with a service token".into(),
+                    ));
+                }
+            },
+        };
         parts.extensions.insert(principal.clone());
         Ok(principal)
+    }
+}
+
+async fn bearer(header: &str, app: &AppState) -> Result<Principal, Error> {
+    let presented = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            Error::Unauthorized("the Authorization header must be \"Bearer <token>\"".into())
+        })?;
+    if let Some(secret) = TokenSecret::parse(presented) {
+        return db::tokens::authenticate(&app.db, &secret).await;
+    }
+    if presented.split('.').count() == 3
+        && let Some(login) = &app.login
+    {
+        return login.machine_principal(presented).await;
+    }
+    Err(Error::Unauthorized("the bearer token is neither a tenant-portal service token nor an access token of the identity provider".into()))
+}
+
+/// A request that changes state with a session cookie must carry the
+/// session's CSRF token (header `X-CSRF-Token`) or come from the portal's own
+/// origin, so another site cannot make a signed-in browser act.
+fn check_csrf(parts: &Parts, app: &AppState, user: &User) -> Result<(), Error> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let token_ok = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| super::constant_time_eq(t, &user.csrf_token));
+    let origin_ok = parts
+        .headers
+        .get(ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| origin == app.config.login.public_origin());
+    if token_ok || origin_ok {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "this request changes state but carries no valid CSRF token (X-CSRF-Token) and does not come from the portal's own pages".into(),
+        ))
     }
 }

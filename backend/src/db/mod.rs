@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod members;
 pub mod namespaces;
 pub mod outbox;
+pub mod sessions;
 pub mod sync;
 pub mod tenants;
 pub mod tokens;

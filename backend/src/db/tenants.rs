@@ -186,6 +186,8 @@ pub struct ListFilter {
     pub cluster: Option<String>,
     pub labels: Option<std::collections::BTreeMap<String, String>>,
     pub search: Option<String>,
+    /// Only tenants where this email, or one of these groups, is a member.
+    pub member: Option<(String, Vec<String>)>,
 }
 
 /// One page of tenants in id order, starting after `after_id`.
@@ -214,6 +216,9 @@ pub async fn list_page(
              AND ($3::text IS NULL OR cluster = $3)
              AND ($4::jsonb IS NULL OR labels @> $4)
              AND ($5::text IS NULL OR slug ILIKE $5 OR display_name ILIKE $5)
+             AND ($7::text IS NULL OR EXISTS (
+                 SELECT 1 FROM members m WHERE m.tenant_id = tenants.id
+                   AND ((m.kind = 'user' AND m.subject = $7) OR (m.kind = 'group' AND m.subject = ANY($8)))))
            ORDER BY id
            LIMIT $6"#,
         after_id,
@@ -222,6 +227,8 @@ pub async fn list_page(
         filter.labels.as_ref().map(Json) as _,
         pattern,
         limit,
+        filter.member.as_ref().map(|(email, _)| email.as_str()),
+        filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
     )
     .fetch_all(conn)
     .await?)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod idp;
 
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tenant_portal::auth::Scope;
 use tenant_portal::auth::tokens::TokenSecret;
-use tenant_portal::config::{ClusterSpec, DatabaseConfig, LogFormat, Secret, ServeConfig};
+use tenant_portal::config::{
+    ClusterSpec, DatabaseConfig, LogFormat, LoginConfig, Secret, ServeConfig,
+};
 
 pub struct TestApp {
     pub base: String,
@@ -39,12 +42,25 @@ pub fn config() -> ServeConfig {
         max_body_bytes: 65_536,
         request_timeout: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(3600),
+        login: LoginConfig {
+            public_url: "http://127.0.0.1:8080".into(),
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_scopes: ["openid", "email", "profile", "groups"]
+                .map(String::from)
+                .to_vec(),
+            oidc_groups_claim: "groups".into(),
+            admin_groups: vec!["platform-admins".into()],
+            machine_clients: vec![],
+            session_idle_timeout: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(7200),
+        },
     }
 }
 
 pub async fn spawn_app(db: PgPool) -> TestApp {
-    let clusters = config().clusters;
-    spawn_app_with(db, clusters, Default::default()).await
+    spawn_app_config(db, config(), Default::default()).await
 }
 
 /// The API on its own port, knowing `specs` and connected to `clusters`.
@@ -53,18 +69,38 @@ pub async fn spawn_app_with(
     specs: Vec<ClusterSpec>,
     clusters: tenant_portal::cluster::Clusters,
 ) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = tenant_portal::app::router(
-        db.clone(),
+    spawn_app_config(
+        db,
         ServeConfig {
             clusters: specs,
             ..config()
         },
         clusters,
-    );
+    )
+    .await
+}
+
+pub async fn spawn_app_config(
+    db: PgPool,
+    config: ServeConfig,
+    clusters: tenant_portal::cluster::Clusters,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = tenant_portal::app::router(db.clone(), config, clusters).unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let token = create_token(&db, "test-admin", &[Scope::Admin], None).await;
+    // A second app on the same database gets a token of its own.
+    let apps: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM service_tokens WHERE name LIKE 'test-admin%'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let name = if apps == 0 {
+        "test-admin".to_string()
+    } else {
+        format!("test-admin-{apps}")
+    };
+    let token = create_token(&db, &name, &[Scope::Admin], None).await;
     TestApp {
         base,
         token,

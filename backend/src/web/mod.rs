@@ -1,0 +1,3 @@
+//! Pages for people in browsers.
+
+pub mod page;

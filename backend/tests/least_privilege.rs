@@ -1,0 +1,527 @@
+//! The portal's ClusterRole in `deploy/kubernetes/base` is enough for all the
+//! reconciler and the API do in a cluster, and grants nothing else: the real
+//! reconciler runs here with a TokenRequest token of the portal's
+//! ServiceAccount instead of the admin, against the control plane of
+//! `deploy/dev/up`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::cluster::{eventually, kube, kubeconfig_path, spawn_portal, unique};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tenant_portal::cluster::objects::Kind;
+
+const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+const READY: Duration = Duration::from_secs(30);
+/// Where the base puts the portal, and the account it runs as.
+const NAMESPACE: &str = "tenant-portal";
+const ACCOUNT: &str = "tenant-portal";
+const USERNAME: &str = "system:serviceaccount:tenant-portal:tenant-portal";
+
+/// The portal's identity in the local cluster: a kubeconfig with a token of
+/// its ServiceAccount, and a client built from it.
+struct Identity {
+    kubeconfig: PathBuf,
+    client: kube::Client,
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        if let Some(dir) = self.kubeconfig.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The base as `kubectl kustomize` renders it: what an installation applies.
+fn rendered_base() -> Vec<Value> {
+    let kubectl = std::env::var("TP_KUBECTL").expect(
+        "TP_KUBECTL is not set: start the local stack with deploy/dev/up and source the stack.env it prints",
+    );
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/base");
+    let output = std::process::Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(&base)
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {kubectl}: {e}"));
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed: {}",
+        base.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap())
+        .expect("the rendered base is not YAML")
+}
+
+fn api_resource(object: &Value) -> (ApiResource, bool) {
+    let kind = object["kind"].as_str().unwrap();
+    let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", object["apiVersion"].as_str().unwrap()),
+    };
+    let (plural, namespaced) = match kind {
+        "Namespace" => ("namespaces", false),
+        "ServiceAccount" => ("serviceaccounts", true),
+        "ClusterRole" => ("clusterroles", false),
+        "ClusterRoleBinding" => ("clusterrolebindings", false),
+        other => panic!("unexpected kind {other}"),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    (ApiResource::from_gvk_with_plural(&gvk, plural), namespaced)
+}
+
+/// Applies the base's Namespace, ServiceAccount, ClusterRole and
+/// ClusterRoleBinding as the admin, then gets a token for the account and
+/// waits until RBAC grants it what the ClusterRole says.
+async fn portal_identity() -> Identity {
+    let admin = kube().await;
+    let wanted = [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
+    let objects: Vec<Value> = rendered_base()
+        .into_iter()
+        .filter(|o| wanted.contains(&o["kind"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        objects.len(),
+        wanted.len(),
+        "the base has one each of {wanted:?}"
+    );
+    let params = PatchParams::apply("least-privilege-test").force();
+    for object in &objects {
+        let (resource, namespaced) = api_resource(object);
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let api: Api<DynamicObject> = if namespaced {
+            let ns = object["metadata"]["namespace"].as_str().unwrap();
+            Api::namespaced_with(admin.clone(), ns, &resource)
+        } else {
+            Api::all_with(admin.clone(), &resource)
+        };
+        api.patch(name, &params, &Patch::Apply(object))
+            .await
+            .unwrap_or_else(|e| panic!("failed to apply {} {name}: {e}", resource.kind));
+    }
+
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin, NAMESPACE);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(ACCOUNT, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+
+    // The admin kubeconfig's server and CA, with the account's token.
+    let admin_config = Kubeconfig::read_from(kubeconfig_path()).unwrap();
+    let cluster = admin_config
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .expect("the admin kubeconfig names no cluster");
+    let document = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "portal", "context": {"cluster": "local", "user": ACCOUNT}}],
+        "current-context": "portal",
+    });
+    let dir = std::env::temp_dir().join(unique("least-privilege-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, document.to_string()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+
+    // RBAC learns of a new binding through a watch: wait for it.
+    eventually(
+        "RBAC grants the portal its ClusterRole",
+        Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            async move { allowed(&client, "create", "", "namespaces", None, None).await }
+        },
+    )
+    .await;
+    Identity { kubeconfig, client }
+}
+
+/// Whether the client's user may do `verb` on the resource, as the API server
+/// answers a SelfSubjectAccessReview.
+async fn allowed(
+    client: &kube::Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((resource, sub)) => (resource, Some(sub.to_string())),
+        None => (resource, None),
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                subresource,
+                namespace: namespace.map(Into::into),
+                name: name.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap();
+    answer.status.unwrap().allowed
+}
+
+/// The portal's writes for the tenant, from the API server's audit log:
+/// (requests, refused with 403).
+fn audited_writes(slug: &str) -> (usize, usize) {
+    let path = std::env::var("TP_KUBE_AUDIT_LOG")
+        .expect("TP_KUBE_AUDIT_LOG is not set: source the stack.env that deploy/dev/up prints");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let mut writes = 0;
+    let mut refused = 0;
+    for line in log.lines().filter(|l| l.contains(USERNAME)) {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let object = &event["objectRef"];
+        let about_tenant = [&object["namespace"], &object["name"]]
+            .iter()
+            .any(|v| v.as_str().is_some_and(|s| s.starts_with(slug)));
+        if event["stage"] != "ResponseComplete"
+            || event["user"]["username"] != USERNAME
+            || !about_tenant
+        {
+            continue;
+        }
+        writes += 1;
+        if event["responseStatus"]["code"] == 403 {
+            refused += 1;
+        }
+    }
+    (writes, refused)
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_reconciler_runs_a_tenants_whole_life_as_the_portals_service_account(db: PgPool) {
+    let identity = portal_identity().await;
+    let portal = spawn_portal(db, identity.kubeconfig.to_str().unwrap()).await;
+    let slug = unique("lp");
+    portal
+        .app
+        .create_tenant(json!({
+            "slug": slug,
+            "budget": {"requests.cpu": "2", "requests.memory": "2Gi", "pods": "10"},
+            "namespaces": [
+                {"name": "dev", "allocations": {"requests.cpu": "500m", "requests.memory": "512Mi", "pods": "4"}},
+                {"name": "prod", "allocations": {"requests.cpu": "1500m", "requests.memory": "1Gi", "pods": "6"}}
+            ],
+            // One member per role, so the portal binds admin, edit and view.
+            "members": [
+                {"kind": "group", "subject": "team-lp", "role": "owner"},
+                {"kind": "user", "subject": "alice@example.com", "role": "editor"},
+                {"kind": "user", "subject": "bob@example.com", "role": "viewer"}
+            ]
+        }))
+        .await;
+    portal.app.wait_ready(&slug, READY).await;
+    let admin = kube().await;
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &format!("{slug}-prod"));
+    let roles = |list: Vec<RoleBinding>| -> Vec<String> {
+        let mut roles: Vec<String> = list.into_iter().map(|b| b.role_ref.name).collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    };
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=tenant-portal");
+    assert_eq!(
+        roles(bindings.list(&managed).await.unwrap().items),
+        ["admin", "edit", "view"]
+    );
+
+    // Objects labelled as the tenant's that it does not want are pruned: the
+    // portal deletes every namespaced kind it manages (namespaces below).
+    let dev = format!("{slug}-dev");
+    let labels =
+        json!({"app.kubernetes.io/managed-by": "tenant-portal", "tenant-portal.dev/tenant": slug});
+    let metadata = json!({"name": "stray", "namespace": dev, "labels": labels});
+    let strays = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}),
+        json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": metadata,
+            "spec": {"hard": {"pods": "100"}}}),
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": metadata,
+            "spec": {"limits": [{"type": "Container", "max": {"cpu": "4"}}]}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "stray@example.com"}]}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata,
+            "spec": {"podSelector": {}}}),
+    ];
+    let params = PatchParams::apply("least-privilege-test");
+    let mut stray_apis = Vec::new();
+    for stray in &strays {
+        let kind = Kind::from_api_kind(stray["kind"].as_str().unwrap()).unwrap();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(admin.clone(), &dev, &kind.api_resource());
+        api.patch("stray", &params, &Patch::Apply(stray))
+            .await
+            .unwrap_or_else(|e| panic!("failed to create a stray {kind:?}: {e}"));
+        stray_apis.push((kind, api));
+    }
+    for (kind, api) in &stray_apis {
+        eventually(
+            &format!("the stray {kind:?} is pruned"),
+            Duration::from_secs(30),
+            || async {
+                matches!(api.get("stray").await, Err(kube::Error::Api(s)) if s.code == 404)
+            },
+        )
+        .await;
+    }
+    portal.app.wait_ready(&slug, READY).await;
+
+    // Suspending replaces every binding with one to view (new objects and a
+    // prune); resuming brings admin and edit back.
+    for (action, expected) in [
+        ("suspend", &["view"][..]),
+        ("resume", &["admin", "edit", "view"][..]),
+    ] {
+        let response = portal
+            .app
+            .request(Method::POST, &format!("/api/v1/tenants/{slug}:{action}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{action}: {response:?}");
+        portal.app.wait_ready(&slug, READY).await;
+        assert_eq!(
+            roles(bindings.list(&managed).await.unwrap().items),
+            expected,
+            "after {action}"
+        );
+    }
+
+    // A kubeconfig needs a TokenRequest for the tenant's automation account.
+    let response = portal
+        .app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("token"), "{body}");
+
+    let response = portal
+        .app
+        .request(Method::DELETE, &format!("/api/v1/tenants/{slug}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    eventually(
+        "the tenant becomes a tombstone",
+        Duration::from_secs(60),
+        || async {
+            let tenant: Value = portal
+                .app
+                .get(&format!("/api/v1/tenants/{slug}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            tenant["state"] == "deleted"
+        },
+    )
+    .await;
+
+    // All of it was done as the ServiceAccount, and nothing it tried was refused.
+    let (writes, refused) = audited_writes(&slug);
+    assert!(
+        writes >= 2 * 6,
+        "the audit log shows the portal's writes as {USERNAME} ({writes})"
+    );
+    assert_eq!(refused, 0, "no write of the portal was refused");
+    drop(identity);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_portals_service_account_may_do_nothing_else(_db: PgPool) {
+    let identity = portal_identity().await;
+    let client = &identity.client;
+
+    // Exactly these verbs on the objects a tenant becomes: no get, update or
+    // deletecollection.
+    let managed = [
+        ("", "namespaces"),
+        ("", "serviceaccounts"),
+        ("", "resourcequotas"),
+        ("", "limitranges"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("networking.k8s.io", "networkpolicies"),
+    ];
+    for (group, resource) in managed {
+        for verb in ["list", "watch", "create", "patch", "delete"] {
+            assert!(
+                allowed(client, verb, group, resource, None, None).await,
+                "{verb} {resource} is allowed"
+            );
+        }
+        for verb in ["get", "update", "deletecollection"] {
+            assert!(
+                !allowed(client, verb, group, resource, None, None).await,
+                "{verb} {resource} is refused"
+            );
+        }
+    }
+    assert!(
+        allowed(
+            client,
+            "create",
+            "",
+            "serviceaccounts/token",
+            Some("x-dev"),
+            None
+        )
+        .await
+    );
+    for role in ["admin", "edit", "view"] {
+        assert!(
+            allowed(
+                client,
+                "bind",
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                None,
+                Some(role)
+            )
+            .await,
+            "bind {role}"
+        );
+    }
+
+    let refused = [
+        ("get", "", "secrets"),
+        ("list", "", "secrets"),
+        ("create", "", "pods"),
+        ("create", "", "pods/exec"),
+        ("list", "", "configmaps"),
+        ("create", "apps", "deployments"),
+        ("create", "rbac.authorization.k8s.io", "clusterroles"),
+        ("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
+        ("create", "rbac.authorization.k8s.io", "roles"),
+        ("escalate", "rbac.authorization.k8s.io", "clusterroles"),
+        ("impersonate", "", "users"),
+        ("impersonate", "", "serviceaccounts"),
+        ("update", "", "namespaces/finalize"),
+        (
+            "create",
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+        ),
+    ];
+    for (verb, group, resource) in refused {
+        assert!(
+            !allowed(client, verb, group, resource, Some("default"), None).await,
+            "{verb} {group}/{resource} is refused"
+        );
+    }
+    for role in ["cluster-admin", "system:node", "tenant-portal"] {
+        assert!(
+            !allowed(
+                client,
+                "bind",
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                None,
+                Some(role)
+            )
+            .await,
+            "bind {role} is refused"
+        );
+    }
+
+    // And the API server itself says no, beyond the reviews.
+    let secrets: Api<Secret> = Api::all(client.clone());
+    assert!(
+        matches!(secrets.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 403),
+        "listing secrets is forbidden"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": unique("lp-pod-")},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}
+    }))
+    .unwrap();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert!(
+        matches!(pods.create(&dry_run, &pod).await, Err(kube::Error::Api(s)) if s.code == 403),
+        "creating a pod is forbidden"
+    );
+    // It may create RoleBindings, but not to a role beyond admin, edit and view:
+    // RBAC's escalation check holds, so it cannot make anyone cluster-admin.
+    let escalation: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": unique("lp-escalation-")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
+    }))
+    .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), "default");
+    assert!(
+        matches!(bindings.create(&dry_run, &escalation).await, Err(kube::Error::Api(s)) if s.code == 403),
+        "binding cluster-admin is forbidden"
+    );
+    let fine: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": unique("lp-view-")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
+    }))
+    .unwrap();
+    bindings
+        .create(&dry_run, &fine)
+        .await
+        .expect("binding view is allowed (dry run)");
+}

@@ -1,0 +1,422 @@
+//! Employee login through the real Dex of `deploy/dev/up`: the code flow,
+//! sessions, CSRF, the one policy, and client-credentials machine tokens.
+
+mod common;
+
+use common::idp::{
+    PUBLIC_URL, browser_client, dex_callback, login_as, login_config, machine_token,
+    password_grant_id_token,
+};
+use common::{TestApp, config, problem, spawn_app_config};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tenant_portal::config::ServeConfig;
+
+const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+async fn spawn(db: PgPool) -> TestApp {
+    let app = spawn_app_config(
+        db,
+        ServeConfig {
+            login: login_config(),
+            ..config()
+        },
+        Default::default(),
+    )
+    .await;
+    for (slug, group) in [("acme", "team-acme"), ("globex", "team-globex")] {
+        app.create_tenant(json!({"slug": slug, "members": [{"kind": "group", "subject": group, "role": "owner"}]})).await;
+    }
+    app
+}
+
+fn slugs(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn employees_see_and_do_what_their_groups_and_roles_allow(db: PgPool) {
+    let app = spawn(db).await;
+
+    let admin = login_as(&app, "ADMIN").await;
+    let me: Value = admin.get("/api/v1/me").await.json().await.unwrap();
+    assert_eq!(me["kind"], "user");
+    assert_eq!(me["admin"], true, "{me}");
+    assert_eq!(
+        slugs(&admin.get("/api/v1/tenants").await.json().await.unwrap()),
+        ["acme", "globex"]
+    );
+
+    let alice = login_as(&app, "ALICE").await;
+    let me: Value = alice.get("/api/v1/me").await.json().await.unwrap();
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["groups"], json!(["team-acme"]));
+    assert_eq!(me["admin"], false);
+    assert_eq!(me["tenants"], json!([{"slug": "acme", "role": "owner"}]));
+    assert_eq!(
+        slugs(&alice.get("/api/v1/tenants").await.json().await.unwrap()),
+        ["acme"],
+        "an owner sees exactly her tenants"
+    );
+    assert_eq!(
+        problem(alice.get("/api/v1/tenants/globex").await).await.0,
+        403
+    );
+    let patched = alice
+        .change(Method::PATCH, "/api/v1/tenants/acme")
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"description": "Payments"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200, "owners change their tenant");
+    let budget = alice
+        .change(Method::PUT, "/api/v1/tenants/acme/budget")
+        .json(&json!({"budget": {"pods": "100"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(budget).await.0,
+        403,
+        "budgets are for platform admins"
+    );
+
+    let carol = login_as(&app, "CAROL").await;
+    assert!(
+        slugs(&carol.get("/api/v1/tenants").await.json().await.unwrap()).is_empty(),
+        "a user in no group sees none"
+    );
+    assert_eq!(
+        problem(carol.get("/api/v1/tenants/acme").await).await.0,
+        403
+    );
+    let created = carol
+        .change(Method::POST, "/api/v1/tenants")
+        .json(&json!({"slug": "carols"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "every employee may start a tenant");
+    let tenant: Value = created.json().await.unwrap();
+    assert_eq!(tenant["members"][0]["subject"], "carol@example.com");
+    assert_eq!(tenant["members"][0]["role"], "owner", "and owns it");
+
+    let events: Value = admin
+        .get("/api/v1/audit-events?tenant=carols")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["items"][0]["actor"], "user:carol@example.com");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_forged_or_replayed_state_is_refused(db: PgPool) {
+    let app = spawn(db).await;
+    let client = browser_client();
+    let callback = dex_callback(&client, &app, "ALICE", "/").await;
+
+    let forged = callback.replace("state=", "state=forged");
+    let response = client.get(&forged).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("not started in this browser")
+    );
+
+    let stranger = browser_client();
+    let response = stranger.get(&callback).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        400,
+        "another browser cannot finish this sign-in"
+    );
+
+    assert_eq!(
+        client.get(&callback).send().await.unwrap().status(),
+        303,
+        "the real callback signs in"
+    );
+    assert_eq!(
+        client.get(&callback).send().await.unwrap().status(),
+        400,
+        "the login cookie is gone after use"
+    );
+    // Even with the login cookie replayed too, the state was used up.
+    let state = callback
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let replayed = reqwest::Client::new()
+        .get(&callback)
+        .header("cookie", format!("tp_login={state}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 400);
+    assert!(replayed.text().await.unwrap().contains("already used"));
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 1, "one sign-in, one session");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_wrong_nonce_is_refused(db: PgPool) {
+    let app = spawn(db).await;
+    let client = browser_client();
+    let callback = dex_callback(&client, &app, "ALICE", "/").await;
+    sqlx::query("UPDATE login_attempts SET nonce = 'not-the-one-sent'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let response = client.get(&callback).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("failed verification"), "{page}");
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn sign_in_lands_only_on_local_paths(db: PgPool) {
+    let app = spawn(db).await;
+    let client = browser_client();
+    let callback = dex_callback(&client, &app, "BOB", "https://evil.example/steal").await;
+    let landed = client.get(&callback).send().await.unwrap();
+    assert_eq!(landed.headers()["location"], "/");
+    let cookie = landed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("tp_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http on loopback only: {cookie}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_expired_or_idle_session_is_refused(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = login_as(&app, "ALICE").await;
+    assert_eq!(alice.get("/api/v1/me").await.status(), 200);
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '2 hours'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (status, body) = problem(alice.get("/api/v1/me").await).await;
+    assert_eq!(status, 401, "idle too long");
+    assert!(body["detail"].as_str().unwrap().contains("sign in again"));
+
+    let bob = login_as(&app, "BOB").await;
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE email = 'bob@example.com'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(bob.get("/api/v1/me").await).await.0,
+        401,
+        "past its lifetime"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_without_csrf_token_is_refused_and_changes_nothing(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = login_as(&app, "ALICE").await;
+    let url = format!("{}/api/v1/tenants/acme", alice.base);
+    let before: Value = alice
+        .get("/api/v1/tenants/acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let forged = alice
+        .client
+        .patch(&url)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"description": "pwned"}"#);
+    assert_eq!(problem(forged.send().await.unwrap()).await.0, 403);
+    let foreign = alice
+        .client
+        .patch(&url)
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"description": "pwned"}"#);
+    assert_eq!(problem(foreign.send().await.unwrap()).await.0, 403);
+    let form = alice
+        .client
+        .post(format!("{}/auth/logout", alice.base))
+        .form(&[("x", "y")]);
+    assert_eq!(
+        form.send().await.unwrap().status(),
+        403,
+        "a form post without a token does not sign out"
+    );
+
+    let after: Value = alice
+        .get("/api/v1/tenants/acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["generation"], before["generation"], "nothing changed");
+    assert_eq!(
+        alice.get("/api/v1/me").await.status(),
+        200,
+        "still signed in"
+    );
+
+    let same_origin = alice
+        .client
+        .patch(&url)
+        .header("origin", PUBLIC_URL)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"description": "ok"}"#);
+    assert_eq!(
+        same_origin.send().await.unwrap().status(),
+        200,
+        "the portal's own pages may change state"
+    );
+
+    let out = alice
+        .change(Method::POST, "/auth/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(
+        problem(alice.get("/api/v1/me").await).await.0,
+        401,
+        "signed out"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn client_credentials_tokens_get_the_scopes_their_mapping_grants_and_no_more(db: PgPool) {
+    let app = spawn(db).await;
+    let token = machine_token().await;
+    let api = |method: Method, path: &str| {
+        app.client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(&token)
+    };
+    let me: Value = api(Method::GET, "/api/v1/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["kind"], "machine");
+    assert_eq!(me["scopes"], json!(["tenants:read"]));
+    assert_eq!(
+        api(Method::GET, "/api/v1/tenants")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (status, body) = problem(
+        api(Method::POST, "/api/v1/tenants")
+            .json(&json!({"slug": "robots"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body["detail"].as_str().unwrap().contains("tenants:write"));
+
+    // An ID token issued to the portal's own client is for another audience.
+    let id_token = password_grant_id_token("ALICE").await;
+    let (status, _) = problem(
+        app.client
+            .get(format!("{}/api/v1/tenants", app.base))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    let (status, _) = problem(
+        app.client
+            .get(format!("{}/api/v1/tenants", app.base))
+            .bearer_auth(tampered)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401, "a bad signature is refused");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn provider_errors_give_a_clear_page(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let refused = app
+        .client
+        .get(format!(
+            "{}/auth/callback?error=access_denied&state=x",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("refused the sign-in")
+    );
+
+    let mut unreachable = login_config();
+    unreachable.oidc_issuer = Some("http://127.0.0.1:9/dex".into());
+    let down = spawn_app_config(
+        db,
+        ServeConfig {
+            login: unreachable,
+            ..config()
+        },
+        Default::default(),
+    )
+    .await;
+    let page = down
+        .client
+        .get(format!("{}/auth/login", down.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 502);
+    assert!(page.text().await.unwrap().contains("could not be reached"));
+}
