@@ -32,6 +32,8 @@ pub struct AppState {
     pub clusters: Clusters,
     /// Employee login; `None` when no identity provider is configured.
     pub login: Option<Arc<crate::auth::oidc::Login>>,
+    /// Wakes requests waiting for tenants to change.
+    pub events: crate::events::EventHub,
     pub openapi: Arc<OpenApi>,
 }
 
@@ -41,11 +43,13 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
     let login = crate::auth::oidc::Login::new(&config.login)?.map(Arc::new);
     let max_body = config.max_body_bytes as usize;
     let timeout = config.request_timeout;
+    let events = crate::events::EventHub::start(db.clone());
     let mut app = AppState {
         db,
         config: Arc::new(config),
         clusters,
         login,
+        events,
         openapi: Arc::new(OpenApi::default()),
     };
     let (api, doc) = crate::api::router(app.clone());
@@ -105,7 +109,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(address = %listener.local_addr()?, clusters = ?config.cluster_names(), "tenant portal listening");
-    spawn_housekeeping(db.clone(), config.idempotency_ttl);
+    spawn_housekeeping(db.clone(), config.idempotency_ttl, config.event_retention);
     let stop = CancellationToken::new();
     let mut reconciler = config.reconciler.then(|| {
         let settings = crate::reconciler::Settings::from_config(&config);
@@ -123,8 +127,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets idempotency keys past their time and ended sessions, hourly.
-fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration) {
+/// Forgets idempotency keys, ended sessions and old events, hourly.
+fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration, event_retention: Duration) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -133,7 +137,12 @@ fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration) {
                 tracing::warn!(error = %e, "failed to expire old idempotency keys; will retry in an hour");
             }
             let sessions = match db.acquire().await {
-                Ok(mut conn) => crate::db::sessions::expire(&mut conn).await,
+                Ok(mut conn) => match crate::db::sessions::expire(&mut conn).await {
+                    Ok(()) => crate::db::events::expire(&mut conn, event_retention)
+                        .await
+                        .map(drop),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e.into()),
             };
             if let Err(e) = sessions {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+pub use crate::domain::parse_duration;
+
 /// A value that must never be printed: its `Debug` and `Display` hide it.
 #[derive(Clone)]
 pub struct Secret<T>(T);
@@ -37,26 +39,6 @@ fn parse_database_url(s: &str) -> Result<Secret<String>, String> {
                 .into(),
         )
     }
-}
-
-/// Parses durations written as a number and a unit: `30s`, `15m`, `12h`, `90d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let rule = || {
-        format!("\"{s}\" is not a duration; write a whole number and a unit: 30s, 15m, 12h or 90d")
-    };
-    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(rule)?;
-    let (number, unit) = s.split_at(unit_at);
-    let n: u64 = number.parse().map_err(|_| rule())?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(rule()),
-    };
-    n.checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(rule)
 }
 
 /// A cluster tenants can be placed on: `NAME`, `NAME=KUBECONFIG` or
@@ -306,6 +288,10 @@ pub struct ServeConfig {
     /// Longest time one request may take before it is answered with 503.
     #[arg(long, env = "TP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// How long change-stream events are kept for clients that reconnect.
+    #[arg(long, env = "TP_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub event_retention: Duration,
 
     /// How long an Idempotency-Key's first answer is kept for replay.
     #[arg(long, env = "TP_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]

@@ -1,6 +1,6 @@
-//! The portal's ClusterRole in `deploy/kubernetes/base` is enough for all the
-//! reconciler and the API do in a cluster, and grants nothing else: the real
-//! reconciler runs here with a TokenRequest token of the portal's
+//! The portal's ClusterRole and admission policy in `deploy/kubernetes/base`
+//! allow all the reconciler and the API do in a cluster, and nothing else:
+//! the real reconciler runs here with a TokenRequest token of the portal's
 //! ServiceAccount instead of the admin, against the control plane of
 //! `deploy/dev/up`.
 
@@ -14,9 +14,9 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use reqwest::Method;
@@ -78,15 +78,17 @@ fn api_resource(object: &Value) -> (ApiResource, bool) {
         "ServiceAccount" => ("serviceaccounts", true),
         "ClusterRole" => ("clusterroles", false),
         "ClusterRoleBinding" => ("clusterrolebindings", false),
+        "ValidatingAdmissionPolicy" => ("validatingadmissionpolicies", false),
+        "ValidatingAdmissionPolicyBinding" => ("validatingadmissionpolicybindings", false),
         other => panic!("unexpected kind {other}"),
     };
     let gvk = GroupVersionKind::gvk(group, version, kind);
     (ApiResource::from_gvk_with_plural(&gvk, plural), namespaced)
 }
 
-/// Applies the base's Namespace, ServiceAccount, ClusterRole and
-/// ClusterRoleBinding as the admin, then gets a token for the account and
-/// waits until RBAC grants it what the ClusterRole says.
+/// Applies the base's Namespace, ServiceAccount, ClusterRole,
+/// ClusterRoleBinding and admission policy as the admin, then gets a token for
+/// the account and waits until RBAC and the policy are in force.
 async fn portal_identity() -> Identity {
     let admin = kube().await;
     let wanted = [
@@ -94,6 +96,8 @@ async fn portal_identity() -> Identity {
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ];
     let objects: Vec<Value> = rendered_base()
         .into_iter()
@@ -172,7 +176,89 @@ async fn portal_identity() -> Identity {
         },
     )
     .await;
+    // The admission policy is compiled and loaded asynchronously too: in force
+    // once it refuses a RoleBinding outside the portal's namespaces.
+    eventually(
+        "the admission policy holds the portal to its namespaces",
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            async move { refused_by_policy(create_binding(&client, "default", "view").await) }
+        },
+    )
+    .await;
     Identity { kubeconfig, client }
+}
+
+const DRY_RUN: PostParams = PostParams {
+    dry_run: true,
+    field_manager: None,
+};
+
+/// Creates (dry run) a RoleBinding of `role` for a made-up user.
+async fn create_binding(
+    client: &kube::Client,
+    namespace: &str,
+    role: &str,
+) -> kube::Result<RoleBinding> {
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": unique("lp-binding-")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&DRY_RUN, &binding)
+        .await
+}
+
+/// Refused by RBAC: 403 without the policy's message.
+fn refused_by_rbac<T>(result: kube::Result<T>) -> bool {
+    matches!(result, Err(kube::Error::Api(s)) if s.code == 403 && !s.message.contains(POLICY))
+}
+
+/// Refused by the admission policy in deploy/kubernetes/base.
+fn refused_by_policy<T>(result: kube::Result<T>) -> bool {
+    matches!(result, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(POLICY))
+}
+
+/// Part of the admission policy's message.
+const POLICY: &str = "the tenant portal may only change namespaces labelled";
+
+/// A namespace created by the admin, deleted when dropped.
+struct TestNamespace {
+    name: String,
+    admin: kube::Client,
+}
+
+impl TestNamespace {
+    async fn create(prefix: &str, managed: bool) -> Self {
+        let admin = kube().await;
+        let name = unique(prefix);
+        let labels = if managed {
+            json!({"app.kubernetes.io/managed-by": "tenant-portal"})
+        } else {
+            json!({})
+        };
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        Self { name, admin }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        tokio::spawn(async move {
+            let _ = Api::<Namespace>::all(admin)
+                .delete(&name, &DeleteParams::default())
+                .await;
+        });
+    }
 }
 
 /// Whether the client's user may do `verb` on the resource, as the API server
@@ -484,44 +570,127 @@ async fn the_portals_service_account_may_do_nothing_else(_db: PgPool) {
     // And the API server itself says no, beyond the reviews.
     let secrets: Api<Secret> = Api::all(client.clone());
     assert!(
-        matches!(secrets.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 403),
+        refused_by_rbac(secrets.list(&ListParams::default()).await),
         "listing secrets is forbidden"
     );
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let managed = TestNamespace::create("lp-managed-", true).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &managed.name);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": unique("lp-pod-")},
         "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}
     }))
     .unwrap();
-    let dry_run = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
     assert!(
-        matches!(pods.create(&dry_run, &pod).await, Err(kube::Error::Api(s)) if s.code == 403),
-        "creating a pod is forbidden"
+        refused_by_rbac(pods.create(&DRY_RUN, &pod).await),
+        "creating a pod is forbidden, even in a namespace of the portal"
     );
-    // It may create RoleBindings, but not to a role beyond admin, edit and view:
-    // RBAC's escalation check holds, so it cannot make anyone cluster-admin.
-    let escalation: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": unique("lp-escalation-")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
-    }))
-    .unwrap();
-    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), "default");
+    // It binds view, edit and admin in its namespaces, but no other role: RBAC's
+    // escalation check holds, so it cannot make anyone cluster-admin.
+    for role in ["view", "edit", "admin"] {
+        create_binding(client, &managed.name, role)
+            .await
+            .unwrap_or_else(|e| panic!("binding {role} in a managed namespace is allowed: {e}"));
+    }
     assert!(
-        matches!(bindings.create(&dry_run, &escalation).await, Err(kube::Error::Api(s)) if s.code == 403),
+        refused_by_rbac(create_binding(client, &managed.name, "cluster-admin").await),
         "binding cluster-admin is forbidden"
     );
-    let fine: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": unique("lp-view-")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
-    }))
-    .unwrap();
-    bindings
-        .create(&dry_run, &fine)
-        .await
-        .expect("binding view is allowed (dry run)");
+
+    // Outside the namespaces it manages, the admission policy refuses what
+    // RBAC alone would allow.
+    assert!(
+        refused_by_policy(create_binding(client, "kube-system", "view").await),
+        "no RoleBinding in kube-system"
+    );
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "kube-system");
+    assert!(
+        refused_by_policy(
+            accounts
+                .create_token_request("namespace-controller", &DRY_RUN, &request)
+                .await
+        ),
+        "no token for a kube-system account"
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let dry_apply = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply("tenant-portal").force()
+    };
+    let managed_labels =
+        json!({"app.kubernetes.io/managed-by": "tenant-portal", "tenant-portal.dev/tenant": "x"});
+    let unmanaged = TestNamespace::create("lp-unmanaged-", false).await;
+    for name in ["kube-system", "default", unmanaged.name.as_str()] {
+        let adopt = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": managed_labels}});
+        assert!(
+            refused_by_policy(
+                namespaces
+                    .patch(name, &dry_apply, &Patch::Apply(&adopt))
+                    .await
+            ),
+            "the portal does not adopt the namespace {name}"
+        );
+        let delete = DeleteParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        assert!(
+            refused_by_policy(namespaces.delete(name, &delete).await),
+            "the portal does not delete the namespace {name}"
+        );
+    }
+    let new_name = unique("lp-unlabelled-");
+    let unlabelled =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_name}});
+    assert!(
+        refused_by_policy(
+            namespaces
+                .patch(&new_name, &dry_apply, &Patch::Apply(&unlabelled))
+                .await
+        ),
+        "a namespace the portal creates carries its label"
+    );
+
+    // The policy's expressions type-check against the API server's schema.
+    let policies: Api<DynamicObject> = Api::all_with(
+        kube().await,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingAdmissionPolicy",
+            ),
+            "validatingadmissionpolicies",
+        ),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let policy = policies
+            .get("tenant-portal-managed-namespaces-only")
+            .await
+            .unwrap();
+        let status = policy.data["status"].clone();
+        if status["observedGeneration"].as_i64() == policy.metadata.generation {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API server has not type-checked the policy: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        status["typeChecking"]["expressionWarnings"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{status}"
+    );
+    drop((managed, unmanaged));
 }

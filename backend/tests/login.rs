@@ -366,7 +366,10 @@ async fn client_credentials_tokens_get_the_scopes_their_mapping_grants_and_no_mo
     )
     .await;
     assert_eq!(status, 401);
-    let tampered = format!("{}x", &token[..token.len() - 1]);
+    // Change one character of the signature to another.
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{signed}.{flipped}{}", &signature[1..]);
     let (status, _) = problem(
         app.client
             .get(format!("{}/api/v1/tenants", app.base))

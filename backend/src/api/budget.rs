@@ -70,7 +70,7 @@ async fn set(
 ) -> Result<Response, Error> {
     precheck(&who, Action::ChangeBudget)?;
     let budget = ResourceList::parse(&body.budget, "budget")?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::ChangeBudget)?;
     change.require_editable()?;
     let namespaces = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
@@ -87,13 +87,7 @@ async fn set(
     let id = change.tenant.id;
     db::tenants::set_budget(&mut change.tx, id, &budget).await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "budget.changed",
-        )
+        .commit(&Actor::of(&who, &request_id), "budget.changed")
         .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }

@@ -1,6 +1,7 @@
 //! The one path every change to a tenant takes: lock the row, check the
 //! precondition, change, then in the same transaction bump the generation,
-//! append the audit event and enqueue the reconciler.
+//! append the audit event, enqueue the reconciler and append to the change
+//! stream.
 
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -9,16 +10,32 @@ use axum::response::{IntoResponse, Response};
 use super::extract::{IfMatch, RequestId, etag};
 use super::model::Tenant;
 use super::views;
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize_tenant};
 use crate::db::{self, Tx, tenants::TenantRow};
 use crate::error::Error;
 
 /// Who asked for a change, for the audit trail.
-pub struct Actor<'a> {
-    pub principal: &'a Principal,
-    pub request_id: &'a RequestId,
+pub struct Actor {
+    pub name: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn of(who: &Principal, request_id: &RequestId) -> Self {
+        Self {
+            name: who.actor(),
+            request_id: request_id.0.clone(),
+        }
+    }
+
+    /// The portal itself, such as `system:expiry`.
+    pub fn system(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            request_id: None,
+        }
+    }
 }
 
 /// A change in progress on one locked tenant.
@@ -30,8 +47,12 @@ pub struct TenantChange {
 
 impl TenantChange {
     /// Locks the tenant and checks `If-Match`; 404 when there is no such tenant.
-    pub async fn begin(app: &AppState, slug: &str, precondition: &IfMatch) -> Result<Self, Error> {
-        let mut tx = app.db.begin().await?;
+    pub async fn begin(
+        db: &sqlx::PgPool,
+        slug: &str,
+        precondition: &IfMatch,
+    ) -> Result<Self, Error> {
+        let mut tx = db.begin().await?;
         let tenant = db::tenants::get_for_update(&mut tx, slug)
             .await?
             .ok_or_else(|| not_found(slug))?;
@@ -63,7 +84,7 @@ impl TenantChange {
     }
 
     /// Records the change and commits; returns the tenant as it now is.
-    pub async fn commit(mut self, actor: &Actor<'_>, action: &str) -> Result<Tenant, Error> {
+    pub async fn commit(mut self, actor: &Actor, action: &str) -> Result<Tenant, Error> {
         db::tenants::bump_generation(&mut self.tx, self.tenant.id).await?;
         let row = db::tenants::get(&mut self.tx, &self.tenant.slug)
             .await?
@@ -86,7 +107,7 @@ impl TenantChange {
 /// Appends the audit event and enqueues the reconciler for a changed tenant.
 pub async fn record(
     tx: &mut Tx,
-    actor: &Actor<'_>,
+    actor: &Actor,
     action: &str,
     tenant_id: i64,
     before: Option<&Tenant>,
@@ -98,16 +119,30 @@ pub async fn record(
     db::audit::record(
         tx,
         db::audit::NewEvent {
-            actor: &actor.principal.actor(),
+            actor: &actor.name,
             action,
             tenant: Some((tenant_id, &after.slug)),
             before: before.as_ref(),
             after: Some(&after_json),
-            request_id: actor.request_id.0.as_deref(),
+            request_id: actor.request_id.as_deref(),
         },
     )
     .await?;
-    db::outbox::enqueue(tx, tenant_id, after.generation).await
+    db::outbox::enqueue(tx, tenant_id, after.generation).await?;
+    let data = serde_json::json!({"action": action, "actor": actor.name, "generation": after.generation, "state": after.state});
+    db::events::append(tx, stream_kind(action), tenant_id, &after.slug, &data).await?;
+    Ok(())
+}
+
+/// How the change stream names an audited action.
+fn stream_kind(action: &str) -> &'static str {
+    match action {
+        "tenant.created" => "tenant.created",
+        "tenant.suspended" => "tenant.suspended",
+        "tenant.resumed" => "tenant.resumed",
+        "tenant.deletion_requested" | "tenant.expired" => "tenant.deleting",
+        _ => "tenant.updated",
+    }
 }
 
 /// Loads a tenant row for a read or an action outside a change, after the

@@ -45,7 +45,7 @@ pub async fn dispatch(
         }
     };
     precheck(&who, Action::SuspendTenant)?;
-    let mut change = TenantChange::begin(&app, slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, slug, &precondition).await?;
     change.authorize(&who, Action::SuspendTenant)?;
     change.require_editable()?;
     let state = change.tenant.state();
@@ -57,15 +57,7 @@ pub async fn dispatch(
     debug_assert_eq!(state, from);
     let id = change.tenant.id;
     db::tenants::set_state(&mut change.tx, id, to).await?;
-    let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            action,
-        )
-        .await?;
+    let tenant = change.commit(&Actor::of(&who, &request_id), action).await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 

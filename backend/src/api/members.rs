@@ -56,19 +56,13 @@ async fn add(
 ) -> Result<Response, Error> {
     precheck(&who, Action::EditTenant)?;
     let subject = body.kind.parse_subject(&body.subject)?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let id = change.tenant.id;
     db::members::insert(&mut change.tx, id, body.kind, &subject, body.role).await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "member.added",
-        )
+        .commit(&Actor::of(&who, &request_id), "member.added")
         .await?;
     Ok(tenant_response(StatusCode::CREATED, tenant))
 }
@@ -100,19 +94,13 @@ async fn update(
     ApiJson(body): ApiJson<UpdateMember>,
 ) -> Result<Response, Error> {
     precheck(&who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     find_member(change.before(), id)?;
     db::members::set_role(&mut change.tx, id, body.role).await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "member.role_changed",
-        )
+        .commit(&Actor::of(&who, &request_id), "member.role_changed")
         .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
@@ -131,19 +119,13 @@ async fn remove(
     Path((slug, id)): Path<(String, i64)>,
 ) -> Result<Response, Error> {
     precheck(&who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     find_member(change.before(), id)?;
     db::members::delete(&mut change.tx, id).await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "member.removed",
-        )
+        .commit(&Actor::of(&who, &request_id), "member.removed")
         .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }

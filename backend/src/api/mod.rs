@@ -3,8 +3,9 @@
 
 mod audit;
 mod budget;
-mod change;
+pub(crate) mod change;
 mod clusters;
+mod events;
 pub mod extract;
 mod idempotency;
 mod kubeconfig;
@@ -16,7 +17,8 @@ mod namespaces;
 mod pagination;
 mod status;
 mod tenants;
-mod views;
+pub(crate) mod views;
+mod wait;
 
 use axum::Router;
 use axum::middleware;
@@ -43,6 +45,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
         (name = "audit", description = "Who changed what"),
         (name = "clusters", description = "The clusters tenants live on"),
         (name = "me", description = "The caller"),
+        (name = "events", description = "The change stream"),
     )
 )]
 struct ApiDoc;
@@ -59,6 +62,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(kubeconfig::router())
         .merge(clusters::router())
         .merge(me::router())
+        .merge(events::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
     let routes = routes

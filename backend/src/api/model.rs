@@ -49,6 +49,10 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// When the portal deletes the tenant by itself; absent for lasting tenants.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Seconds left until `expires_at` (0 once it has passed).
+    pub expires_in_seconds: Option<i64>,
 }
 
 impl Tenant {
@@ -130,6 +134,11 @@ pub struct CreateTenant {
     pub namespaces: Vec<CreateNamespace>,
     #[serde(default)]
     pub members: Vec<CreateMember>,
+    /// Lifetime such as `30m`, `12h` or `7d`, after which the portal deletes
+    /// the tenant; or give `expires_at`.
+    #[schema(example = "2h")]
+    pub ttl: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -159,6 +168,22 @@ pub struct TenantPatch {
     pub description: Option<String>,
     /// Merged key by key; a `null` value removes the label.
     pub labels: Option<BTreeMap<String, Option<String>>>,
+    /// A new expiry; `null` makes the tenant last.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A new lifetime counted from now, such as `2h`: extends a short-lived tenant.
+    pub ttl: Option<String>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`),
+/// as JSON merge patch needs.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -72,7 +72,7 @@ async fn create(
     precheck(&who, Action::EditTenant)?;
     let name = NamespaceName::parse(&body.name)?;
     let allocations = ResourceList::parse(&body.allocations, "allocations")?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let full_name = name.full_name(&change.tenant.slug())?;
@@ -102,13 +102,7 @@ async fn create(
     let id = change.tenant.id;
     db::namespaces::insert(&mut change.tx, id, name.as_str(), &full_name, &allocations).await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "namespace.created",
-        )
+        .commit(&Actor::of(&who, &request_id), "namespace.created")
         .await?;
     let mut response = tenant_response(StatusCode::CREATED, tenant);
     if let Ok(location) =
@@ -144,7 +138,7 @@ async fn update(
 ) -> Result<Response, Error> {
     precheck(&who, Action::EditTenant)?;
     let allocations = ResourceList::parse(&body.allocations, "allocations")?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
@@ -159,10 +153,7 @@ async fn update(
     db::namespaces::set_allocations(&mut change.tx, target.id, &allocations).await?;
     let tenant = change
         .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
+            &Actor::of(&who, &request_id),
             "namespace.allocations_changed",
         )
         .await?;
@@ -183,20 +174,14 @@ async fn delete(
     Path((slug, name)): Path<(String, String)>,
 ) -> Result<Response, Error> {
     precheck(&who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     let target = find(&existing, &slug, &name)?.id;
     db::namespaces::delete(&mut change.tx, target).await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "namespace.deleted",
-        )
+        .commit(&Actor::of(&who, &request_id), "namespace.deleted")
         .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }

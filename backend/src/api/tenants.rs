@@ -8,13 +8,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::change::{Actor, TenantChange, load_authorized, record, tenant_response};
 use super::extract::{ApiJson, ApiQuery, IfMatch, RequestId};
 use super::model::{CreateTenant, Tenant, TenantListQuery, TenantPage, TenantPatch};
+use super::wait::{WaitQuery, until_ready};
 use super::{pagination, views};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, precheck};
 use crate::db::{self, tenants::ListFilter};
 use crate::domain::quota::check_allocation;
-use crate::domain::tenant::parse_label_selector;
+use crate::domain::tenant::{expiry, parse_label_selector};
 use crate::domain::{
     Description, DisplayName, FieldError, Labels, MemberKind, NamespaceName, QuotaResource,
     ResourceList, Role, TenantSlug, TenantState,
@@ -76,16 +77,18 @@ async fn list(
 
 /// Create a tenant, optionally with namespaces, allocations and members.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer"), WaitQuery),
     responses((status = 201, description = "Created; sync status Pending", body = Tenant,
         headers(("ETag" = String), ("Location" = String)))))]
 async fn create(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<Response, Error> {
     authorize(&who, Action::CreateTenant)?;
+    let wait_limit = wait.limit(&app)?;
     let mut new = NewTenant::parse(body, &app)?;
     // Whoever creates a tenant in the browser owns it, unless the request already says so.
     if let Principal::User(user) = &who {
@@ -115,6 +118,7 @@ async fn create(
             labels: &new.labels,
             cluster: &cluster,
             budget: &new.budget,
+            expires_at: new.expires_at,
         },
     )
     .await?;
@@ -126,13 +130,14 @@ async fn create(
         db::members::insert(&mut tx, row.id, *kind, subject, *role).await?;
     }
     let id = row.id;
-    let tenant = views::tenant(&mut tx, row).await?;
-    let actor = Actor {
-        principal: &who,
-        request_id: &request_id,
-    };
+    let mut tenant = views::tenant(&mut tx, row).await?;
+    let actor = Actor::of(&who, &request_id);
     record(&mut tx, &actor, "tenant.created", id, None, &tenant).await?;
     tx.commit().await?;
+    if let Some(limit) = wait_limit {
+        let row = until_ready(&app, &tenant.slug, limit).await?;
+        tenant = views::tenant(&mut *app.db.acquire().await?, row).await?;
+    }
     let location = format!("/api/v1/tenants/{}", tenant.slug);
     let mut response = tenant_response(StatusCode::CREATED, tenant);
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -157,6 +162,7 @@ struct NewTenant {
     budget: ResourceList,
     namespaces: Vec<(NamespaceName, ResourceList)>,
     members: Vec<(MemberKind, String, Role)>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl NewTenant {
@@ -169,6 +175,10 @@ impl NewTenant {
             DisplayName::parse(body.display_name.as_deref().unwrap_or(&body.slug)),
         );
         let description = keep(&mut errors, Description::parse(&body.description));
+        let expires_at = keep(
+            &mut errors,
+            expiry(body.ttl.as_deref(), body.expires_at, chrono::Utc::now()),
+        );
         let names = app.config.cluster_names();
         if let Some(cluster) = &body.cluster
             && !names.contains(&cluster.as_str())
@@ -267,38 +277,51 @@ impl NewTenant {
             }
         }
 
-        match (slug, display_name, description, labels, budget) {
-            (Some(slug), Some(display_name), Some(description), Some(labels), Some(budget))
-                if errors.is_empty() =>
-            {
-                Ok(Self {
-                    slug,
-                    display_name,
-                    description,
-                    labels,
-                    cluster,
-                    budget,
-                    namespaces,
-                    members,
-                })
-            }
+        match (slug, display_name, description, labels, budget, expires_at) {
+            (
+                Some(slug),
+                Some(display_name),
+                Some(description),
+                Some(labels),
+                Some(budget),
+                Some(expires_at),
+            ) if errors.is_empty() => Ok(Self {
+                slug,
+                display_name,
+                description,
+                labels,
+                cluster,
+                budget,
+                namespaces,
+                members,
+                expires_at,
+            }),
             _ => Err(Error::Invalid(errors)),
         }
     }
 }
 
 /// Get one tenant, with its namespaces, budget, members and sync status.
+/// With `wait_for=Ready`, answers once the tenant is Ready at its current
+/// generation, or with its current state when the timeout passes.
 #[utoipa::path(get, path = "/tenants/{slug}", tag = "tenants",
-    params(("slug" = String, Path, description = "The tenant's slug")),
+    params(("slug" = String, Path, description = "The tenant's slug"), WaitQuery),
     responses((status = 200, description = "The tenant", body = Tenant, headers(("ETag" = String)))))]
 async fn get(
     State(app): State<AppState>,
     who: Principal,
     Path(slug): Path<String>,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
 ) -> Result<Response, Error> {
     precheck(&who, Action::ReadTenants)?;
+    let limit = wait.limit(&app)?;
     let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
+    let mut row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
+    if let Some(limit) = limit {
+        drop(conn);
+        row = until_ready(&app, &slug, limit).await?;
+        conn = app.db.acquire().await?;
+    }
     let tenant = views::tenant(&mut conn, row).await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
@@ -318,7 +341,7 @@ async fn patch(
     ApiJson(body): ApiJson<TenantPatch>,
 ) -> Result<Response, Error> {
     precheck(&who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::EditTenant)?;
     change.require_editable()?;
     let current = change.before().clone();
@@ -342,7 +365,16 @@ async fn patch(
         };
     }
     let labels = Labels::parse(&labels).map_err(|e| errors.extend(e)).ok();
-    let (Some(display_name), Some(description), Some(labels)) = (display_name, description, labels)
+    // A ttl counts from now; `expires_at: null` makes the tenant last.
+    let expires_at = match (body.ttl.as_deref(), body.expires_at) {
+        (None, None) => Some(change.tenant.expires_at),
+        (None, Some(None)) => Some(None),
+        (ttl, at) => expiry(ttl, at.flatten(), chrono::Utc::now())
+            .map_err(|e| errors.push(e))
+            .ok(),
+    };
+    let (Some(display_name), Some(description), Some(labels), Some(expires_at)) =
+        (display_name, description, labels, expires_at)
     else {
         return Err(Error::Invalid(errors));
     };
@@ -354,17 +386,12 @@ async fn patch(
             display_name: &display_name,
             description: &description,
             labels: &labels,
+            expires_at,
         },
     )
     .await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "tenant.updated",
-        )
+        .commit(&Actor::of(&who, &request_id), "tenant.updated")
         .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
@@ -382,7 +409,7 @@ async fn delete(
     Path(slug): Path<String>,
 ) -> Result<Response, Error> {
     precheck(&who, Action::DeleteTenant)?;
-    let mut change = TenantChange::begin(&app, &slug, &precondition).await?;
+    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::DeleteTenant)?;
     if !change.tenant.state().is_editable() {
         // Deleting twice is not an error: the first request is under way.
@@ -392,13 +419,7 @@ async fn delete(
     let id = change.tenant.id;
     db::tenants::set_state(&mut change.tx, id, TenantState::Deleting).await?;
     let tenant = change
-        .commit(
-            &Actor {
-                principal: &who,
-                request_id: &request_id,
-            },
-            "tenant.deletion_requested",
-        )
+        .commit(&Actor::of(&who, &request_id), "tenant.deletion_requested")
         .await?;
     Ok(tenant_response(StatusCode::ACCEPTED, tenant))
 }

@@ -66,6 +66,10 @@ fn assemble(
         created_at: row.created_at,
         updated_at: row.updated_at,
         deleted_at: row.deleted_at,
+        expires_in_seconds: row
+            .expires_at
+            .map(|at| (at - chrono::Utc::now()).num_seconds().max(0)),
+        expires_at: row.expires_at,
     })
 }
 

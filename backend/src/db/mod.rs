@@ -2,6 +2,7 @@
 //! transaction; handlers own the transaction boundary.
 
 pub mod audit;
+pub mod events;
 pub mod idempotency;
 pub mod members;
 pub mod namespaces;

@@ -4,13 +4,21 @@ use sqlx::PgConnection;
 
 use crate::error::Error;
 
-/// Marks `generation` applied. Answers whether this generation is newly
-/// observed, so the caller records the application once.
+/// What marking a tenant Ready changed.
+#[derive(Debug, Clone, Copy)]
+pub struct Marked {
+    /// This generation was not applied before: record the application once.
+    pub newly_observed: bool,
+    /// The status turned Ready now.
+    pub became_ready: bool,
+}
+
+/// Marks `generation` applied.
 pub async fn mark_ready(
     conn: &mut PgConnection,
     tenant_id: i64,
     generation: i64,
-) -> Result<bool, Error> {
+) -> Result<Marked, Error> {
     let before = sqlx::query!(
         "SELECT observed_generation, sync_status FROM tenants WHERE id = $1 FOR UPDATE",
         tenant_id
@@ -18,37 +26,51 @@ pub async fn mark_ready(
     .fetch_one(&mut *conn)
     .await?;
     let newly_observed = before.observed_generation < generation;
-    if newly_observed || before.sync_status != "Ready" {
-        sqlx::query!(
-            "UPDATE tenants
-             SET observed_generation = GREATEST(observed_generation, $2),
-                 sync_status = CASE WHEN generation <= $2 THEN 'Ready' ELSE 'Pending' END,
-                 sync_message = NULL, last_synced_at = now()
-             WHERE id = $1",
-            tenant_id,
-            generation
-        )
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query!(
-            "UPDATE namespaces SET sync_status = 'Ready', sync_message = NULL
-             WHERE tenant_id = $1 AND sync_status <> 'Ready'",
-            tenant_id
-        )
-        .execute(&mut *conn)
-        .await?;
+    if !newly_observed && before.sync_status == "Ready" {
+        return Ok(Marked {
+            newly_observed,
+            became_ready: false,
+        });
     }
-    Ok(newly_observed)
+    let status = sqlx::query_scalar!(
+        "UPDATE tenants
+         SET observed_generation = GREATEST(observed_generation, $2),
+             sync_status = CASE WHEN generation <= $2 THEN 'Ready' ELSE 'Pending' END,
+             sync_message = NULL, last_synced_at = now()
+         WHERE id = $1
+         RETURNING sync_status",
+        tenant_id,
+        generation
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE namespaces SET sync_status = 'Ready', sync_message = NULL
+         WHERE tenant_id = $1 AND sync_status <> 'Ready'",
+        tenant_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(Marked {
+        newly_observed,
+        became_ready: status == "Ready" && before.sync_status != "Ready",
+    })
 }
 
 /// Records a failed attempt with the API server's words, per namespace where
-/// the failure belongs to one.
+/// the failure belongs to one. Answers whether the status turned Failed now.
 pub async fn mark_failed(
     conn: &mut PgConnection,
     tenant_id: i64,
     message: &str,
     namespace_failures: &[(String, String)],
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
+    let was = sqlx::query_scalar!(
+        "SELECT sync_status FROM tenants WHERE id = $1 FOR UPDATE",
+        tenant_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     sqlx::query!(
         "UPDATE tenants SET sync_status = 'Failed', sync_message = $2, last_synced_at = now()
          WHERE id = $1 AND (sync_status <> 'Failed' OR sync_message IS DISTINCT FROM $2)",
@@ -68,7 +90,7 @@ pub async fn mark_failed(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    Ok(was != "Failed")
 }
 
 /// Stores a namespace's quota usage when it changed.

@@ -24,6 +24,8 @@ pub struct TenantRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// When the portal deletes the tenant by itself.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl TenantRow {
@@ -49,6 +51,7 @@ pub struct NewTenant<'a> {
     pub labels: &'a Labels,
     pub cluster: &'a str,
     pub budget: &'a ResourceList,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The descriptive part of a tenant, written as a whole.
@@ -56,23 +59,25 @@ pub struct TenantSpec<'a> {
     pub display_name: &'a DisplayName,
     pub description: &'a Description,
     pub labels: &'a Labels,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<TenantRow, Error> {
     sqlx::query_as!(
         TenantRow,
-        r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
            RETURNING id, slug, display_name, description,
                      labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
                      sync_status, observed_generation, sync_message, last_synced_at,
-                     created_at, updated_at, deleted_at"#,
+                     created_at, updated_at, deleted_at, expires_at"#,
         new.slug.as_str(),
         new.display_name.as_str(),
         new.description.as_str(),
         Json(new.labels.as_map()) as _,
         new.cluster,
         Json(new.budget.to_strings()) as _,
+        new.expires_at,
     )
     .fetch_one(conn)
     .await
@@ -94,7 +99,7 @@ pub async fn get(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at
+                  created_at, updated_at, deleted_at, expires_at
            FROM tenants WHERE slug = $1"#,
         slug
     )
@@ -114,7 +119,7 @@ pub async fn get_for_update(
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at
+                  created_at, updated_at, deleted_at, expires_at
            FROM tenants WHERE slug = $1 FOR UPDATE"#,
         slug
     )
@@ -128,11 +133,12 @@ pub async fn update_spec(
     spec: TenantSpec<'_>,
 ) -> Result<(), Error> {
     sqlx::query!(
-        "UPDATE tenants SET display_name = $2, description = $3, labels = $4 WHERE id = $1",
+        "UPDATE tenants SET display_name = $2, description = $3, labels = $4, expires_at = $5 WHERE id = $1",
         id,
         spec.display_name.as_str(),
         spec.description.as_str(),
         Json(spec.labels.as_map()) as _,
+        spec.expires_at,
     )
     .execute(conn)
     .await?;
@@ -209,7 +215,7 @@ pub async fn list_page(
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at
+                  created_at, updated_at, deleted_at, expires_at
            FROM tenants
            WHERE id > $1
              AND (CASE WHEN $2::text IS NULL THEN state <> 'deleted' ELSE state = $2 END)
@@ -240,7 +246,7 @@ pub async fn get_by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Tenant
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at
+                  created_at, updated_at, deleted_at, expires_at
            FROM tenants WHERE id = $1"#,
         id
     )
@@ -276,4 +282,18 @@ pub async fn count_by_cluster(conn: &mut PgConnection) -> Result<Vec<(String, i6
     .into_iter()
     .map(|r| (r.cluster, r.count))
     .collect())
+}
+
+/// Tenants whose time is up. Collecting one locks and checks it again, so
+/// replicas that see the same list delete each tenant once.
+pub async fn expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<String>, Error> {
+    Ok(sqlx::query_scalar!(
+        "SELECT slug FROM tenants
+         WHERE expires_at <= now() AND state IN ('active', 'suspended')
+         ORDER BY expires_at
+         LIMIT $1",
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
 }

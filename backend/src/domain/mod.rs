@@ -17,6 +17,26 @@ pub use quota::{QuotaResource, ResourceList};
 pub use slug::TenantSlug;
 pub use tenant::{Description, DisplayName, Labels, TenantState};
 
+/// Parses durations written as a number and a unit: `30s`, `15m`, `12h`, `90d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let rule = || {
+        format!("\"{s}\" is not a duration; write a whole number and a unit: 30s, 15m, 12h or 90d")
+    };
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(rule)?;
+    let (number, unit) = s.split_at(unit_at);
+    let n: u64 = number.parse().map_err(|_| rule())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(rule()),
+    };
+    n.checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(rule)
+}
+
 /// Whether `s` is a DNS-1123 label: lowercase letters, digits and `-`,
 /// starting and ending with a letter or digit, at most 63 characters.
 pub(crate) fn is_dns_label(s: &str) -> bool {

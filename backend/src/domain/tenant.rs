@@ -142,6 +142,42 @@ impl Labels {
     }
 }
 
+/// The longest a short-lived tenant may be given at a time.
+const MAX_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(366);
+
+/// When a tenant expires, from a lifetime (`ttl`, such as `2h`) or a time;
+/// at most one of them, in the future and within a year.
+pub fn expiry(
+    ttl: Option<&str>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldError> {
+    let at = match (ttl, expires_at) {
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new("ttl", "give ttl or expires_at, not both"));
+        }
+        (Some(ttl), None) => {
+            let lifetime =
+                super::parse_duration(ttl).map_err(|rule| FieldError::new("ttl", rule))?;
+            let lifetime = chrono::TimeDelta::from_std(lifetime)
+                .map_err(|_| FieldError::new("ttl", "must be at most 366d"))?;
+            if lifetime > MAX_LIFETIME || lifetime.is_zero() {
+                return Err(FieldError::new("ttl", "must be between 1s and 366d"));
+            }
+            now + lifetime
+        }
+        (None, Some(at)) if at <= now => {
+            return Err(FieldError::new("expires_at", "must be in the future"));
+        }
+        (None, Some(at)) if at - now > MAX_LIFETIME => {
+            return Err(FieldError::new("expires_at", "must be within 366 days"));
+        }
+        (None, Some(at)) => at,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(at))
+}
+
 /// Parses a label selector of the form `key=value[,key=value...]`.
 pub fn parse_label_selector(s: &str) -> Result<BTreeMap<String, String>, FieldError> {
     let mut selector = BTreeMap::new();
@@ -181,6 +217,26 @@ mod tests {
         let bad: BTreeMap<_, _> =
             [("bad key".into(), "v".into()), ("k".into(), "-v".into())].into();
         assert_eq!(Labels::parse(&bad).unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn expiry_comes_from_a_lifetime_or_a_future_time() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            expiry(Some("2h"), None, now).unwrap(),
+            Some(now + chrono::TimeDelta::hours(2))
+        );
+        assert_eq!(expiry(None, None, now).unwrap(), None);
+        assert!(expiry(Some("0s"), None, now).is_err());
+        assert!(expiry(Some("400d"), None, now).is_err());
+        assert!(expiry(Some("soon"), None, now).is_err());
+        assert_eq!(
+            expiry(None, Some(now - chrono::TimeDelta::seconds(1)), now)
+                .unwrap_err()
+                .field,
+            "expires_at"
+        );
+        assert!(expiry(Some("1h"), Some(now), now).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod drift;
+mod expiry;
 mod load;
 mod watch;
 mod worker;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub lease: Duration,
     /// The backstop when no notification arrives.
     pub poll_interval: Duration,
+    /// How often tenants past their expiry are collected.
+    pub expiry_interval: Duration,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
             usage_sample_interval: config.usage_sample_interval,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
+            expiry_interval: Duration::from_secs(10),
         }
     }
 }
@@ -79,6 +83,7 @@ pub fn start(
     let mut tasks = JoinSet::new();
     tasks.spawn(listen(context.clone(), stop.clone()));
     tasks.spawn(sample_usage(context.clone(), stop.clone()));
+    tasks.spawn(expiry::run(context.clone(), stop.clone()));
     for cluster in clusters.iter() {
         start_cluster(&mut tasks, &context, cluster, &stop);
     }

@@ -155,11 +155,14 @@ async fn reconcile(
         },
     )
     .await?;
+    let data = serde_json::json!({"generation": row.generation});
+    db::events::append(&mut tx, "tenant.deleted", row.id, &row.slug, &data).await?;
     tx.commit().await.map_err(Error::from)?;
     Ok(Outcome::Tombstoned)
 }
 
-/// Writes the outcome back: status, audit, and what happens to the outbox row.
+/// Writes the outcome back: status, audit, the outbox row and the change
+/// stream (last, as the event sequence asks).
 async fn record(
     context: &Context,
     worker: &str,
@@ -167,29 +170,32 @@ async fn record(
     result: &Result<Outcome, Failure>,
 ) -> Result<(), Error> {
     let mut tx = context.db.begin().await?;
+    let slug = db::tenants::get_by_id(&mut tx, job.tenant_id)
+        .await?
+        .map(|t| t.slug)
+        .unwrap_or_default();
     match result {
         Ok(Outcome::Synced { generation, report }) => {
-            if db::sync::mark_ready(&mut tx, job.tenant_id, *generation).await? {
-                let slug = db::tenants::get_by_id(&mut tx, job.tenant_id)
-                    .await?
-                    .map(|t| t.slug)
-                    .unwrap_or_default();
-                db::audit::record(
-                    &mut tx,
-                    db::audit::NewEvent {
-                        actor: ACTOR,
-                        action: "tenant.applied",
-                        tenant: Some((job.tenant_id, &slug)),
-                        before: None,
-                        after: Some(&serde_json::json!({
-                            "generation": generation, "applied": report.applied, "deleted": report.deleted,
-                        })),
-                        request_id: None,
-                    },
-                )
-                .await?;
+            let marked = db::sync::mark_ready(&mut tx, job.tenant_id, *generation).await?;
+            if marked.newly_observed {
+                let after = serde_json::json!({
+                    "generation": generation, "applied": report.applied, "deleted": report.deleted,
+                });
+                let event = db::audit::NewEvent {
+                    actor: ACTOR,
+                    action: "tenant.applied",
+                    tenant: Some((job.tenant_id, &slug)),
+                    before: None,
+                    after: Some(&after),
+                    request_id: None,
+                };
+                db::audit::record(&mut tx, event).await?;
             }
             db::outbox::complete(&mut tx, job.tenant_id, *generation, worker).await?;
+            if marked.became_ready {
+                let data = serde_json::json!({"generation": generation});
+                db::events::append(&mut tx, "tenant.ready", job.tenant_id, &slug, &data).await?;
+            }
         }
         Ok(Outcome::Deleting { .. }) => {
             db::outbox::retry_later(&mut tx, job.tenant_id, worker, DELETION_RECHECK, None).await?;
@@ -211,25 +217,19 @@ async fn record(
                 })
                 .collect();
             let message = e.to_string();
-            db::sync::mark_failed(&mut tx, job.tenant_id, &message, &per_namespace).await?;
-            db::outbox::retry_later(
-                &mut tx,
-                job.tenant_id,
-                worker,
-                backoff::delay(job.attempts),
-                Some(&message),
-            )
-            .await?;
+            let became_failed =
+                db::sync::mark_failed(&mut tx, job.tenant_id, &message, &per_namespace).await?;
+            let delay = backoff::delay(job.attempts);
+            db::outbox::retry_later(&mut tx, job.tenant_id, worker, delay, Some(&message)).await?;
+            if became_failed {
+                let data = serde_json::json!({"message": message});
+                db::events::append(&mut tx, "tenant.failed", job.tenant_id, &slug, &data).await?;
+            }
         }
         Err(Failure::Database(e)) => {
-            db::outbox::retry_later(
-                &mut tx,
-                job.tenant_id,
-                worker,
-                backoff::delay(job.attempts),
-                Some(&e.to_string()),
-            )
-            .await?;
+            let delay = backoff::delay(job.attempts);
+            db::outbox::retry_later(&mut tx, job.tenant_id, worker, delay, Some(&e.to_string()))
+                .await?;
         }
     }
     tx.commit().await?;

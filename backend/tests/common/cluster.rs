@@ -51,6 +51,7 @@ pub fn fast_settings() -> Settings {
         usage_sample_interval: Duration::from_secs(3600),
         lease: Duration::from_secs(3),
         poll_interval: Duration::from_millis(500),
+        expiry_interval: Duration::from_secs(1),
     }
 }
 

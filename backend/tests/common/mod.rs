@@ -42,6 +42,7 @@ pub fn config() -> ServeConfig {
         max_body_bytes: 65_536,
         request_timeout: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(3600),
+        event_retention: Duration::from_secs(3600),
         login: LoginConfig {
             public_url: "http://127.0.0.1:8080".into(),
             oidc_issuer: None,

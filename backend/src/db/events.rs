@@ -1,0 +1,89 @@
+//! The change stream's store. Appending takes the sequence row's lock, so it
+//! must be the last statement of its transaction: the lock then lasts only
+//! until commit, and ids follow commit order.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub tenant_slug: String,
+    pub data: serde_json::Value,
+}
+
+pub async fn append(
+    conn: &mut PgConnection,
+    kind: &str,
+    tenant_id: i64,
+    tenant_slug: &str,
+    data: &serde_json::Value,
+) -> Result<i64, Error> {
+    let id =
+        sqlx::query_scalar!("UPDATE event_sequence SET last_id = last_id + 1 RETURNING last_id")
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query!(
+        "INSERT INTO events (id, type, tenant_id, tenant_slug, data) VALUES ($1, $2, $3, $4, $5)",
+        id,
+        kind,
+        tenant_id,
+        tenant_slug,
+        data
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Which events a reader may and wants to see.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub tenant: Option<String>,
+    pub kinds: Option<Vec<String>>,
+    /// Only tenants where this email or one of these groups is a member.
+    pub member: Option<(String, Vec<String>)>,
+}
+
+pub async fn after(
+    conn: &mut PgConnection,
+    after_id: i64,
+    filter: &EventFilter,
+    limit: i64,
+) -> Result<Vec<EventRow>, Error> {
+    Ok(sqlx::query_as!(
+        EventRow,
+        r#"SELECT e.id, e.occurred_at, e.type AS kind, e.tenant_slug, e.data FROM events e
+           WHERE e.id > $1
+             AND ($2::text IS NULL OR e.tenant_slug = $2)
+             AND ($3::text[] IS NULL OR e.type = ANY($3))
+             AND ($4::text IS NULL OR EXISTS (
+                 SELECT 1 FROM members m WHERE m.tenant_id = e.tenant_id
+                   AND ((m.kind = 'user' AND m.subject = $4) OR (m.kind = 'group' AND m.subject = ANY($5)))))
+           ORDER BY e.id
+           LIMIT $6"#,
+        after_id,
+        filter.tenant.as_deref(),
+        filter.kinds.as_deref(),
+        filter.member.as_ref().map(|(email, _)| email.as_str()),
+        filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Forgets events older than `retention`.
+pub async fn expire(conn: &mut PgConnection, retention: std::time::Duration) -> Result<u64, Error> {
+    let done = sqlx::query!(
+        "DELETE FROM events WHERE occurred_at < now() - make_interval(secs => $1)",
+        retention.as_secs_f64()
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
