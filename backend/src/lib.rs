@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod reconciler;
 pub mod telemetry;
 pub mod web;

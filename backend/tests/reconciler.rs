@@ -583,3 +583,102 @@ async fn an_idle_resync_of_200_tenants_sends_no_writes(db: PgPool) {
         "an unchanged fleet gets no writes"
     );
 }
+
+/// The value of the first sample whose line starts with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn metrics_show_requests_reconciles_the_outbox_tenants_and_clusters(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slugs = [unique("metra"), unique("metrb")];
+    for slug in &slugs {
+        portal
+            .app
+            .create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+            .await;
+    }
+    for slug in &slugs {
+        portal.app.wait_ready(slug, READY).await;
+    }
+    portal
+        .app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tenants/{}:suspend", slugs[1]),
+        )
+        .send()
+        .await
+        .unwrap();
+    portal.app.wait_ready(&slugs[1], READY).await;
+    eventually(
+        "the cluster's health is known",
+        Duration::from_secs(15),
+        || async {
+            let text = reqwest::get(format!("{}/metrics", portal.app.base))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            sample(&text, "cluster_reachable{cluster=\"local\"}") == Some(1.0)
+        },
+    )
+    .await;
+
+    let response = reqwest::get(format!("{}/metrics", portal.app.base))
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    let created = sample(
+        &text,
+        "http_requests_total{method=\"POST\",route=\"/api/v1/tenants\",status=\"201\"}",
+    );
+    assert!(
+        created.is_some_and(|n| n >= 2.0),
+        "created tenants are counted by route template:\n{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{"),
+        "request durations are histograms"
+    );
+    assert!(
+        !text.contains(&format!("route=\"/api/v1/tenants/{}", slugs[0])),
+        "no raw paths as labels"
+    );
+    assert!(
+        sample(
+            &text,
+            "reconcile_total{cluster=\"local\",outcome=\"ready\"}"
+        )
+        .is_some_and(|n| n >= 3.0)
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("reconcile_duration_seconds_bucket{")
+                && l.contains("cluster=\"local\"")
+                && l.contains("outcome=\"ready\""))
+    );
+    assert_eq!(sample(&text, "tenants{state=\"active\"}"), Some(1.0));
+    assert_eq!(sample(&text, "tenants{state=\"suspended\"}"), Some(1.0));
+    assert_eq!(
+        sample(&text, "outbox_depth"),
+        Some(0.0),
+        "everything is applied"
+    );
+    assert_eq!(sample(&text, "outbox_oldest_age_seconds"), Some(0.0));
+    assert!(
+        sample(&text, "login_total{outcome=\"success\"}").is_some(),
+        "sign-ins are counted:\n{text}"
+    );
+}

@@ -39,6 +39,11 @@ pub fn local_path(requested: Option<&str>) -> String {
 }
 
 fn failed(status: StatusCode, text: &str) -> Response {
+    crate::metrics::global().login(match status {
+        StatusCode::FORBIDDEN => "denied",
+        StatusCode::BAD_GATEWAY => "unreachable",
+        _ => "refused",
+    });
     page::message(
         status,
         "Sign-in failed",
@@ -155,6 +160,7 @@ async fn callback(
         }
     };
     let cookie = session::create(&app, &identity).await?;
+    crate::metrics::global().login("success");
     tracing::info!(email = %identity.email, groups = ?identity.groups, "signed in");
     let lifetime = app.config.login.session_lifetime.as_secs();
     let mut response = Redirect::to(&attempt.return_to).into_response();

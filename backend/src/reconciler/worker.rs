@@ -79,6 +79,20 @@ async fn process(context: &Context, cluster: &Cluster, worker: &str, job: Claime
     let started = Instant::now();
     let result = reconcile(context, cluster, job.tenant_id).await;
     let recorded = record(context, worker, job, &result).await;
+    let outcome = match &result {
+        Ok(Outcome::Synced { .. }) => Some("ready"),
+        Ok(Outcome::Deleting { .. }) => Some("deleting"),
+        Ok(Outcome::Tombstoned) => Some("deleted"),
+        Ok(Outcome::Nothing) => None,
+        Err(_) => Some("failed"),
+    };
+    if let Some(outcome) = outcome {
+        crate::metrics::global().reconciled(
+            &cluster.name,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+    }
     let elapsed_ms = started.elapsed().as_millis();
     match (&result, recorded) {
         (_, Err(e)) => tracing::error!(%worker, tenant_id = job.tenant_id, error = %e,
