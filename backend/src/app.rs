@@ -57,10 +57,18 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
     Ok(Router::new()
         .nest("/api/v1", api)
         .merge(crate::auth::login::router())
+        .merge(crate::web::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::scrape))
-        .fallback(|| async { Error::NotFound("there is no page here".into()) })
+        .fallback(|| async {
+            crate::web::page::message(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is no such page.",
+                ("/", "Back to your tenants"),
+            )
+        })
         .with_state(app)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -214,18 +214,34 @@ async fn create_binding(
 
 /// Refused by RBAC: 403 without the policy's message.
 fn refused_by_rbac<T>(result: kube::Result<T>) -> bool {
-    matches!(result, Err(kube::Error::Api(s)) if s.code == 403 && !s.message.contains(POLICY))
+    refused(result, false)
 }
 
 /// Refused by the admission policy in deploy/kubernetes/base.
 fn refused_by_policy<T>(result: kube::Result<T>) -> bool {
-    matches!(result, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(POLICY))
+    refused(result, true)
+}
+
+fn refused<T>(result: kube::Result<T>, by_policy: bool) -> bool {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(POLICY) == by_policy => {
+            true
+        }
+        Err(e) => {
+            eprintln!("refused otherwise: {e}");
+            false
+        }
+        Ok(_) => {
+            eprintln!("allowed");
+            false
+        }
+    }
 }
 
 /// Part of the admission policy's message.
 const POLICY: &str = "the tenant portal may only change namespaces labelled";
 
-/// A namespace created by the admin, deleted when dropped.
+/// A namespace the admin creates for the test, and deletes.
 struct TestNamespace {
     name: String,
     admin: kube::Client,
@@ -248,16 +264,12 @@ impl TestNamespace {
             .unwrap();
         Self { name, admin }
     }
-}
 
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        tokio::spawn(async move {
-            let _ = Api::<Namespace>::all(admin)
-                .delete(&name, &DeleteParams::default())
-                .await;
-        });
+    async fn delete(self) {
+        Api::<Namespace>::all(self.admin)
+            .delete(&self.name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
 }
 
@@ -637,15 +649,16 @@ async fn the_portals_service_account_may_do_nothing_else(_db: PgPool) {
             ),
             "the portal does not adopt the namespace {name}"
         );
-        let delete = DeleteParams {
-            dry_run: true,
-            ..Default::default()
-        };
-        assert!(
-            refused_by_policy(namespaces.delete(name, &delete).await),
-            "the portal does not delete the namespace {name}"
-        );
     }
+    // (kube-system and default cannot be deleted by anyone.)
+    let delete = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert!(
+        refused_by_policy(namespaces.delete(&unmanaged.name, &delete).await),
+        "the portal does not delete a namespace it did not create"
+    );
     let new_name = unique("lp-unlabelled-");
     let unlabelled =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_name}});
@@ -692,5 +705,6 @@ async fn the_portals_service_account_may_do_nothing_else(_db: PgPool) {
             .is_none_or(Vec::is_empty),
         "{status}"
     );
-    drop((managed, unmanaged));
+    managed.delete().await;
+    unmanaged.delete().await;
 }

@@ -423,3 +423,78 @@ async fn provider_errors_give_a_clear_page(db: PgPool) {
     assert_eq!(page.status(), 502);
     assert!(page.text().await.unwrap().contains("could not be reached"));
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn pages_show_text_as_text_and_hide_other_peoples_tenants(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = login_as(&app, "ALICE").await;
+    let home = alice.get("/").await;
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("Your tenants"));
+
+    let patched = alice
+        .change(Method::PATCH, "/api/v1/tenants/acme")
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"display_name": "<script>alert(1)</script>"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let page = alice.get("/tenants/acme").await.text().await.unwrap();
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+            || page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "the name is escaped"
+    );
+    assert!(!page.contains("<script>alert(1)</script>"));
+
+    let bob = login_as(&app, "BOB").await;
+    assert_eq!(
+        bob.get("/tenants/acme").await.status(),
+        404,
+        "another team's tenant is not found"
+    );
+    assert_eq!(bob.get("/tenants/acme/edit").await.status(), 404);
+
+    let anonymous = browser_client();
+    let redirect = anonymous
+        .get(format!("{}/tenants/acme", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 303);
+    assert_eq!(
+        redirect.headers()["location"],
+        "/auth/login?return_to=%2Ftenants%2Facme"
+    );
+
+    let forged = alice
+        .client
+        .post(format!("{}/tenants/acme/settings", alice.base))
+        .form(&[("display_name", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        403,
+        "a form without its CSRF token is refused"
+    );
+    let form = alice
+        .client
+        .post(format!("{}/tenants/acme/settings", alice.base))
+        .header("origin", PUBLIC_URL)
+        .form(&[
+            ("display_name", "Acme"),
+            ("description", ""),
+            ("_csrf", alice.csrf_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        form.status(),
+        303,
+        "the portal's own form with its token works"
+    );
+}

@@ -72,10 +72,23 @@ async fn set(
     let budget = ResourceList::parse(&body.budget, "budget")?;
     let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
     change.authorize(&who, Action::ChangeBudget)?;
+    replace_budget(&mut change, &budget).await?;
+    let tenant = change
+        .commit(&Actor::of(&who, &request_id), "budget.changed")
+        .await?;
+    Ok(tenant_response(StatusCode::OK, tenant))
+}
+
+/// Replaces a locked tenant's budget if it still covers every allocation and
+/// the namespaces it has; the one path for direct edits and approved requests.
+pub(crate) async fn replace_budget(
+    change: &mut TenantChange,
+    budget: &ResourceList,
+) -> Result<(), Error> {
     change.require_editable()?;
     let namespaces = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     check_budget_covers(
-        &budget,
+        budget,
         &views::allocated(&namespaces)?,
         namespaces.len(),
         "budget",
@@ -85,9 +98,5 @@ async fn set(
         errors,
     })?;
     let id = change.tenant.id;
-    db::tenants::set_budget(&mut change.tx, id, &budget).await?;
-    let tenant = change
-        .commit(&Actor::of(&who, &request_id), "budget.changed")
-        .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    db::tenants::set_budget(&mut change.tx, id, budget).await
 }

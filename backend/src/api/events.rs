@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::events::Notice;
 
 /// The event types a client may ask for.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "tenant.created",
     "tenant.updated",
     "tenant.ready",
@@ -34,6 +34,7 @@ pub const KINDS: [&str; 8] = [
     "tenant.resumed",
     "tenant.deleting",
     "tenant.deleted",
+    "quota_request.decided",
 ];
 
 pub fn router() -> OpenApiRouter<AppState> {

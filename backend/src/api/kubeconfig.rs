@@ -26,7 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body(content = Option<KubeconfigRequest>, description = "Optional token lifetime"),
     responses((status = 200, description = "A kubeconfig (YAML)", content_type = "application/yaml", body = String),
               (status = 503, description = "The tenant's cluster cannot issue a token now")))]
-async fn issue(
+pub(crate) async fn issue(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,

@@ -46,7 +46,7 @@ async fn list(
            ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
     request_body = CreateMember,
     responses((status = 201, description = "The tenant with its new member", body = Tenant)))]
-async fn add(
+pub(crate) async fn add(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
@@ -111,7 +111,7 @@ async fn update(
            ("id" = i64, Path, description = "The member's id"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     responses((status = 200, description = "The tenant without the member", body = Tenant)))]
-async fn remove(
+pub(crate) async fn remove(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,

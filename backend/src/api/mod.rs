@@ -2,21 +2,22 @@
 //! the OpenAPI document generated from the same handlers.
 
 mod audit;
-mod budget;
+pub(crate) mod budget;
 pub(crate) mod change;
 mod clusters;
 mod events;
 pub mod extract;
 mod idempotency;
-mod kubeconfig;
+pub(crate) mod kubeconfig;
 mod lifecycle;
 mod me;
-mod members;
+pub(crate) mod members;
 pub mod model;
-mod namespaces;
-mod pagination;
+pub(crate) mod namespaces;
+pub(crate) mod pagination;
+pub(crate) mod quota_requests;
 mod status;
-mod tenants;
+pub(crate) mod tenants;
 pub(crate) mod views;
 mod wait;
 
@@ -63,6 +64,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(clusters::router())
         .merge(me::router())
         .merge(events::router())
+        .merge(quota_requests::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
     let routes = routes

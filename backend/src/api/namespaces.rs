@@ -61,7 +61,7 @@ fn allocated_elsewhere(
            ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
     request_body = CreateNamespace,
     responses((status = 201, description = "The tenant with its new namespace", body = Tenant)))]
-async fn create(
+pub(crate) async fn create(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
@@ -128,7 +128,7 @@ fn over_budget(errors: Vec<FieldError>) -> Error {
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     request_body = UpdateNamespace,
     responses((status = 200, description = "The tenant with the new allocations", body = Tenant)))]
-async fn update(
+pub(crate) async fn update(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
@@ -166,7 +166,7 @@ async fn update(
            ("name" = String, Path, description = "The namespace's short name"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     responses((status = 200, description = "The tenant without the namespace", body = Tenant)))]
-async fn delete(
+pub(crate) async fn delete(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,

@@ -87,11 +87,32 @@ async fn create(
     ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<Response, Error> {
-    authorize(&who, Action::CreateTenant)?;
     let wait_limit = wait.limit(&app)?;
-    let mut new = NewTenant::parse(body, &app)?;
+    let mut tenant = create_tenant(&app, &who, &Actor::of(&who, &request_id), body).await?;
+    if let Some(limit) = wait_limit {
+        let row = until_ready(&app, &tenant.slug, limit).await?;
+        tenant = views::tenant(&mut *app.db.acquire().await?, row).await?;
+    }
+    let location = format!("/api/v1/tenants/{}", tenant.slug);
+    let mut response = tenant_response(StatusCode::CREATED, tenant);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Creates a tenant with its namespaces and members, as `who` asked; the
+/// one path for the API and the dashboard.
+pub async fn create_tenant(
+    app: &AppState,
+    who: &Principal,
+    actor: &Actor,
+    body: CreateTenant,
+) -> Result<Tenant, Error> {
+    authorize(who, Action::CreateTenant)?;
+    let mut new = NewTenant::parse(body, app)?;
     // Whoever creates a tenant in the browser owns it, unless the request already says so.
-    if let Principal::User(user) = &who {
+    if let Principal::User(user) = who {
         let named = new.members.iter().any(|(kind, subject, role)| {
             *role == Role::Owner
                 && (*kind == MemberKind::User && *subject == user.email
@@ -130,20 +151,10 @@ async fn create(
         db::members::insert(&mut tx, row.id, *kind, subject, *role).await?;
     }
     let id = row.id;
-    let mut tenant = views::tenant(&mut tx, row).await?;
-    let actor = Actor::of(&who, &request_id);
-    record(&mut tx, &actor, "tenant.created", id, None, &tenant).await?;
+    let tenant = views::tenant(&mut tx, row).await?;
+    record(&mut tx, actor, "tenant.created", id, None, &tenant).await?;
     tx.commit().await?;
-    if let Some(limit) = wait_limit {
-        let row = until_ready(&app, &tenant.slug, limit).await?;
-        tenant = views::tenant(&mut *app.db.acquire().await?, row).await?;
-    }
-    let location = format!("/api/v1/tenants/{}", tenant.slug);
-    let mut response = tenant_response(StatusCode::CREATED, tenant);
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(tenant)
 }
 
 /// The value, or `None` with the error noted.
@@ -332,7 +343,7 @@ async fn get(
            ("If-Match" = Option<String>, Header, description = "The ETag last read; 412 if the tenant changed since")),
     request_body(content = TenantPatch, content_type = "application/merge-patch+json"),
     responses((status = 200, description = "The changed tenant", body = Tenant, headers(("ETag" = String)))))]
-async fn patch(
+pub(crate) async fn patch(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
@@ -401,7 +412,7 @@ async fn patch(
     params(("slug" = String, Path, description = "The tenant's slug"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     responses((status = 202, description = "Deletion accepted", body = Tenant)))]
-async fn delete(
+pub(crate) async fn delete(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,

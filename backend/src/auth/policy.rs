@@ -18,6 +18,7 @@ pub enum Action {
     ReadAudit,
     IssueKubeconfig,
     ReadClusters,
+    RequestQuota,
 }
 
 impl Action {
@@ -34,6 +35,7 @@ impl Action {
                 "download kubeconfigs, which can change what runs in the tenant"
             }
             Self::ReadClusters => "read the clusters",
+            Self::RequestQuota => "ask for more quota",
         }
     }
 
@@ -41,9 +43,11 @@ impl Action {
     fn scope(self) -> Scope {
         match self {
             Self::ReadTenants | Self::ReadAudit | Self::ReadClusters => Scope::TenantsRead,
-            Self::CreateTenant | Self::EditTenant | Self::DeleteTenant | Self::IssueKubeconfig => {
-                Scope::TenantsWrite
-            }
+            Self::CreateTenant
+            | Self::EditTenant
+            | Self::DeleteTenant
+            | Self::IssueKubeconfig
+            | Self::RequestQuota => Scope::TenantsWrite,
             Self::ChangeBudget => Scope::QuotaWrite,
             Self::SuspendTenant => Scope::Admin,
         }
@@ -56,7 +60,7 @@ impl Action {
         match self {
             Self::ReadTenants => Some(Role::Viewer),
             Self::IssueKubeconfig => Some(Role::Editor),
-            Self::EditTenant | Self::DeleteTenant => Some(Role::Owner),
+            Self::EditTenant | Self::DeleteTenant | Self::RequestQuota => Some(Role::Owner),
             // Budgets, suspension, the audit trail and clusters belong to platform admins.
             Self::ChangeBudget
             | Self::SuspendTenant

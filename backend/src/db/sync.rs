@@ -136,3 +136,22 @@ pub async fn tombstone(conn: &mut PgConnection, tenant_id: i64) -> Result<(), Er
         .await?;
     Ok(())
 }
+
+/// The tenant's usage history: per sampling time, what each namespace used.
+pub async fn usage_history(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    limit: i64,
+) -> Result<Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)>, Error> {
+    Ok(sqlx::query!(
+        "SELECT s.sampled_at, s.used FROM usage_samples s JOIN namespaces n ON n.id = s.namespace_id
+         WHERE n.tenant_id = $1 ORDER BY s.sampled_at DESC LIMIT $2",
+        tenant_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.sampled_at, r.used))
+    .collect())
+}

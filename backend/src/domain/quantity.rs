@@ -144,6 +144,11 @@ impl Quantity {
     }
 
     /// Whether the value has no fractional part (`2`, `1Ki`, `3000m`).
+    /// The value as a float, for drawing proportions; never for comparisons.
+    pub fn approx_f64(&self) -> f64 {
+        self.nanos as f64 / 1e9
+    }
+
     pub fn is_whole(&self) -> bool {
         self.nanos % NANOS_PER_UNIT == 0
     }

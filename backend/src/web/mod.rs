@@ -1,3 +1,245 @@
-//! Pages for people in browsers.
+//! The dashboard: server-rendered pages for tenant owners and platform
+//! admins. Pages ask the same policy as the API and change state through the
+//! same handlers; templates only show what they are given.
 
+mod admin;
+mod display;
+mod home;
 pub mod page;
+mod quota;
+mod tenant;
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+use crate::auth::{Principal, User, constant_time_eq};
+use crate::error::Error;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home::home))
+        .route("/tenants", get(home::list).post(home::create))
+        .route("/tenants/new", get(home::new_form))
+        .route("/tenants/{slug}", get(tenant::show))
+        .route("/tenants/{slug}/edit", get(tenant::edit))
+        .route("/tenants/{slug}/settings", post(tenant::settings))
+        .route("/tenants/{slug}/namespaces", post(tenant::add_namespace))
+        .route(
+            "/tenants/{slug}/namespaces/{name}/allocations",
+            post(tenant::allocations),
+        )
+        .route(
+            "/tenants/{slug}/namespaces/{name}/delete",
+            post(tenant::remove_namespace),
+        )
+        .route("/tenants/{slug}/members", post(tenant::add_member))
+        .route(
+            "/tenants/{slug}/members/{id}/delete",
+            post(tenant::remove_member),
+        )
+        .route("/tenants/{slug}/delete", post(tenant::delete))
+        .route("/tenants/{slug}/kubeconfig", post(tenant::kubeconfig))
+        .route("/tenants/{slug}/quota-requests", post(quota::ask))
+        .route("/quota-requests", get(quota::queue))
+        .route("/quota-requests/{id}/decide", post(quota::decide))
+        .route("/admin", get(admin::page))
+        .route("/admin/tokens", post(admin::create_token))
+        .route("/admin/tokens/{name}/revoke", post(admin::revoke_token))
+        .route(
+            "/static/app.css",
+            get(|| {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../../../static/app.css"),
+                )
+            }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../../../static/app.js"),
+                )
+            }),
+        )
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// A signed-in employee looking at a page. Anyone else is sent to sign in.
+pub struct Viewer {
+    pub principal: Principal,
+    pub user: User,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let here = parts.extensions.get::<OriginalUri>().map_or_else(
+            || parts.uri.path().to_string(),
+            |uri| {
+                uri.0
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string()
+            },
+        );
+        match Principal::from_request_parts(parts, app).await {
+            Ok(Principal::User(user)) => Ok(Self {
+                principal: Principal::User(user.clone()),
+                user,
+            }),
+            Ok(_) => Err(page::message(
+                StatusCode::FORBIDDEN,
+                "The dashboard is for people",
+                "Service tokens and machine clients use the API at /api/v1.",
+                ("/api/v1/openapi.json", "The API"),
+            )),
+            Err(Error::Unauthorized(_)) if app.login.is_some() => {
+                let target = if parts.method.is_safe() {
+                    here.as_str()
+                } else {
+                    "/"
+                };
+                Err(
+                    Redirect::to(&format!("/auth/login?return_to={}", urlencode(target)))
+                        .into_response(),
+                )
+            }
+            Err(Error::Unauthorized(_)) => Err(page::message(
+                StatusCode::UNAUTHORIZED,
+                "Sign-in is not configured",
+                "This portal has no identity provider configured; use the API with a service token.",
+                ("/api/v1/openapi.json", "The API"),
+            )),
+            Err(e) => Err(PageError(e).into_response()),
+        }
+    }
+}
+
+impl Viewer {
+    pub fn nav(&self, section: &'static str, notice: Option<String>) -> Nav {
+        Nav {
+            section,
+            name: self.user.name.clone(),
+            admin: self.user.admin,
+            csrf: self.user.csrf_token.clone(),
+            notice,
+        }
+    }
+
+    /// Every form carries the session's token; a post without it is refused.
+    pub fn check_form(&self, token: Option<&str>) -> Result<(), PageError> {
+        if token.is_some_and(|t| constant_time_eq(t, &self.user.csrf_token)) {
+            Ok(())
+        } else {
+            Err(PageError(Error::Forbidden(
+                "the form is missing its CSRF token; reload the page and try again".into(),
+            )))
+        }
+    }
+}
+
+/// What the layout shows around every page.
+pub struct Nav {
+    pub section: &'static str,
+    pub name: String,
+    pub admin: bool,
+    pub csrf: String,
+    pub notice: Option<String>,
+}
+
+/// An error as a page. A user without a role in a tenant gets 404, so pages
+/// do not tell which tenants exist.
+pub struct PageError(pub Error);
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<sqlx::Error> for PageError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<askama::Error> for PageError {
+    fn from(e: askama::Error) -> Self {
+        Self(Error::Internal(anyhow::anyhow!(
+            "failed to render a page: {e}"
+        )))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let error = match self.0 {
+            Error::Forbidden(detail) if detail.contains("has no role") => Error::NotFound(detail),
+            other => other,
+        };
+        if let Error::Internal(cause) = &error {
+            tracing::error!(error = format!("{cause:#}"), "page failed");
+        }
+        let problem = error.problem();
+        let status = error.status();
+        let title = match status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::CONFLICT => "That did not work",
+            s if s.is_server_error() => "Something went wrong",
+            _ => "That did not work",
+        };
+        let detail = if status == StatusCode::NOT_FOUND {
+            "There is no such page, or it is not yours to see.".into()
+        } else {
+            problem.detail
+        };
+        page::message(status, title, &detail, ("/", "Back to your tenants"))
+    }
+}
+
+pub fn render(template: &impl Template) -> Result<Response, PageError> {
+    Ok(Html(template.render()?).into_response())
+}
+
+/// Where to go after a form, with a notice for the next page.
+pub fn see_other(path: &str, notice: &str) -> Response {
+    Redirect::to(&format!("{path}?notice={}", urlencode(notice))).into_response()
+}
+
+pub fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Field errors by field name, for forms.
+pub fn field_errors(error: &Error) -> BTreeMap<String, String> {
+    match error {
+        Error::Invalid(errors) | Error::Conflict { errors, .. } => errors
+            .iter()
+            .map(|e| (e.field.clone(), e.rule.clone()))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}

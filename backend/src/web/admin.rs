@@ -1,0 +1,259 @@
+//! The admin page: clusters, service tokens and audit search.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::display::when;
+use super::tenant::AuditLine;
+use super::{Nav, PageError, Viewer, render, see_other};
+use crate::app::AppState;
+use crate::auth::Scope;
+use crate::auth::policy::{Action, authorize};
+use crate::auth::tokens::TokenSecret;
+use crate::db::{self, audit::AuditFilter};
+use crate::domain::ResourceList;
+use crate::error::Error;
+
+pub struct ClusterLine {
+    pub name: String,
+    pub reachable: bool,
+    pub tenants: i64,
+    pub allocated: String,
+    pub error: String,
+}
+
+pub struct TokenLine {
+    pub name: String,
+    pub scopes: String,
+    pub expires: String,
+    pub last_used: String,
+    pub state: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    nav: Nav,
+    clusters: Vec<ClusterLine>,
+    tokens: Vec<TokenLine>,
+    scopes: Vec<&'static str>,
+    new_secret: Option<String>,
+    token_problem: Option<String>,
+    audit: Vec<AuditLine>,
+    filter_tenant: String,
+    filter_actor: String,
+    filter_action: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct AdminQuery {
+    tenant: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn page(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<AdminQuery>,
+) -> Result<Response, PageError> {
+    admin_page(&app, &viewer, q, None, None).await
+}
+
+async fn admin_page(
+    app: &AppState,
+    viewer: &Viewer,
+    q: AdminQuery,
+    new_secret: Option<String>,
+    token_problem: Option<String>,
+) -> Result<Response, PageError> {
+    authorize(&viewer.principal, Action::ReadClusters)?;
+    let mut conn = app.db.acquire().await?;
+    let counts = db::tenants::count_by_cluster(&mut conn).await?;
+    let allocated = sqlx::query!(
+        r#"SELECT t.cluster, n.allocations AS "allocations!" FROM namespaces n JOIN tenants t ON t.id = n.tenant_id
+           WHERE t.state <> 'deleted'"#
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(Error::from)?;
+    let clusters = app
+        .config
+        .cluster_names()
+        .into_iter()
+        .map(|name| {
+            let health = app
+                .clusters
+                .get(name)
+                .map(|c| c.health())
+                .unwrap_or_default();
+            let mut total = ResourceList::default();
+            for row in allocated.iter().filter(|r| r.cluster == name) {
+                if let Some(map) = row.allocations.as_object() {
+                    let raw: BTreeMap<String, String> = map
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect();
+                    if let Ok(list) = ResourceList::parse(&raw, "") {
+                        let _ = total.add(&list);
+                    }
+                }
+            }
+            let totals = total.to_strings();
+            ClusterLine {
+                name: name.to_string(),
+                reachable: health.reachable,
+                tenants: counts
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, c)| *c),
+                allocated: format!(
+                    "{} CPU / {} memory",
+                    totals.get("requests.cpu").map_or("0", String::as_str),
+                    totals.get("requests.memory").map_or("0", String::as_str)
+                ),
+                error: health.last_error.unwrap_or_default(),
+            }
+        })
+        .collect();
+    let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(when).unwrap_or_else(|| "–".into());
+    let tokens = db::tokens::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|t| TokenLine {
+            state: if t.revoked_at.is_some() {
+                "revoked".into()
+            } else if t.expires_at.is_some_and(|e| e <= chrono::Utc::now()) {
+                "expired".into()
+            } else {
+                "active".into()
+            },
+            name: t.name,
+            scopes: t.scopes.join(" "),
+            expires: at(t.expires_at),
+            last_used: at(t.last_used_at),
+        })
+        .collect();
+    let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let filter = AuditFilter {
+        tenant: nonempty(&q.tenant),
+        actor: nonempty(&q.actor),
+        action: nonempty(&q.action),
+        since: None,
+    };
+    let audit = db::audit::list_page(&mut conn, &filter, i64::MAX, 50)
+        .await?
+        .into_iter()
+        .map(|a| AuditLine {
+            at: when(a.occurred_at),
+            actor: a.actor,
+            action: a.action,
+            tenant: a.tenant_slug.unwrap_or_default(),
+        })
+        .collect();
+    let status = if token_problem.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let mut response = render(&AdminPage {
+        nav: viewer.nav("admin", q.notice),
+        clusters,
+        tokens,
+        scopes: Scope::ALL.iter().map(|s| s.as_str()).collect(),
+        new_secret,
+        token_problem,
+        audit,
+        filter_tenant: q.tenant.unwrap_or_default(),
+        filter_actor: q.actor.unwrap_or_default(),
+        filter_action: q.action.unwrap_or_default(),
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+pub async fn create_token(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let value = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    viewer.check_form(Some(&value("_csrf")))?;
+    authorize(&viewer.principal, Action::SuspendTenant)?;
+    let name = value("name");
+    let scopes: Result<Vec<Scope>, String> = form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.parse())
+        .collect();
+    let expires = value("expires_in");
+    let problem = |text: String| admin_page(&app, &viewer, AdminQuery::default(), None, Some(text));
+    let name_ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !name_ok {
+        return problem("name: use 1 to 64 letters, digits, '-', '_' or '.'".into()).await;
+    }
+    let scopes = match scopes {
+        Ok(scopes) if !scopes.is_empty() => scopes,
+        Ok(_) => return problem("scopes: choose at least one".into()).await,
+        Err(rule) => return problem(format!("scopes: {rule}")).await,
+    };
+    let expires_at = if expires.is_empty() {
+        None
+    } else {
+        match crate::domain::parse_duration(&expires)
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+        {
+            Some(d) => Some(chrono::Utc::now() + d),
+            None => {
+                return problem(format!(
+                    "expires in: \"{expires}\" is not a duration such as 90d"
+                ))
+                .await;
+            }
+        }
+    };
+    let secret = TokenSecret::generate();
+    let mut conn = app.db.acquire().await?;
+    match db::tokens::insert(&mut conn, &name, &scopes, expires_at, &secret).await {
+        Ok(_) => {
+            admin_page(
+                &app,
+                &viewer,
+                AdminQuery::default(),
+                Some(secret.reveal()),
+                None,
+            )
+            .await
+        }
+        Err(Error::Conflict { detail, .. }) => problem(detail).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    authorize(&viewer.principal, Action::SuspendTenant)?;
+    let mut conn = app.db.acquire().await?;
+    db::tokens::revoke(&mut conn, &name).await?;
+    Ok(see_other("/admin", &format!("Token {name} revoked.")))
+}

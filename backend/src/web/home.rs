@@ -1,0 +1,355 @@
+//! Home, the tenant list and the create form.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sqlx::PgConnection;
+
+use super::display::{Bar, bar, time_left};
+use super::{Nav, PageError, Viewer, field_errors, render, see_other};
+use crate::api::change::Actor;
+use crate::api::extract::RequestId;
+use crate::api::model::{CreateNamespace, CreateTenant};
+use crate::app::AppState;
+use crate::db::{self, tenants::ListFilter, tenants::TenantRow};
+use crate::domain::{Quantity, QuotaResource, ResourceList, TenantState};
+
+/// A tenant at a glance.
+pub struct Card {
+    pub slug: String,
+    pub display_name: String,
+    pub state: String,
+    pub sync: String,
+    pub cluster: String,
+    pub namespaces: usize,
+    pub expires: Option<String>,
+    pub bars: Vec<Bar>,
+}
+
+/// Cards for tenant rows, with quota use against the budget in total.
+pub async fn cards(conn: &mut PgConnection, rows: Vec<TenantRow>) -> Result<Vec<Card>, PageError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let namespaces = db::namespaces::list_for_tenants(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let mine: Vec<_> = namespaces
+                .iter()
+                .filter(|n| n.tenant_id == row.id)
+                .collect();
+            let mut used = ResourceList::default();
+            for ns in &mine {
+                for (name, amount) in ns.usage.as_object().into_iter().flatten() {
+                    if let (Ok(resource), Some(Ok(amount))) = (
+                        QuotaResource::parse(name),
+                        amount.as_str().map(str::parse::<Quantity>),
+                    ) {
+                        let mut one = ResourceList::default();
+                        one.insert(resource, amount);
+                        let _ = used.add(&one);
+                    }
+                }
+            }
+            let used = used.to_strings();
+            let bars = row
+                .budget()
+                .namespace_items()
+                .map(|(resource, limit)| {
+                    bar(
+                        resource.as_str(),
+                        used.get(resource.as_str()).map(String::as_str),
+                        &limit.to_string(),
+                    )
+                })
+                .collect();
+            Card {
+                slug: row.slug.clone(),
+                display_name: row.display_name.clone(),
+                state: row.state.clone(),
+                sync: row.sync_status.clone(),
+                cluster: row.cluster.clone(),
+                namespaces: mine.len(),
+                expires: time_left(row.expires_at),
+                bars,
+            }
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    nav: Nav,
+    tenants: Vec<Card>,
+}
+
+pub async fn home(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response, PageError> {
+    let mut conn = app.db.acquire().await?;
+    let filter = ListFilter {
+        member: Some((viewer.user.email.clone(), viewer.user.groups.clone())),
+        ..Default::default()
+    };
+    let rows = db::tenants::list_page(&mut conn, &filter, 0, 200).await?;
+    let tenants = cards(&mut conn, rows).await?;
+    render(&HomePage {
+        nav: viewer.nav("home", q.notice),
+        tenants,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    state: Option<String>,
+    cluster: Option<String>,
+    page_token: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "tenants.html")]
+struct ListPage {
+    nav: Nav,
+    items: Vec<Card>,
+    q: String,
+    state: String,
+    cluster: String,
+    states: Vec<String>,
+    clusters: Vec<String>,
+    next: Option<String>,
+}
+
+const PAGE_SIZE: i64 = 50;
+
+pub async fn list(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, PageError> {
+    let state = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(TenantState::parse)
+        .transpose()
+        .map_err(crate::error::Error::from)?;
+    let after = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => crate::api::pagination::position("tenants", token)?,
+        None => 0,
+    };
+    let filter = ListFilter {
+        state,
+        cluster: q.cluster.clone().filter(|c| !c.is_empty()),
+        labels: None,
+        search: q.q.clone().filter(|s| !s.is_empty()),
+        member: (!viewer.user.admin)
+            .then(|| (viewer.user.email.clone(), viewer.user.groups.clone())),
+    };
+    let mut conn = app.db.acquire().await?;
+    let mut rows = db::tenants::list_page(&mut conn, &filter, after, PAGE_SIZE + 1).await?;
+    let next = if rows.len() as i64 > PAGE_SIZE {
+        rows.truncate(PAGE_SIZE as usize);
+        rows.last().map(|last| {
+            let token = crate::api::pagination::token("tenants", last.id);
+            let keep = |k: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(|v| format!("&{k}={}", super::urlencode(v)))
+                    .unwrap_or_default()
+            };
+            format!(
+                "/tenants?page_token={token}{}{}{}",
+                keep("q", &q.q),
+                keep("state", &q.state),
+                keep("cluster", &q.cluster)
+            )
+        })
+    } else {
+        None
+    };
+    let items = cards(&mut conn, rows).await?;
+    render(&ListPage {
+        nav: viewer.nav("tenants", q.notice),
+        items,
+        q: q.q.unwrap_or_default(),
+        state: q.state.unwrap_or_default(),
+        cluster: q.cluster.unwrap_or_default(),
+        states: ["active", "suspended", "deleting", "deleted"]
+            .map(String::from)
+            .to_vec(),
+        clusters: app
+            .config
+            .cluster_names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        next,
+    })
+}
+
+/// One input of the create form, with what was typed.
+pub struct FormField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub value: String,
+    pub multiline: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "new_tenant.html")]
+struct NewPage {
+    nav: Nav,
+    fields: Vec<FormField>,
+    errors: BTreeMap<String, String>,
+}
+
+fn new_fields(
+    values: &BTreeMap<String, String>,
+    errors: &BTreeMap<String, String>,
+) -> Vec<FormField> {
+    let field = |name, label, hint, multiline| FormField {
+        name,
+        label,
+        hint,
+        value: values.get(name).cloned().unwrap_or_default(),
+        multiline,
+        error: errors.get(name).cloned(),
+    };
+    vec![
+        field(
+            "slug",
+            "Slug",
+            "3 to 20 lowercase letters, digits or '-'; prefixes every namespace; never changes",
+            false,
+        ),
+        field("display_name", "Display name", "Shown in the portal", false),
+        field("description", "Description", "What the tenant is for", true),
+        field(
+            "namespaces",
+            "Namespaces",
+            "Short names, comma-separated, such as dev, prod",
+            false,
+        ),
+        field(
+            "budget_cpu",
+            "CPU budget (requests.cpu)",
+            "Such as 4 or 500m; leave empty for none",
+            false,
+        ),
+        field(
+            "budget_memory",
+            "Memory budget (requests.memory)",
+            "Such as 8Gi",
+            false,
+        ),
+        field("budget_pods", "Pods budget", "A whole number", false),
+    ]
+}
+
+pub async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
+    render(&NewPage {
+        nav: viewer.nav("tenants", None),
+        fields: new_fields(&BTreeMap::new(), &BTreeMap::new()),
+        errors: BTreeMap::new(),
+    })
+}
+
+/// Form field names as the API names them, so its errors land beside the right input.
+fn form_field(api_field: &str) -> String {
+    let budget = [
+        ("budget.requests.cpu", "budget_cpu"),
+        ("budget.requests.memory", "budget_memory"),
+        ("budget.pods", "budget_pods"),
+    ];
+    if let Some((_, form)) = budget.iter().find(|(api, _)| *api == api_field) {
+        return (*form).to_string();
+    }
+    if api_field.starts_with("namespaces") {
+        return "namespaces".into();
+    }
+    api_field.to_string()
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let value = |name: &str| {
+        form.get(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut budget = BTreeMap::new();
+    for (field, resource) in [
+        ("budget_cpu", "requests.cpu"),
+        ("budget_memory", "requests.memory"),
+        ("budget_pods", "pods"),
+    ] {
+        if !value(field).is_empty() {
+            budget.insert(resource.to_string(), value(field));
+        }
+    }
+    let namespaces = value("namespaces")
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|name| CreateNamespace {
+            name: name.to_string(),
+            allocations: BTreeMap::new(),
+        })
+        .collect();
+    let body = CreateTenant {
+        slug: value("slug"),
+        display_name: Some(value("display_name")).filter(|d| !d.is_empty()),
+        description: value("description"),
+        labels: BTreeMap::new(),
+        cluster: None,
+        budget,
+        namespaces,
+        members: vec![],
+        ttl: None,
+        expires_at: None,
+    };
+    let actor = Actor::of(&viewer.principal, &request_id);
+    match crate::api::tenants::create_tenant(&app, &viewer.principal, &actor, body).await {
+        Ok(tenant) => Ok(see_other(
+            &format!("/tenants/{}", tenant.slug),
+            "Tenant created; it is being set up in the cluster.",
+        )),
+        Err(error @ (crate::error::Error::Invalid(_) | crate::error::Error::Conflict { .. })) => {
+            let mut errors: BTreeMap<String, String> = BTreeMap::new();
+            for (field, rule) in field_errors(&error) {
+                errors.entry(form_field(&field)).or_insert(rule);
+            }
+            if errors.is_empty() {
+                errors.insert("slug".into(), error.to_string());
+            }
+            let page = NewPage {
+                nav: viewer.nav("tenants", None),
+                fields: new_fields(&form, &errors),
+                errors,
+            };
+            let mut response = render(&page)?;
+            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(response.into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,599 @@
+//! A tenant's page, its edit page, and the forms that change it. Changes go
+//! through the API's own handlers, so the rules and the audit trail are one.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::display::{Bar, Chart, bars, charts, time_left, when};
+use super::home::NoticeQuery;
+use super::{Nav, PageError, Viewer, field_errors, render, see_other};
+use crate::api::change::load_authorized;
+use crate::api::extract::{ApiJson, IfMatch, RequestId};
+use crate::api::model::{CreateMember, CreateNamespace, Tenant, TenantPatch, UpdateNamespace};
+use crate::api::views;
+use crate::app::AppState;
+use crate::auth::policy::{Action, authorize_tenant};
+use crate::db::{self, audit::AuditFilter, quota_requests::RequestFilter};
+use crate::domain::{MemberKind, Quantity, QuotaResource, ResourceList, Role};
+use crate::error::Error;
+
+type Form = axum::Form<BTreeMap<String, String>>;
+
+/// The tenant's facts as pages show them.
+pub struct TenantFacts {
+    pub slug: String,
+    pub display_name: String,
+    pub description: String,
+    pub state: String,
+    pub sync: String,
+    pub sync_message: String,
+    pub generation: i64,
+    pub cluster: String,
+    pub expires: Option<String>,
+}
+
+pub struct NamespaceRow {
+    pub name: String,
+    pub full_name: String,
+    pub status: String,
+    pub message: String,
+    pub bars: Vec<Bar>,
+}
+
+pub struct BudgetRow {
+    pub resource: String,
+    pub budget: String,
+    pub allocated: String,
+    pub available: String,
+}
+
+pub struct MemberRow {
+    pub id: i64,
+    pub subject: String,
+    pub kind: String,
+    pub role: String,
+}
+
+pub struct RequestRow {
+    pub id: i64,
+    pub tenant: String,
+    pub requested_by: String,
+    pub resource: String,
+    pub amount: String,
+    pub current: String,
+    pub reason: String,
+    pub status: String,
+    pub granted: Option<String>,
+    pub decided_by: String,
+    pub comment: String,
+}
+
+impl RequestRow {
+    pub fn from_row(r: db::quota_requests::QuotaRequestRow, current: String) -> Self {
+        Self {
+            id: r.id,
+            tenant: r.tenant_slug,
+            requested_by: r.requested_by,
+            resource: r.resource,
+            amount: r.amount,
+            current,
+            reason: r.reason,
+            status: r.status,
+            granted: r.granted_amount,
+            decided_by: r.decided_by.unwrap_or_default(),
+            comment: r.comment.unwrap_or_default(),
+        }
+    }
+}
+
+pub struct AuditLine {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub tenant: String,
+}
+
+fn facts(t: &Tenant) -> TenantFacts {
+    TenantFacts {
+        slug: t.slug.clone(),
+        display_name: t.display_name.clone(),
+        description: t.description.clone(),
+        state: serde_json::to_value(t.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        sync: t.sync.status.clone(),
+        sync_message: t.sync.message.clone().unwrap_or_default(),
+        generation: t.generation,
+        cluster: t.cluster.clone(),
+        expires: time_left(t.expires_at),
+    }
+}
+
+fn members(t: &Tenant) -> Vec<MemberRow> {
+    t.members
+        .iter()
+        .map(|m| MemberRow {
+            id: m.id,
+            subject: m.subject.clone(),
+            kind: m.kind.as_str().into(),
+            role: m.role.as_str().into(),
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "tenant.html")]
+struct TenantPage {
+    nav: Nav,
+    t: TenantFacts,
+    can_edit: bool,
+    can_kubeconfig: bool,
+    namespaces: Vec<NamespaceRow>,
+    budget: Vec<BudgetRow>,
+    charts: Vec<Chart>,
+    requests: Vec<RequestRow>,
+    resources: Vec<String>,
+    members: Vec<MemberRow>,
+    audit: Vec<AuditLine>,
+}
+
+/// Resources an owner may ask quota for: what the budget has, and the usual ones.
+fn requestable(budget: &ResourceList) -> Vec<String> {
+    let mut names: Vec<String> = budget.iter().map(|(r, _)| r.to_string()).collect();
+    for usual in [
+        "requests.cpu",
+        "requests.memory",
+        "pods",
+        "limits.cpu",
+        "limits.memory",
+        "requests.storage",
+        "namespaces",
+    ] {
+        if !names.iter().any(|n| n == usual) {
+            names.push(usual.into());
+        }
+    }
+    names.sort();
+    names
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Path(slug): Path<String>,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response, PageError> {
+    let mut conn = app.db.acquire().await?;
+    let row = load_authorized(&mut conn, &viewer.principal, &slug, Action::ReadTenants).await?;
+    let tenant_id = row.id;
+    let budget_list = row.budget();
+    let namespace_rows = db::namespaces::list_for_tenants(&mut conn, &[tenant_id]).await?;
+    let allocated = views::allocated(&namespace_rows)?;
+    let tenant = views::tenant(&mut conn, row).await?;
+    let may = |action| {
+        authorize_tenant(
+            &viewer.principal,
+            action,
+            &tenant.slug,
+            tenant.memberships(),
+        )
+        .is_ok()
+    };
+
+    let namespaces = namespace_rows
+        .iter()
+        .map(|ns| NamespaceRow {
+            name: ns.name.clone(),
+            full_name: ns.full_name.clone(),
+            status: ns.sync_status.clone(),
+            message: ns.sync_message.clone().unwrap_or_default(),
+            bars: bars(&ns.allocations.0, &ns.usage),
+        })
+        .collect();
+    let budget = budget_list
+        .iter()
+        .map(|(resource, limit)| {
+            let used = if resource.is_tenant_level() {
+                QuotaResource::count(namespace_rows.len() as u32)
+            } else {
+                allocated
+                    .get(resource)
+                    .cloned()
+                    .unwrap_or_else(Quantity::zero)
+            };
+            BudgetRow {
+                resource: resource.to_string(),
+                budget: limit.to_string(),
+                allocated: used.to_string(),
+                available: limit
+                    .checked_sub(&used)
+                    .unwrap_or_else(Quantity::zero)
+                    .to_string(),
+            }
+        })
+        .collect();
+    let history = db::sync::usage_history(&mut conn, tenant_id, 2000).await?;
+    let requests = db::quota_requests::list(
+        &mut conn,
+        &RequestFilter {
+            tenant: Some(slug.clone()),
+            ..Default::default()
+        },
+        50,
+    )
+    .await?
+    .into_iter()
+    .map(|r| RequestRow::from_row(r, String::new()))
+    .collect();
+    let audit = db::audit::list_page(
+        &mut conn,
+        &AuditFilter {
+            tenant: Some(slug.clone()),
+            ..Default::default()
+        },
+        i64::MAX,
+        15,
+    )
+    .await?
+    .into_iter()
+    .map(|a| AuditLine {
+        at: when(a.occurred_at),
+        actor: a.actor,
+        action: a.action,
+        tenant: a.tenant_slug.unwrap_or_default(),
+    })
+    .collect();
+    let page = TenantPage {
+        nav: viewer.nav("tenants", q.notice),
+        can_edit: may(Action::EditTenant),
+        can_kubeconfig: may(Action::IssueKubeconfig),
+        t: facts(&tenant),
+        namespaces,
+        budget,
+        charts: charts(&history_totals(history)),
+        requests,
+        resources: requestable(&budget_list),
+        members: members(&tenant),
+        audit,
+    };
+    render(&page)
+}
+
+/// Sums each sampling time's namespaces into one total per resource, oldest first.
+fn history_totals(
+    samples: Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)>,
+) -> Vec<BTreeMap<String, Quantity>> {
+    let mut by_time: BTreeMap<chrono::DateTime<chrono::Utc>, BTreeMap<String, Quantity>> =
+        BTreeMap::new();
+    for (at, used) in samples {
+        let totals = by_time.entry(at).or_default();
+        for (resource, amount) in used.as_object().into_iter().flatten() {
+            if let Some(Ok(amount)) = amount.as_str().map(str::parse::<Quantity>) {
+                let sum = match totals.get(resource) {
+                    Some(have) => have.checked_add(&amount).unwrap_or(amount),
+                    None => amount,
+                };
+                totals.insert(resource.clone(), sum);
+            }
+        }
+    }
+    by_time.into_values().collect()
+}
+
+pub struct AllocationInput {
+    pub resource: String,
+    pub value: String,
+}
+
+pub struct EditNamespace {
+    pub name: String,
+    pub full_name: String,
+    pub allocations: Vec<AllocationInput>,
+}
+
+#[derive(Template)]
+#[template(path = "edit_tenant.html")]
+struct EditPage {
+    nav: Nav,
+    t: TenantFacts,
+    namespaces: Vec<EditNamespace>,
+    members: Vec<MemberRow>,
+    problem: Option<String>,
+    display_name_error: Option<String>,
+    description_error: Option<String>,
+}
+
+pub async fn edit(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Path(slug): Path<String>,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response, PageError> {
+    edit_page(&app, &viewer, &slug, q.notice, None).await
+}
+
+/// The edit page, perhaps with the problem a form ran into.
+async fn edit_page(
+    app: &AppState,
+    viewer: &Viewer,
+    slug: &str,
+    notice: Option<String>,
+    problem: Option<Error>,
+) -> Result<Response, PageError> {
+    let mut conn = app.db.acquire().await?;
+    let row = load_authorized(&mut conn, &viewer.principal, slug, Action::EditTenant).await?;
+    let budget = row.budget();
+    let tenant = views::tenant(&mut conn, row).await?;
+    let namespaces = tenant
+        .namespaces
+        .iter()
+        .map(|ns| EditNamespace {
+            name: ns.name.clone(),
+            full_name: ns.full_name.clone(),
+            allocations: budget
+                .namespace_items()
+                .map(|(resource, _)| AllocationInput {
+                    resource: resource.to_string(),
+                    value: ns
+                        .allocations
+                        .get(resource.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect();
+    let status = problem.as_ref().map(Error::status);
+    let errors = problem.as_ref().map(field_errors).unwrap_or_default();
+    let page = EditPage {
+        nav: viewer.nav("tenants", notice),
+        t: facts(&tenant),
+        namespaces,
+        members: members(&tenant),
+        display_name_error: errors.get("display_name").cloned(),
+        description_error: errors.get("description").cloned(),
+        problem: problem.map(|e| e.problem().detail),
+    };
+    let mut response = render(&page)?;
+    if let Some(status) = status {
+        *response.status_mut() = status;
+    }
+    Ok(response)
+}
+
+/// Runs a change through the API's handler: on success back to the page
+/// with a notice, on a refusal the edit page with the reason.
+async fn apply(
+    app: &AppState,
+    viewer: &Viewer,
+    slug: &str,
+    done: &str,
+    result: Result<Response, Error>,
+) -> Result<Response, PageError> {
+    match result {
+        Ok(_) => Ok(see_other(&format!("/tenants/{slug}/edit"), done)),
+        Err(e) if e.status().is_client_error() && e.status() != StatusCode::NOT_FOUND => {
+            edit_page(app, viewer, slug, None, Some(e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", |v| v.trim())
+}
+
+pub async fn settings(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path(slug): Path<String>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let body = TenantPatch {
+        display_name: Some(field(&form, "display_name").to_string()),
+        description: Some(field(&form, "description").to_string()),
+        labels: None,
+        expires_at: None,
+        ttl: None,
+    };
+    let result = crate::api::tenants::patch(
+        State(app.clone()),
+        viewer.principal.clone(),
+        request_id,
+        IfMatch::default(),
+        Path(slug.clone()),
+        ApiJson(body),
+    )
+    .await;
+    apply(&app, &viewer, &slug, "Saved.", result).await
+}
+
+pub async fn add_namespace(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path(slug): Path<String>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let body = CreateNamespace {
+        name: field(&form, "name").to_string(),
+        allocations: BTreeMap::new(),
+    };
+    let result = crate::api::namespaces::create(
+        State(app.clone()),
+        viewer.principal.clone(),
+        request_id,
+        IfMatch::default(),
+        Path(slug.clone()),
+        ApiJson(body),
+    )
+    .await;
+    apply(&app, &viewer, &slug, "Namespace added.", result).await
+}
+
+pub async fn allocations(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path((slug, name)): Path<(String, String)>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let allocations = form
+        .iter()
+        .filter(|(key, value)| *key != "_csrf" && !value.trim().is_empty())
+        .map(|(key, value)| (key.clone(), value.trim().to_string()))
+        .collect();
+    let result = crate::api::namespaces::update(
+        State(app.clone()),
+        viewer.principal.clone(),
+        request_id,
+        IfMatch::default(),
+        Path((slug.clone(), name.clone())),
+        ApiJson(UpdateNamespace { allocations }),
+    )
+    .await;
+    apply(
+        &app,
+        &viewer,
+        &slug,
+        &format!("Allocations of {name} saved."),
+        result,
+    )
+    .await
+}
+
+pub async fn remove_namespace(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path((slug, name)): Path<(String, String)>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    if field(&form, "confirm") != name {
+        let refusal = Error::invalid("confirm", format!("type {name} to remove the namespace"));
+        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
+    }
+    let result = crate::api::namespaces::delete(
+        State(app.clone()),
+        viewer.principal.clone(),
+        request_id,
+        IfMatch::default(),
+        Path((slug.clone(), name.clone())),
+    )
+    .await;
+    apply(
+        &app,
+        &viewer,
+        &slug,
+        &format!("Namespace {name} is being removed."),
+        result,
+    )
+    .await
+}
+
+pub async fn add_member(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path(slug): Path<String>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let parsed = (
+        MemberKind::parse(field(&form, "kind")),
+        Role::parse(field(&form, "role")),
+    );
+    let (Ok(kind), Ok(role)) = parsed else {
+        let refusal = Error::invalid("kind", "choose a kind and a role from the lists");
+        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
+    };
+    let body = CreateMember {
+        kind,
+        subject: field(&form, "subject").to_string(),
+        role,
+    };
+    let result = crate::api::members::add(
+        State(app.clone()),
+        viewer.principal.clone(),
+        request_id,
+        IfMatch::default(),
+        Path(slug.clone()),
+        ApiJson(body),
+    )
+    .await;
+    apply(&app, &viewer, &slug, "Member added.", result).await
+}
+
+pub async fn remove_member(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path((slug, id)): Path<(String, i64)>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let result = crate::api::members::remove(
+        State(app.clone()),
+        viewer.principal.clone(),
+        request_id,
+        IfMatch::default(),
+        Path((slug.clone(), id)),
+    )
+    .await;
+    apply(&app, &viewer, &slug, "Member removed.", result).await
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path(slug): Path<String>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    if field(&form, "confirm") != slug {
+        let refusal = Error::invalid("confirm", format!("type {slug} to delete the tenant"));
+        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
+    }
+    match crate::api::tenants::delete(
+        State(app.clone()),
+        viewer.principal.clone(),
+        request_id,
+        IfMatch::default(),
+        Path(slug.clone()),
+    )
+    .await
+    {
+        Ok(_) => Ok(see_other("/", &format!("{slug} is being deleted."))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn kubeconfig(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    Path(slug): Path<String>,
+    axum::Form(form): Form,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let issued = crate::api::kubeconfig::issue(
+        State(app),
+        viewer.principal.clone(),
+        request_id,
+        Path(slug),
+        Default::default(),
+    )
+    .await?;
+    Ok(issued.into_response())
+}
