@@ -568,3 +568,101 @@ async fn health_and_readiness_answer(db: PgPool) {
         200
     );
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn quota_requests_change_the_budget_only_when_an_admin_approves(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    let owner = create_token(
+        &app.db,
+        "owner-platform",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        None,
+    )
+    .await;
+    let ask = |amount: &str| {
+        let request = app
+            .client
+            .post(format!("{}/api/v1/quota-requests", app.base))
+            .bearer_auth(&owner)
+            .json(&json!({"tenant": "acme", "resource": "requests.cpu", "amount": amount, "reason": "load test next week"}));
+        async move { request.send().await.unwrap() }
+    };
+    let (status, body) = problem(ask("lots").await).await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("amount"))
+    );
+    let created = ask("8").await;
+    assert_eq!(created.status(), 201);
+    let request: Value = created.json().await.unwrap();
+    assert_eq!(request["status"], "pending");
+    let id = request["id"].as_i64().unwrap();
+
+    let by_owner = app
+        .client
+        .post(format!("{}/api/v1/quota-requests/{id}/approve", app.base))
+        .bearer_auth(&owner)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(by_owner).await.0, 403, "owners ask, admins decide");
+
+    let approved: Value = app
+        .post_json(
+            &format!("/api/v1/quota-requests/{id}/approve"),
+            json!({"amount": "6", "comment": "6 is what we have"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["granted_amount"], "6");
+    let tenant: Value = app.get("/api/v1/tenants/acme").await.json().await.unwrap();
+    assert_eq!(
+        tenant["budget"]["requests.cpu"], "6",
+        "the smaller amount became the budget"
+    );
+    let (status, _) = problem(
+        app.post_json(&format!("/api/v1/quota-requests/{id}/reject"), json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 409, "a request is decided once");
+
+    let second: Value = ask("100").await.json().await.unwrap();
+    let rejected: Value = app
+        .post_json(
+            &format!("/api/v1/quota-requests/{}/reject", second["id"]),
+            json!({"comment": "too much"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rejected["status"], "rejected");
+    let tenant: Value = app.get("/api/v1/tenants/acme").await.json().await.unwrap();
+    assert_eq!(
+        tenant["budget"]["requests.cpu"], "6",
+        "a rejection changes nothing"
+    );
+    let listed: Value = app
+        .get("/api/v1/quota-requests?tenant=acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_events WHERE tenant_slug = 'acme' ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        actions.contains(&"budget.changed".to_string())
+            && actions.contains(&"quota_request.rejected".to_string())
+    );
+}

@@ -596,6 +596,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/clusters"),
     ("get", "/me"),
     ("get", "/events"),
+    ("get", "/quota-requests"),
+    ("post", "/quota-requests"),
+    ("post", "/quota-requests/{id}/approve"),
+    ("post", "/quota-requests/{id}/reject"),
     ("get", "/audit-events"),
 ];
 
