@@ -13,6 +13,10 @@
           status.textContent = body.status;
           status.className = `status status-${body.status}`;
           if (message) message.textContent = body.message || "";
+          for (const ns of body.namespaces || []) {
+            const cell = document.querySelector(`tr[data-namespace="${CSS.escape(ns.name)}"] .status`);
+            if (cell) { cell.textContent = ns.status; cell.className = `status status-${ns.status}`; }
+          }
           if (last !== body.status && body.status === "Ready" && last !== "") {
             status.setAttribute("aria-live", "polite");
           }

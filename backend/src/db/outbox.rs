@@ -108,9 +108,10 @@ pub async fn retry_later(
 }
 
 /// Asks for a check of a tenant without a change to it (drift, resync). A
-/// row already waiting, perhaps backing off, is left as it is.
-pub async fn enqueue_check(conn: &mut PgConnection, slug: &str) -> Result<(), Error> {
-    sqlx::query!(
+/// row already waiting, perhaps backing off, is left as it is. Answers
+/// whether a check was queued.
+pub async fn enqueue_check(conn: &mut PgConnection, slug: &str) -> Result<bool, Error> {
+    let done = sqlx::query!(
         "INSERT INTO outbox (tenant_id, generation)
          SELECT id, generation FROM tenants WHERE slug = $1 AND state <> 'deleted'
          ON CONFLICT (tenant_id) DO NOTHING",
@@ -118,7 +119,7 @@ pub async fn enqueue_check(conn: &mut PgConnection, slug: &str) -> Result<(), Er
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Queues a check of every live tenant on `cluster`; the periodic resync.

@@ -97,15 +97,23 @@ async fn check(
     if context.drift.judge(&cluster.name, &key, live) == Verdict::AsDesired {
         return;
     }
-    tracing::info!(cluster = %cluster.name, tenant = %slug, object = %key, "drift seen; queueing a repair");
     let queued = match context.db.acquire().await {
         Ok(mut conn) => db::outbox::enqueue_check(&mut conn, slug)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = queued {
-        tracing::warn!(tenant = %slug, error = %e, "failed to queue a drift repair; the periodic resync will");
+    match queued {
+        Ok(true) => {
+            tracing::info!(cluster = %cluster.name, tenant = %slug, object = %key, "drift seen; repair queued")
+        }
+        // Not a tenant of this portal's database, or a check is already waiting.
+        Ok(false) => {
+            tracing::debug!(cluster = %cluster.name, tenant = %slug, object = %key, "drift seen; nothing to queue")
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %slug, error = %e, "failed to queue a drift repair; the periodic resync will")
+        }
     }
 }
 
