@@ -682,3 +682,73 @@ async fn metrics_show_requests_reconciles_the_outbox_tenants_and_clusters(db: Pg
         "sign-ins are counted:\n{text}"
     );
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_unreachable_cluster_stalls_nothing_on_the_others(db: PgPool) {
+    use tenant_portal::cluster::Clusters;
+    use tenant_portal::config::ClusterSpec;
+
+    let outage = Outage::start().await;
+    let specs = vec![
+        ClusterSpec {
+            name: "local".into(),
+            kubeconfig: Some(kubeconfig_path().into()),
+            context: None,
+        },
+        ClusterSpec {
+            name: "far".into(),
+            kubeconfig: Some(outage.kubeconfig.clone().into()),
+            context: None,
+        },
+    ];
+    let clusters = Clusters::connect(&specs).await.unwrap();
+    let app = common::spawn_app_with(db.clone(), specs, clusters.clone()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _reconciler = tenant_portal::reconciler::start(
+        db,
+        &clusters,
+        common::cluster::fast_settings(),
+        stop.clone(),
+    );
+    outage.cut();
+
+    let (near, far) = (unique("near"), unique("far"));
+    app.create_tenant(json!({"slug": far, "cluster": "far", "namespaces": [{"name": "a"}]}))
+        .await;
+    app.create_tenant(json!({"slug": near, "cluster": "local", "namespaces": [{"name": "a"}]}))
+        .await;
+    app.wait_ready(&near, READY).await;
+    let stuck: Value = app
+        .get(&format!("/api/v1/tenants/{far}/status"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(stuck["status"], "Ready", "{stuck}");
+
+    eventually(
+        "the far cluster shows as unreachable",
+        Duration::from_secs(20),
+        || async {
+            let clusters: Value = app.get("/api/v1/clusters").await.json().await.unwrap();
+            let far = clusters
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "far")
+                .cloned()
+                .unwrap();
+            far["reachable"] == false && far["tenants"] == 1
+        },
+    )
+    .await;
+    let placed: Value = app.create_tenant(json!({"slug": unique("auto")})).await;
+    assert_eq!(
+        placed["cluster"], "local",
+        "the least loaded cluster, the first configured on a tie"
+    );
+
+    outage.restore();
+    app.wait_ready(&far, Duration::from_secs(60)).await;
+    stop.cancel();
+}
