@@ -69,14 +69,15 @@ pub async fn complete(
     worker: &str,
 ) -> Result<(), Error> {
     sqlx::query!(
-        "DELETE FROM outbox WHERE tenant_id = $1 AND generation <= $2",
+        "DELETE FROM outbox WHERE tenant_id = $1 AND generation <= $2 AND NOT recheck",
         tenant_id,
         applied
     )
     .execute(&mut *conn)
     .await?;
     sqlx::query!(
-        "UPDATE outbox SET leased_by = NULL, leased_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
+        "UPDATE outbox SET leased_by = NULL, leased_until = NULL, recheck = false, not_before = now()
+         WHERE tenant_id = $1 AND leased_by = $2",
         tenant_id,
         worker
     )
@@ -107,14 +108,16 @@ pub async fn retry_later(
     Ok(())
 }
 
-/// Asks for a check of a tenant without a change to it (drift, resync). A
-/// row already waiting, perhaps backing off, is left as it is. Answers
+/// Asks for a check of a tenant without a change to it (drift). A row
+/// already waiting, perhaps backing off, is left as it is; a row a worker
+/// holds is marked, so the worker looks once more when it is done. Answers
 /// whether a check was queued.
 pub async fn enqueue_check(conn: &mut PgConnection, slug: &str) -> Result<bool, Error> {
     let done = sqlx::query!(
         "INSERT INTO outbox (tenant_id, generation)
          SELECT id, generation FROM tenants WHERE slug = $1 AND state <> 'deleted'
-         ON CONFLICT (tenant_id) DO NOTHING",
+         ON CONFLICT (tenant_id) DO UPDATE SET recheck = true
+         WHERE outbox.leased_until > now() AND NOT outbox.recheck",
         slug
     )
     .execute(conn)
