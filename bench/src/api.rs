@@ -1,0 +1,339 @@
+//! API throughput: wrk on loopback against a portal whose database holds
+//! many tenants (reconciler off), and against the kube-apiserver serving one
+//! namespace as the reference.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::stack::{self, Env, Portal, f2, median, table};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub tenants: i64,
+    pub duration: Duration,
+    pub connections: usize,
+    pub threads: usize,
+    pub runs: usize,
+}
+
+/// What wrk measured for one endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+const TARGETS: [&str; 5] = [
+    "GET /api/v1/tenants/{slug}",
+    "GET /api/v1/tenants?page_size=50 (first page)",
+    "GET /api/v1/tenants?page_size=50&page_token=… (deep page)",
+    "POST /api/v1/tenants (2 namespaces)",
+    "reference: kube-apiserver GET /api/v1/namespaces/{name}",
+];
+
+pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Load>>> {
+    let wrk = which("wrk").context("wrk is not installed: apt-get install -y wrk")?;
+    let portal = Portal::start(env, "api", false, None).await?;
+    let result = measure(env, options, &wrk, &portal).await;
+    portal.stop().await?;
+    result
+}
+
+async fn measure(
+    env: &Env,
+    options: &Options,
+    wrk: &str,
+    portal: &Portal,
+) -> anyhow::Result<Vec<Vec<Load>>> {
+    let prefix = format!("a{}x", env.run_id);
+    let template = format!("a{}template", env.run_id);
+    let created = portal
+        .post("/tenants")
+        .json(&stack::tenant_body(&template))
+        .send()
+        .await?;
+    if !created.status().is_success() {
+        bail!("creating the template tenant: {}", created.text().await?);
+    }
+    let started = std::time::Instant::now();
+    portal
+        .clone_tenants(&template, &prefix, options.tenants - 1)
+        .await?;
+    eprintln!(
+        "  inserted {} tenants in {:.1} s",
+        options.tenants,
+        started.elapsed().as_secs_f64()
+    );
+    let one = format!("{prefix}{:05}", options.tenants / 2);
+    let deep = deep_page_token(portal, options.tenants * 9 / 10).await?;
+    let (reference_url, reference_token) = apiserver_reference(env)?;
+
+    let auth = write_script(
+        env,
+        "auth.lua",
+        &format!(
+            "wrk.headers[\"Authorization\"] = \"Bearer {}\"\n",
+            portal.token
+        ),
+    )?;
+    let kube_auth = write_script(
+        env,
+        "kube-auth.lua",
+        &format!("wrk.headers[\"Authorization\"] = \"Bearer {reference_token}\"\n"),
+    )?;
+    let mut body = stack::tenant_body("SLUG");
+    body["slug"] = "%s".into();
+    let api = format!("{}/api/v1", portal.base);
+    let mut runs = Vec::new();
+    for run in 1..=options.runs {
+        // Slugs carry the run id, run number and whether it is the warm-up,
+        // so no request of any run collides with another.
+        let post_run = write_script(
+            env,
+            &format!("post-{run}.lua"),
+            &post_script(portal, env, &body, &run.to_string()),
+        )?;
+        let post_warm = write_script(
+            env,
+            &format!("post-{run}u.lua"),
+            &post_script(portal, env, &body, &format!("{run}u")),
+        )?;
+        // URL, script, and the script for the uncounted warm-up.
+        let deep_url = format!("{api}/tenants?page_size=50&page_token={deep}");
+        let targets = [
+            (format!("{api}/tenants/{one}"), &auth, &auth),
+            (format!("{api}/tenants?page_size=50"), &auth, &auth),
+            (deep_url, &auth, &auth),
+            (format!("{api}/tenants"), &post_run, &post_warm),
+            (reference_url.clone(), &kube_auth, &kube_auth),
+        ];
+        let mut loads = Vec::new();
+        for (i, (url, script, warm_script)) in targets.iter().enumerate() {
+            // One second of warm-up (connections, pools, caches) that is not counted.
+            let warm_up = Options {
+                duration: Duration::from_secs(1),
+                ..options.clone()
+            };
+            wrk_run(wrk, &warm_up, url, warm_script)?;
+            let load = wrk_run(wrk, options, url, script)?;
+            eprintln!(
+                "  run {run} {:<58} {:>8.0} req/s  p99 {:>6.2} ms  errors {}",
+                TARGETS[i], load.rate, load.p99_ms, load.errors
+            );
+            loads.push(load);
+        }
+        runs.push(loads);
+    }
+    Ok(runs)
+}
+
+/// A wrk script that POSTs tenants with slugs `w<run id><tag><thread>x<n>`.
+fn post_script(portal: &Portal, env: &Env, body: &Value, tag: &str) -> String {
+    format!(
+        r#"local n = 0
+function setup(thread)
+  n = n + 1
+  thread:set("tid", n)
+end
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer {token}"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  counter = counter + 1
+  local slug = string.format("w{run_id}{tag}%dx%d", tid, counter)
+  return wrk.format(nil, nil, nil, string.format([[{body}]], slug))
+end
+"#,
+        token = portal.token,
+        run_id = env.run_id,
+    )
+}
+
+/// A page token from `position` tenants into the list, found by paging.
+pub async fn deep_page_token(portal: &Portal, position: i64) -> anyhow::Result<String> {
+    let mut token: Option<String> = None;
+    let mut seen = 0;
+    while seen < position {
+        // Page tokens are URL-safe base64: they go into the URL as they are.
+        let size = (position - seen).min(500);
+        let path = match &token {
+            Some(t) => format!("/tenants?page_size={size}&page_token={t}"),
+            None => format!("/tenants?page_size={size}"),
+        };
+        let page: Value = portal
+            .get(&path)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        seen += page["items"].as_array().map_or(0, |i| i.len() as i64);
+        match page["next_page_token"].as_str() {
+            Some(next) => token = Some(next.to_string()),
+            None => break,
+        }
+    }
+    token.context("the list has no second page")
+}
+
+/// The API server's URL for one namespace and a token of a ServiceAccount
+/// allowed to read it, so wrk can authenticate like any client.
+fn apiserver_reference(env: &Env) -> anyhow::Result<(String, String)> {
+    let server = env
+        .kubectl(&[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])?
+        .trim()
+        .to_string();
+    let _ = env.kubectl(&["create", "namespace", "bench-reference"]);
+    let _ = env.kubectl(&[
+        "-n",
+        "bench-reference",
+        "create",
+        "serviceaccount",
+        "reader",
+    ]);
+    let _ = env.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "bench-reference-reader",
+        "--clusterrole=view",
+        "--serviceaccount=bench-reference:reader",
+    ]);
+    let token = env
+        .kubectl(&[
+            "-n",
+            "bench-reference",
+            "create",
+            "token",
+            "reader",
+            "--duration=1h",
+        ])?
+        .trim()
+        .to_string();
+    Ok((format!("{server}/api/v1/namespaces/bench-reference"), token))
+}
+
+fn write_script(env: &Env, name: &str, text: &str) -> anyhow::Result<String> {
+    let path = env.work.join(format!("{}-{name}", env.run_id));
+    std::fs::write(&path, text)?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+fn which(program: &str) -> Option<String> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|dir| format!("{dir}/{program}"))
+        .find(|path| std::path::Path::new(path).exists())
+}
+
+fn wrk_run(wrk: &str, options: &Options, url: &str, script: &str) -> anyhow::Result<Load> {
+    let out = Command::new(wrk)
+        .args(["-t", &options.threads.to_string()])
+        .args(["-c", &options.connections.to_string()])
+        .args(["-d", &format!("{}s", options.duration.as_secs().max(1))])
+        .args(["--timeout", "10s", "--latency", "-s", script, url])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Option<Load> {
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let rate = field("Requests/sec:")?.parse().ok()?;
+    let p50_ms = duration_ms(field("50%")?)?;
+    let p99_ms = duration_ms(field("99%")?)?;
+    let errors = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        + field("Socket errors:").map_or(0, |v| {
+            v.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        });
+    Some(Load {
+        rate,
+        p50_ms,
+        p99_ms,
+        errors,
+    })
+}
+
+fn duration_ms(text: &str) -> Option<f64> {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("m") {
+        (n, 60_000.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    number.trim().parse::<f64>().ok().map(|n| n * factor)
+}
+
+pub fn report(options: &Options, runs: &[Vec<Load>], command: &str) {
+    println!(
+        "### API: {} tenants in the database, wrk {} threads / {} connections, {} s per endpoint, {} run(s)\n",
+        options.tenants,
+        options.threads,
+        options.connections,
+        options.duration.as_secs(),
+        runs.len()
+    );
+    println!("`{command}`\n");
+    let reference = TARGETS.len() - 1;
+    let mut rows = Vec::new();
+    for (i, target) in TARGETS.iter().enumerate() {
+        let column = |f: &dyn Fn(&Load) -> f64| -> f64 {
+            median(&runs.iter().map(|r| f(&r[i])).collect::<Vec<_>>())
+        };
+        let ratio = median(
+            &runs
+                .iter()
+                .map(|r| r[i].rate / r[reference].rate)
+                .collect::<Vec<_>>(),
+        );
+        let errors: u64 = runs.iter().map(|r| r[i].errors).sum();
+        rows.push(vec![
+            target.to_string(),
+            format!("{:.0}", column(&|l| l.rate)),
+            f2(column(&|l| l.p50_ms)),
+            f2(column(&|l| l.p99_ms)),
+            f2(ratio),
+            errors.to_string(),
+        ]);
+    }
+    table(
+        &[
+            "endpoint",
+            "req/s",
+            "p50 (ms)",
+            "p99 (ms)",
+            "req/s ÷ apiserver",
+            "non-2xx",
+        ],
+        &rows,
+    );
+}

@@ -1,0 +1,256 @@
+//! `tenant-portal-bench`: programs that print Tenant Portal's figures as
+//! tables, each with the command that reproduces it. Run through
+//! `scripts/bench`, which starts the local stack and builds in release.
+
+mod api;
+mod provision;
+mod scale;
+mod stack;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use provision::Mode;
+use stack::Env;
+
+#[derive(Debug, Parser)]
+#[command(name = "tenant-portal-bench", about = "Benchmarks for Tenant Portal")]
+struct Cli {
+    /// The portal binary; defaults to $CARGO_TARGET_DIR/release/tenant-portal.
+    #[arg(long, global = true)]
+    portal_bin: Option<PathBuf>,
+    /// Give up on a phase (and on waiting for namespaces to go) after this many seconds.
+    #[arg(long, global = true, default_value_t = 1800)]
+    timeout_secs: u64,
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Tenants created through the API until Ready, against direct kube-rs and kubectl applies.
+    Provision {
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The portal's --reconcile-workers; its default when absent.
+        #[arg(long)]
+        workers: Option<u16>,
+        /// Only the portal, without the baselines.
+        #[arg(long)]
+        portal_only: bool,
+    },
+    /// Requests per second and p99 with wrk, against the API server as reference.
+    Api {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: i64,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Many tenants in the cluster: page latency, memory, an idle resync and its writes.
+    Scale {
+        #[arg(long, default_value_t = 2_000)]
+        tenants: i64,
+        /// Sequential requests per latency figure.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        #[arg(long, default_value_t = 3)]
+        resyncs: usize,
+        #[arg(long)]
+        workers: Option<u16>,
+    },
+    /// Every benchmark at its default size, or tiny with --quick (a smoke run for CI).
+    All {
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // reqwest is built without a default TLS provider in this workspace.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let env = Env::from_environment(cli.portal_bin)?;
+    let timeout = Duration::from_secs(cli.timeout_secs);
+    machine();
+    match cli.command {
+        Bench::Provision {
+            tenants,
+            concurrency,
+            runs,
+            workers,
+            portal_only,
+        } => {
+            provision(
+                &env,
+                tenants,
+                concurrency,
+                runs,
+                workers,
+                portal_only,
+                timeout,
+            )
+            .await
+        }
+        Bench::Api {
+            tenants,
+            duration_secs,
+            connections,
+            threads,
+            runs,
+        } => {
+            api(
+                &env,
+                api::Options {
+                    tenants,
+                    duration: Duration::from_secs(duration_secs),
+                    connections,
+                    threads,
+                    runs,
+                },
+            )
+            .await
+        }
+        Bench::Scale {
+            tenants,
+            requests,
+            resyncs,
+            workers,
+        } => {
+            scale(
+                &env,
+                scale::Options {
+                    tenants,
+                    requests,
+                    resyncs,
+                    workers,
+                    timeout,
+                },
+            )
+            .await
+        }
+        Bench::All { quick } => {
+            let (small, large, runs) = if quick { (5, 20, 1) } else { (100, 1000, 3) };
+            provision(&env, small, 1, runs, None, false, timeout).await?;
+            provision(&env, small, 16, runs, None, false, timeout).await?;
+            provision(&env, large, 16, 1, None, false, timeout).await?;
+            api(
+                &env,
+                api::Options {
+                    tenants: if quick { 200 } else { 10_000 },
+                    duration: Duration::from_secs(if quick { 1 } else { 10 }),
+                    connections: 16,
+                    threads: 2,
+                    runs,
+                },
+            )
+            .await?;
+            scale(
+                &env,
+                scale::Options {
+                    tenants: if quick { 20 } else { 2_000 },
+                    requests: if quick { 20 } else { 200 },
+                    resyncs: if quick { 1 } else { 3 },
+                    workers: None,
+                    timeout,
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// The machine, printed once before the figures.
+fn machine() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("machine: {cpus} CPUs ({model}), {mem_gib:.1} GiB memory\n");
+}
+
+async fn provision(
+    env: &Env,
+    tenants: usize,
+    concurrency: usize,
+    runs: usize,
+    workers: Option<u16>,
+    portal_only: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let options = provision::Options {
+        tenants,
+        concurrency,
+        runs,
+        workers,
+        modes: if portal_only {
+            vec![Mode::Portal]
+        } else {
+            vec![Mode::Direct, Mode::Kubectl, Mode::Portal]
+        },
+        timeout,
+    };
+    let mut command = format!(
+        "scripts/bench provision --tenants {tenants} --concurrency {concurrency} --runs {runs}"
+    );
+    if let Some(w) = workers {
+        command += &format!(" --workers {w}");
+    }
+    if portal_only {
+        command += " --portal-only";
+    }
+    eprintln!("{command}");
+    let results = provision::run(env, &options).await?;
+    provision::report(&options, &results, &command);
+    Ok(())
+}
+
+async fn api(env: &Env, options: api::Options) -> anyhow::Result<()> {
+    let command = format!(
+        "scripts/bench api --tenants {} --duration-secs {} --connections {} --threads {} --runs {}",
+        options.tenants,
+        options.duration.as_secs(),
+        options.connections,
+        options.threads,
+        options.runs
+    );
+    eprintln!("{command}");
+    let results = api::run(env, &options).await?;
+    api::report(&options, &results, &command);
+    Ok(())
+}
+
+async fn scale(env: &Env, options: scale::Options) -> anyhow::Result<()> {
+    let mut command = format!(
+        "scripts/bench scale --tenants {} --requests {} --resyncs {}",
+        options.tenants, options.requests, options.resyncs
+    );
+    if let Some(w) = options.workers {
+        command += &format!(" --workers {w}");
+    }
+    eprintln!("{command}");
+    let figures = scale::run(env, &options).await?;
+    scale::report(&options, &figures, &command);
+    Ok(())
+}

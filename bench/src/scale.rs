@@ -1,0 +1,185 @@
+//! Scale: many tenants actually in the cluster. The portal's reconciler
+//! applies them from the outbox; then list and tenant pages, resident
+//! memory, and a full resync of the unchanged fleet with the writes the API
+//! server received during it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::stack::{self, Env, Portal, f1, f2, median, percentile, table};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub tenants: i64,
+    pub requests: usize,
+    pub resyncs: usize,
+    pub workers: Option<u16>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub initial_apply_s: f64,
+    pub first_page_ms: Vec<f64>,
+    pub deep_page_ms: Vec<f64>,
+    pub tenant_ms: Vec<f64>,
+    pub rss_mib: f64,
+    pub resync_s: Vec<f64>,
+    pub resync_writes: Vec<usize>,
+    pub managed_namespaces: usize,
+}
+
+pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Figures> {
+    let client = env.kube().await?;
+    let user = env
+        .kubectl(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])?
+        .trim()
+        .to_string();
+    let portal = Portal::start(env, "scale", true, options.workers).await?;
+    let result = measure(env, options, &portal, &user).await;
+    portal.stop().await?;
+    let started = Instant::now();
+    let removed =
+        stack::delete_namespaces(&client, &format!("s{}", env.run_id), options.timeout).await?;
+    eprintln!(
+        "  cleaned up {removed} namespaces in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    result
+}
+
+async fn measure(
+    env: &Env,
+    options: &Options,
+    portal: &Portal,
+    user: &str,
+) -> anyhow::Result<Figures> {
+    let mut figures = Figures::default();
+    let template = format!("s{}template", env.run_id);
+    let prefix = format!("s{}x", env.run_id);
+    let created = portal
+        .post("/tenants")
+        .json(&stack::tenant_body(&template))
+        .send()
+        .await?;
+    if !created.status().is_success() {
+        bail!("creating the template tenant: {}", created.text().await?);
+    }
+    portal
+        .wait_outbox_empty(Instant::now(), options.timeout)
+        .await?;
+    portal
+        .clone_tenants(&template, &prefix, options.tenants - 1)
+        .await?;
+    eprintln!(
+        "  {} tenants in the database; the reconciler applies them",
+        options.tenants
+    );
+    figures.initial_apply_s = portal.resync_all(options.timeout).await?.as_secs_f64();
+    eprintln!(
+        "  all applied in {:.1} s ({:.1} tenants/s)",
+        figures.initial_apply_s,
+        options.tenants as f64 / figures.initial_apply_s
+    );
+    let namespaces = env.kubectl(&[
+        "get",
+        "namespaces",
+        "-l",
+        "app.kubernetes.io/managed-by=tenant-portal",
+        "-o",
+        "name",
+    ])?;
+    figures.managed_namespaces = namespaces.lines().count();
+    // Let watches and the drift check settle before timing anything.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let deep = crate::api::deep_page_token(portal, options.tenants * 9 / 10)
+        .await
+        .ok();
+    let one = format!("{prefix}{:05}", options.tenants / 2);
+    figures.first_page_ms =
+        stack::latencies(options.requests, || portal.get("/tenants?page_size=50")).await?;
+    if let Some(deep) = deep {
+        figures.deep_page_ms = stack::latencies(options.requests, || {
+            portal.get(&format!("/tenants?page_size=50&page_token={deep}"))
+        })
+        .await?;
+    }
+    figures.tenant_ms =
+        stack::latencies(options.requests, || portal.get(&format!("/tenants/{one}"))).await?;
+    figures.rss_mib = portal.rss_mib()?;
+
+    for i in 1..=options.resyncs {
+        let offset = stack::audit_offset(env)?;
+        let took = portal.resync_all(options.timeout).await?;
+        // The audit log is written asynchronously; give it a moment.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let writes = stack::audit_writes(env, user, offset)?;
+        eprintln!(
+            "  resync {i}: {:.2} s, {writes} writes by {user}",
+            took.as_secs_f64()
+        );
+        figures.resync_s.push(took.as_secs_f64());
+        figures.resync_writes.push(writes);
+    }
+    Ok(figures)
+}
+
+pub fn report(options: &Options, figures: &Figures, command: &str) {
+    println!(
+        "### Scale: {} tenants, {} managed namespaces in the cluster\n",
+        options.tenants, figures.managed_namespaces
+    );
+    println!("`{command}`\n");
+    let lat = |v: &[f64]| (f2(percentile(v, 0.5)), f2(percentile(v, 0.99)));
+    let (first50, first99) = lat(&figures.first_page_ms);
+    let (deep50, deep99) = lat(&figures.deep_page_ms);
+    let (one50, one99) = lat(&figures.tenant_ms);
+    let n = options.requests;
+    table(
+        &["figure", "value"],
+        &[
+            vec![
+                "initial apply of all tenants by the reconciler (s)".into(),
+                format!(
+                    "{} ({} tenants/s)",
+                    f1(figures.initial_apply_s),
+                    f1(options.tenants as f64 / figures.initial_apply_s)
+                ),
+            ],
+            vec![
+                format!("list, first page of 50: p50 / p99 (ms, {n} sequential)"),
+                format!("{first50} / {first99}"),
+            ],
+            vec![
+                format!("list, deep page of 50: p50 / p99 (ms, {n} sequential)"),
+                format!("{deep50} / {deep99}"),
+            ],
+            vec![
+                format!("GET one tenant: p50 / p99 (ms, {n} sequential)"),
+                format!("{one50} / {one99}"),
+            ],
+            vec![
+                "portal resident memory, VmRSS (MiB)".into(),
+                f1(figures.rss_mib),
+            ],
+            vec![
+                format!(
+                    "full resync of the unchanged fleet, median of {} (s)",
+                    figures.resync_s.len()
+                ),
+                f2(median(&figures.resync_s)),
+            ],
+            vec![
+                "API server writes during those resyncs (each)".into(),
+                format!("{:?}", figures.resync_writes),
+            ],
+        ],
+    );
+}
