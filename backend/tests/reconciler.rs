@@ -752,3 +752,123 @@ async fn an_unreachable_cluster_stalls_nothing_on_the_others(db: PgPool) {
     app.wait_ready(&far, Duration::from_secs(60)).await;
     stop.cancel();
 }
+
+/// A real `tenant-portal serve` process on this test's database.
+struct PortalProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl PortalProcess {
+    async fn start(database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-portal"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--reconcile-workers",
+                "2",
+            ])
+            .env("DATABASE_URL", database_url)
+            .env("TP_CLUSTERS", format!("local={}", kubeconfig_path()))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the tenant-portal binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        eventually(
+            "the portal process is ready",
+            Duration::from_secs(30),
+            || async {
+                reqwest::get(format!("{base}/readyz"))
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            },
+        )
+        .await;
+        Self { child, base }
+    }
+}
+
+impl Drop for PortalProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn two_portal_processes_share_the_work_and_one_killed_mid_work_loses_nothing(db: PgPool) {
+    let server =
+        std::env::var("DATABASE_URL").expect("DATABASE_URL names the test PostgreSQL server");
+    let name = db.connect_options().get_database().unwrap().to_string();
+    let database_url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let token =
+        common::create_token(&db, "processes", &[tenant_portal::auth::Scope::Admin], None).await;
+    let mut first = PortalProcess::start(&database_url).await;
+    let second = PortalProcess::start(&database_url).await;
+    let client = reqwest::Client::new();
+
+    let prefix = unique("proc");
+    let slugs: Vec<String> = (0..20).map(|i| format!("{prefix}{i}")).collect();
+    for slug in &slugs {
+        let created = client
+            .post(format!("{}/api/v1/tenants", first.base))
+            .bearer_auth(&token)
+            .json(&json!({"slug": slug, "namespaces": [{"name": "a"}, {"name": "b"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    eventually("work under way", Duration::from_secs(30), || async {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'tenant.applied'")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        applied > 0
+    })
+    .await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for slug in &slugs {
+        loop {
+            let status: Value = client
+                .get(format!("{}/api/v1/tenants/{slug}/status", second.base))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if status["status"] == "Ready" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{slug} never became Ready: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(
+            applied_events(&db, slug).await,
+            1,
+            "{slug} recorded as applied once"
+        );
+    }
+    let workers: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT split_part(actor, ':', 1) FROM audit_events WHERE action = 'tenant.applied'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(workers, ["system"]);
+}

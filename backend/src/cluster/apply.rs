@@ -54,7 +54,7 @@ pub fn describe(error: &kube::Error) -> String {
     }
 }
 
-fn key_of(kind: Kind, object: &DynamicObject) -> ObjectKey {
+pub fn key_of(kind: Kind, object: &DynamicObject) -> ObjectKey {
     ObjectKey {
         kind,
         namespace: object.namespace(),
@@ -114,30 +114,32 @@ pub async fn sync(
 
     let wanted: BTreeSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
     let mut doomed_namespaces = BTreeSet::new();
-    for kind in Kind::ALL {
-        for live in cluster.store(kind).state() {
-            let key = key_of(kind, &live);
-            let in_doomed_namespace = key
-                .namespace
-                .as_ref()
-                .is_some_and(|ns| doomed_namespaces.contains(ns));
-            if !belongs_to(&live, slug) || wanted.contains(&key) || in_doomed_namespace {
-                continue;
-            }
-            if kind == Kind::Namespace {
-                doomed_namespaces.insert(key.name.clone());
-            }
-            if live.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            match api(cluster, &key)
-                .delete(&key.name, &DeleteParams::default())
-                .await
-            {
-                Ok(_) => report.deleted += 1,
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(e) => failures.push((key, describe(&e))),
-            }
+    // The tenant's own live objects, sorted with namespaces first, so the
+    // contents of a namespace being deleted are left to go with it.
+    for key in cluster.tenant_objects(slug) {
+        let Some(live) = cluster.live(&key) else {
+            continue;
+        };
+        let in_doomed_namespace = key
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| doomed_namespaces.contains(ns));
+        if !belongs_to(&live, slug) || wanted.contains(&key) || in_doomed_namespace {
+            continue;
+        }
+        if key.kind == Kind::Namespace {
+            doomed_namespaces.insert(key.name.clone());
+        }
+        if live.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        match api(cluster, &key)
+            .delete(&key.name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => report.deleted += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => failures.push((key, describe(&e))),
         }
     }
     if failures.is_empty() {

@@ -6,7 +6,8 @@ pub mod kubeconfig;
 pub mod objects;
 pub mod render;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use kube::api::DynamicObject;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
-pub use apply::{SyncError, SyncReport, describe, remaining_namespaces, sync};
+pub use apply::{SyncError, SyncReport, describe, key_of as apply_key, remaining_namespaces, sync};
 use objects::Kind;
 
 use crate::config::ClusterSpec;
@@ -38,6 +39,14 @@ pub struct Cluster {
     pub ca_pem: Option<String>,
     stores: BTreeMap<Kind, Store<DynamicObject>>,
     writers: Mutex<BTreeMap<Kind, Writer<DynamicObject>>>,
+    /// The live objects of each tenant, so a sync visits its own objects
+    /// rather than the whole cache. Kept by the watchers.
+    by_tenant: Mutex<HashMap<String, HashSet<objects::ObjectKey>>>,
+    /// Set once every cache holds a full listing.
+    ready: AtomicBool,
+    /// One task at a time waits for the caches: kube's readiness future wakes
+    /// only its last poller, so concurrent waiters would sleep until their timeout.
+    ready_gate: tokio::sync::Mutex<()>,
     health: Mutex<Health>,
 }
 
@@ -84,6 +93,9 @@ impl Cluster {
             ca_pem,
             stores,
             writers: Mutex::new(writers),
+            by_tenant: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            ready_gate: tokio::sync::Mutex::new(()),
             health: Mutex::new(Health::default()),
         }))
     }
@@ -108,8 +120,17 @@ impl Cluster {
 
     /// Waits until every cache holds a full listing, or fails after `timeout`.
     pub async fn caches_ready(&self, timeout: Duration) -> Result<(), String> {
-        let all = futures::future::join_all(self.stores.values().map(Store::wait_until_ready));
-        match tokio::time::timeout(timeout, all).await {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let wait = async {
+            let _turn = self.ready_gate.lock().await;
+            if !self.ready.load(Ordering::Acquire) {
+                futures::future::join_all(self.stores.values().map(Store::wait_until_ready)).await;
+                self.ready.store(true, Ordering::Release);
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
             Ok(_) => Ok(()),
             Err(_) => Err(format!(
                 "cluster \"{}\" has not answered yet{}; will retry",
@@ -120,6 +141,43 @@ impl Cluster {
                     .unwrap_or_default()
             )),
         }
+    }
+
+    /// Notes that a live object of `tenant` exists (`present`) or is gone.
+    pub fn index(&self, tenant: &str, key: objects::ObjectKey, present: bool) {
+        let Ok(mut index) = self.by_tenant.lock() else {
+            return;
+        };
+        if present {
+            index.entry(tenant.to_string()).or_default().insert(key);
+        } else if let Some(keys) = index.get_mut(tenant) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                index.remove(tenant);
+            }
+        }
+    }
+
+    /// Forgets every indexed object of one kind, before a watch lists it anew.
+    pub fn forget_kind(&self, kind: Kind) {
+        if let Ok(mut index) = self.by_tenant.lock() {
+            index.retain(|_, keys| {
+                keys.retain(|k| k.kind != kind);
+                !keys.is_empty()
+            });
+        }
+    }
+
+    /// The live objects of a tenant, as the watches last reported them.
+    pub fn tenant_objects(&self, tenant: &str) -> Vec<objects::ObjectKey> {
+        let mut keys: Vec<_> = self
+            .by_tenant
+            .lock()
+            .ok()
+            .and_then(|index| index.get(tenant).map(|keys| keys.iter().cloned().collect()))
+            .unwrap_or_default();
+        keys.sort();
+        keys
     }
 
     pub fn health(&self) -> Health {

@@ -259,6 +259,10 @@ pub async fn least_loaded_cluster(
     conn: &mut PgConnection,
     clusters: &[&str],
 ) -> Result<Option<String>, Error> {
+    // With one cluster there is nothing to count, and counting costs a scan.
+    if let [only] = clusters {
+        return Ok(Some(only.to_string()));
+    }
     let names: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
     Ok(sqlx::query_scalar!(
         r#"SELECT c.name AS "name!" FROM unnest($1::text[]) WITH ORDINALITY AS c(name, position)

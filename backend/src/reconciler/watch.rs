@@ -29,7 +29,11 @@ pub async fn run(
     };
     let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &kind.api_resource());
     let config = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let events = reflector::reflector(writer, watcher(api, config).default_backoff());
+    // managedFields are a third or more of each object and never read here.
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|object| object.metadata.managed_fields = None);
+    let events = reflector::reflector(writer, stream);
     tokio::pin!(events);
     let mut usage_seen: HashMap<String, serde_json::Value> = HashMap::new();
     let mut initial_listing = true;
@@ -48,6 +52,14 @@ pub async fn run(
         };
         if !cluster.health().reachable {
             cluster.set_health(true, None);
+        }
+        match &event {
+            watcher::Event::Init => cluster.forget_kind(kind),
+            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                index(&cluster, kind, object, true)
+            }
+            watcher::Event::Delete(object) => index(&cluster, kind, object, false),
+            watcher::Event::InitDone => {}
         }
         match event {
             watcher::Event::Init => initial_listing = true,
@@ -70,6 +82,17 @@ pub async fn run(
             }
             watcher::Event::Delete(_) => {}
         }
+    }
+}
+
+fn index(cluster: &Cluster, kind: Kind, object: &DynamicObject, present: bool) {
+    if let Some(slug) = object
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(TENANT_LABEL))
+    {
+        cluster.index(slug, crate::cluster::apply_key(kind, object), present);
     }
 }
 
