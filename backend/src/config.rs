@@ -101,7 +101,7 @@ pub struct DatabaseConfig {
     pub url: Secret<String>,
 
     /// Largest number of pooled database connections.
-    #[arg(long = "database-max-connections", env = "TP_DATABASE_MAX_CONNECTIONS", default_value_t = 16,
+    #[arg(long = "database-max-connections", env = "TP_DATABASE_MAX_CONNECTIONS", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_connections: u32,
 }
@@ -259,7 +259,7 @@ pub struct ServeConfig {
     pub reconciler: bool,
 
     /// Reconcile workers per cluster.
-    #[arg(long, env = "TP_RECONCILE_WORKERS", default_value_t = 4,
+    #[arg(long, env = "TP_RECONCILE_WORKERS", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub reconcile_workers: u16,
 
