@@ -233,6 +233,14 @@ pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// A submitted form, field name to value.
+pub type Form = axum::Form<BTreeMap<String, String>>;
+
+/// A form field's value, trimmed; empty when absent.
+pub fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", |v| v.trim())
+}
+
 /// Field errors by field name, for forms.
 pub fn field_errors(error: &Error) -> BTreeMap<String, String> {
     match error {

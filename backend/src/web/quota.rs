@@ -9,19 +9,12 @@ use axum::response::Response;
 
 use super::home::NoticeQuery;
 use super::tenant::RequestRow;
-use super::{Nav, PageError, Viewer, render, see_other};
+use super::{Form, Nav, PageError, Viewer, field, render, see_other};
 use crate::api::extract::{ApiJson, RequestId};
 use crate::api::quota_requests::{Decision, NewQuotaRequest};
 use crate::app::AppState;
 use crate::db::{self, quota_requests::RequestFilter};
 use crate::error::Error;
-
-type Form = axum::Form<BTreeMap<String, String>>;
-
-fn field(form: &BTreeMap<String, String>, name: &str) -> String {
-    form.get(name)
-        .map_or(String::new(), |v| v.trim().to_string())
-}
 
 pub async fn ask(
     State(app): State<AppState>,
@@ -33,9 +26,9 @@ pub async fn ask(
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
     let body = NewQuotaRequest {
         tenant: slug.clone(),
-        resource: field(&form, "resource"),
-        amount: field(&form, "amount"),
-        reason: field(&form, "reason"),
+        resource: field(&form, "resource").to_string(),
+        amount: field(&form, "amount").to_string(),
+        reason: field(&form, "reason").to_string(),
     };
     match crate::api::quota_requests::create(
         State(app),
@@ -116,11 +109,11 @@ pub async fn decide(
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
     let decision = Decision {
-        amount: Some(field(&form, "amount")).filter(|a| !a.is_empty()),
-        comment: Some(field(&form, "comment")).filter(|c| !c.is_empty()),
+        amount: Some(field(&form, "amount").to_string()).filter(|a| !a.is_empty()),
+        comment: Some(field(&form, "comment").to_string()).filter(|c| !c.is_empty()),
     };
     let principal = viewer.principal.clone();
-    let result = match field(&form, "decision").as_str() {
+    let result = match field(&form, "decision").to_string().as_str() {
         "approve" => {
             crate::api::quota_requests::approve(
                 State(app),

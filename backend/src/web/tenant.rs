@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::display::{Bar, Chart, bars, charts, time_left, when};
 use super::home::NoticeQuery;
-use super::{Nav, PageError, Viewer, field_errors, render, see_other};
+use super::{Form, Nav, PageError, Viewer, field, field_errors, render, see_other};
 use crate::api::change::load_authorized;
 use crate::api::extract::{ApiJson, IfMatch, RequestId};
 use crate::api::model::{CreateMember, CreateNamespace, Tenant, TenantPatch, UpdateNamespace};
@@ -20,8 +20,6 @@ use crate::auth::policy::{Action, authorize_tenant};
 use crate::db::{self, audit::AuditFilter, quota_requests::RequestFilter};
 use crate::domain::{MemberKind, Quantity, QuotaResource, ResourceList, Role};
 use crate::error::Error;
-
-type Form = axum::Form<BTreeMap<String, String>>;
 
 /// The tenant's facts as pages show them.
 pub struct TenantFacts {
@@ -382,10 +380,6 @@ async fn apply(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", |v| v.trim())
 }
 
 pub async fn settings(
