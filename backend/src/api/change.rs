@@ -168,6 +168,22 @@ pub async fn load_authorized(
     Ok(row)
 }
 
+/// The tenant's full representation, after the policy allowed `action` to
+/// `who` on it; the view already holds the members the policy needs.
+pub async fn view_authorized(
+    conn: &mut sqlx::PgConnection,
+    who: &Principal,
+    slug: &str,
+    action: Action,
+) -> Result<Tenant, Error> {
+    let row = db::tenants::get(conn, slug)
+        .await?
+        .ok_or_else(|| not_found(slug))?;
+    let tenant = views::tenant(conn, row).await?;
+    authorize_tenant(who, action, slug, tenant.memberships())?;
+    Ok(tenant)
+}
+
 pub fn not_found(slug: &str) -> Error {
     Error::NotFound(format!("there is no tenant \"{slug}\""))
 }

@@ -3,10 +3,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, load_authorized, tenant_response};
+use super::change::{Actor, TenantChange, tenant_response, view_authorized};
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{CreateMember, Member, Tenant, TenantItems, UpdateMember};
-use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
@@ -30,8 +29,7 @@ async fn list(
 ) -> Result<axum::Json<TenantItems<Member>>, Error> {
     precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
-    let tenant = views::tenant(&mut conn, row).await?;
+    let tenant = view_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     Ok(axum::Json(TenantItems {
         items: tenant.members,
         generation: tenant.generation,

@@ -3,7 +3,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, load_authorized, tenant_response};
+use super::change::{Actor, TenantChange, tenant_response, view_authorized};
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{CreateNamespace, Namespace, Tenant, TenantItems, UpdateNamespace};
 use super::views;
@@ -32,8 +32,7 @@ async fn list(
 ) -> Result<axum::Json<TenantItems<Namespace>>, Error> {
     precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
-    let tenant = views::tenant(&mut conn, row).await?;
+    let tenant = view_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     Ok(axum::Json(TenantItems {
         items: tenant.namespaces,
         generation: tenant.generation,

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, load_authorized, record, tenant_response};
+use super::change::{Actor, TenantChange, record, tenant_response, view_authorized};
 use super::extract::{ApiJson, ApiQuery, IfMatch, RequestId};
 use super::model::{CreateTenant, Tenant, TenantListQuery, TenantPage, TenantPatch};
 use super::wait::{WaitQuery, until_ready};
@@ -327,13 +327,12 @@ async fn get(
     precheck(&who, Action::ReadTenants)?;
     let limit = wait.limit(&app)?;
     let mut conn = app.db.acquire().await?;
-    let mut row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
+    let mut tenant = view_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     if let Some(limit) = limit {
         drop(conn);
-        row = until_ready(&app, &slug, limit).await?;
-        conn = app.db.acquire().await?;
+        let row = until_ready(&app, &slug, limit).await?;
+        tenant = views::tenant(&mut *app.db.acquire().await?, row).await?;
     }
-    let tenant = views::tenant(&mut conn, row).await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 
