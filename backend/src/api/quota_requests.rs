@@ -120,6 +120,7 @@ pub(crate) async fn list(
         status: query.status,
         tenant: query.tenant,
         member,
+        id: None,
     };
     let mut conn = app.db.acquire().await?;
     let rows = db::quota_requests::list(&mut conn, &filter, 500).await?;
@@ -189,7 +190,7 @@ pub(crate) async fn create(
     )
     .await?;
     let filter = RequestFilter {
-        tenant: Some(tenant.slug.clone()),
+        id: Some(id),
         ..Default::default()
     };
     let created = db::quota_requests::list(&mut tx, &filter, 1)
@@ -334,13 +335,13 @@ async fn decide(
     }
     let mut conn = app.db.acquire().await?;
     let filter = RequestFilter {
-        tenant: Some(slug),
+        id: Some(id),
         ..Default::default()
     };
-    db::quota_requests::list(&mut conn, &filter, 500)
+    db::quota_requests::list(&mut conn, &filter, 1)
         .await?
         .into_iter()
-        .find(|r| r.id == id)
+        .next()
         .map(QuotaRequest::from)
         .ok_or_else(not_found)
 }

@@ -18,6 +18,8 @@ pub struct QuotaRequestRow {
     pub comment: Option<String>,
     pub created_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// The tenant's budget for the resource now.
+    pub current_budget: Option<String>,
 }
 
 pub async fn insert(
@@ -48,6 +50,8 @@ pub struct RequestFilter {
     pub tenant: Option<String>,
     /// Only tenants where this email or one of these groups is a member.
     pub member: Option<(String, Vec<String>)>,
+    /// Only this request.
+    pub id: Option<i64>,
 }
 
 pub async fn list(
@@ -58,20 +62,23 @@ pub async fn list(
     Ok(sqlx::query_as!(
         QuotaRequestRow,
         r#"SELECT q.id, q.tenant_id, t.slug AS tenant_slug, q.requested_by, q.resource, q.amount, q.reason,
-                  q.status, q.decided_by, q.granted_amount, q.comment, q.created_at, q.decided_at
+                  q.status, q.decided_by, q.granted_amount, q.comment, q.created_at, q.decided_at,
+                  t.budget ->> q.resource AS current_budget
            FROM quota_requests q JOIN tenants t ON t.id = q.tenant_id
            WHERE ($1::text IS NULL OR q.status = $1)
              AND ($2::text IS NULL OR t.slug = $2)
              AND ($3::text IS NULL OR EXISTS (
                  SELECT 1 FROM members m WHERE m.tenant_id = q.tenant_id
                    AND ((m.kind = 'user' AND m.subject = $3) OR (m.kind = 'group' AND m.subject = ANY($4)))))
+             AND ($6::bigint IS NULL OR q.id = $6)
            ORDER BY q.id DESC
            LIMIT $5"#,
         filter.status.as_deref(),
         filter.tenant.as_deref(),
         filter.member.as_ref().map(|(email, _)| email.as_str()),
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
-        limit
+        limit,
+        filter.id,
     )
     .fetch_all(conn)
     .await?)
@@ -85,7 +92,8 @@ pub async fn get_for_update(
     Ok(sqlx::query_as!(
         QuotaRequestRow,
         r#"SELECT q.id, q.tenant_id, t.slug AS tenant_slug, q.requested_by, q.resource, q.amount, q.reason,
-                  q.status, q.decided_by, q.granted_amount, q.comment, q.created_at, q.decided_at
+                  q.status, q.decided_by, q.granted_amount, q.comment, q.created_at, q.decided_at,
+                  t.budget ->> q.resource AS current_budget
            FROM quota_requests q JOIN tenants t ON t.id = q.tenant_id
            WHERE q.id = $1 FOR UPDATE OF q"#,
         id

@@ -1,8 +1,6 @@
 //! Quota requests in the browser: owners ask from the tenant page, admins
 //! decide from the queue. Both go through the API's handlers.
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -75,23 +73,9 @@ pub async fn queue(
         500,
     )
     .await?;
-    let tenant_ids: Vec<i64> = rows.iter().map(|r| r.tenant_id).collect();
-    let mut budgets = BTreeMap::new();
-    for id in tenant_ids {
-        if let Some(t) = db::tenants::get_by_id(&mut conn, id).await? {
-            budgets.insert(id, t.budget.0);
-        }
-    }
     let (pending, decided): (Vec<_>, Vec<_>) = rows
         .into_iter()
-        .map(|r| {
-            let current = budgets
-                .get(&r.tenant_id)
-                .and_then(|b| b.get(&r.resource))
-                .cloned()
-                .unwrap_or_else(|| "none".into());
-            RequestRow::from_row(r, current)
-        })
+        .map(RequestRow::from_row)
         .partition(|r| r.status == "pending");
     render(&QueuePage {
         nav: viewer.nav("quota", q.notice),

@@ -71,14 +71,14 @@ pub struct RequestRow {
 }
 
 impl RequestRow {
-    pub fn from_row(r: db::quota_requests::QuotaRequestRow, current: String) -> Self {
+    pub fn from_row(r: db::quota_requests::QuotaRequestRow) -> Self {
         Self {
+            current: r.current_budget.unwrap_or_else(|| "none".into()),
             id: r.id,
             tenant: r.tenant_slug,
             requested_by: r.requested_by,
             resource: r.resource,
             amount: r.amount,
-            current,
             reason: r.reason,
             status: r.status,
             granted: r.granted_amount,
@@ -226,7 +226,7 @@ pub async fn show(
     )
     .await?
     .into_iter()
-    .map(|r| RequestRow::from_row(r, String::new()))
+    .map(RequestRow::from_row)
     .collect();
     let audit = db::audit::list_page(
         &mut conn,
