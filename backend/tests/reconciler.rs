@@ -365,6 +365,16 @@ async fn two_portals_on_one_database_apply_each_change_once(db: PgPool) {
     for slug in &slugs {
         portal.app.wait_ready(slug, Duration::from_secs(60)).await;
     }
+    // Each replica's watches see the other's applies as objects it has not
+    // rendered and ask for one more (write-free) look; wait for those to end.
+    eventually("the outbox drains", Duration::from_secs(30), || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        left == 0
+    })
+    .await;
     let workers: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT leased_by FROM outbox WHERE leased_by IS NOT NULL")
             .fetch_all(&db)
