@@ -69,6 +69,11 @@ enum Bench {
         resyncs: usize,
         #[arg(long)]
         workers: Option<u16>,
+        /// Leave the tenants' namespaces in the cluster at the end (deleting
+        /// 20,000 takes the controller manager about an hour here; a fresh
+        /// cluster takes seconds).
+        #[arg(long)]
+        keep_namespaces: bool,
     },
     /// Every benchmark at its default size, or tiny with --quick (a smoke run for CI).
     All {
@@ -128,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             requests,
             resyncs,
             workers,
+            keep_namespaces,
         } => {
             scale(
                 &env,
@@ -136,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
                     requests,
                     resyncs,
                     workers,
+                    keep_namespaces,
                     timeout,
                 },
             )
@@ -164,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
                     requests: if quick { 20 } else { 200 },
                     resyncs: if quick { 1 } else { 3 },
                     workers: None,
+                    keep_namespaces: false,
                     timeout,
                 },
             )
@@ -248,6 +256,9 @@ async fn scale(env: &Env, options: scale::Options) -> anyhow::Result<()> {
     );
     if let Some(w) = options.workers {
         command += &format!(" --workers {w}");
+    }
+    if options.keep_namespaces {
+        command += " --keep-namespaces";
     }
     eprintln!("{command}");
     let figures = scale::run(env, &options).await?;

@@ -15,6 +15,8 @@ pub struct Options {
     pub requests: usize,
     pub resyncs: usize,
     pub workers: Option<u16>,
+    /// Leave the namespaces in the cluster instead of deleting them.
+    pub keep_namespaces: bool,
     pub timeout: Duration,
 }
 
@@ -24,6 +26,10 @@ pub struct Figures {
     pub first_page_ms: Vec<f64>,
     pub deep_page_ms: Vec<f64>,
     pub tenant_ms: Vec<f64>,
+    pub dashboard_list_ms: Vec<f64>,
+    pub dashboard_search_ms: Vec<f64>,
+    pub dashboard_tenant_ms: Vec<f64>,
+    pub dashboard_home_ms: Vec<f64>,
     pub rss_mib: f64,
     pub resync_s: Vec<f64>,
     pub resync_writes: Vec<usize>,
@@ -44,6 +50,13 @@ pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Figures> {
     let portal = Portal::start(env, "scale", true, options.workers).await?;
     let result = measure(env, options, &portal, &user).await;
     portal.stop().await?;
+    if options.keep_namespaces {
+        eprintln!(
+            "  left the namespaces in the cluster; `deploy/dev/cluster down && deploy/dev/up` \
+             gives a fresh, empty cluster in seconds"
+        );
+        return result;
+    }
     let started = Instant::now();
     let removed =
         stack::delete_namespaces(&client, &format!("s{}", env.run_id), options.timeout).await?;
@@ -77,6 +90,19 @@ async fn measure(
     portal
         .clone_tenants(&template, &prefix, options.tenants - 1)
         .await?;
+    let one = format!("{prefix}{:05}", options.tenants / 2);
+    // An owner of three tenants among all the others: the first, the middle
+    // and the last, so no scan in id order can stop early. Added before the
+    // initial apply, so the resyncs find their RoleBindings in place.
+    sqlx::query(
+        "INSERT INTO members (tenant_id, kind, subject, role)
+         SELECT id, 'user', 'owner@example.com', 'owner' FROM tenants
+         WHERE id IN ((SELECT min(id) FROM tenants), (SELECT max(id) FROM tenants),
+                      (SELECT id FROM tenants WHERE slug = $1))",
+    )
+    .bind(&one)
+    .execute(&portal.db)
+    .await?;
     eprintln!(
         "  {} tenants in the database; the reconciler applies them",
         options.tenants
@@ -102,7 +128,6 @@ async fn measure(
     let deep = crate::api::deep_page_token(portal, options.tenants * 9 / 10)
         .await
         .ok();
-    let one = format!("{prefix}{:05}", options.tenants / 2);
     figures.first_page_ms =
         stack::latencies(options.requests, || portal.get("/tenants?page_size=50")).await?;
     if let Some(deep) = deep {
@@ -113,6 +138,36 @@ async fn measure(
     }
     figures.tenant_ms =
         stack::latencies(options.requests, || portal.get(&format!("/tenants/{one}"))).await?;
+    let cookie = portal
+        .session("admin@example.com", &["platform-admins"])
+        .await?;
+    // A redirect to sign in would be timed as well as a page; make sure it is the page.
+    let page = portal
+        .page(&format!("/tenants/{one}"), &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    if !page.contains(&format!("{one}-prod")) {
+        bail!("the dashboard's tenant page for {one} does not show its namespaces");
+    }
+    figures.dashboard_list_ms =
+        stack::latencies(options.requests, || portal.page("/tenants", &cookie)).await?;
+    figures.dashboard_search_ms = stack::latencies(options.requests, || {
+        portal.page(&format!("/tenants?q={one}"), &cookie)
+    })
+    .await?;
+    figures.dashboard_tenant_ms = stack::latencies(options.requests, || {
+        portal.page(&format!("/tenants/{one}"), &cookie)
+    })
+    .await?;
+    let owner = portal.session("owner@example.com", &[]).await?;
+    let home = portal.page("/", &owner).send().await?.text().await?;
+    if !home.contains(&one) {
+        bail!("the dashboard's home page for an owner of {one} does not list it");
+    }
+    figures.dashboard_home_ms =
+        stack::latencies(options.requests, || portal.page("/", &owner)).await?;
     figures.rss_mib = portal.rss_mib()?;
 
     for i in 1..=options.resyncs {
@@ -141,6 +196,10 @@ pub fn report(options: &Options, figures: &Figures, command: &str) {
     let (first50, first99) = lat(&figures.first_page_ms);
     let (deep50, deep99) = lat(&figures.deep_page_ms);
     let (one50, one99) = lat(&figures.tenant_ms);
+    let (list50, list99) = lat(&figures.dashboard_list_ms);
+    let (search50, search99) = lat(&figures.dashboard_search_ms);
+    let (page50, page99) = lat(&figures.dashboard_tenant_ms);
+    let (home50, home99) = lat(&figures.dashboard_home_ms);
     let n = options.requests;
     table(
         &["figure", "value"],
@@ -164,6 +223,22 @@ pub fn report(options: &Options, figures: &Figures, command: &str) {
             vec![
                 format!("GET one tenant: p50 / p99 (ms, {n} sequential)"),
                 format!("{one50} / {one99}"),
+            ],
+            vec![
+                format!("dashboard tenant list (admin, first 50): p50 / p99 (ms, {n} sequential)"),
+                format!("{list50} / {list99}"),
+            ],
+            vec![
+                format!("dashboard tenant list searched by slug: p50 / p99 (ms, {n} sequential)"),
+                format!("{search50} / {search99}"),
+            ],
+            vec![
+                format!("dashboard tenant page: p50 / p99 (ms, {n} sequential)"),
+                format!("{page50} / {page99}"),
+            ],
+            vec![
+                format!("dashboard home of an owner of 3 tenants: p50 / p99 (ms, {n} sequential)"),
+                format!("{home50} / {home99}"),
             ],
             vec![
                 "portal resident memory, VmRSS (MiB)".into(),

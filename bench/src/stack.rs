@@ -248,6 +248,32 @@ impl Portal {
             .bearer_auth(&self.token)
     }
 
+    /// A dashboard page, fetched with the session cookie `cookie`.
+    pub fn page(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("tp_session={cookie}"))
+    }
+
+    /// Signs `email` (in `groups`) in without an identity provider: a session
+    /// row as the login callback would store it (the SHA-256 of the cookie).
+    /// Returns the cookie's value.
+    pub async fn session(&self, email: &str, groups: &[&str]) -> anyhow::Result<String> {
+        let cookie = format!("bench-session-{}-{email}", self.db_name);
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, subject, email, name, groups, csrf_token, expires_at)
+             VALUES (sha256(convert_to($1, 'UTF8')), $2, $2, $2, $3, 'bench-csrf',
+                     now() + interval '1 day')",
+        )
+        .bind(&cookie)
+        .bind(email)
+        .bind(&groups)
+        .execute(&self.db)
+        .await?;
+        Ok(cookie)
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}/api/v1{path}", self.base))
