@@ -53,6 +53,7 @@ async fn claim(
 enum Outcome {
     /// The cluster holds generation `generation`.
     Synced {
+        slug: String,
         generation: i64,
         report: cluster::SyncReport,
     },
@@ -65,7 +66,7 @@ enum Outcome {
 }
 
 enum Failure {
-    Cluster(SyncError),
+    Cluster { slug: String, error: SyncError },
     Database(Error),
 }
 
@@ -97,7 +98,7 @@ async fn process(context: &Context, cluster: &Cluster, worker: &str, job: Claime
     match (&result, recorded) {
         (_, Err(e)) => tracing::error!(%worker, tenant_id = job.tenant_id, error = %e,
             "failed to record the outcome; the lease expires and another worker retries"),
-        (Ok(Outcome::Synced { generation, report }), Ok(())) => tracing::info!(
+        (Ok(Outcome::Synced { generation, report, .. }), Ok(())) => tracing::info!(
             cluster = %cluster.name, tenant_id = job.tenant_id, generation, applied = report.applied,
             deleted = report.deleted, unchanged = report.unchanged, elapsed_ms, "tenant in sync"),
         (Ok(Outcome::Deleting { remaining }), Ok(())) => tracing::info!(
@@ -106,8 +107,8 @@ async fn process(context: &Context, cluster: &Cluster, worker: &str, job: Claime
             tracing::info!(cluster = %cluster.name, tenant_id = job.tenant_id, "tenant deleted")
         }
         (Ok(Outcome::Nothing), Ok(())) => {}
-        (Err(Failure::Cluster(e)), Ok(())) => tracing::warn!(
-            cluster = %cluster.name, tenant_id = job.tenant_id, attempts = job.attempts, error = %e, "apply failed; will retry"),
+        (Err(Failure::Cluster { error, .. }), Ok(())) => tracing::warn!(
+            cluster = %cluster.name, tenant_id = job.tenant_id, attempts = job.attempts, %error, "apply failed; will retry"),
         (Err(Failure::Database(e)), Ok(())) => tracing::warn!(
             tenant_id = job.tenant_id, error = %e, "failed to read the tenant; will retry"),
     }
@@ -133,9 +134,13 @@ async fn reconcile(
     context.drift.remember(&cluster.name, &row.slug, &desired);
     let report = cluster::sync(cluster, &row.slug, &desired)
         .await
-        .map_err(Failure::Cluster)?;
+        .map_err(|error| Failure::Cluster {
+            slug: row.slug.clone(),
+            error,
+        })?;
     if row.state() != TenantState::Deleting {
         return Ok(Outcome::Synced {
+            slug: row.slug,
             generation: row.generation,
             report,
         });
@@ -148,9 +153,12 @@ async fn reconcile(
                 namespace: None,
                 name: row.slug.clone(),
             };
-            Failure::Cluster(SyncError {
-                failures: vec![(key, message)],
-            })
+            Failure::Cluster {
+                slug: row.slug.clone(),
+                error: SyncError {
+                    failures: vec![(key, message)],
+                },
+            }
         })?;
     if remaining > 0 {
         return Ok(Outcome::Deleting { remaining });
@@ -184,12 +192,12 @@ async fn record(
     result: &Result<Outcome, Failure>,
 ) -> Result<(), Error> {
     let mut tx = context.db.begin().await?;
-    let slug = db::tenants::get_by_id(&mut tx, job.tenant_id)
-        .await?
-        .map(|t| t.slug)
-        .unwrap_or_default();
     match result {
-        Ok(Outcome::Synced { generation, report }) => {
+        Ok(Outcome::Synced {
+            slug,
+            generation,
+            report,
+        }) => {
             let marked = db::sync::mark_ready(&mut tx, job.tenant_id, *generation).await?;
             if marked.newly_observed {
                 let after = serde_json::json!({
@@ -198,7 +206,7 @@ async fn record(
                 let event = db::audit::NewEvent {
                     actor: ACTOR,
                     action: "tenant.applied",
-                    tenant: Some((job.tenant_id, &slug)),
+                    tenant: Some((job.tenant_id, slug)),
                     before: None,
                     after: Some(&after),
                     request_id: None,
@@ -208,7 +216,7 @@ async fn record(
             db::outbox::complete(&mut tx, job.tenant_id, *generation, worker).await?;
             if marked.became_ready {
                 let data = serde_json::json!({"generation": generation});
-                db::events::append(&mut tx, "tenant.ready", job.tenant_id, &slug, &data).await?;
+                db::events::append(&mut tx, "tenant.ready", job.tenant_id, slug, &data).await?;
             }
         }
         Ok(Outcome::Deleting { .. }) => {
@@ -217,7 +225,7 @@ async fn record(
         Ok(Outcome::Tombstoned) | Ok(Outcome::Nothing) => {
             db::outbox::complete(&mut tx, job.tenant_id, i64::MAX, worker).await?;
         }
-        Err(Failure::Cluster(e)) => {
+        Err(Failure::Cluster { slug, error: e }) => {
             let per_namespace: Vec<(String, String)> = e
                 .failures
                 .iter()
@@ -237,7 +245,7 @@ async fn record(
             db::outbox::retry_later(&mut tx, job.tenant_id, worker, delay, Some(&message)).await?;
             if became_failed {
                 let data = serde_json::json!({"message": message});
-                db::events::append(&mut tx, "tenant.failed", job.tenant_id, &slug, &data).await?;
+                db::events::append(&mut tx, "tenant.failed", job.tenant_id, slug, &data).await?;
             }
         }
         Err(Failure::Database(e)) => {
