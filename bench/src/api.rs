@@ -32,7 +32,10 @@ pub struct Load {
 /// object against one namespace, a page of 50 against 50 namespaces.
 const TARGETS: [(&str, usize); 6] = [
     ("GET /api/v1/tenants/{slug}", GET_REFERENCE),
-    ("GET /api/v1/tenants?page_size=50 (first page)", LIST_REFERENCE),
+    (
+        "GET /api/v1/tenants?page_size=50 (first page)",
+        LIST_REFERENCE,
+    ),
     (
         "GET /api/v1/tenants?page_size=50&page_token=… (deep page)",
         LIST_REFERENCE,
@@ -132,7 +135,9 @@ async fn measure(
                 &kube_auth,
             ),
             (
-                format!("{server}/api/v1/namespaces?labelSelector=tenant-portal-bench%2Freference&limit=50"),
+                format!(
+                    "{server}/api/v1/namespaces?labelSelector=tenant-portal-bench%2Freference&limit=50"
+                ),
                 &kube_auth,
                 &kube_auth,
             ),

@@ -1,7 +1,5 @@
 //! Loads the API's representation of tenants from rows, in batched queries.
 
-use std::collections::BTreeMap;
-
 use sqlx::PgConnection;
 
 use super::model::{Member, Namespace, SyncStatus, Tenant};
@@ -73,25 +71,15 @@ fn assemble(
     })
 }
 
-/// The full representation of many tenants, in three queries.
+/// The full representation of many tenants, with one query for all their
+/// namespaces and members.
 pub async fn tenants(conn: &mut PgConnection, rows: Vec<TenantRow>) -> Result<Vec<Tenant>, Error> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let mut namespaces: BTreeMap<i64, Vec<NamespaceRow>> = BTreeMap::new();
-    for ns in db::namespaces::list_for_tenants(conn, &ids).await? {
-        namespaces.entry(ns.tenant_id).or_default().push(ns);
-    }
-    let mut members: BTreeMap<i64, Vec<MemberRow>> = BTreeMap::new();
-    for m in db::members::list_for_tenants(conn, &ids).await? {
-        members.entry(m.tenant_id).or_default().push(m);
-    }
+    let mut children = db::tenants::children(conn, &ids).await?;
     rows.into_iter()
         .map(|row| {
-            let id = row.id;
-            assemble(
-                row,
-                namespaces.get(&id).map_or(&[][..], Vec::as_slice),
-                members.get(&id).map_or(&[][..], Vec::as_slice),
-            )
+            let own = children.remove(&row.id).unwrap_or_default();
+            assemble(row, &own.namespaces, &own.members)
         })
         .collect()
 }

@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use crate::domain::{FieldError, MemberKind, Role};
 use crate::error::Error;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct MemberRow {
     pub id: i64,
     pub tenant_id: i64,

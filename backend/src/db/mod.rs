@@ -16,8 +16,8 @@ pub mod tokens;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{Connection, PgPool};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgPool};
 
 use crate::config::DatabaseConfig;
 

@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use crate::domain::{FieldError, ResourceList};
 use crate::error::Error;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct NamespaceRow {
     pub id: i64,
     pub tenant_id: i64,

@@ -1,7 +1,11 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
+use super::members::MemberRow;
+use super::namespaces::NamespaceRow;
 use crate::domain::{Description, DisplayName, Labels, ResourceList, TenantSlug, TenantState};
 use crate::error::Error;
 
@@ -238,6 +242,42 @@ pub async fn list_page(
     )
     .fetch_all(conn)
     .await?)
+}
+
+/// A tenant's namespaces (by name) and members (oldest first).
+#[derive(Debug, Clone, Default)]
+pub struct Children {
+    pub namespaces: Vec<NamespaceRow>,
+    pub members: Vec<MemberRow>,
+}
+
+/// The namespaces and members of many tenants in one round trip, aggregated
+/// per tenant by PostgreSQL; tenants missing from the answer have neither.
+pub async fn children(
+    conn: &mut PgConnection,
+    tenant_ids: &[i64],
+) -> Result<BTreeMap<i64, Children>, Error> {
+    let rows = sqlx::query!(
+        r#"SELECT t.id AS "tenant_id!",
+                  (SELECT COALESCE(json_agg(n ORDER BY n.name), '[]') FROM namespaces n
+                   WHERE n.tenant_id = t.id) AS "namespaces!: Json<Vec<NamespaceRow>>",
+                  (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
+                   WHERE m.tenant_id = t.id) AS "members!: Json<Vec<MemberRow>>"
+           FROM unnest($1::bigint[]) AS t(id)"#,
+        tenant_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let children = Children {
+                namespaces: r.namespaces.0,
+                members: r.members.0,
+            };
+            (r.tenant_id, children)
+        })
+        .collect())
 }
 
 pub async fn get_by_id(conn: &mut PgConnection, id: i64) -> Result<Option<TenantRow>, Error> {

@@ -16,17 +16,21 @@ pub async fn load_state(
     };
     let state = row.state();
     let keeps_objects = matches!(state, TenantState::Active | TenantState::Suspended);
+    let children = db::tenants::children(conn, &[row.id])
+        .await?
+        .remove(&row.id)
+        .unwrap_or_default();
     let namespaces = if keeps_objects {
-        db::namespaces::list_for_tenants(conn, &[row.id])
-            .await?
+        children
+            .namespaces
             .iter()
             .map(|n| (n.full_name.clone(), n.allocations()))
             .collect()
     } else {
         Vec::new()
     };
-    let members = db::members::list_for_tenants(conn, &[row.id])
-        .await?
+    let members = children
+        .members
         .into_iter()
         .filter_map(|m| {
             Some((

@@ -98,7 +98,12 @@ async fn process(context: &Context, cluster: &Cluster, worker: &str, job: Claime
     match (&result, recorded) {
         (_, Err(e)) => tracing::error!(%worker, tenant_id = job.tenant_id, error = %e,
             "failed to record the outcome; the lease expires and another worker retries"),
-        (Ok(Outcome::Synced { generation, report, .. }), Ok(())) => tracing::info!(
+        (
+            Ok(Outcome::Synced {
+                generation, report, ..
+            }),
+            Ok(()),
+        ) => tracing::info!(
             cluster = %cluster.name, tenant_id = job.tenant_id, generation, applied = report.applied,
             deleted = report.deleted, unchanged = report.unchanged, elapsed_ms, "tenant in sync"),
         (Ok(Outcome::Deleting { remaining }), Ok(())) => tracing::info!(
