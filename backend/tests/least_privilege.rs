@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::cluster::{eventually, kube, kubeconfig_path, spawn_portal, unique};
+use common::cluster::{eventually, kube, kubeconfig_path, outbox_drained, spawn_portal, unique};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -401,14 +401,7 @@ async fn the_reconciler_runs_a_tenants_whole_life_as_the_portals_service_account
     let params = PatchParams::apply("least-privilege-test");
     for stray in &strays {
         let kind = Kind::from_api_kind(stray["kind"].as_str().unwrap()).unwrap();
-        eventually("the outbox is empty", Duration::from_secs(30), || async {
-            let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-                .fetch_one(&portal.app.db)
-                .await
-                .unwrap();
-            queued == 0
-        })
-        .await;
+        outbox_drained(&portal.app.db, Duration::from_secs(30)).await;
         let api: Api<DynamicObject> =
             Api::namespaced_with(admin.clone(), &dev, &kind.api_resource());
         api.patch("stray", &params, &Patch::Apply(stray))

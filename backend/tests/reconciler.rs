@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    Outage, eventually, kube, kubeconfig_path, spawn_portal, spawn_reconciler, unique,
+    Outage, eventually, kube, kubeconfig_path, outbox_drained, spawn_portal, spawn_reconciler,
+    unique,
 };
 use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -367,14 +368,7 @@ async fn two_portals_on_one_database_apply_each_change_once(db: PgPool) {
     }
     // Each replica's watches see the other's applies as objects it has not
     // rendered and ask for one more (write-free) look; wait for those to end.
-    eventually("the outbox drains", Duration::from_secs(30), || async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        left == 0
-    })
-    .await;
+    outbox_drained(&db, Duration::from_secs(30)).await;
     let workers: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT leased_by FROM outbox WHERE leased_by IS NOT NULL")
             .fetch_all(&db)
@@ -578,14 +572,7 @@ async fn an_idle_resync_of_200_tenants_sends_no_writes(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(queued, 200);
-    eventually("the resync drains", Duration::from_secs(60), || async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        left == 0
-    })
-    .await;
+    outbox_drained(&db, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         portal_writes(&prefix),
@@ -848,27 +835,24 @@ async fn two_portal_processes_share_the_work_and_one_killed_mid_work_loses_nothi
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     for slug in &slugs {
-        loop {
-            let status: Value = client
-                .get(format!("{}/api/v1/tenants/{slug}/status", second.base))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if status["status"] == "Ready" {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{slug} never became Ready: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        eventually(
+            &format!("{slug} Ready"),
+            Duration::from_secs(120),
+            || async {
+                let status: Value = client
+                    .get(format!("{}/api/v1/tenants/{slug}/status", second.base))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                status["status"] == "Ready"
+            },
+        )
+        .await;
         assert_eq!(
             applied_events(&db, slug).await,
             1,

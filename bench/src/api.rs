@@ -71,14 +71,7 @@ async fn measure(
 ) -> anyhow::Result<Vec<Vec<Load>>> {
     let prefix = format!("a{}x", env.run_id);
     let template = format!("a{}template", env.run_id);
-    let created = portal
-        .post("/tenants")
-        .json(&stack::tenant_body(&template))
-        .send()
-        .await?;
-    if !created.status().is_success() {
-        bail!("creating the template tenant: {}", created.text().await?);
-    }
+    portal.create_tenant(&template).await?;
     let started = std::time::Instant::now();
     portal
         .clone_tenants(&template, &prefix, options.tenants - 1)

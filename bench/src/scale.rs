@@ -76,14 +76,7 @@ async fn measure(
     let mut figures = Figures::default();
     let template = format!("s{}template", env.run_id);
     let prefix = format!("s{}x", env.run_id);
-    let created = portal
-        .post("/tenants")
-        .json(&stack::tenant_body(&template))
-        .send()
-        .await?;
-    if !created.status().is_success() {
-        bail!("creating the template tenant: {}", created.text().await?);
-    }
+    portal.create_tenant(&template).await?;
     portal
         .wait_outbox_empty(Instant::now(), options.timeout)
         .await?;

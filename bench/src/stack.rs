@@ -292,6 +292,19 @@ impl Portal {
         Ok(kib / 1024.0)
     }
 
+    /// Creates a tenant through the API, with the body every benchmark uses.
+    pub async fn create_tenant(&self, slug: &str) -> anyhow::Result<()> {
+        let created = self
+            .post("/tenants")
+            .json(&tenant_body(slug))
+            .send()
+            .await?;
+        if !created.status().is_success() {
+            bail!("creating tenant {slug}: {}", created.text().await?);
+        }
+        Ok(())
+    }
+
     /// Copies tenant `template` (created through the API) `count` times with
     /// slugs `<prefix><n>`, with its namespaces and members, marked in sync.
     pub async fn clone_tenants(

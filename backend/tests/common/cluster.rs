@@ -128,6 +128,18 @@ impl TestApp {
 }
 
 /// Polls `check` until it holds.
+/// Waits until the reconciler has worked off every queued tenant.
+pub async fn outbox_drained(db: &PgPool, timeout: Duration) {
+    eventually("the outbox drains", timeout, || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(db)
+            .await
+            .unwrap();
+        left == 0
+    })
+    .await;
+}
+
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
