@@ -15,6 +15,7 @@ pub(crate) mod members;
 pub mod model;
 pub(crate) mod namespaces;
 pub(crate) mod pagination;
+pub(crate) mod policy;
 pub(crate) mod quota_requests;
 mod status;
 pub(crate) mod tenants;
@@ -57,6 +58,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(tenants::router())
         .merge(namespaces::router())
         .merge(budget::router())
+        .merge(policy::router())
         .merge(members::router())
         .merge(audit::router())
         .merge(status::router())
