@@ -361,10 +361,13 @@ fn suspended() -> Value {
 fn api_for(object: &Value, client: &kube::Client) -> Api<DynamicObject> {
     let kind = object["kind"].as_str().unwrap_or_default();
     let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-    let plural = format!("{}s", kind.to_lowercase());
+    let plural = match kind {
+        "ValidatingAdmissionPolicy" => "validatingadmissionpolicies",
+        _ => "validatingadmissionpolicybindings",
+    };
     Api::all_with(
         client.clone(),
-        &ApiResource::from_gvk_with_plural(&gvk, &plural),
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
     )
 }
 
