@@ -67,6 +67,10 @@ impl Cluster {
             })?,
         };
         config.connect_timeout = Some(Duration::from_secs(5));
+        // Names this replica in the API server's audit log.
+        if let Ok(agent) = axum::http::HeaderValue::from_str(&crate::telemetry::user_agent()) {
+            config.headers.push((axum::http::header::USER_AGENT, agent));
+        }
         let server_url = config
             .cluster_url
             .to_string()

@@ -2,11 +2,12 @@ use sqlx::PgConnection;
 
 use crate::cluster::render::TenantState as Desired;
 use crate::db::{self, tenants::TenantRow};
-use crate::domain::{MemberKind, Role, TenantState};
+use crate::domain::TenantState;
 use crate::error::Error;
 
 /// The tenant row and what its cluster should hold. A tenant being deleted
-/// should hold nothing.
+/// should hold nothing. A stored row that does not parse fails the load
+/// (`Error::Corrupt`); it never loads as an empty quota or a dropped member.
 pub async fn load_state(
     conn: &mut PgConnection,
     tenant_id: i64,
@@ -32,13 +33,7 @@ pub async fn load_state(
     let members = children
         .members
         .into_iter()
-        .filter_map(|m| {
-            Some((
-                MemberKind::parse(&m.kind).ok()?,
-                m.subject,
-                Role::parse(&m.role).ok()?,
-            ))
-        })
+        .map(|m| (m.kind, m.subject, m.role))
         .collect();
     let desired = Desired {
         slug: row.slug.clone(),

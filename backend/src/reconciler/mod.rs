@@ -28,8 +28,14 @@ pub struct Settings {
     pub workers_per_cluster: u16,
     pub resync_interval: Duration,
     pub usage_sample_interval: Duration,
-    /// How long a claimed outbox row stays with its worker before another may take it.
+    /// How long a claimed outbox row stays with its worker before another
+    /// may take it, unless the worker renews it.
     pub lease: Duration,
+    /// How often a worker at work renews its lease; well inside `lease`.
+    pub lease_renewal: Duration,
+    /// The longest one tenant's apply may take before it counts as failed
+    /// and is retried.
+    pub sync_timeout: Duration,
     /// The backstop when no notification arrives.
     pub poll_interval: Duration,
     /// How often tenants past their expiry are collected.
@@ -43,6 +49,8 @@ impl Settings {
             resync_interval: config.resync_interval,
             usage_sample_interval: config.usage_sample_interval,
             lease: Duration::from_secs(30),
+            lease_renewal: Duration::from_secs(10),
+            sync_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(5),
             expiry_interval: Duration::from_secs(10),
         }
@@ -68,10 +76,11 @@ pub fn start(
     settings: Settings,
     stop: CancellationToken,
 ) -> JoinSet<()> {
+    // The process's replica name, and which of its reconcilers this is.
     let identity = format!(
-        "{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple().to_string().split_at(8).0
+        "{}/{}",
+        crate::telemetry::replica(),
+        uuid::Uuid::new_v4().simple().to_string().split_at(4).0
     );
     let context = Arc::new(Context {
         db,
@@ -117,13 +126,20 @@ fn start_cluster(
 }
 
 /// Wakes workers when a change commits; polling is only the backstop.
+/// Notifications sent while the connection was down are lost, so every
+/// (re)connection wakes the workers once to look for what they missed.
 async fn listen(context: Arc<Context>, stop: CancellationToken) {
     while !stop.is_cancelled() {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&context.db).await?;
             listener.listen("tenant_outbox").await?;
+            context.wake.notify_waiters();
             loop {
-                listener.recv().await?;
+                // `None`: the connection was lost; the next call reconnects.
+                if listener.try_recv().await?.is_none() {
+                    crate::db::health::connection_lost();
+                    tracing::warn!("lost the outbox notifications; reconnecting");
+                }
                 context.wake.notify_waiters();
             }
             #[allow(unreachable_code)]
@@ -132,6 +148,7 @@ async fn listen(context: Arc<Context>, stop: CancellationToken) {
         tokio::select! {
             result = listener => {
                 if let Err(e) = result {
+                    crate::db::health::connection_lost();
                     tracing::warn!(error = %e, "lost the outbox notifications; workers poll until they are back");
                 }
             }
