@@ -79,6 +79,17 @@ async fn send(
     }
 }
 
+/// A dashboard page: status, whether it asks to retry later, and its text.
+async fn page(app: &common::TestApp) -> (u16, bool, String) {
+    let response = app.get("/").await;
+    let retry_after = response.headers().contains_key("retry-after");
+    (
+        response.status().as_u16(),
+        retry_after,
+        response.text().await.unwrap(),
+    )
+}
+
 async fn readyz(app: &common::TestApp) -> (u16, bool) {
     let response = app.get("/readyz").await;
     let retry_after = response.headers().contains_key("retry-after");
@@ -143,6 +154,7 @@ async fn a_database_restart_under_load_is_answered_with_503s_and_loses_nothing()
     phase.store(DOWN, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let down_readyz = readyz(&app).await;
+    let down_page = page(&app).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     phase.store(STARTING, Ordering::SeqCst);
     blocking(PrivatePostgres::start_again).await.unwrap();
@@ -210,6 +222,12 @@ async fn a_database_restart_under_load_is_answered_with_503s_and_loses_nothing()
         "/readyz says 503 while it is down"
     );
     assert_eq!(back_readyz.0, 200, "/readyz is 200 again");
+    assert_eq!((down_page.0, down_page.1), (503, true), "{}", down_page.2);
+    assert!(
+        down_page.2.contains("Try again shortly"),
+        "pages say to try again shortly: {}",
+        down_page.2
+    );
 
     // Nothing accepted is lost: every tenant answered 201 is there and applied.
     let created: Vec<&String> = answers.iter().filter_map(|a| a.created.as_ref()).collect();

@@ -288,6 +288,7 @@ async fn reconcile(
         });
     }
     let mut tx = context.db.begin().await.map_err(Error::from)?;
+    db::tenants::lock_by_id(&mut tx, row.id).await?;
     let holder = db::outbox::holder(&mut tx, row.id).await?;
     if holder.as_deref() != Some(&lease.holder) {
         return Ok(Outcome::Overtaken);
@@ -326,7 +327,9 @@ async fn record(
         return Ok(Recorded::Kept);
     }
     let mut tx = context.db.begin().await?;
-    // Locks the outbox row: no other worker claims it until this commits.
+    // The tenant's row first, as every change takes it; then the outbox row,
+    // which no other worker can claim until this commits.
+    db::tenants::lock_by_id(&mut tx, tenant_id).await?;
     let holder = db::outbox::holder(&mut tx, tenant_id).await?;
     if holder.as_deref() != Some(&job.holder) {
         return Ok(Recorded::Dropped { holder });
