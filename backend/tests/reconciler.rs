@@ -1027,12 +1027,12 @@ async fn a_stored_row_that_does_not_parse_fails_its_tenant_and_never_unlimits_it
         (
             "UPDATE tenants SET budget = '{\"requests.cpu\": \"lots\"}' WHERE slug = $1",
             "UPDATE tenants SET budget = '{\"requests.cpu\": \"2\", \"requests.memory\": \"2Gi\", \"pods\": \"10\"}' WHERE slug = $1",
-            "budget",
+            "tenants (id",
         ),
         (
             "UPDATE namespaces SET allocations = '{\"requests.cpu\": \"-1\"}' WHERE full_name = $1 || '-dev'",
             "UPDATE namespaces SET allocations = '{\"requests.cpu\": \"500m\", \"requests.memory\": \"512Mi\", \"pods\": \"4\"}' WHERE full_name = $1 || '-dev'",
-            "namespaces",
+            "namespaces or members",
         ),
         (
             "UPDATE tenants SET state = 'frozen' WHERE slug = $1",

@@ -12,13 +12,22 @@ pub async fn load_state(
     conn: &mut PgConnection,
     tenant_id: i64,
 ) -> Result<Option<(TenantRow, Desired)>, Error> {
-    let Some(row) = db::tenants::get_by_id(conn, tenant_id).await? else {
+    let row = db::tenants::get_by_id(conn, tenant_id)
+        .await
+        .map_err(|e| naming(e, format!("its row in tenants (id {tenant_id})")))?;
+    let Some(row) = row else {
         return Ok(None);
     };
     let state = row.state();
     let keeps_objects = matches!(state, TenantState::Active | TenantState::Suspended);
     let children = db::tenants::children(conn, &[row.id])
-        .await?
+        .await
+        .map_err(|e| {
+            naming(
+                e,
+                format!("its rows in namespaces or members (tenant_id {tenant_id})"),
+            )
+        })?
         .remove(&row.id)
         .unwrap_or_default();
     let namespaces = if keeps_objects {
@@ -43,4 +52,16 @@ pub async fn load_state(
         members,
     };
     Ok(Some((row, desired)))
+}
+
+/// Says which stored rows did not parse, and why, in words for the sync
+/// message: the value's own complaint, without the decoder's plumbing.
+fn naming(e: Error, rows: String) -> Error {
+    match e {
+        Error::Corrupt(cause) => {
+            let why = cause.root_cause().to_string();
+            Error::Corrupt(anyhow::anyhow!("{rows} does not parse: {why}"))
+        }
+        other => other,
+    }
 }
