@@ -389,10 +389,21 @@ async fn two_portals_on_one_database_apply_each_change_once(db: PgPool) {
         .filter(|w| w.code < 400)
         .collect();
     let per_object = writes_per_object(&writes);
+    eprintln!(
+        "API server audit log: {} writes to {} objects, by {:?}",
+        writes.len(),
+        per_object.len(),
+        writes_per_replica(&writes)
+    );
     let twice: Vec<_> = per_object.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         twice.is_empty(),
         "objects written more than once: {twice:?}"
+    );
+    assert_eq!(
+        writes_per_replica(&writes).len(),
+        2,
+        "both replicas applied, each under its own name"
     );
     for slug in &slugs {
         assert!(
@@ -867,6 +878,7 @@ async fn two_portal_processes_share_the_work_and_one_killed_mid_work_loses_nothi
     // The API server names who wrote: each process under its own replica.
     let writes = audit::portal_writes(&prefix);
     let per_replica = writes_per_replica(&writes);
+    eprintln!("API server audit log: writes per replica {per_replica:?}");
     assert_eq!(
         per_replica.len(),
         2,

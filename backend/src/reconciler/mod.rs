@@ -76,10 +76,14 @@ pub fn start(
     settings: Settings,
     stop: CancellationToken,
 ) -> JoinSet<()> {
-    // The process's replica name, and which of its reconcilers this is.
+    // The replica's name, as its cluster clients give it to the API server,
+    // and this reconciler's own mark: lease holders must never repeat.
+    let replica = match clusters.replica() {
+        "" => crate::telemetry::new_replica_name(),
+        replica => replica.to_string(),
+    };
     let identity = format!(
-        "{}/{}",
-        crate::telemetry::replica(),
+        "{replica}/{}",
         uuid::Uuid::new_v4().simple().to_string().split_at(4).0
     );
     let context = Arc::new(Context {
