@@ -1105,3 +1105,74 @@ async fn a_stored_row_that_does_not_parse_fails_its_tenant_and_never_unlimits_it
         "each failure is on the change stream"
     );
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_slow_worker_that_renews_its_lease_keeps_the_tenant_until_its_apply_times_out(
+    db: PgPool,
+) {
+    // A's cluster hangs; A renews its 1 s lease every 300 ms for the 4 s its
+    // apply may take. B, on the same database, must leave the tenant alone
+    // meanwhile, and A's timeout is then recorded as the failure it is.
+    let hang = Outage::start().await;
+    hang.stall();
+    let slow = tenant_portal::reconciler::Settings {
+        workers_per_cluster: 1,
+        lease: Duration::from_secs(1),
+        lease_renewal: Duration::from_millis(300),
+        sync_timeout: Duration::from_secs(4),
+        ..fast_settings()
+    };
+    let (_a, stop_a) = spawn_reconciler_with(db.clone(), &hang.kubeconfig, slow).await;
+    let spec = tenant_portal::config::ClusterSpec {
+        name: "local".into(),
+        kubeconfig: Some(kubeconfig_path().into()),
+        context: None,
+    };
+    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    let app = common::spawn_app_with(db.clone(), vec![spec], clusters).await;
+    let slug = unique("renew");
+    app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+        .await;
+    let holder = || async {
+        let holder: Option<Option<String>> = sqlx::query_scalar("SELECT leased_by FROM outbox")
+            .fetch_optional(&db)
+            .await
+            .unwrap();
+        holder.flatten()
+    };
+    eventually("replica A claims the tenant", READY, || async {
+        holder().await.is_some()
+    })
+    .await;
+    let a_holder = holder().await.unwrap();
+    let (_b, _stop_b) = spawn_reconciler(db.clone(), &kubeconfig_path()).await;
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(a_holder.as_str()),
+        "A still holds its renewed lease"
+    );
+    assert!(
+        audit::portal_writes(&slug).is_empty(),
+        "B wrote nothing for a tenant A holds"
+    );
+    eventually("A's timeout recorded as Failed", READY, || async {
+        stored_sync(&db, &slug).await.0 == "Failed"
+    })
+    .await;
+    let (_, message) = stored_sync(&db, &slug).await;
+    assert!(
+        message
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not finish the apply"),
+        "{message:?}"
+    );
+    // With A gone, the tenant is B's to apply.
+    stop_a.cancel();
+    requeue(&db, &slug).await;
+    app.wait_ready(&slug, Duration::from_secs(30)).await;
+}
