@@ -1011,6 +1011,15 @@ async fn a_worker_slower_than_its_lease_is_overtaken_and_only_the_newer_outcome_
         a_holder.contains('#'),
         "leases name their claim: {a_holder}"
     );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "reconcile_total{cluster=\"local\",outcome=\"overtaken\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the dropped outcome is counted"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]

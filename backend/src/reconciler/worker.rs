@@ -134,6 +134,7 @@ async fn process(context: &Context, cluster: &Cluster, job: Claimed) {
     let result = tokio::select! {
         result = reconcile(context, cluster, &job) => result,
         () = keep_lease(context, &job) => {
+            crate::metrics::global().reconciled(&cluster.name, "overtaken", started.elapsed().as_secs_f64());
             tracing::warn!(cluster = %cluster.name, tenant_id = job.tenant_id, generation = job.generation,
                 holder = %job.holder, "lost the lease while at work: another worker has the tenant; this attempt stops");
             return;
@@ -141,7 +142,7 @@ async fn process(context: &Context, cluster: &Cluster, job: Claimed) {
     };
     let recorded = record(context, &job, &result).await;
     let outcome = match (&result, &recorded) {
-        (_, Ok(Recorded::Dropped { .. })) => None,
+        (_, Ok(Recorded::Dropped { .. })) => Some("overtaken"),
         (Ok(Outcome::Synced { .. }), _) => Some("ready"),
         (Ok(Outcome::Deleting { .. }), _) => Some("deleting"),
         (Ok(Outcome::Tombstoned), _) => Some("deleted"),
