@@ -99,8 +99,12 @@ async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
         sqlx::query("SELECT 1").execute(&app.db),
     )
     .await
-    .map_err(|_| Error::Internal(anyhow::anyhow!("the database did not answer within 2s")))?
-    .context("the database is unreachable")?;
+    .map_err(|_| {
+        Error::DatabaseUnavailable(anyhow::anyhow!("the database did not answer within 2s"))
+    })?
+    .map_err(|e| {
+        Error::DatabaseUnavailable(anyhow::Error::new(e).context("the database is unreachable"))
+    })?;
     Ok("ready")
 }
 

@@ -43,6 +43,14 @@ pub enum Error {
     /// A part the request needs (a cluster) cannot serve it now.
     #[error("{0}")]
     Unavailable(String),
+    /// PostgreSQL cannot be reached now (stopped, restarting, connections
+    /// lost); answered 503 with `Retry-After`, never 500.
+    #[error("the database is unreachable for a moment; try again shortly")]
+    DatabaseUnavailable(anyhow::Error),
+    /// A stored row no longer parses (an unknown state, a budget that is not
+    /// quantities); the work that met it stops instead of using a default.
+    #[error("{0:#}")]
+    Corrupt(anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -71,8 +79,8 @@ impl Error {
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) | Self::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -89,8 +97,8 @@ impl Error {
             Self::PayloadTooLarge(_) => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unprocessable(_) => "unprocessable",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::Unavailable(_) | Self::DatabaseUnavailable(_) => "unavailable",
+            Self::Internal(_) | Self::Corrupt(_) => "internal",
         }
     }
 
@@ -99,7 +107,7 @@ impl Error {
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
-            Self::Internal(_) => {
+            Self::Internal(_) | Self::Corrupt(_) => {
                 "the server failed to handle the request; it has been logged, retry later".into()
             }
             Self::Invalid(errors) => errors
@@ -138,16 +146,67 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+impl Error {
+    /// The same error, as a database outage when its cause is one: a handler
+    /// that wrapped a lost connection with context still answers 503.
+    pub fn classified(self) -> Self {
+        match self {
+            Self::Internal(cause) if cause.chain().any(is_unreachable) => {
+                crate::db::health::connection_lost();
+                Self::DatabaseUnavailable(cause)
+            }
+            other => other,
+        }
+    }
+
+    /// Logs a server-side cause once; clients never see it.
+    pub fn log(&self) {
+        match self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            Self::Corrupt(cause) => {
+                tracing::error!(
+                    error = format!("{cause:#}"),
+                    "request met a stored row that does not parse"
+                )
+            }
+            Self::DatabaseUnavailable(cause) => {
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    "request answered 503: the database is unreachable"
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Seconds a client is asked to wait before retrying a 503.
+pub const RETRY_AFTER_SECS: &str = "5";
+
+/// Whether an error in a cause chain means PostgreSQL cannot be reached now,
+/// as opposed to a query it refused.
+fn is_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<sqlx::Error>()
+        .is_some_and(crate::db::health::is_connection_error)
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
-        }
-        let status = self.status();
-        let mut response = (status, axum::Json(self.problem())).into_response();
+        let this = self.classified();
+        this.log();
+        let status = this.status();
+        let mut response = (status, axum::Json(this.problem())).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -160,7 +219,14 @@ impl IntoResponse for Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(anyhow::Error::new(e).context("database query failed"))
+        if crate::db::health::is_connection_error(&e) {
+            crate::db::health::connection_lost();
+            Self::DatabaseUnavailable(anyhow::Error::new(e).context("lost the database"))
+        } else if crate::db::decode::is_corrupt(&e) {
+            Self::Corrupt(anyhow::Error::new(e).context("a stored row does not parse"))
+        } else {
+            Self::Internal(anyhow::Error::new(e).context("database query failed"))
+        }
     }
 }
 

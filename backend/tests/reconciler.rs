@@ -6,9 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::audit::{self, writes_per_object, writes_per_replica};
 use common::cluster::{
-    Outage, eventually, kube, kubeconfig_path, outbox_drained, spawn_portal, spawn_reconciler,
-    unique,
+    Outage, eventually, fast_settings, kube, kubeconfig_path, outbox_drained, spawn_portal,
+    spawn_reconciler, spawn_reconciler_with, unique,
 };
 use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -379,7 +380,37 @@ async fn two_portals_on_one_database_apply_each_change_once(db: PgPool) {
         assert_eq!(
             applied_events(&db, slug).await,
             1,
-            "{slug} applied by exactly one replica"
+            "{slug} recorded as applied by exactly one replica"
+        );
+    }
+    // The API server's own count: every object written once, by one replica.
+    let writes: Vec<_> = audit::portal_writes(&prefix)
+        .into_iter()
+        .filter(|w| w.code < 400)
+        .collect();
+    let per_object = writes_per_object(&writes);
+    eprintln!(
+        "API server audit log: {} writes to {} objects, by {:?}",
+        writes.len(),
+        per_object.len(),
+        writes_per_replica(&writes)
+    );
+    let twice: Vec<_> = per_object.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "objects written more than once: {twice:?}"
+    );
+    assert_eq!(
+        writes_per_replica(&writes).len(),
+        2,
+        "both replicas applied, each under its own name"
+    );
+    for slug in &slugs {
+        assert!(
+            per_object
+                .keys()
+                .any(|o| o.starts_with("namespaces/") && o.ends_with(&format!("/{slug}-a"))),
+            "the API server saw {slug}-a created"
         );
     }
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
@@ -531,20 +562,7 @@ async fn suspension_allows_no_pods_and_downgrades_members_to_view(db: PgPool) {
 
 /// Write requests the portal sent for objects whose names start with `prefix`.
 fn portal_writes(prefix: &str) -> usize {
-    let path = std::env::var("TP_KUBE_AUDIT_LOG")
-        .expect("TP_KUBE_AUDIT_LOG is not set: source the stack.env that deploy/dev/up prints");
-    let log = std::fs::read_to_string(&path).unwrap();
-    log.lines()
-        .filter(|line| line.contains("\"stage\":\"ResponseComplete\""))
-        .filter(|line| {
-            line.contains("fieldManager=tenant-portal") || line.contains("\"verb\":\"delete\"")
-        })
-        .filter(|line| {
-            line.contains(&format!("/{prefix}"))
-                || line.contains(&format!("\"namespace\":\"{prefix}"))
-                || line.contains(&format!("\"name\":\"{prefix}"))
-        })
-        .count()
+    audit::portal_writes(prefix).len()
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
@@ -824,14 +842,11 @@ async fn two_portal_processes_share_the_work_and_one_killed_mid_work_loses_nothi
             .unwrap();
         assert_eq!(created.status(), 201);
     }
-    eventually("work under way", Duration::from_secs(30), || async {
-        let applied: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'tenant.applied'")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        applied > 0
-    })
+    eventually(
+        "both replicas writing to the API server",
+        Duration::from_secs(30),
+        || async { writes_per_replica(&audit::portal_writes(&prefix)).len() == 2 },
+    )
     .await;
     first.child.kill().unwrap();
     first.child.wait().unwrap();
@@ -860,10 +875,313 @@ async fn two_portal_processes_share_the_work_and_one_killed_mid_work_loses_nothi
             "{slug} recorded as applied once"
         );
     }
-    let workers: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT split_part(actor, ':', 1) FROM audit_events WHERE action = 'tenant.applied'")
+    // The API server names who wrote: each process under its own replica.
+    let writes = audit::portal_writes(&prefix);
+    let per_replica = writes_per_replica(&writes);
+    eprintln!("API server audit log: writes per replica {per_replica:?}");
+    assert_eq!(
+        per_replica.len(),
+        2,
+        "both replicas wrote, each under its own name: {per_replica:?}"
+    );
+    assert!(per_replica.values().all(|n| *n > 0), "{per_replica:?}");
+    let per_object = writes_per_object(&writes);
+    for slug in &slugs {
+        for ns in ["a", "b"] {
+            let namespace = format!("/{slug}-{ns}");
+            assert!(
+                per_object
+                    .keys()
+                    .any(|o| o.starts_with("namespaces/") && o.ends_with(&namespace)),
+                "{slug}-{ns} was written"
+            );
+        }
+    }
+}
+
+/// The tenant's sync status and message as stored; read from the table, since
+/// a tenant whose row does not parse cannot be read through the API.
+async fn stored_sync(db: &PgPool, slug: &str) -> (String, Option<String>) {
+    sqlx::query_as("SELECT sync_status, sync_message FROM tenants WHERE slug = $1")
+        .bind(slug)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+/// Asks the reconciler to look at the tenant again, as a committed change would.
+async fn requeue(db: &PgPool, slug: &str) {
+    let (id, generation): (i64, i64) =
+        sqlx::query_as("SELECT id, generation FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    let mut conn = db.acquire().await.unwrap();
+    tenant_portal::db::outbox::enqueue(&mut conn, id, generation)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_worker_slower_than_its_lease_is_overtaken_and_only_the_newer_outcome_is_kept(
+    db: PgPool,
+) {
+    // Replica A reaches the cluster through a proxy that takes requests and
+    // answers none: its apply hangs past its 1 s lease, which it does not
+    // renew in time (a stalled process looks the same), until its own
+    // timeout fails it. Replica B reaches the cluster directly.
+    let hang = Outage::start().await;
+    hang.stall();
+    let slow = tenant_portal::reconciler::Settings {
+        workers_per_cluster: 1,
+        lease: Duration::from_secs(1),
+        lease_renewal: Duration::from_secs(600),
+        sync_timeout: Duration::from_secs(6),
+        ..fast_settings()
+    };
+    let (_a, _stop_a) = spawn_reconciler_with(db.clone(), &hang.kubeconfig, slow).await;
+    let spec = tenant_portal::config::ClusterSpec {
+        name: "local".into(),
+        kubeconfig: Some(kubeconfig_path().into()),
+        context: None,
+    };
+    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    let app = common::spawn_app_with(db.clone(), vec![spec], clusters).await;
+    let slug = unique("lease");
+    app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+        .await;
+    let holder = || async {
+        let holder: Option<Option<String>> = sqlx::query_scalar("SELECT leased_by FROM outbox")
+            .fetch_optional(&db)
+            .await
+            .unwrap();
+        holder.flatten()
+    };
+    eventually("replica A claims the tenant", READY, || async {
+        holder().await.is_some()
+    })
+    .await;
+    let a_holder = holder().await.unwrap_or_default();
+    let a_claimed = Instant::now();
+
+    let (_b, _stop_b) = spawn_reconciler(db.clone(), &kubeconfig_path()).await;
+    app.wait_ready(&slug, READY).await;
+    assert!(
+        a_claimed.elapsed() < Duration::from_secs(6),
+        "B finished before A's apply timed out; the test is too slow to show anything"
+    );
+
+    // A's apply times out and it comes back with a failure to record.
+    tokio::time::sleep(
+        Duration::from_secs(6).saturating_sub(a_claimed.elapsed()) + Duration::from_secs(2),
+    )
+    .await;
+    let (status, message) = stored_sync(&db, &slug).await;
+    assert_eq!(
+        status, "Ready",
+        "B's outcome stands, A's failure is dropped: {message:?}"
+    );
+    assert_eq!(message, None);
+    let failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'tenant.failed'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(failed, 0, "no failure reached the change stream");
+    let left: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT leased_by, last_error FROM outbox")
             .fetch_all(&db)
             .await
             .unwrap();
-    assert_eq!(workers, ["system"]);
+    assert!(left.is_empty(), "A left nothing in the outbox: {left:?}");
+    assert_eq!(applied_events(&db, &slug).await, 1);
+    let applied_by: Vec<String> = audit::portal_writes(&slug)
+        .into_iter()
+        .filter(|w| w.code < 400)
+        .map(|w| w.user_agent)
+        .collect();
+    assert!(
+        !applied_by.is_empty(),
+        "B's writes are in the API server's log"
+    );
+    assert!(
+        a_holder.contains('#'),
+        "leases name their claim: {a_holder}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "reconcile_total{cluster=\"local\",outcome=\"overtaken\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the dropped outcome is counted"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_stored_row_that_does_not_parse_fails_its_tenant_and_never_unlimits_its_quota(
+    db: PgPool,
+) {
+    let portal = spawn_portal(db.clone(), &kubeconfig_path()).await;
+    let slug = unique("rot");
+    portal.app.create_tenant(tenant(&slug)).await;
+    portal.app.wait_ready(&slug, READY).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(kube().await, &format!("{slug}-dev"));
+    let hard = |q: ResourceQuota| q.spec.and_then(|s| s.hard).unwrap_or_default();
+    let before = hard(quotas.get("tenant-quota").await.unwrap());
+    assert_eq!(before["requests.cpu"].0, "500m");
+
+    // The CHECK constraints would refuse the bad enums; a row can still rot
+    // (a hand edit, a restore from an older schema), so they are dropped here.
+    for constraint in [
+        "ALTER TABLE tenants DROP CONSTRAINT tenants_state_check",
+        "ALTER TABLE members DROP CONSTRAINT members_role_check",
+        "ALTER TABLE members DROP CONSTRAINT members_kind_check",
+    ] {
+        sqlx::query(constraint).execute(&db).await.unwrap();
+    }
+    let cases = [
+        (
+            "UPDATE tenants SET budget = '{\"requests.cpu\": \"lots\"}' WHERE slug = $1",
+            "UPDATE tenants SET budget = '{\"requests.cpu\": \"2\", \"requests.memory\": \"2Gi\", \"pods\": \"10\"}' WHERE slug = $1",
+            "tenants (id",
+        ),
+        (
+            "UPDATE namespaces SET allocations = '{\"requests.cpu\": \"-1\"}' WHERE full_name = $1 || '-dev'",
+            "UPDATE namespaces SET allocations = '{\"requests.cpu\": \"500m\", \"requests.memory\": \"512Mi\", \"pods\": \"4\"}' WHERE full_name = $1 || '-dev'",
+            "namespaces or members",
+        ),
+        (
+            "UPDATE tenants SET state = 'frozen' WHERE slug = $1",
+            "UPDATE tenants SET state = 'active' WHERE slug = $1",
+            "frozen",
+        ),
+        (
+            "UPDATE members SET role = 'superuser' FROM tenants t WHERE t.id = members.tenant_id AND t.slug = $1 AND members.role = 'viewer'",
+            "UPDATE members SET role = 'viewer' FROM tenants t WHERE t.id = members.tenant_id AND t.slug = $1 AND members.role = 'superuser'",
+            "superuser",
+        ),
+        (
+            "UPDATE members SET kind = 'robot' FROM tenants t WHERE t.id = members.tenant_id AND t.slug = $1 AND members.kind = 'user'",
+            "UPDATE members SET kind = 'user' FROM tenants t WHERE t.id = members.tenant_id AND t.slug = $1 AND members.kind = 'robot'",
+            "robot",
+        ),
+    ];
+    for (corrupt, repair, named) in cases {
+        let done = sqlx::query(corrupt).bind(&slug).execute(&db).await.unwrap();
+        assert_eq!(done.rows_affected(), 1, "{corrupt}");
+        requeue(&db, &slug).await;
+        eventually(&format!("Failed after: {corrupt}"), READY, || async {
+            stored_sync(&db, &slug).await.0 == "Failed"
+        })
+        .await;
+        let (_, message) = stored_sync(&db, &slug).await;
+        let message = message.unwrap_or_default();
+        assert!(
+            message.contains("does not parse") && message.contains(named),
+            "the message says what does not parse ({named}): {message}"
+        );
+        let (status, problem) =
+            common::problem(portal.app.get(&format!("/api/v1/tenants/{slug}")).await).await;
+        assert_eq!(
+            status, 500,
+            "a rotten row is not served as if it were fine: {problem}"
+        );
+        assert_eq!(
+            hard(quotas.get("tenant-quota").await.unwrap()),
+            before,
+            "the quota in the cluster is untouched after: {corrupt}"
+        );
+
+        sqlx::query(repair).bind(&slug).execute(&db).await.unwrap();
+        requeue(&db, &slug).await;
+        portal.app.wait_ready(&slug, READY).await;
+    }
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE type = 'tenant.failed' AND tenant_slug = $1",
+    )
+    .bind(&slug)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        failed,
+        cases.len() as i64,
+        "each failure is on the change stream"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_slow_worker_that_renews_its_lease_keeps_the_tenant_until_its_apply_times_out(
+    db: PgPool,
+) {
+    // A's cluster hangs; A renews its 1 s lease every 300 ms for the 4 s its
+    // apply may take. B, on the same database, must leave the tenant alone
+    // meanwhile, and A's timeout is then recorded as the failure it is.
+    let hang = Outage::start().await;
+    hang.stall();
+    let slow = tenant_portal::reconciler::Settings {
+        workers_per_cluster: 1,
+        lease: Duration::from_secs(1),
+        lease_renewal: Duration::from_millis(300),
+        sync_timeout: Duration::from_secs(4),
+        ..fast_settings()
+    };
+    let (_a, stop_a) = spawn_reconciler_with(db.clone(), &hang.kubeconfig, slow).await;
+    let spec = tenant_portal::config::ClusterSpec {
+        name: "local".into(),
+        kubeconfig: Some(kubeconfig_path().into()),
+        context: None,
+    };
+    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    let app = common::spawn_app_with(db.clone(), vec![spec], clusters).await;
+    let slug = unique("renew");
+    app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+        .await;
+    let holder = || async {
+        let holder: Option<Option<String>> = sqlx::query_scalar("SELECT leased_by FROM outbox")
+            .fetch_optional(&db)
+            .await
+            .unwrap();
+        holder.flatten()
+    };
+    eventually("replica A claims the tenant", READY, || async {
+        holder().await.is_some()
+    })
+    .await;
+    let a_holder = holder().await.unwrap();
+    let (_b, _stop_b) = spawn_reconciler(db.clone(), &kubeconfig_path()).await;
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(a_holder.as_str()),
+        "A still holds its renewed lease"
+    );
+    assert!(
+        audit::portal_writes(&slug).is_empty(),
+        "B wrote nothing for a tenant A holds"
+    );
+    eventually("A's timeout recorded as Failed", READY, || async {
+        stored_sync(&db, &slug).await.0 == "Failed"
+    })
+    .await;
+    let (_, message) = stored_sync(&db, &slug).await;
+    assert!(
+        message
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not finish the apply"),
+        "{message:?}"
+    );
+    // With A gone, the tenant is B's to apply.
+    stop_a.cancel();
+    requeue(&db, &slug).await;
+    app.wait_ready(&slug, Duration::from_secs(30)).await;
 }

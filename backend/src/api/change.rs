@@ -157,13 +157,7 @@ pub async fn load_authorized(
         .await?
         .ok_or_else(|| not_found(slug))?;
     let members = db::members::list_for_tenants(conn, &[row.id]).await?;
-    let memberships = members.iter().filter_map(|m| {
-        Some((
-            crate::domain::MemberKind::parse(&m.kind).ok()?,
-            m.subject.as_str(),
-            crate::domain::Role::parse(&m.role).ok()?,
-        ))
-    });
+    let memberships = members.iter().map(|m| (m.kind, m.subject.as_str(), m.role));
     authorize_tenant(who, action, slug, memberships)?;
     Ok(row)
 }

@@ -8,7 +8,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::role_in;
 use crate::db::{self, tenants::ListFilter};
-use crate::domain::{MemberKind, Role};
+use crate::domain::Role;
 use crate::error::Error;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -70,25 +70,19 @@ async fn me(State(app): State<AppState>, who: Principal) -> Result<Json<Me>, Err
             let rows = db::tenants::list_page(&mut conn, &filter, 0, 1000).await?;
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             let members = db::members::list_for_tenants(&mut conn, &ids).await?;
-            let tenants =
-                rows.iter()
-                    .filter_map(|row| {
-                        let memberships = members
-                            .iter()
-                            .filter(|m| m.tenant_id == row.id)
-                            .filter_map(|m| {
-                                Some((
-                                    MemberKind::parse(&m.kind).ok()?,
-                                    m.subject.as_str(),
-                                    Role::parse(&m.role).ok()?,
-                                ))
-                            });
-                        Some(MyTenant {
-                            slug: row.slug.clone(),
-                            role: role_in(&who, memberships)?,
-                        })
+            let tenants = rows
+                .iter()
+                .filter_map(|row| {
+                    let memberships = members
+                        .iter()
+                        .filter(|m| m.tenant_id == row.id)
+                        .map(|m| (m.kind, m.subject.as_str(), m.role));
+                    Some(MyTenant {
+                        slug: row.slug.clone(),
+                        role: role_in(&who, memberships)?,
                     })
-                    .collect();
+                })
+                .collect();
             Me {
                 kind: "user".into(),
                 actor,

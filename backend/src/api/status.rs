@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::db;
-use crate::domain::{Quantity, QuotaResource, ResourceList, TenantState};
+use crate::domain::{Quantity, QuotaResource, ResourceList};
 use crate::error::Error;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,7 +35,7 @@ async fn status(
     let namespaces = db::namespaces::list_for_tenants(&mut conn, &[row.id]).await?;
     Ok(Json(TenantStatus {
         slug: row.slug.clone(),
-        state: TenantState::parse(&row.state).unwrap_or(TenantState::Active),
+        state: row.state,
         generation: row.generation,
         sync: views::sync_status(&row),
         namespaces: namespaces
@@ -82,7 +82,7 @@ async fn usage(
         per_namespace.push(NamespaceUsage {
             name: ns.name.clone(),
             full_name: ns.full_name.clone(),
-            resources: combine(&used.to_strings(), &ns.allocations.0, None),
+            resources: combine(&used.to_strings(), &ns.allocations.to_strings(), None),
             reported_at: ns.usage_at,
         });
     }
@@ -93,7 +93,7 @@ async fn usage(
         total: combine(
             &used_total.to_strings(),
             &allocated.to_strings(),
-            Some(&row.budget.0),
+            Some(&row.budget.to_strings()),
         ),
     }))
 }

@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 
 use super::model::{Member, Namespace, SyncStatus, Tenant};
 use crate::db::{self, members::MemberRow, namespaces::NamespaceRow, tenants::TenantRow};
-use crate::domain::{MemberKind, ResourceList, Role};
+use crate::domain::ResourceList;
 use crate::error::Error;
 
 pub fn sync_status(row: &TenantRow) -> SyncStatus {
@@ -20,7 +20,7 @@ pub fn namespace(row: &NamespaceRow) -> Namespace {
     Namespace {
         name: row.name.clone(),
         full_name: row.full_name.clone(),
-        allocations: row.allocations.0.clone(),
+        allocations: row.allocations.to_strings(),
         created_at: row.created_at,
     }
 }
@@ -28,9 +28,9 @@ pub fn namespace(row: &NamespaceRow) -> Namespace {
 pub fn member(row: &MemberRow) -> Member {
     Member {
         id: row.id,
-        kind: MemberKind::parse(&row.kind).unwrap_or(MemberKind::User),
+        kind: row.kind,
         subject: row.subject.clone(),
-        role: Role::parse(&row.role).unwrap_or(Role::Viewer),
+        role: row.role,
         created_at: row.created_at,
     }
 }
@@ -57,9 +57,8 @@ fn assemble(
         description: row.description,
         labels: row.labels.0,
         cluster: row.cluster,
-        state: crate::domain::TenantState::parse(&row.state)
-            .unwrap_or(crate::domain::TenantState::Active),
-        budget: row.budget.0,
+        state: row.state,
+        budget: row.budget.to_strings(),
         generation: row.generation,
         created_at: row.created_at,
         updated_at: row.updated_at,

@@ -67,7 +67,7 @@ pub enum GuardrailState {
 
 impl Cluster {
     /// Builds the client from the spec's kubeconfig (or the environment's).
-    pub async fn connect(spec: &ClusterSpec) -> anyhow::Result<Arc<Self>> {
+    pub async fn connect(spec: &ClusterSpec, replica: &str) -> anyhow::Result<Arc<Self>> {
         let mut config = match &spec.kubeconfig {
             Some(path) => {
                 let kubeconfig = Kubeconfig::read_from(path)
@@ -82,6 +82,11 @@ impl Cluster {
             })?,
         };
         config.connect_timeout = Some(Duration::from_secs(5));
+        // Names this replica in the API server's audit log.
+        if let Ok(agent) = axum::http::HeaderValue::from_str(&crate::telemetry::user_agent(replica))
+        {
+            config.headers.push((axum::http::header::USER_AGENT, agent));
+        }
         let server_url = config
             .cluster_url
             .to_string()
@@ -255,17 +260,19 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Every configured cluster, by name.
+/// Every configured cluster, by name, with the name of the replica whose
+/// clients they are.
 #[derive(Clone, Default)]
-pub struct Clusters(Arc<BTreeMap<String, Arc<Cluster>>>);
+pub struct Clusters(Arc<BTreeMap<String, Arc<Cluster>>>, Arc<str>);
 
 impl Clusters {
     pub async fn connect(specs: &[ClusterSpec]) -> anyhow::Result<Self> {
+        let replica = crate::telemetry::new_replica_name();
         let mut clusters = BTreeMap::new();
         for spec in specs {
-            clusters.insert(spec.name.clone(), Cluster::connect(spec).await?);
+            clusters.insert(spec.name.clone(), Cluster::connect(spec, &replica).await?);
         }
-        Ok(Self(Arc::new(clusters)))
+        Ok(Self(Arc::new(clusters), replica.into()))
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
@@ -278,5 +285,10 @@ impl Clusters {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The replica these clients write as (their `User-Agent`).
+    pub fn replica(&self) -> &str {
+        &self.1
     }
 }

@@ -8,9 +8,9 @@ use crate::error::Error;
 pub struct MemberRow {
     pub id: i64,
     pub tenant_id: i64,
-    pub kind: String,
+    pub kind: MemberKind,
     pub subject: String,
-    pub role: String,
+    pub role: Role,
     pub created_at: DateTime<Utc>,
 }
 
@@ -23,8 +23,8 @@ pub async fn insert(
 ) -> Result<MemberRow, Error> {
     sqlx::query_as!(
         MemberRow,
-        "INSERT INTO members (tenant_id, kind, subject, role) VALUES ($1, $2, $3, $4)
-         RETURNING id, tenant_id, kind, subject, role, created_at",
+        r#"INSERT INTO members (tenant_id, kind, subject, role) VALUES ($1, $2, $3, $4)
+           RETURNING id, tenant_id, kind AS "kind: _", subject, role AS "role: _", created_at"#,
         tenant_id,
         kind.as_str(),
         subject,
@@ -50,8 +50,8 @@ pub async fn list_for_tenants(
 ) -> Result<Vec<MemberRow>, Error> {
     Ok(sqlx::query_as!(
         MemberRow,
-        "SELECT id, tenant_id, kind, subject, role, created_at
-         FROM members WHERE tenant_id = ANY($1) ORDER BY tenant_id, id",
+        r#"SELECT id, tenant_id, kind AS "kind: _", subject, role AS "role: _", created_at
+         FROM members WHERE tenant_id = ANY($1) ORDER BY tenant_id, id"#,
         tenant_ids
     )
     .fetch_all(conn)

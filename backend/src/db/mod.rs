@@ -2,7 +2,9 @@
 //! transaction; handlers own the transaction boundary.
 
 pub mod audit;
+pub mod decode;
 pub mod events;
+pub mod health;
 pub mod idempotency;
 pub mod members;
 pub mod namespaces;
@@ -29,23 +31,37 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// A pooled connection idle this long is pinged before use.
 const CHECK_CONNECTIONS_IDLE_FOR: Duration = Duration::from_secs(5);
 
-/// Connects the pool; fails with a message saying where it tried to connect.
-pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+/// How long a request waits for a connection before it is answered 503;
+/// while the server is down that is every request's wait.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The pool's rules, shared by the service and the tests that stand in for it.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         // sqlx pings every connection it hands out, a round trip per request
         // (a third of a tenant GET's). A connection in steady use has just
-        // proven itself; only one that sat idle is checked.
+        // proven itself; only one that sat idle, or that was open when a
+        // connection was lost (the server restarted), is checked. A failed
+        // ping drops the connection and the pool opens a fresh one.
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for > CHECK_CONNECTIONS_IDLE_FOR {
-                    conn.ping().await?;
+                let suspect =
+                    meta.idle_for > CHECK_CONNECTIONS_IDLE_FOR || health::may_have_died(meta.age);
+                if suspect && let Err(e) = conn.ping().await {
+                    tracing::debug!(error = %e, "dropping a pooled connection that died");
+                    return Ok(false);
                 }
                 Ok(true)
             })
         })
+}
+
+/// Connects the pool; fails with a message saying where it tried to connect.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    pool_options(config.max_connections)
         .connect(config.url.expose())
         .await
         .context("failed to connect to PostgreSQL; check --database-url / DATABASE_URL and that the server is running")

@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -13,7 +11,7 @@ pub struct NamespaceRow {
     pub tenant_id: i64,
     pub name: String,
     pub full_name: String,
-    pub allocations: Json<BTreeMap<String, String>>,
+    pub allocations: ResourceList,
     pub created_at: DateTime<Utc>,
     pub sync_status: String,
     pub sync_message: Option<String>,
@@ -24,7 +22,7 @@ pub struct NamespaceRow {
 
 impl NamespaceRow {
     pub fn allocations(&self) -> ResourceList {
-        ResourceList::parse(&self.allocations.0, "allocations").unwrap_or_default()
+        self.allocations.clone()
     }
 }
 

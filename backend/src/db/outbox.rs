@@ -23,63 +23,98 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// An outbox row a worker holds a lease on.
-#[derive(Debug, Clone, Copy)]
+/// An outbox row a worker holds a lease on. `holder` is the lease's token,
+/// unique to this claim; every write of the outcome checks the row still
+/// names it, so a worker overtaken by another writes nothing.
+#[derive(Debug, Clone)]
 pub struct Claimed {
     pub tenant_id: i64,
     pub generation: i64,
     pub attempts: i32,
+    pub holder: String,
 }
 
-/// Leases the most overdue row of a tenant on `cluster`. `SKIP LOCKED` lets
-/// workers of every replica claim side by side, and the lease keeps one
-/// tenant with one worker; a worker that dies loses its lease when it expires.
+/// Leases the most overdue row of a tenant on `cluster` to `holder`. `SKIP
+/// LOCKED` lets workers of every replica claim side by side, and the lease
+/// keeps one tenant with one worker; a worker that dies loses its lease when
+/// it expires.
 pub async fn claim(
     conn: &mut PgConnection,
     cluster: &str,
-    worker: &str,
+    holder: &str,
     lease: std::time::Duration,
 ) -> Result<Option<Claimed>, Error> {
     Ok(sqlx::query_as!(
         Claimed,
-        "UPDATE outbox o
-         SET leased_by = $2, leased_until = now() + make_interval(secs => $3), attempts = o.attempts + 1
-         WHERE o.tenant_id = (
-             SELECT c.tenant_id FROM outbox c JOIN tenants t ON t.id = c.tenant_id
-             WHERE t.cluster = $1 AND c.not_before <= now()
-               AND (c.leased_until IS NULL OR c.leased_until < now())
-             ORDER BY c.not_before
-             LIMIT 1
-             FOR UPDATE OF c SKIP LOCKED)
-         RETURNING o.tenant_id, o.generation, o.attempts",
+        r#"UPDATE outbox o
+           SET leased_by = $2, leased_until = now() + make_interval(secs => $3), attempts = o.attempts + 1
+           WHERE o.tenant_id = (
+               SELECT c.tenant_id FROM outbox c JOIN tenants t ON t.id = c.tenant_id
+               WHERE t.cluster = $1 AND c.not_before <= now()
+                 AND (c.leased_until IS NULL OR c.leased_until < now())
+               ORDER BY c.not_before
+               LIMIT 1
+               FOR UPDATE OF c SKIP LOCKED)
+           RETURNING o.tenant_id, o.generation, o.attempts, o.leased_by AS "holder!""#,
         cluster,
-        worker,
+        holder,
         lease.as_secs_f64(),
     )
     .fetch_optional(conn)
     .await?)
 }
 
-/// Removes the row once `generation` (or a later one) is applied; a row for
-/// a newer change stays, released for the next worker.
-pub async fn complete(
+/// Extends the lease while its worker is still at work. False when the lease
+/// is no longer this worker's: it expired and another worker claimed the
+/// row, or the row is gone.
+pub async fn renew(
     conn: &mut PgConnection,
-    tenant_id: i64,
-    applied: i64,
-    worker: &str,
-) -> Result<(), Error> {
+    lease: &Claimed,
+    by: std::time::Duration,
+) -> Result<bool, Error> {
+    let done = sqlx::query!(
+        "UPDATE outbox SET leased_until = now() + make_interval(secs => $3)
+         WHERE tenant_id = $1 AND leased_by = $2",
+        lease.tenant_id,
+        lease.holder,
+        by.as_secs_f64(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Locks the tenant's row for the rest of the transaction and answers who
+/// holds its lease now (`None`: nobody, or the row is gone). The outcome of
+/// a claim is written only while this is still the claim's holder.
+pub async fn holder(conn: &mut PgConnection, tenant_id: i64) -> Result<Option<String>, Error> {
+    Ok(sqlx::query_scalar!(
+        "SELECT leased_by FROM outbox WHERE tenant_id = $1 FOR UPDATE",
+        tenant_id
+    )
+    .fetch_optional(conn)
+    .await?
+    .flatten())
+}
+
+/// Removes the row once `generation` (or a later one) is applied; a row for
+/// a newer change stays, released for the next worker. Only the lease's
+/// holder can do either.
+pub async fn complete(conn: &mut PgConnection, lease: &Claimed, applied: i64) -> Result<(), Error> {
     sqlx::query!(
-        "DELETE FROM outbox WHERE tenant_id = $1 AND generation <= $2 AND NOT recheck",
-        tenant_id,
-        applied
+        "DELETE FROM outbox
+         WHERE tenant_id = $1 AND generation <= $2 AND NOT recheck AND leased_by = $3",
+        lease.tenant_id,
+        applied,
+        lease.holder
     )
     .execute(&mut *conn)
     .await?;
     sqlx::query!(
         "UPDATE outbox SET leased_by = NULL, leased_until = NULL, recheck = false, not_before = now()
          WHERE tenant_id = $1 AND leased_by = $2",
-        tenant_id,
-        worker
+        lease.tenant_id,
+        lease.holder
     )
     .execute(conn)
     .await?;
@@ -87,19 +122,24 @@ pub async fn complete(
 }
 
 /// Releases the row to be tried again after `delay`, keeping the last error.
+/// A change that arrived after the `attempted` generation is not made to
+/// wait for the backoff of an older one: the row is due at once.
 pub async fn retry_later(
     conn: &mut PgConnection,
-    tenant_id: i64,
-    worker: &str,
+    lease: &Claimed,
+    attempted: i64,
     delay: std::time::Duration,
     error: Option<&str>,
 ) -> Result<(), Error> {
     sqlx::query!(
         "UPDATE outbox SET leased_by = NULL, leased_until = NULL,
-                not_before = now() + make_interval(secs => $3), last_error = $4
+                not_before = CASE WHEN generation > $3 THEN now()
+                                  ELSE now() + make_interval(secs => $4) END,
+                last_error = $5
          WHERE tenant_id = $1 AND leased_by = $2",
-        tenant_id,
-        worker,
+        lease.tenant_id,
+        lease.holder,
+        attempted,
         delay.as_secs_f64(),
         error
     )

@@ -2,6 +2,7 @@
 
 use sqlx::PgConnection;
 
+use super::outbox::Claimed;
 use crate::error::Error;
 
 /// What marking a tenant Ready changed.
@@ -13,24 +14,32 @@ pub struct Marked {
     pub became_ready: bool,
 }
 
-/// Marks `generation` applied.
+/// Marks `generation` applied, if `lease` is still its writer's; `None`
+/// (nothing written) when another worker has taken the tenant since.
 pub async fn mark_ready(
     conn: &mut PgConnection,
-    tenant_id: i64,
+    lease: &Claimed,
     generation: i64,
-) -> Result<Marked, Error> {
+) -> Result<Option<Marked>, Error> {
+    let tenant_id = lease.tenant_id;
     let before = sqlx::query!(
-        "SELECT observed_generation, sync_status FROM tenants WHERE id = $1 FOR UPDATE",
-        tenant_id
+        r#"SELECT t.observed_generation, t.sync_status,
+                  EXISTS (SELECT 1 FROM outbox o WHERE o.tenant_id = t.id AND o.leased_by = $2) AS "held!"
+           FROM tenants t WHERE t.id = $1 FOR UPDATE OF t"#,
+        tenant_id,
+        lease.holder
     )
     .fetch_one(&mut *conn)
     .await?;
+    if !before.held {
+        return Ok(None);
+    }
     let newly_observed = before.observed_generation < generation;
     if !newly_observed && before.sync_status == "Ready" {
-        return Ok(Marked {
+        return Ok(Some(Marked {
             newly_observed,
             became_ready: false,
-        });
+        }));
     }
     let status = sqlx::query_scalar!(
         "UPDATE tenants
@@ -51,26 +60,37 @@ pub async fn mark_ready(
     )
     .execute(&mut *conn)
     .await?;
-    Ok(Marked {
+    Ok(Some(Marked {
         newly_observed,
         became_ready: status == "Ready" && before.sync_status != "Ready",
-    })
+    }))
 }
 
-/// Records a failed attempt with the API server's words, per namespace where
-/// the failure belongs to one. Answers whether the status turned Failed now.
+/// Records a failed attempt at `generation` with the API server's words, per
+/// namespace where the failure belongs to one. Answers whether the status
+/// turned Failed now; `None` (nothing written) when `lease` is no longer its
+/// writer's or the tenant has moved past `generation`, whose failure then
+/// says nothing about the state wanted now.
 pub async fn mark_failed(
     conn: &mut PgConnection,
-    tenant_id: i64,
+    lease: &Claimed,
+    generation: i64,
     message: &str,
     namespace_failures: &[(String, String)],
-) -> Result<bool, Error> {
-    let was = sqlx::query_scalar!(
-        "SELECT sync_status FROM tenants WHERE id = $1 FOR UPDATE",
-        tenant_id
+) -> Result<Option<bool>, Error> {
+    let tenant_id = lease.tenant_id;
+    let was = sqlx::query!(
+        r#"SELECT t.sync_status, t.generation,
+                  EXISTS (SELECT 1 FROM outbox o WHERE o.tenant_id = t.id AND o.leased_by = $2) AS "held!"
+           FROM tenants t WHERE t.id = $1 FOR UPDATE OF t"#,
+        tenant_id,
+        lease.holder
     )
     .fetch_one(&mut *conn)
     .await?;
+    if !was.held || was.generation != generation {
+        return Ok(None);
+    }
     sqlx::query!(
         "UPDATE tenants SET sync_status = 'Failed', sync_message = $2, last_synced_at = now()
          WHERE id = $1 AND (sync_status <> 'Failed' OR sync_message IS DISTINCT FROM $2)",
@@ -90,7 +110,7 @@ pub async fn mark_failed(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(was != "Failed")
+    Ok(Some(was.sync_status != "Failed"))
 }
 
 /// Stores a namespace's quota usage when it changed.

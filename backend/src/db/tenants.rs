@@ -9,7 +9,8 @@ use super::namespaces::NamespaceRow;
 use crate::domain::{Description, DisplayName, Labels, ResourceList, TenantSlug, TenantState};
 use crate::error::Error;
 
-/// A tenant row as stored. Quantities are kept as canonical strings.
+/// A tenant row as stored (quantities as canonical strings), parsed on the
+/// way out: a row whose state or budget does not parse fails its read.
 #[derive(Debug, Clone)]
 pub struct TenantRow {
     pub id: i64,
@@ -18,8 +19,8 @@ pub struct TenantRow {
     pub description: String,
     pub labels: Json<std::collections::BTreeMap<String, String>>,
     pub cluster: String,
-    pub state: String,
-    pub budget: Json<std::collections::BTreeMap<String, String>>,
+    pub state: TenantState,
+    pub budget: ResourceList,
     pub generation: i64,
     pub sync_status: String,
     pub observed_generation: i64,
@@ -34,7 +35,7 @@ pub struct TenantRow {
 
 impl TenantRow {
     pub fn state(&self) -> TenantState {
-        TenantState::parse(&self.state).unwrap_or(TenantState::Active)
+        self.state
     }
 
     pub fn slug(&self) -> TenantSlug {
@@ -43,7 +44,7 @@ impl TenantRow {
     }
 
     pub fn budget(&self) -> ResourceList {
-        ResourceList::parse(&self.budget.0, "budget").unwrap_or_default()
+        self.budget.clone()
     }
 }
 
@@ -72,7 +73,7 @@ pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<Tenan
         r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7)
            RETURNING id, slug, display_name, description,
-                     labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                     labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                      sync_status, observed_generation, sync_message, last_synced_at,
                      created_at, updated_at, deleted_at, expires_at"#,
         new.slug.as_str(),
@@ -101,7 +102,7 @@ pub async fn get(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow
     Ok(sqlx::query_as!(
         TenantRow,
         r#"SELECT id, slug, display_name, description,
-                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
                   created_at, updated_at, deleted_at, expires_at
            FROM tenants WHERE slug = $1"#,
@@ -121,7 +122,7 @@ pub async fn get_for_update(
     Ok(sqlx::query_as!(
         TenantRow,
         r#"SELECT id, slug, display_name, description,
-                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
                   created_at, updated_at, deleted_at, expires_at
            FROM tenants WHERE slug = $1 FOR UPDATE"#,
@@ -217,7 +218,7 @@ pub async fn list_page(
     Ok(sqlx::query_as!(
         TenantRow,
         r#"SELECT id, slug, display_name, description,
-                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
                   created_at, updated_at, deleted_at, expires_at
            FROM tenants
@@ -284,7 +285,7 @@ pub async fn get_by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Tenant
     Ok(sqlx::query_as!(
         TenantRow,
         r#"SELECT id, slug, display_name, description,
-                  labels AS "labels: _", cluster, state, budget AS "budget: _", generation,
+                  labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
                   created_at, updated_at, deleted_at, expires_at
            FROM tenants WHERE id = $1"#,
@@ -340,4 +341,28 @@ pub async fn expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<String>,
     )
     .fetch_all(conn)
     .await?)
+}
+
+/// A tenant's slug and generation by id, read without parsing the rest of
+/// its row: the reconciler records a tenant whose row no longer parses.
+pub async fn slug_and_generation(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<(String, i64)>, Error> {
+    Ok(
+        sqlx::query!("SELECT slug, generation FROM tenants WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?
+            .map(|r| (r.slug, r.generation)),
+    )
+}
+
+/// Locks the tenant's row until the transaction ends, taken first as every
+/// write to a tenant does (before its outbox row), so writers never wait on
+/// each other in opposite orders.
+pub async fn lock_by_id(conn: &mut PgConnection, id: i64) -> Result<(), Error> {
+    sqlx::query!("SELECT id FROM tenants WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(())
 }

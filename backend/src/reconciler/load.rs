@@ -5,23 +5,33 @@ use std::sync::Arc;
 use crate::cluster::guardrails::Guardrails;
 use crate::cluster::render::TenantState as Desired;
 use crate::db::{self, tenants::TenantRow};
-use crate::domain::{MemberKind, Role, TenantPolicy, TenantState};
+use crate::domain::{TenantPolicy, TenantState};
 use crate::error::Error;
 
 /// The tenant row and what its cluster should hold. A tenant being deleted
-/// should hold nothing.
+/// should hold nothing. A stored row that does not parse fails the load
+/// (`Error::Corrupt`); it never loads as an empty quota or a dropped member.
 pub async fn load_state(
     conn: &mut PgConnection,
     tenant_id: i64,
     guardrails: &Arc<Guardrails>,
 ) -> Result<Option<(TenantRow, Desired)>, Error> {
-    let Some(row) = db::tenants::get_by_id(conn, tenant_id).await? else {
+    let row = db::tenants::get_by_id(conn, tenant_id)
+        .await
+        .map_err(|e| naming(e, format!("its row in tenants (id {tenant_id})")))?;
+    let Some(row) = row else {
         return Ok(None);
     };
     let state = row.state();
     let keeps_objects = matches!(state, TenantState::Active | TenantState::Suspended);
     let children = db::tenants::children(conn, &[row.id])
-        .await?
+        .await
+        .map_err(|e| {
+            naming(
+                e,
+                format!("its rows in namespaces or members (tenant_id {tenant_id})"),
+            )
+        })?
         .remove(&row.id)
         .unwrap_or_default();
     let namespaces = if keeps_objects {
@@ -36,19 +46,15 @@ pub async fn load_state(
     let members = children
         .members
         .into_iter()
-        .filter_map(|m| {
-            Some((
-                MemberKind::parse(&m.kind).ok()?,
-                m.subject,
-                Role::parse(&m.role).ok()?,
-            ))
-        })
+        .map(|m| (m.kind, m.subject, m.role))
         .collect();
     let policy = match db::policies::get(conn, row.id).await? {
         None => guardrails.default_policy.clone(),
         Some(stored) => TenantPolicy::from_stored(&stored).map_err(|e| {
-            tracing::error!(tenant = %row.slug, tenant_id = row.id, error = %e, "tenant_policies row does not parse");
-            Error::Internal(anyhow::anyhow!("tenant {}: {e}", row.slug))
+            Error::Corrupt(anyhow::anyhow!(
+                "its row in tenant_policies (tenant id {}) does not parse: {e}",
+                row.id
+            ))
         })?,
     };
     let desired = Desired {
@@ -61,4 +67,16 @@ pub async fn load_state(
         guardrails: guardrails.clone(),
     };
     Ok(Some((row, desired)))
+}
+
+/// Says which stored rows did not parse, and why, in words for the sync
+/// message: the value's own complaint, without the decoder's plumbing.
+fn naming(e: Error, rows: String) -> Error {
+    match e {
+        Error::Corrupt(cause) => {
+            let why = cause.root_cause().to_string();
+            Error::Corrupt(anyhow::anyhow!("{rows} does not parse: {why}"))
+        }
+        other => other,
+    }
 }

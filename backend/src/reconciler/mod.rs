@@ -29,8 +29,14 @@ pub struct Settings {
     pub workers_per_cluster: u16,
     pub resync_interval: Duration,
     pub usage_sample_interval: Duration,
-    /// How long a claimed outbox row stays with its worker before another may take it.
+    /// How long a claimed outbox row stays with its worker before another
+    /// may take it, unless the worker renews it.
     pub lease: Duration,
+    /// How often a worker at work renews its lease; well inside `lease`.
+    pub lease_renewal: Duration,
+    /// The longest one tenant's apply may take before it counts as failed
+    /// and is retried.
+    pub sync_timeout: Duration,
     /// The backstop when no notification arrives.
     pub poll_interval: Duration,
     /// How often tenants past their expiry are collected.
@@ -46,6 +52,8 @@ impl Settings {
             resync_interval: config.resync_interval,
             usage_sample_interval: config.usage_sample_interval,
             lease: Duration::from_secs(30),
+            lease_renewal: Duration::from_secs(10),
+            sync_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(5),
             expiry_interval: Duration::from_secs(10),
             guardrails: Arc::new(Guardrails::from_config(config)),
@@ -72,10 +80,15 @@ pub fn start(
     settings: Settings,
     stop: CancellationToken,
 ) -> JoinSet<()> {
+    // The replica's name, as its cluster clients give it to the API server,
+    // and this reconciler's own mark: lease holders must never repeat.
+    let replica = match clusters.replica() {
+        "" => crate::telemetry::new_replica_name(),
+        replica => replica.to_string(),
+    };
     let identity = format!(
-        "{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple().to_string().split_at(8).0
+        "{replica}/{}",
+        uuid::Uuid::new_v4().simple().to_string().split_at(4).0
     );
     let context = Arc::new(Context {
         db,
@@ -162,13 +175,20 @@ async fn keep_guardrails(context: Arc<Context>, cluster: Arc<Cluster>, stop: Can
 }
 
 /// Wakes workers when a change commits; polling is only the backstop.
+/// Notifications sent while the connection was down are lost, so every
+/// (re)connection wakes the workers once to look for what they missed.
 async fn listen(context: Arc<Context>, stop: CancellationToken) {
     while !stop.is_cancelled() {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&context.db).await?;
             listener.listen("tenant_outbox").await?;
+            context.wake.notify_waiters();
             loop {
-                listener.recv().await?;
+                // `None`: the connection was lost; the next call reconnects.
+                if listener.try_recv().await?.is_none() {
+                    crate::db::health::connection_lost();
+                    tracing::warn!("lost the outbox notifications; reconnecting");
+                }
                 context.wake.notify_waiters();
             }
             #[allow(unreachable_code)]
@@ -177,6 +197,7 @@ async fn listen(context: Arc<Context>, stop: CancellationToken) {
         tokio::select! {
             result = listener => {
                 if let Err(e) = result {
+                    crate::db::health::connection_lost();
                     tracing::warn!(error = %e, "lost the outbox notifications; workers poll until they are back");
                 }
             }

@@ -69,7 +69,7 @@ pub async fn cards(conn: &mut PgConnection, rows: Vec<TenantRow>) -> Result<Vec<
             Card {
                 slug: row.slug.clone(),
                 display_name: row.display_name.clone(),
-                state: row.state.clone(),
+                state: row.state.to_string(),
                 sync: row.sync_status.clone(),
                 cluster: row.cluster.clone(),
                 namespaces: mine.len(),

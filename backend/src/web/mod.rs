@@ -195,15 +195,26 @@ impl From<askama::Error> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let error = match self.0 {
+        let error = match self.0.classified() {
             Error::Forbidden(detail) if detail.contains("has no role") => Error::NotFound(detail),
             other => other,
         };
-        if let Error::Internal(cause) = &error {
-            tracing::error!(error = format!("{cause:#}"), "page failed");
-        }
+        error.log();
         let problem = error.problem();
         let status = error.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let mut page = page::message(
+                status,
+                "Try again shortly",
+                "The portal cannot reach its database for a moment. Try again in a few seconds.",
+                ("", "Try again"),
+            );
+            page.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(crate::error::RETRY_AFTER_SECS),
+            );
+            return page;
+        }
         let title = match status {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::FORBIDDEN => "Not allowed",

@@ -190,7 +190,7 @@ pub async fn show(
             full_name: ns.full_name.clone(),
             status: ns.sync_status.clone(),
             message: ns.sync_message.clone().unwrap_or_default(),
-            bars: bars(&ns.allocations.0, &ns.usage),
+            bars: bars(&ns.allocations.to_strings(), &ns.usage),
         })
         .collect();
     let budget = budget_list

@@ -50,6 +50,8 @@ pub fn fast_settings() -> Settings {
         resync_interval: Duration::from_secs(3600),
         usage_sample_interval: Duration::from_secs(3600),
         lease: Duration::from_secs(3),
+        lease_renewal: Duration::from_secs(1),
+        sync_timeout: Duration::from_secs(20),
         poll_interval: Duration::from_millis(500),
         expiry_interval: Duration::from_secs(1),
         guardrails: Default::default(),
@@ -91,6 +93,15 @@ pub async fn spawn_portal(db: PgPool, kubeconfig: &str) -> Portal {
 
 /// Another reconciler on the same database: a second replica.
 pub async fn spawn_reconciler(db: PgPool, kubeconfig: &str) -> (JoinSet<()>, CancellationToken) {
+    spawn_reconciler_with(db, kubeconfig, fast_settings()).await
+}
+
+/// A replica with its own pace.
+pub async fn spawn_reconciler_with(
+    db: PgPool,
+    kubeconfig: &str,
+    settings: Settings,
+) -> (JoinSet<()>, CancellationToken) {
     let spec = ClusterSpec {
         name: "local".into(),
         kubeconfig: Some(kubeconfig.into()),
@@ -99,7 +110,7 @@ pub async fn spawn_reconciler(db: PgPool, kubeconfig: &str) -> (JoinSet<()>, Can
     let clusters = Clusters::connect(&[spec]).await.unwrap();
     let stop = CancellationToken::new();
     (
-        tenant_portal::reconciler::start(db, &clusters, fast_settings(), stop.clone()),
+        tenant_portal::reconciler::start(db, &clusters, settings, stop.clone()),
         stop,
     )
 }
@@ -157,10 +168,12 @@ where
 }
 
 /// A TCP proxy in front of the API server. Switched off, it drops every
-/// connection: to the portal the cluster is down.
+/// connection: to the portal the cluster is down. Stalled, it takes
+/// connections and never answers: to the portal the cluster hangs.
 pub struct Outage {
     pub kubeconfig: String,
     up: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     _dir: tempdir::Dir,
 }
@@ -189,14 +202,22 @@ impl Outage {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let local = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (flag, open) = (up.clone(), connections.clone());
+        let (flag, stall, open) = (up.clone(), stalled.clone(), connections.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if !flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if stall.load(Ordering::SeqCst) {
+                    open.lock().unwrap().push(tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        drop(inbound);
+                    }));
                     continue;
                 }
                 let target = target.clone();
@@ -219,6 +240,7 @@ impl Outage {
         Self {
             kubeconfig: path.display().to_string(),
             up,
+            stalled,
             connections,
             _dir: tempdir::Dir(dir),
         }
@@ -232,6 +254,15 @@ impl Outage {
     }
 
     pub fn restore(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on the cluster takes every request and answers none.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
     }
 }

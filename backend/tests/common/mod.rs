@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod cluster;
 pub mod idp;
+pub mod postgres;
 
 use std::time::Duration;
 
@@ -153,23 +155,32 @@ impl TestApp {
         json
     }
 
-    /// Row counts of every table, to prove a refused request wrote nothing.
+    /// Row counts of every table (found in the catalog, so a table added
+    /// later is counted too) and the sum of generations, to prove a refused
+    /// request wrote nothing.
     pub async fn table_counts(&self) -> Vec<(String, i64)> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
+               AND table_name <> '_sqlx_migrations'
+             ORDER BY table_name",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        assert!(
+            tables.iter().any(|t| t == "events") && tables.iter().any(|t| t == "quota_requests"),
+            "the count covers every table: {tables:?}"
+        );
         let mut counts = Vec::new();
-        for table in [
-            "tenants",
-            "namespaces",
-            "members",
-            "audit_events",
-            "outbox",
-            "idempotency_keys",
-        ] {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                    .fetch_one(&self.db)
-                    .await
-                    .unwrap();
-            counts.push((table.to_string(), n));
+        for table in tables {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM \"{table}\""
+            )))
+            .fetch_one(&self.db)
+            .await
+            .unwrap();
+            counts.push((table, n));
         }
         let generations: Option<i64> =
             sqlx::query_scalar("SELECT sum(generation)::bigint FROM tenants")
