@@ -1,25 +1,29 @@
 //! A tenant's page, its edit page, and the forms that change it. Changes go
-//! through the API's own handlers, so the rules and the audit trail are one.
+//! through `service::`, like the API's, so the rules and the audit trail are
+//! one. Every edit form carries the generation the page showed, so a change
+//! made meanwhile is not overwritten.
 
 use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::display::{Bar, Chart, bars, charts, time_left, when};
 use super::home::NoticeQuery;
-use super::{Form, Nav, PageError, Viewer, field, field_errors, render, see_other};
-use crate::api::change::load_authorized;
-use crate::api::extract::{ApiJson, IfMatch, RequestId};
-use crate::api::model::{CreateMember, CreateNamespace, Tenant, TenantPatch, UpdateNamespace};
-use crate::api::views;
-use crate::app::AppState;
-use crate::auth::policy::{Action, authorize_tenant};
-use crate::db::{self, audit::AuditFilter, quota_requests::RequestFilter};
-use crate::domain::{MemberKind, Quantity, QuotaResource, ResourceList, Role};
+use super::{
+    Form, Nav, PageError, Viewer, field, field_errors, form_precondition, render, see_other,
+};
+use crate::app::{AppState, RequestId};
+use crate::auth::policy::Action;
+use crate::db::{self, audit::AuditFilter};
+use crate::domain::{MemberKind, Quantity, ResourceList, Role};
 use crate::error::Error;
+use crate::service::budget::BudgetSummary;
+use crate::service::tenants::TenantEdit;
+use crate::service::views::{self, TenantView};
+use crate::service::{self, access};
 
 /// The tenant's facts as pages show them.
 pub struct TenantFacts {
@@ -95,7 +99,7 @@ pub struct AuditLine {
     pub tenant: String,
 }
 
-fn facts(t: &Tenant) -> TenantFacts {
+fn facts(t: &TenantView) -> TenantFacts {
     TenantFacts {
         slug: t.slug.clone(),
         display_name: t.display_name.clone(),
@@ -112,7 +116,7 @@ fn facts(t: &Tenant) -> TenantFacts {
     }
 }
 
-fn members(t: &Tenant) -> Vec<MemberRow> {
+fn members(t: &TenantView) -> Vec<MemberRow> {
     t.members
         .iter()
         .map(|m| MemberRow {
@@ -167,21 +171,13 @@ pub async fn show(
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PageError> {
     let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &viewer.principal, &slug, Action::ReadTenants).await?;
+    let row =
+        access::load_authorized(&mut conn, &viewer.principal, &slug, Action::ReadTenants).await?;
     let tenant_id = row.id;
-    let budget_list = row.budget();
     let namespace_rows = db::namespaces::list_for_tenants(&mut conn, &[tenant_id]).await?;
-    let allocated = views::allocated(&namespace_rows)?;
+    let summary = BudgetSummary::of(&row, &namespace_rows)?;
     let tenant = views::tenant(&mut conn, row).await?;
-    let may = |action| {
-        authorize_tenant(
-            &viewer.principal,
-            action,
-            &tenant.slug,
-            tenant.memberships(),
-        )
-        .is_ok()
-    };
+    let may = |action| access::may(&viewer.principal, action, &tenant);
 
     let namespaces = namespace_rows
         .iter()
@@ -193,41 +189,22 @@ pub async fn show(
             bars: bars(&ns.allocations.0, &ns.usage),
         })
         .collect();
-    let budget = budget_list
-        .iter()
-        .map(|(resource, limit)| {
-            let used = if resource.is_tenant_level() {
-                QuotaResource::count(namespace_rows.len() as u32)
-            } else {
-                allocated
-                    .get(resource)
-                    .cloned()
-                    .unwrap_or_else(Quantity::zero)
-            };
-            BudgetRow {
-                resource: resource.to_string(),
-                budget: limit.to_string(),
-                allocated: used.to_string(),
-                available: limit
-                    .checked_sub(&used)
-                    .unwrap_or_else(Quantity::zero)
-                    .to_string(),
-            }
+    let budget = summary
+        .lines()
+        .into_iter()
+        .map(|line| BudgetRow {
+            resource: line.resource.to_string(),
+            budget: line.budget.to_string(),
+            allocated: line.used.to_string(),
+            available: line.available.to_string(),
         })
         .collect();
     let history = db::sync::usage_history(&mut conn, tenant_id, 2000).await?;
-    let requests = db::quota_requests::list(
-        &mut conn,
-        &RequestFilter {
-            tenant: Some(slug.clone()),
-            ..Default::default()
-        },
-        50,
-    )
-    .await?
-    .into_iter()
-    .map(RequestRow::from_row)
-    .collect();
+    let requests = service::quota_requests::of_tenant(&mut conn, &slug, 50)
+        .await?
+        .into_iter()
+        .map(RequestRow::from_row)
+        .collect();
     let audit = db::audit::list_page(
         &mut conn,
         &AuditFilter {
@@ -255,7 +232,7 @@ pub async fn show(
         budget,
         charts: charts(&history_totals(history)),
         requests,
-        resources: requestable(&budget_list),
+        resources: requestable(&summary.budget),
         members: members(&tenant),
         audit,
     };
@@ -324,7 +301,8 @@ async fn edit_page(
     problem: Option<Error>,
 ) -> Result<Response, PageError> {
     let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &viewer.principal, slug, Action::EditTenant).await?;
+    let row =
+        access::load_authorized(&mut conn, &viewer.principal, slug, Action::EditTenant).await?;
     let budget = row.budget();
     let tenant = views::tenant(&mut conn, row).await?;
     let namespaces = tenant
@@ -364,16 +342,16 @@ async fn edit_page(
     Ok(response)
 }
 
-/// Runs a change through the API's handler: on success back to the page
-/// with a notice, on a refusal the edit page with the reason.
+/// Answers a form's change: on success back to the page with a notice, on
+/// a refusal the edit page with the reason (a stale page's change included).
 async fn apply(
     app: &AppState,
     viewer: &Viewer,
     slug: &str,
     done: &str,
-    result: Result<Response, Error>,
+    result: Result<TenantView, Error>,
 ) -> Result<Response, PageError> {
-    match result {
+    match result.map_err(super::stale_form) {
         Ok(_) => Ok(see_other(&format!("/tenants/{slug}/edit"), done)),
         Err(e) if e.status().is_client_error() && e.status() != StatusCode::NOT_FOUND => {
             edit_page(app, viewer, slug, None, Some(e)).await
@@ -390,20 +368,18 @@ pub async fn settings(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let body = TenantPatch {
+    let edit = TenantEdit {
         display_name: Some(field(&form, "display_name").to_string()),
         description: Some(field(&form, "description").to_string()),
-        labels: None,
-        expires_at: None,
-        ttl: None,
+        ..Default::default()
     };
-    let result = crate::api::tenants::patch(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
-        ApiJson(body),
+    let result = service::tenants::edit(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        &form_precondition(&form),
+        edit,
     )
     .await;
     apply(&app, &viewer, &slug, "Saved.", result).await
@@ -417,21 +393,21 @@ pub async fn add_namespace(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let body = CreateNamespace {
-        name: field(&form, "name").to_string(),
-        allocations: BTreeMap::new(),
-    };
-    let result = crate::api::namespaces::create(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
-        ApiJson(body),
+    let result = service::namespaces::create(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        &form_precondition(&form),
+        field(&form, "name"),
+        &BTreeMap::new(),
     )
     .await;
     apply(&app, &viewer, &slug, "Namespace added.", result).await
 }
+
+/// Form fields that are not a resource's allocation.
+const NOT_ALLOCATIONS: [&str; 2] = ["_csrf", "generation"];
 
 pub async fn allocations(
     State(app): State<AppState>,
@@ -443,16 +419,17 @@ pub async fn allocations(
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
     let allocations = form
         .iter()
-        .filter(|(key, value)| *key != "_csrf" && !value.trim().is_empty())
+        .filter(|(key, value)| !NOT_ALLOCATIONS.contains(&key.as_str()) && !value.trim().is_empty())
         .map(|(key, value)| (key.clone(), value.trim().to_string()))
         .collect();
-    let result = crate::api::namespaces::update(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path((slug.clone(), name.clone())),
-        ApiJson(UpdateNamespace { allocations }),
+    let result = service::namespaces::set_allocations(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        &form_precondition(&form),
+        &name,
+        &allocations,
     )
     .await;
     apply(
@@ -477,12 +454,13 @@ pub async fn remove_namespace(
         let refusal = Error::invalid("confirm", format!("type {name} to remove the namespace"));
         return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
     }
-    let result = crate::api::namespaces::delete(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path((slug.clone(), name.clone())),
+    let result = service::namespaces::delete(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        &form_precondition(&form),
+        &name,
     )
     .await;
     apply(
@@ -511,18 +489,15 @@ pub async fn add_member(
         let refusal = Error::invalid("kind", "choose a kind and a role from the lists");
         return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
     };
-    let body = CreateMember {
+    let result = service::members::add(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        &form_precondition(&form),
         kind,
-        subject: field(&form, "subject").to_string(),
+        field(&form, "subject"),
         role,
-    };
-    let result = crate::api::members::add(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
-        ApiJson(body),
     )
     .await;
     apply(&app, &viewer, &slug, "Member added.", result).await
@@ -536,12 +511,13 @@ pub async fn remove_member(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let result = crate::api::members::remove(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path((slug.clone(), id)),
+    let result = service::members::remove(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        &form_precondition(&form),
+        id,
     )
     .await;
     apply(&app, &viewer, &slug, "Member removed.", result).await
@@ -559,17 +535,17 @@ pub async fn delete(
         let refusal = Error::invalid("confirm", format!("type {slug} to delete the tenant"));
         return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
     }
-    match crate::api::tenants::delete(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
+    match service::tenants::delete(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        &form_precondition(&form),
     )
     .await
     {
         Ok(_) => Ok(see_other("/", &format!("{slug} is being deleted."))),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(super::stale_form(e).into()),
     }
 }
 
@@ -581,13 +557,24 @@ pub async fn kubeconfig(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let issued = crate::api::kubeconfig::issue(
-        State(app),
-        viewer.principal.clone(),
-        request_id,
-        Path(slug),
-        Default::default(),
+    let issued = service::kubeconfig::issue(
+        &app.db,
+        &app.clusters,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        app.config.kubeconfig_ttl,
     )
     .await?;
-    Ok(issued.into_response())
+    let mut response = issued.yaml.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{slug}.kubeconfig\""))
+            .unwrap_or(HeaderValue::from_static("attachment")),
+    );
+    Ok(response)
 }
