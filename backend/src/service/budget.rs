@@ -127,3 +127,44 @@ pub(crate) async fn replace(change: &mut TenantChange, budget: &ResourceList) ->
     let id = change.tenant.id;
     db::tenants::set_budget(&mut change.tx, id, budget).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[(&str, &str)]) -> ResourceList {
+        let raw = items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ResourceList::parse(&raw, "test").unwrap()
+    }
+
+    #[test]
+    fn what_is_left_counts_allocations_and_for_namespaces_the_namespaces() {
+        let summary = BudgetSummary {
+            budget: list(&[("requests.cpu", "4"), ("pods", "10"), ("namespaces", "3")]),
+            allocated: list(&[("requests.cpu", "1500m"), ("pods", "4")]),
+            namespaces: 2,
+        };
+        let left: Vec<(String, String)> = summary
+            .lines()
+            .iter()
+            .map(|l| (l.resource.to_string(), l.available.to_string()))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("namespaces".to_string(), "1".to_string()),
+                ("pods".to_string(), "6".to_string()),
+                ("requests.cpu".to_string(), "2500m".to_string()),
+            ]
+        );
+        assert_eq!(
+            summary.available().to_strings(),
+            [("pods", "6"), ("requests.cpu", "2500m")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into()
+        );
+    }
+}
