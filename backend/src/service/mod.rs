@@ -10,6 +10,7 @@ pub mod kubeconfig;
 pub mod lifecycle;
 pub mod members;
 pub mod namespaces;
+mod new_tenant;
 pub mod pagination;
 pub mod quota_requests;
 pub mod tenants;
