@@ -4,6 +4,7 @@
 
 mod admin;
 mod display;
+mod edit;
 mod home;
 mod quota;
 mod tenant;
@@ -30,23 +31,23 @@ pub fn router() -> Router<AppState> {
         .route("/tenants", get(home::list).post(home::create))
         .route("/tenants/new", get(home::new_form))
         .route("/tenants/{slug}", get(tenant::show))
-        .route("/tenants/{slug}/edit", get(tenant::edit))
-        .route("/tenants/{slug}/settings", post(tenant::settings))
-        .route("/tenants/{slug}/namespaces", post(tenant::add_namespace))
+        .route("/tenants/{slug}/edit", get(edit::edit))
+        .route("/tenants/{slug}/settings", post(edit::settings))
+        .route("/tenants/{slug}/namespaces", post(edit::add_namespace))
         .route(
             "/tenants/{slug}/namespaces/{name}/allocations",
-            post(tenant::allocations),
+            post(edit::allocations),
         )
         .route(
             "/tenants/{slug}/namespaces/{name}/delete",
-            post(tenant::remove_namespace),
+            post(edit::remove_namespace),
         )
-        .route("/tenants/{slug}/members", post(tenant::add_member))
+        .route("/tenants/{slug}/members", post(edit::add_member))
         .route(
             "/tenants/{slug}/members/{id}/delete",
-            post(tenant::remove_member),
+            post(edit::remove_member),
         )
-        .route("/tenants/{slug}/delete", post(tenant::delete))
+        .route("/tenants/{slug}/delete", post(edit::delete))
         .route("/tenants/{slug}/kubeconfig", post(tenant::kubeconfig))
         .route("/tenants/{slug}/quota-requests", post(quota::ask))
         .route("/quota-requests", get(quota::queue))
