@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 pub use crate::domain::parse_duration;
+use crate::domain::tenant_policy::{Cidr, PodSecurityLevel, ServiceType, TenantPolicy};
 
 /// A value that must never be printed: its `Debug` and `Display` hide it.
 #[derive(Clone)]
@@ -230,6 +231,73 @@ impl LoginConfig {
     }
 }
 
+fn parse_default_pod_security(s: &str) -> Result<PodSecurityLevel, String> {
+    match s.parse()? {
+        PodSecurityLevel::Privileged => Err(
+            "the default must be baseline or restricted; only a platform admin may make one tenant privileged"
+                .into(),
+        ),
+        level => Ok(level),
+    }
+}
+
+/// What tenants may do in their namespaces unless an admin sets a tenant's
+/// policy, and the cluster-wide rules every tenant gets.
+#[derive(Debug, Clone, Args)]
+pub struct GuardrailConfig {
+    /// Pod Security level of tenant namespaces without a policy of their own:
+    /// baseline or restricted.
+    #[arg(long = "pod-security", env = "TP_POD_SECURITY", default_value = "baseline",
+          value_parser = parse_default_pod_security)]
+    pub pod_security: PodSecurityLevel,
+
+    /// Service types tenants may create besides ClusterIP (NodePort,
+    /// LoadBalancer, ExternalName), comma-separated; none by default.
+    #[arg(long = "allowed-service-types", env = "TP_ALLOWED_SERVICE_TYPES", value_delimiter = ',',
+          value_parser = |s: &str| s.parse::<ServiceType>())]
+    pub service_types: Vec<ServiceType>,
+
+    /// Longest token a tenant may request for its ServiceAccounts; at most
+    /// --kubeconfig-ttl is used.
+    #[arg(long = "tenant-token-max-ttl", env = "TP_TENANT_TOKEN_MAX_TTL", default_value = "1h",
+          value_parser = parse_duration)]
+    pub token_max_ttl: Duration,
+
+    /// Namespaces whose pods may connect to every tenant's (an ingress
+    /// controller's, monitoring), comma-separated.
+    #[arg(
+        long = "network-ingress-from",
+        env = "TP_NETWORK_INGRESS_FROM",
+        value_delimiter = ','
+    )]
+    pub ingress_from_namespaces: Vec<String>,
+
+    /// Networks tenant pods may not reach (the nodes', the database's),
+    /// comma-separated CIDRs; the cloud metadata address is always denied.
+    #[arg(long = "egress-deny", env = "TP_EGRESS_DENY", value_delimiter = ',',
+          value_parser = |s: &str| s.parse::<Cidr>())]
+    pub egress_deny: Vec<Cidr>,
+}
+
+impl GuardrailConfig {
+    /// The policy of a tenant no admin has set one for.
+    pub fn default_policy(&self) -> TenantPolicy {
+        TenantPolicy::defaults(self.pod_security, &self.service_types)
+    }
+}
+
+impl Default for GuardrailConfig {
+    fn default() -> Self {
+        Self {
+            pod_security: PodSecurityLevel::Baseline,
+            service_types: Vec::new(),
+            token_max_ttl: Duration::from_secs(3600),
+            ingress_from_namespaces: Vec::new(),
+            egress_deny: Vec::new(),
+        }
+    }
+}
+
 /// Settings of `tenant-portal serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -238,6 +306,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub login: LoginConfig,
+
+    #[command(flatten)]
+    pub guardrails: GuardrailConfig,
 
     /// Address and port the HTTP server listens on.
     #[arg(long, env = "TP_LISTEN", default_value = "127.0.0.1:8080")]
@@ -307,6 +378,12 @@ impl ServeConfig {
                     .into(),
             );
         }
+        if self.guardrails.token_max_ttl < Duration::from_secs(600) {
+            return Err(
+                "--tenant-token-max-ttl must be at least 10m: the API server issues no shorter tokens"
+                    .into(),
+            );
+        }
         for (flag, interval) in [
             ("--resync-interval", self.resync_interval),
             ("--usage-sample-interval", self.usage_sample_interval),
@@ -330,12 +407,25 @@ impl ServeConfig {
         if login.session_idle_timeout > login.session_lifetime {
             return Err("--session-idle-timeout must not exceed --session-lifetime".into());
         }
+        for ns in &self.guardrails.ingress_from_namespaces {
+            if !crate::domain::is_dns_label(ns) {
+                return Err(format!(
+                    "--network-ingress-from names \"{ns}\", which is not a namespace name (a DNS-1123 label)"
+                ));
+            }
+        }
         let mut names = self.cluster_names();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
             return Err("--cluster names a cluster twice; each needs its own name".into());
         }
         Ok(())
+    }
+
+    /// The longest token tenants may request: the flag, capped by the
+    /// lifetime of downloaded kubeconfigs.
+    pub fn tenant_token_max_ttl(&self) -> Duration {
+        self.guardrails.token_max_ttl.min(self.kubeconfig_ttl)
     }
 
     pub fn cluster_names(&self) -> Vec<&str> {

@@ -541,6 +541,57 @@ async fn the_portals_service_account_may_do_nothing_else(_db: PgPool) {
         );
     }
 
+    // Its own admission policies, by name, and the verb they let through.
+    for kind in [
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+    ] {
+        for verb in ["get", "create", "patch"] {
+            let group = "admissionregistration.k8s.io";
+            assert!(
+                allowed(
+                    client,
+                    verb,
+                    group,
+                    kind,
+                    None,
+                    Some("tenant-portal-suspended")
+                )
+                .await,
+                "{verb} its own {kind}"
+            );
+            assert!(
+                !allowed(client, verb, group, kind, None, Some("someone-elses")).await,
+                "{verb} another {kind} is refused"
+            );
+        }
+        for verb in ["delete", "list"] {
+            assert!(
+                !allowed(
+                    client,
+                    verb,
+                    "admissionregistration.k8s.io",
+                    kind,
+                    None,
+                    None
+                )
+                .await,
+                "{verb} {kind} is refused"
+            );
+        }
+    }
+    assert!(
+        allowed(
+            client,
+            "bypass",
+            "tenant-portal.dev",
+            "guardrails",
+            None,
+            None
+        )
+        .await
+    );
+
     let refused = [
         ("get", "", "secrets"),
         ("list", "", "secrets"),

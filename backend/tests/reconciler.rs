@@ -542,6 +542,7 @@ fn portal_writes(prefix: &str) -> usize {
         .filter(|line| {
             line.contains(&format!("/{prefix}"))
                 || line.contains(&format!("\"namespace\":\"{prefix}"))
+                || line.contains(&format!("\"name\":\"{prefix}"))
         })
         .count()
 }

@@ -177,7 +177,7 @@ async fn create_via_api(
 
 async fn apply_direct(client: &kube::Client, slug: &str) -> anyhow::Result<()> {
     let params = PatchParams::apply("bench-direct").force();
-    for object in render(&stack::tenant_state(slug)?) {
+    for object in render(&stack::tenant_state(slug, &Default::default())?) {
         let resource = object.key.kind.api_resource();
         let api: Api<DynamicObject> = match &object.key.namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -192,7 +192,7 @@ async fn apply_direct(client: &kube::Client, slug: &str) -> anyhow::Result<()> {
 
 /// One `kubectl apply --server-side` of a multi-document file per tenant.
 fn apply_kubectl(env: &Env, slug: &str) -> anyhow::Result<()> {
-    let documents: Vec<String> = render(&stack::tenant_state(slug)?)
+    let documents: Vec<String> = render(&stack::tenant_state(slug, &Default::default())?)
         .iter()
         .map(|o| o.body.to_string())
         .collect();

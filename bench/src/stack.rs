@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use tenant_portal::cluster::guardrails::Guardrails;
 use tenant_portal::cluster::objects::{MANAGED_SELECTOR, TENANT_LABEL};
 use tenant_portal::cluster::render::TenantState;
 use tenant_portal::domain::{MemberKind, ResourceList, Role};
@@ -126,7 +127,10 @@ pub fn tenant_body(slug: &str) -> Value {
     })
 }
 
-pub fn tenant_state(slug: &str) -> anyhow::Result<TenantState> {
+pub fn tenant_state(
+    slug: &str,
+    guardrails: &std::sync::Arc<Guardrails>,
+) -> anyhow::Result<TenantState> {
     let body = tenant_body(slug);
     let list = |value: &Value| -> anyhow::Result<ResourceList> {
         let raw: BTreeMap<String, String> = serde_json::from_value(value.clone())?;
@@ -143,6 +147,8 @@ pub fn tenant_state(slug: &str) -> anyhow::Result<TenantState> {
         budget: list(&body["budget"])?,
         namespaces,
         members: vec![(MemberKind::Group, "bench-owners".into(), Role::Owner)],
+        policy: guardrails.default_policy.clone(),
+        guardrails: guardrails.clone(),
     })
 }
 

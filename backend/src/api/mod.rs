@@ -14,6 +14,7 @@ mod me;
 mod members;
 pub mod model;
 mod namespaces;
+mod policy;
 mod quota_requests;
 mod status;
 mod tenants;
@@ -55,6 +56,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(tenants::router())
         .merge(namespaces::router())
         .merge(budget::router())
+        .merge(policy::router())
         .merge(members::router())
         .merge(audit::router())
         .merge(status::router())

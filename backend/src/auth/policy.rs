@@ -18,6 +18,7 @@ pub enum Action {
     IssueKubeconfig,
     ReadClusters,
     RequestQuota,
+    ChangePolicy,
 }
 
 impl Action {
@@ -35,6 +36,9 @@ impl Action {
             }
             Self::ReadClusters => "read the clusters",
             Self::RequestQuota => "ask for more quota",
+            Self::ChangePolicy => {
+                "change tenant policies (Pod Security, Service types, classes, registries, node pools, network)"
+            }
         }
     }
 
@@ -48,7 +52,7 @@ impl Action {
             | Self::IssueKubeconfig
             | Self::RequestQuota => Scope::TenantsWrite,
             Self::ChangeBudget => Scope::QuotaWrite,
-            Self::SuspendTenant => Scope::Admin,
+            Self::SuspendTenant | Self::ChangePolicy => Scope::Admin,
         }
     }
 
@@ -62,6 +66,7 @@ impl Action {
             Self::EditTenant | Self::DeleteTenant | Self::RequestQuota => Some(Role::Owner),
             // Budgets, suspension, the audit trail and clusters belong to platform admins.
             Self::ChangeBudget
+            | Self::ChangePolicy
             | Self::SuspendTenant
             | Self::ReadAudit
             | Self::ReadClusters

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 
 use super::Cluster;
 use super::objects::{
@@ -91,11 +91,38 @@ pub async fn sync(
         .caches_ready(std::time::Duration::from_secs(10))
         .await
         .map_err(unreachable)?;
+    cluster
+        .guardrails_installed(std::time::Duration::from_secs(10))
+        .await
+        .map_err(unreachable)?;
 
     let mut report = SyncReport::default();
     let mut failures = Vec::new();
+    // Namespaces the tenant may not have: nothing is written into them.
+    let mut refused = BTreeSet::new();
     let params = PatchParams::apply(MANAGER).force();
     for object in desired {
+        let namespace = match object.key.kind {
+            Kind::Namespace => Some(&object.key.name),
+            _ => object.key.namespace.as_ref(),
+        };
+        if namespace.is_some_and(|ns| refused.contains(ns)) {
+            continue;
+        }
+        if object.key.kind == Kind::Namespace {
+            match claim_namespace(cluster, slug, object).await {
+                Ok(Claim::Created) => {
+                    report.applied += 1;
+                    continue;
+                }
+                Ok(Claim::Ours) => {}
+                Err(message) => {
+                    refused.insert(object.key.name.clone());
+                    failures.push((object.key.clone(), message));
+                    continue;
+                }
+            }
+        }
         let current = cluster
             .live(&object.key)
             .and_then(|live| serde_json::to_value(live.as_ref()).ok());
@@ -147,6 +174,104 @@ pub async fn sync(
     } else {
         Err(SyncError { failures })
     }
+}
+
+enum Claim {
+    /// The namespace did not exist; it was created for the tenant.
+    Created,
+    /// The namespace is the tenant's, created by the portal earlier.
+    Ours,
+}
+
+/// Takes a namespace for the tenant only if the portal created it for this
+/// tenant or it does not exist yet. A namespace that exists without the
+/// portal's labels for this tenant (another team's, another tenant's) is
+/// never taken over: its contents would become the tenant's.
+async fn claim_namespace(cluster: &Cluster, slug: &str, object: &Desired) -> Result<Claim, String> {
+    let name = &object.key.name;
+    let refusal = |other_tenant: bool| {
+        if other_tenant {
+            format!(
+                "namespace \"{name}\" belongs to another tenant; the portal will not give it to tenant {slug}"
+            )
+        } else {
+            format!(
+                "namespace \"{name}\" already exists in the cluster and was not created by the portal for tenant {slug}; \
+                 the portal will not take it over (remove the namespace from the tenant and choose another name, or have a cluster admin delete the existing one)"
+            )
+        }
+    };
+    let verdict = |live: &DynamicObject| match live.metadata.labels.as_ref() {
+        Some(labels)
+            if labels.get(super::objects::MANAGED_BY).map(String::as_str) == Some(MANAGER) =>
+        {
+            match labels.get(TENANT_LABEL) {
+                Some(tenant) if tenant == slug => Ok(Claim::Ours),
+                Some(_) => Err(refusal(true)),
+                None => Err(refusal(false)),
+            }
+        }
+        _ => Err(refusal(false)),
+    };
+    if let Some(live) = cluster.live(&object.key) {
+        return verdict(&live);
+    }
+    // Not in the cache of managed namespaces: create it, and if it exists
+    // after all, look at whose it is. Creating first leaves no gap in which
+    // someone else's namespace could appear between a look and a write.
+    let api = self::api(cluster, &object.key);
+    let new: DynamicObject =
+        serde_json::from_value(object.body.clone()).map_err(|e| e.to_string())?;
+    let post = PostParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
+    match api.create(&post, &new).await {
+        Ok(_) => Ok(Claim::Created),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let found = api
+                .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
+                .await
+                .map_err(|e| describe(&e))?;
+            match found.items.first() {
+                Some(live) => {
+                    let live = DynamicObject {
+                        types: None,
+                        metadata: live.metadata.clone(),
+                        data: serde_json::Value::Null,
+                    };
+                    verdict(&live)
+                }
+                None => Err(format!(
+                    "namespace \"{name}\" was being deleted; will retry"
+                )),
+            }
+        }
+        Err(e) => Err(describe(&e)),
+    }
+}
+
+/// Why the tenant may not have namespace `name` in this cluster, if the
+/// cluster already holds it for someone else; asked before a namespace is
+/// accepted, so the caller hears of it at once. The reconciler refuses the
+/// namespace all the same if it appears later.
+pub async fn namespace_refusal(
+    cluster: &Cluster,
+    slug: &str,
+    name: &str,
+) -> Result<Option<String>, String> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    let found = api
+        .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .map_err(|e| describe(&e))?;
+    let Some(live) = found.items.first() else {
+        return Ok(None);
+    };
+    let labels = live.metadata.labels.clone().unwrap_or_default();
+    let ours = labels.get(super::objects::MANAGED_BY).map(String::as_str) == Some(MANAGER)
+        && labels.get(TENANT_LABEL).map(String::as_str) == Some(slug);
+    Ok((!ours).then(|| format!("the cluster already has a namespace \"{name}\", not created by the portal for this tenant; choose another name")))
 }
 
 /// How many of the tenant's namespaces still exist, asked of the API server

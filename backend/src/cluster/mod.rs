@@ -2,6 +2,7 @@
 //! portal manages, and health, for each.
 
 mod apply;
+pub mod guardrails;
 pub mod kubeconfig;
 pub mod objects;
 pub mod render;
@@ -17,7 +18,10 @@ use kube::api::DynamicObject;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
-pub use apply::{SyncError, SyncReport, describe, key_of as apply_key, remaining_namespaces, sync};
+pub use apply::{
+    SyncError, SyncReport, describe, key_of as apply_key, namespace_refusal, remaining_namespaces,
+    sync,
+};
 use objects::Kind;
 
 use crate::config::ClusterSpec;
@@ -48,6 +52,17 @@ pub struct Cluster {
     /// only its last poller, so concurrent waiters would sleep until their timeout.
     ready_gate: tokio::sync::Mutex<()>,
     health: Mutex<Health>,
+    guardrails: tokio::sync::watch::Sender<GuardrailState>,
+}
+
+/// Whether the cluster-wide admission policies are in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardrailState {
+    /// Nobody installs them here (no reconciler in this process).
+    Unmanaged,
+    /// Not installed yet; the last error, if an attempt failed.
+    Pending(Option<String>),
+    Installed,
 }
 
 impl Cluster {
@@ -97,6 +112,7 @@ impl Cluster {
             ready: AtomicBool::new(false),
             ready_gate: tokio::sync::Mutex::new(()),
             health: Mutex::new(Health::default()),
+            guardrails: tokio::sync::watch::Sender::new(GuardrailState::Unmanaged),
         }))
     }
 
@@ -178,6 +194,30 @@ impl Cluster {
             .unwrap_or_default();
         keys.sort();
         keys
+    }
+
+    pub fn set_guardrails(&self, state: GuardrailState) {
+        self.guardrails.send_replace(state);
+    }
+
+    /// Waits until the admission policies are installed, so that no tenant
+    /// namespace exists in this cluster without them; fails after `timeout`.
+    pub async fn guardrails_installed(&self, timeout: std::time::Duration) -> Result<(), String> {
+        let mut state = self.guardrails.subscribe();
+        let wait = state.wait_for(|s| !matches!(s, GuardrailState::Pending(_)));
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(match &*self.guardrails.borrow() {
+                GuardrailState::Pending(Some(error)) => format!(
+                    "the admission policies of cluster \"{}\" are not installed ({error}); tenants wait until they are",
+                    self.name
+                ),
+                _ => format!(
+                    "the admission policies of cluster \"{}\" are not installed yet; will retry",
+                    self.name
+                ),
+            }),
+        }
     }
 
     pub fn health(&self) -> Health {

@@ -104,9 +104,13 @@ pub struct Desired {
 /// is present with the same value (the server may add defaults beside them),
 /// and the fields the portal owns whole are equal.
 pub fn is_satisfied(kind: Kind, desired: &Value, live: &Value) -> bool {
+    is_satisfied_value(desired, live, kind.owned_exactly())
+}
+
+/// [`is_satisfied`] for any object, naming the fields owned whole.
+pub fn is_satisfied_value(desired: &Value, live: &Value, owned_exactly: &[&str]) -> bool {
     contains(desired, live)
-        && kind
-            .owned_exactly()
+        && owned_exactly
             .iter()
             .all(|field| without_nulls(&desired[*field]) == without_nulls(&live[*field]))
 }

@@ -8,15 +8,19 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
+use super::guardrails::{self, Guardrails};
 use super::objects::{Desired, Kind, MANAGED_BY, MANAGER, ObjectKey, TENANT_LABEL};
-use crate::domain::{MemberKind, Quantity, ResourceList, Role};
+use crate::domain::{MemberKind, Quantity, ResourceList, Role, TenantPolicy};
 
 pub const QUOTA_NAME: &str = "tenant-quota";
 pub const LIMIT_RANGE_NAME: &str = "tenant-defaults";
@@ -37,6 +41,10 @@ pub struct TenantState {
     /// Full namespace name and its allocations.
     pub namespaces: Vec<(String, ResourceList)>,
     pub members: Vec<(MemberKind, String, Role)>,
+    /// What the tenant may do in its namespaces.
+    pub policy: TenantPolicy,
+    /// The rules of the cluster, the same for every tenant.
+    pub guardrails: std::sync::Arc<Guardrails>,
 }
 
 impl TenantState {
@@ -97,10 +105,7 @@ pub fn render(tenant: &TenantState) -> Vec<Desired> {
             Kind::Namespace,
             None,
             ns,
-            &Namespace {
-                metadata: meta(slug, None, ns),
-                ..Default::default()
-            },
+            &namespace_object(tenant, ns),
         ));
         objects.push(desired(
             Kind::ResourceQuota,
@@ -118,7 +123,7 @@ pub fn render(tenant: &TenantState) -> Vec<Desired> {
             Kind::NetworkPolicy,
             Some(ns),
             NETWORK_POLICY_NAME,
-            &isolation(slug, ns),
+            &isolation(tenant, ns),
         ));
         for binding in role_bindings(tenant, ns, home) {
             let name = binding.metadata.name.clone().unwrap_or_default();
@@ -183,27 +188,175 @@ fn limit_range(slug: &str, namespace: &str) -> LimitRange {
     }
 }
 
-/// Ingress only from the namespaces of the same tenant.
-fn isolation(slug: &str, namespace: &str) -> NetworkPolicy {
+/// The namespace, carrying the tenant's Pod Security level and the rules
+/// the cluster's admission policies read. Every rule is written, `*` for
+/// "any", so that widening a rule is a changed value, never a stale one.
+fn namespace_object(tenant: &TenantState, name: &str) -> Namespace {
+    let policy = &tenant.policy;
+    let mut metadata = meta(&tenant.slug, None, name);
+    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    for mode in ["enforce", "warn", "audit"] {
+        labels.insert(
+            format!("pod-security.kubernetes.io/{mode}"),
+            policy.pod_security.as_str().to_string(),
+        );
+    }
+    labels.insert(
+        guardrails::SUSPENDED_LABEL.to_string(),
+        tenant.suspended.to_string(),
+    );
+    let list = |names: &Option<std::collections::BTreeSet<String>>| match names {
+        None => guardrails::ANY.to_string(),
+        Some(names) => names.iter().cloned().collect::<Vec<_>>().join(","),
+    };
+    let types: Vec<&str> = policy.service_types.iter().map(|t| t.as_str()).collect();
+    let selector: Vec<String> = policy
+        .node_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    metadata.annotations = Some(BTreeMap::from([
+        (guardrails::SERVICE_TYPES.to_string(), types.join(",")),
+        (
+            guardrails::STORAGE_CLASSES.to_string(),
+            list(&policy.storage_classes),
+        ),
+        (
+            guardrails::INGRESS_CLASSES.to_string(),
+            list(&policy.ingress_classes),
+        ),
+        (
+            guardrails::PRIORITY_CLASSES.to_string(),
+            list(&policy.priority_classes),
+        ),
+        (
+            guardrails::RUNTIME_CLASSES.to_string(),
+            list(&policy.runtime_classes),
+        ),
+        (guardrails::REGISTRIES.to_string(), list(&policy.registries)),
+        (guardrails::NODE_SELECTOR.to_string(), selector.join(",")),
+    ]));
+    Namespace {
+        metadata,
+        ..Default::default()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn namespaces_named(names: Vec<String>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "kubernetes.io/metadata.name".into(),
+                operator: "In".into(),
+                values: Some(names),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ip_block(cidr: &str, except: Vec<String>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.into(),
+            except: (!except.is_empty()).then_some(except),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Traffic stays within the tenant: in from its own namespaces (and those
+/// the configuration or its policy names), out to its own namespaces, the
+/// cluster's DNS and the world outside the cluster, but never to the cloud
+/// metadata service or the networks the configuration denies.
+fn isolation(tenant: &TenantState, namespace: &str) -> NetworkPolicy {
+    let slug = tenant.slug.as_str();
+    let same_tenant = NetworkPolicyPeer {
+        namespace_selector: Some(labels(&[(TENANT_LABEL, slug)])),
+        ..Default::default()
+    };
+    let mut from = vec![same_tenant.clone()];
+    let mut admitted: Vec<String> = tenant.guardrails.ingress_from_namespaces.clone();
+    admitted.extend(
+        tenant
+            .policy
+            .network
+            .ingress_from_namespaces
+            .iter()
+            .cloned(),
+    );
+    admitted.sort();
+    admitted.dedup();
+    if !admitted.is_empty() {
+        from.push(namespaces_named(admitted));
+    }
+    let dns = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(labels(&[("kubernetes.io/metadata.name", "kube-system")])),
+            pod_selector: Some(labels(&[("k8s-app", "kube-dns")])),
+            ..Default::default()
+        }]),
+        ports: Some(
+            ["UDP", "TCP"]
+                .map(|protocol| NetworkPolicyPort {
+                    protocol: Some(protocol.into()),
+                    port: Some(IntOrString::Int(53)),
+                    ..Default::default()
+                })
+                .to_vec(),
+        ),
+    };
+    let mut egress = vec![
+        NetworkPolicyEgressRule {
+            to: Some(vec![same_tenant]),
+            ..Default::default()
+        },
+        dns,
+        NetworkPolicyEgressRule {
+            to: Some(vec![
+                ip_block("0.0.0.0/0", tenant.guardrails.egress_deny(true)),
+                ip_block("::/0", tenant.guardrails.egress_deny(false)),
+            ]),
+            ..Default::default()
+        },
+    ];
+    if !tenant.policy.network.egress_cidrs.is_empty() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(
+                tenant
+                    .policy
+                    .network
+                    .egress_cidrs
+                    .iter()
+                    .map(|cidr| ip_block(&cidr.to_string(), Vec::new()))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+    }
     NetworkPolicy {
         metadata: meta(slug, Some(namespace), NETWORK_POLICY_NAME),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Ingress".into()]),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            TENANT_LABEL.to_string(),
-                            slug.to_string(),
-                        )])),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
+                from: Some(from),
                 ..Default::default()
             }]),
-            ..Default::default()
+            egress: Some(egress),
         }),
     }
 }
@@ -284,7 +437,7 @@ fn binding(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn list(pairs: &[(&str, &str)]) -> ResourceList {
@@ -320,19 +473,24 @@ mod tests {
                 (MemberKind::Group, "team-acme".into(), Role::Owner),
                 (MemberKind::User, "bob@example.com".into(), Role::Viewer),
             ],
+            policy: TenantPolicy::defaults(crate::domain::PodSecurityLevel::Baseline, &[]),
+            guardrails: Default::default(),
         }
     }
 
-    /// Compares with the committed snapshot; `UPDATE_SNAPSHOTS=1` rewrites it.
     fn assert_snapshot(name: &str, objects: &[Desired]) {
         let bodies: Vec<&serde_json::Value> = objects.iter().map(|o| &o.body).collect();
-        let yaml = serde_saphyr::to_string(&bodies).unwrap();
+        assert_snapshot_text(name, &serde_saphyr::to_string(&bodies).unwrap());
+    }
+
+    /// Compares with the committed snapshot; `UPDATE_SNAPSHOTS=1` rewrites it.
+    pub fn assert_snapshot_text(name: &str, yaml: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("src/cluster/snapshots")
             .join(name);
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &yaml).unwrap();
+            std::fs::write(&path, yaml).unwrap();
         }
         let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
             panic!(
@@ -395,6 +553,72 @@ mod tests {
             assert_eq!(labels[MANAGED_BY], MANAGER, "{}", object.key);
             assert_eq!(labels[TENANT_LABEL], "acme", "{}", object.key);
         }
+    }
+
+    #[test]
+    fn a_tenant_policy_is_written_where_the_admission_policies_read_it() {
+        let mut tenant = acme(false);
+        let document = serde_json::from_value(serde_json::json!({
+            "pod_security": "restricted",
+            "service_types": ["NodePort"],
+            "storage_classes": ["fast", "standard"],
+            "registries": ["registry.example.com/", "ghcr.io/acme/"],
+            "node_selector": {"pool": "tenants", "zone": "a"},
+            "network": {"ingress_from_namespaces": ["monitoring"], "egress_cidrs": ["10.20.0.0/16"]}
+        }))
+        .unwrap();
+        tenant.policy = TenantPolicy::parse(&document, &tenant.policy).unwrap();
+        tenant.guardrails = std::sync::Arc::new(Guardrails {
+            ingress_from_namespaces: vec!["ingress-nginx".into()],
+            egress_deny: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Guardrails::default()
+        });
+        let objects = render(&tenant);
+        let namespace = &objects[0].body["metadata"];
+        assert_eq!(
+            namespace["labels"]["pod-security.kubernetes.io/enforce"],
+            "restricted"
+        );
+        let annotations = &namespace["annotations"];
+        assert_eq!(annotations[guardrails::SERVICE_TYPES], "ClusterIP,NodePort");
+        assert_eq!(annotations[guardrails::STORAGE_CLASSES], "fast,standard");
+        assert_eq!(annotations[guardrails::INGRESS_CLASSES], guardrails::ANY);
+        assert_eq!(
+            annotations[guardrails::REGISTRIES],
+            "ghcr.io/acme/,registry.example.com/"
+        );
+        assert_eq!(
+            annotations[guardrails::NODE_SELECTOR],
+            "pool=tenants,zone=a"
+        );
+        let isolation = objects
+            .iter()
+            .find(|o| o.key.kind == Kind::NetworkPolicy)
+            .unwrap();
+        let spec = &isolation.body["spec"];
+        assert_eq!(
+            spec["ingress"][0]["from"][1]["namespaceSelector"]["matchExpressions"][0]["values"],
+            serde_json::json!(["ingress-nginx", "monitoring"])
+        );
+        assert_eq!(
+            spec["egress"][2]["to"][0]["ipBlock"]["except"],
+            serde_json::json!(["169.254.169.254/32", "10.0.0.0/8"])
+        );
+        assert_eq!(
+            spec["egress"][3]["to"][0]["ipBlock"]["cidr"],
+            "10.20.0.0/16"
+        );
+    }
+
+    #[test]
+    fn a_suspended_tenant_s_namespaces_carry_the_cordon_label() {
+        let objects = render(&acme(true));
+        assert!(
+            objects
+                .iter()
+                .filter(|o| o.key.kind == Kind::Namespace)
+                .all(|o| o.body["metadata"]["labels"][guardrails::SUSPENDED_LABEL] == "true")
+        );
     }
 
     #[test]

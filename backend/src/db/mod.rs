@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod members;
 pub mod namespaces;
 pub mod outbox;
+pub mod policies;
 pub mod quota_requests;
 pub mod sessions;
 pub mod sync;

@@ -61,6 +61,15 @@ pub async fn insert(
                 "the full namespace name must be unique in the cluster",
             )],
         },
+        Some("namespace_names_pkey") => Error::Conflict {
+            detail: format!(
+                "the cluster namespace \"{full_name}\" was used by another tenant; a namespace name is never given to a second tenant"
+            ),
+            errors: vec![FieldError::new(
+                "name",
+                "the full namespace name must never have belonged to another tenant",
+            )],
+        },
         _ => e.into(),
     })
 }

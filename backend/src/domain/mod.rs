@@ -8,6 +8,7 @@ pub mod quantity;
 pub mod quota;
 pub mod slug;
 pub mod tenant;
+pub mod tenant_policy;
 
 pub use field::FieldError;
 pub use member::{MemberKind, Role};
@@ -16,6 +17,7 @@ pub use quantity::Quantity;
 pub use quota::{QuotaResource, ResourceList};
 pub use slug::TenantSlug;
 pub use tenant::{Description, DisplayName, Labels, TenantState};
+pub use tenant_policy::{PodSecurityLevel, ServiceType, TenantPolicy};
 
 /// Parses durations written as a number and a unit: `30s`, `15m`, `12h`, `90d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -1,8 +1,11 @@
 use sqlx::PgConnection;
 
+use std::sync::Arc;
+
+use crate::cluster::guardrails::Guardrails;
 use crate::cluster::render::TenantState as Desired;
 use crate::db::{self, tenants::TenantRow};
-use crate::domain::{MemberKind, Role, TenantState};
+use crate::domain::{MemberKind, Role, TenantPolicy, TenantState};
 use crate::error::Error;
 
 /// The tenant row and what its cluster should hold. A tenant being deleted
@@ -10,6 +13,7 @@ use crate::error::Error;
 pub async fn load_state(
     conn: &mut PgConnection,
     tenant_id: i64,
+    guardrails: &Arc<Guardrails>,
 ) -> Result<Option<(TenantRow, Desired)>, Error> {
     let Some(row) = db::tenants::get_by_id(conn, tenant_id).await? else {
         return Ok(None);
@@ -40,12 +44,21 @@ pub async fn load_state(
             ))
         })
         .collect();
+    let policy = match db::policies::get(conn, row.id).await? {
+        None => guardrails.default_policy.clone(),
+        Some(stored) => TenantPolicy::from_stored(&stored).map_err(|e| {
+            tracing::error!(tenant = %row.slug, tenant_id = row.id, error = %e, "tenant_policies row does not parse");
+            Error::Internal(anyhow::anyhow!("tenant {}: {e}", row.slug))
+        })?,
+    };
     let desired = Desired {
         slug: row.slug.clone(),
         suspended: state == TenantState::Suspended,
         budget: row.budget(),
         namespaces,
         members,
+        policy,
+        guardrails: guardrails.clone(),
     };
     Ok(Some((row, desired)))
 }

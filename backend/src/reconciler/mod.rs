@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, Clusters};
+use crate::cluster::guardrails::{self, Guardrails};
+use crate::cluster::{Cluster, Clusters, GuardrailState};
 use crate::config::ServeConfig;
 
 pub use load::load_state;
@@ -34,6 +35,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How often tenants past their expiry are collected.
     pub expiry_interval: Duration,
+    /// The cluster-wide admission rules and the tenants' default policy.
+    pub guardrails: Arc<Guardrails>,
 }
 
 impl Settings {
@@ -45,6 +48,7 @@ impl Settings {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
             expiry_interval: Duration::from_secs(10),
+            guardrails: Arc::new(Guardrails::from_config(config)),
         }
     }
 }
@@ -112,8 +116,49 @@ fn start_cluster(
             stop.clone(),
         ));
     }
+    cluster.set_guardrails(GuardrailState::Pending(None));
+    tasks.spawn(keep_guardrails(
+        context.clone(),
+        cluster.clone(),
+        stop.clone(),
+    ));
     tasks.spawn(resync(context.clone(), cluster.clone(), stop.clone()));
     tasks.spawn(watch::probe_health(cluster.clone(), stop.clone()));
+}
+
+/// Installs the cluster-wide admission policies before any tenant is
+/// synced there, and puts them back at each resync interval if someone
+/// changed them. Retries every few seconds while the cluster refuses.
+async fn keep_guardrails(context: Arc<Context>, cluster: Arc<Cluster>, stop: CancellationToken) {
+    let objects = context.settings.guardrails.objects();
+    let mut installed = false;
+    loop {
+        match guardrails::install(&cluster.client, &objects).await {
+            Ok(written) => {
+                if written > 0 || !installed {
+                    tracing::info!(cluster = %cluster.name, written, "admission policies in place");
+                }
+                installed = true;
+                cluster.set_guardrails(GuardrailState::Installed);
+            }
+            Err(e) if installed => {
+                tracing::warn!(cluster = %cluster.name, error = %e, "failed to check the admission policies; next interval retries")
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %cluster.name, error = %e, "failed to install the admission policies; tenants of this cluster wait");
+                cluster.set_guardrails(GuardrailState::Pending(Some(e)));
+            }
+        }
+        let pause = if installed {
+            context.settings.resync_interval
+        } else {
+            Duration::from_secs(2)
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Wakes workers when a change commits; polling is only the backstop.

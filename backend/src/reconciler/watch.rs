@@ -85,14 +85,29 @@ pub async fn run(
     }
 }
 
+/// The tenant an object belongs to: for an object in a namespace, the
+/// namespace's tenant, whatever the object's own label says, so relabelling
+/// an object neither hides it from its tenant's repair nor hands it to
+/// another tenant's pruning. The object's label is the fallback only until
+/// the namespace is in the cache.
+fn tenant_of(cluster: &Cluster, object: &DynamicObject) -> Option<String> {
+    let label = |o: &DynamicObject| o.metadata.labels.as_ref()?.get(TENANT_LABEL).cloned();
+    if let Some(namespace) = object.namespace() {
+        let key = ObjectKey {
+            kind: Kind::Namespace,
+            namespace: None,
+            name: namespace,
+        };
+        if let Some(owner) = cluster.live(&key) {
+            return label(&owner);
+        }
+    }
+    label(object)
+}
+
 fn index(cluster: &Cluster, kind: Kind, object: &DynamicObject, present: bool) {
-    if let Some(slug) = object
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(TENANT_LABEL))
-    {
-        cluster.index(slug, crate::cluster::apply_key(kind, object), present);
+    if let Some(slug) = tenant_of(cluster, object) {
+        cluster.index(&slug, crate::cluster::apply_key(kind, object), present);
     }
 }
 
@@ -104,14 +119,10 @@ async fn check(
     object: &DynamicObject,
     live: Option<&serde_json::Value>,
 ) {
-    let Some(slug) = object
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(TENANT_LABEL))
-    else {
+    let Some(slug) = tenant_of(cluster, object) else {
         return;
     };
+    let slug = slug.as_str();
     let key = ObjectKey {
         kind,
         namespace: object.namespace(),

@@ -127,7 +127,7 @@ async fn reconcile(
 ) -> Result<Outcome, Failure> {
     let loaded = {
         let mut conn = context.db.acquire().await.map_err(Error::from)?;
-        load_state(&mut conn, tenant_id).await?
+        load_state(&mut conn, tenant_id, &context.settings.guardrails).await?
     };
     let Some((row, desired_state)) = loaded else {
         return Ok(Outcome::Nothing);

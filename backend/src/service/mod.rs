@@ -12,6 +12,7 @@ pub mod members;
 pub mod namespaces;
 mod new_tenant;
 pub mod pagination;
+pub mod policy;
 pub mod quota_requests;
 pub mod tenants;
 pub mod views;

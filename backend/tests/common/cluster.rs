@@ -52,6 +52,7 @@ pub fn fast_settings() -> Settings {
         lease: Duration::from_secs(3),
         poll_interval: Duration::from_millis(500),
         expiry_interval: Duration::from_secs(1),
+        guardrails: Default::default(),
     }
 }
 

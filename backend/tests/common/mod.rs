@@ -57,6 +57,7 @@ pub fn config() -> ServeConfig {
             session_idle_timeout: Duration::from_secs(3600),
             session_lifetime: Duration::from_secs(7200),
         },
+        guardrails: Default::default(),
     }
 }
 

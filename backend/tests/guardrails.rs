@@ -1,0 +1,716 @@
+//! A hostile tenant against the real API server of `deploy/dev/up`: every
+//! escape is tried with the tenant's own credentials (its downloaded
+//! kubeconfig, or an owner's identity impersonated through the admin
+//! kubeconfig) and must be refused by the API server itself, in its own
+//! words, or repaired by the portal.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{eventually, kube, kubeconfig_path, outbox_drained, spawn_portal, unique};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
+    ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+const READY: Duration = Duration::from_secs(30);
+/// How long the API server may take to load a changed policy.
+const POLICY_LOADED: Duration = Duration::from_secs(20);
+
+fn tenant(slug: &str) -> Value {
+    json!({
+        "slug": slug,
+        "budget": {"requests.cpu": "2", "requests.memory": "2Gi", "pods": "10"},
+        "namespaces": [
+            {"name": "dev", "allocations": {"requests.cpu": "1", "requests.memory": "1Gi", "pods": "5"}},
+            {"name": "prod", "allocations": {"requests.cpu": "1", "requests.memory": "1Gi", "pods": "5"}}
+        ],
+        "members": [{"kind": "group", "subject": "team-acme", "role": "owner"}]
+    })
+}
+
+/// A client acting as a tenant owner: alice in the team-acme group, the
+/// identity the owner binding names, impersonated through the admin.
+async fn as_owner() -> kube::Client {
+    as_user("alice@example.com", &["team-acme"]).await
+}
+
+async fn as_user(user: &str, groups: &[&str]) -> kube::Client {
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = Some(
+        groups
+            .iter()
+            .map(|g| g.to_string())
+            .chain(["system:authenticated".into()])
+            .collect(),
+    );
+    kube::Client::try_from(config).unwrap()
+}
+
+/// A client with the tenant's downloaded kubeconfig: its automation account.
+async fn as_automation(app: &common::TestApp, slug: &str) -> kube::Client {
+    let response = app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&response.text().await.unwrap()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// The API server refused with 403 and a message containing `words`.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: kube::Result<T>, words: &str) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert!(
+                status.code == 403 || status.code == 422,
+                "expected a refusal, got {}: {}",
+                status.code,
+                status.message
+            );
+            assert!(
+                status.message.contains(words),
+                "the refusal should say \"{words}\": {}",
+                status.message
+            );
+        }
+        other => panic!("expected a refusal saying \"{words}\", got {other:?}"),
+    }
+}
+
+/// Runs the stack's kubectl with the admin kubeconfig; returns what it said.
+fn kubectl(args: &[&str]) -> String {
+    let kubectl = std::env::var("TP_KUBECTL").expect(
+        "TP_KUBECTL is not set: start the local stack with deploy/dev/up and source the stack.env it prints",
+    );
+    let output = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {kubectl}: {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
+fn pod(name: &str, spec: Value) -> Pod {
+    let mut spec = spec;
+    if spec.get("containers").is_none() {
+        spec["containers"] = json!([{"name": "app", "image": "registry.example.com/app:1"}]);
+    }
+    object(json!({"metadata": {"name": name}, "spec": spec}))
+}
+
+async fn ready_tenant(portal: &common::cluster::Portal, prefix: &str) -> String {
+    let slug = unique(prefix);
+    portal.app.create_tenant(tenant(&slug)).await;
+    portal.app.wait_ready(&slug, READY).await;
+    slug
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn privileged_and_host_pods_are_refused_by_pod_security(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "psa").await;
+    let namespace = format!("{slug}-dev");
+    let labels = Api::<Namespace>::all(kube().await)
+        .get(&namespace)
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap();
+    for mode in ["enforce", "warn", "audit"] {
+        assert_eq!(
+            labels[&format!("pod-security.kubernetes.io/{mode}")],
+            "baseline"
+        );
+    }
+
+    let escape = pod(
+        "root-on-the-node",
+        json!({
+            "hostNetwork": true, "hostPID": true,
+            "containers": [{"name": "app", "image": "registry.example.com/app:1",
+                            "securityContext": {"privileged": true},
+                            "volumeMounts": [{"name": "root", "mountPath": "/host"}]}],
+            "volumes": [{"name": "root", "hostPath": {"path": "/"}}]
+        }),
+    );
+    for client in [as_automation(&portal.app, &slug).await, as_owner().await] {
+        let pods: Api<Pod> = Api::namespaced(client, &namespace);
+        assert_refused(
+            pods.create(&PostParams::default(), &escape).await,
+            "violates PodSecurity \"baseline:latest\"",
+        );
+        pods.create(&PostParams::default(), &pod(&unique("plain-"), json!({})))
+            .await
+            .expect("a plain pod is admitted");
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn removed_pod_security_labels_are_put_back(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "psadrift").await;
+    let namespaces: Api<Namespace> = Api::all(kube().await);
+    let name = format!("{slug}-prod");
+    let patch =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
+    namespaces
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("the Pod Security label is repaired", READY, || async {
+        namespaces.get(&name).await.is_ok_and(|ns| {
+            ns.metadata.labels.unwrap_or_default()["pod-security.kubernetes.io/enforce"]
+                == "baseline"
+        })
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn services_are_cluster_ip_only_and_never_take_external_ips(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "svc").await;
+    let services: Api<Service> = Api::namespaced(as_owner().await, &format!("{slug}-dev"));
+    let service = |name: &str, spec: Value| -> Service {
+        let mut spec = spec;
+        spec["ports"] = json!([{"port": 80}]);
+        object(json!({"metadata": {"name": name}, "spec": spec}))
+    };
+    assert_refused(
+        services
+            .create(
+                &PostParams::default(),
+                &service("intercept", json!({"externalIPs": ["8.8.8.8"]})),
+            )
+            .await,
+        &format!("tenant {slug} may not set externalIPs"),
+    );
+    for kind in ["NodePort", "LoadBalancer"] {
+        assert_refused(
+            services
+                .create(
+                    &PostParams::default(),
+                    &service("exposed", json!({"type": kind})),
+                )
+                .await,
+            &format!("tenant {slug} may use Service types ClusterIP; this Service asks for {kind}"),
+        );
+    }
+    services
+        .create(&PostParams::default(), &service("internal", json!({})))
+        .await
+        .expect("a ClusterIP Service is admitted");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn long_lived_credentials_are_refused(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "cred").await;
+    let home = format!("{slug}-dev");
+    let automation = as_automation(&portal.app, &slug).await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(automation.clone(), &home);
+    let request = |seconds: i64| TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(seconds),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert_refused(
+        accounts
+            .create_token_request(
+                "tenant-automation",
+                &PostParams::default(),
+                &request(8760 * 3600),
+            )
+            .await,
+        &format!("tenant {slug} may request ServiceAccount tokens valid for at most 3600 seconds"),
+    );
+    // 3607 s is what the API server silently extends to a year.
+    assert_refused(
+        accounts
+            .create_token_request("tenant-automation", &PostParams::default(), &request(3607))
+            .await,
+        "at most 3600 seconds",
+    );
+    accounts
+        .create_token_request("tenant-automation", &PostParams::default(), &request(3600))
+        .await
+        .expect("an hour-long token is granted");
+
+    let secrets: Api<Secret> = Api::namespaced(as_owner().await, &home);
+    let forever: Secret = object(json!({
+        "metadata": {"name": "forever", "annotations": {"kubernetes.io/service-account.name": "tenant-automation"}},
+        "type": "kubernetes.io/service-account-token"
+    }));
+    assert_refused(
+        secrets.create(&PostParams::default(), &forever).await,
+        "may not create Secrets of type kubernetes.io/service-account-token",
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_portals_objects_are_read_only_inside_the_tenant(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "ro").await;
+    let other = ready_tenant(&portal, "rox").await;
+    let namespace = format!("{slug}-dev");
+    let owner = as_owner().await;
+    let words = "is managed by the tenant portal";
+
+    // RBAC already keeps quotas from the admin role; the policy holds the rest.
+    let quotas: Api<ResourceQuota> = Api::namespaced(owner.clone(), &namespace);
+    assert_refused(
+        quotas
+            .delete("tenant-quota", &DeleteParams::default())
+            .await,
+        "forbidden",
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(owner.clone(), &namespace);
+    let open = json!({"spec": {"ingress": [{}]}});
+    assert_refused(
+        policies
+            .patch(
+                "tenant-isolation",
+                &PatchParams::default(),
+                &Patch::Merge(&open),
+            )
+            .await,
+        words,
+    );
+    let relabel = json!({"metadata": {"labels": {"tenant-portal.dev/tenant": other}}});
+    assert_refused(
+        policies
+            .patch(
+                "tenant-isolation",
+                &PatchParams::default(),
+                &Patch::Merge(&relabel),
+            )
+            .await,
+        words,
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(owner.clone(), &namespace);
+    let hijack = json!({"subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]});
+    assert_refused(
+        bindings
+            .patch(
+                "tenant-owners-admin",
+                &PatchParams::default(),
+                &Patch::Merge(&hijack),
+            )
+            .await,
+        words,
+    );
+    let lookalike: RoleBinding = object(json!({
+        "metadata": {"name": "tenant-viewers-view",
+                     "labels": {"app.kubernetes.io/managed-by": "tenant-portal", "tenant-portal.dev/tenant": other}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
+    }));
+    assert_refused(
+        bindings.create(&PostParams::default(), &lookalike).await,
+        words,
+    );
+    let accounts: Api<ServiceAccount> = Api::namespaced(owner.clone(), &namespace);
+    assert_refused(
+        accounts
+            .delete("tenant-automation", &DeleteParams::default())
+            .await,
+        words,
+    );
+
+    // What the tenant makes itself stays its own to change.
+    let maps: Api<ConfigMap> = Api::namespaced(owner, &namespace);
+    let map: ConfigMap = object(json!({"metadata": {"name": "settings"}, "data": {"a": "1"}}));
+    maps.create(&PostParams::default(), &map).await.unwrap();
+    maps.delete("settings", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_object_relabelled_for_another_tenant_is_repaired_for_the_tenant_it_sits_in(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "rel").await;
+    let other = ready_tenant(&portal, "relx").await;
+    // Past the admission policy (a cluster admin, or a bug): the portal's
+    // repair is the second line.
+    let policies: Api<NetworkPolicy> = Api::namespaced(kube().await, &format!("{slug}-prod"));
+    for label in [json!(other), json!("no-such-tenant")] {
+        let relabel = json!({"metadata": {"labels": {"tenant-portal.dev/tenant": label}},
+                             "spec": {"ingress": [{}]}});
+        policies
+            .patch(
+                "tenant-isolation",
+                &PatchParams::default(),
+                &Patch::Merge(&relabel),
+            )
+            .await
+            .unwrap();
+        eventually("the relabelled policy is repaired", READY, || async {
+            policies.get("tenant-isolation").await.is_ok_and(|p| {
+                p.metadata.labels.unwrap_or_default()["tenant-portal.dev/tenant"] == slug
+                    && p.spec.unwrap().ingress.unwrap()[0].from.is_some()
+            })
+        })
+        .await;
+    }
+    // The other tenant's pruning never touched it.
+    assert!(policies.get("tenant-isolation").await.is_ok());
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn egress_reaches_the_tenant_dns_and_the_outside_but_not_the_metadata_service(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "egress").await;
+    let policy = Api::<NetworkPolicy>::namespaced(kube().await, &format!("{slug}-dev"))
+        .get("tenant-isolation")
+        .await
+        .unwrap();
+    let spec = serde_json::to_value(policy.spec.unwrap()).unwrap();
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    let egress = spec["egress"].as_array().unwrap();
+    assert_eq!(
+        egress[0]["to"][0]["namespaceSelector"]["matchLabels"]["tenant-portal.dev/tenant"],
+        slug
+    );
+    assert_eq!(
+        egress[1]["ports"],
+        json!([{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}])
+    );
+    assert_eq!(
+        egress[2]["to"][0]["ipBlock"],
+        json!({"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]})
+    );
+    assert_eq!(
+        egress[2]["to"][1]["ipBlock"],
+        json!({"cidr": "::/0", "except": ["fd00:ec2::254/128"]})
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_suspended_tenant_is_read_only_through_every_binding(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "cordon").await;
+    let namespace = format!("{slug}-dev");
+    // The owner hands out edit rights of its own, outside the portal.
+    let side_door: RoleBinding = object(json!({
+        "metadata": {"name": "side-door"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
+    }));
+    Api::<RoleBinding>::namespaced(as_owner().await, &namespace)
+        .create(&PostParams::default(), &side_door)
+        .await
+        .unwrap();
+    let maps: Api<ConfigMap> =
+        Api::namespaced(as_user("mallory@example.com", &[]).await, &namespace);
+    let map = |name: &str| -> ConfigMap { object(json!({"metadata": {"name": name}})) };
+    maps.create(&PostParams::default(), &map("before"))
+        .await
+        .unwrap();
+    Api::<Pod>::namespaced(as_owner().await, &namespace)
+        .create(&PostParams::default(), &pod("worker", json!({})))
+        .await
+        .unwrap();
+
+    let response = portal
+        .app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}:suspend"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    portal.app.wait_ready(&slug, READY).await;
+    let refusal = format!("tenant {slug} is suspended");
+    eventually("the cordon holds", POLICY_LOADED, || async {
+        maps.create(&PostParams::default(), &map(&unique("during-")))
+            .await
+            .is_err()
+    })
+    .await;
+    assert_refused(
+        maps.create(&PostParams::default(), &map("during")).await,
+        &refusal,
+    );
+    assert_refused(
+        maps.delete("before", &DeleteParams::default()).await,
+        &refusal,
+    );
+    // The owner's binding is the portal's, swapped to view: RBAC says no.
+    let owner_pods: Api<Pod> = Api::namespaced(as_owner().await, &namespace);
+    assert_refused(
+        owner_pods
+            .create(&PostParams::default(), &pod("late", json!({})))
+            .await,
+        "forbidden",
+    );
+    let exec = kubectl(&[
+        "--as",
+        "mallory@example.com",
+        "-n",
+        &namespace,
+        "exec",
+        "worker",
+        "--",
+        "true",
+    ]);
+    assert!(exec.contains(&refusal), "exec while suspended: {exec}");
+    maps.get("before").await.expect("reads still work");
+    owner_pods
+        .list(&ListParams::default())
+        .await
+        .expect("reads still work");
+
+    portal
+        .app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}:resume"))
+        .send()
+        .await
+        .unwrap();
+    portal.app.wait_ready(&slug, READY).await;
+    maps.create(&PostParams::default(), &map("after"))
+        .await
+        .expect("resume lifts the cordon");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_namespace_the_portal_did_not_create_is_never_taken(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let admin = kube().await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let slug = unique("adopt");
+    let existing = format!("{slug}-manager");
+    namespaces
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": existing}})),
+        )
+        .await
+        .unwrap();
+    let secret: Secret =
+        object(json!({"metadata": {"name": "signing-key"}, "stringData": {"key": "s3cret"}}));
+    Api::<Secret>::namespaced(admin.clone(), &existing)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    portal
+        .app
+        .create_tenant(json!({"slug": slug, "namespaces": [{"name": "manager"}],
+                              "members": [{"kind": "group", "subject": "team-acme", "role": "owner"}]}))
+        .await;
+    eventually("the tenant fails instead of taking the namespace", READY, || async {
+        let status: Value = portal
+            .app
+            .get(&format!("/api/v1/tenants/{slug}/status"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        status["status"] == "Failed"
+            && status["message"].as_str().is_some_and(|m| {
+                m.contains(&format!("namespace \"{existing}\" already exists in the cluster and was not created by the portal"))
+            })
+    })
+    .await;
+    let labels = namespaces
+        .get(&existing)
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap_or_default();
+    assert!(
+        !labels.contains_key("tenant-portal.dev/tenant"),
+        "{labels:?}"
+    );
+    assert!(
+        Api::<RoleBinding>::namespaced(admin.clone(), &existing)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing of the tenant's was written into the namespace"
+    );
+    assert_refused(
+        Api::<Secret>::namespaced(as_owner().await, &existing)
+            .get("signing-key")
+            .await,
+        "forbidden",
+    );
+    namespaces
+        .delete(&existing, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_namespace_name_is_never_given_to_a_second_tenant(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let first = unique("ab");
+    portal
+        .app
+        .create_tenant(json!({"slug": first, "namespaces": [{"name": "c-dev"}, {"name": "keep"}]}))
+        .await;
+    let removed = portal
+        .app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/tenants/{first}/namespaces/c-dev"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        removed.status().is_success(),
+        "{}",
+        removed.text().await.unwrap()
+    );
+    let second = format!("{first}-c");
+    let response = portal
+        .app
+        .post_json(
+            "/api/v1/tenants",
+            json!({"slug": second, "namespaces": [{"name": "dev"}]}),
+        )
+        .await;
+    let (status, problem) = common::problem(response).await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\"{first}-c-dev\" was used by another tenant")),
+        "{problem}"
+    );
+    outbox_drained(&portal.app.db, READY).await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn classes_registries_and_node_pools_hold_when_the_policy_says_so(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "pol").await;
+    let response = portal
+        .app
+        .request(Method::PUT, &format!("/api/v1/tenants/{slug}/policy"))
+        .json(&json!({
+            "service_types": ["NodePort"],
+            "storage_classes": ["fast", "standard"],
+            "registries": ["registry.example.com/"],
+            "node_selector": {"pool": "tenants"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["policy"]["storage_classes"],
+        json!(["fast", "standard"]),
+        "{body}"
+    );
+    portal.app.wait_ready(&slug, READY).await;
+
+    let owner = as_owner().await;
+    let namespace = format!("{slug}-dev");
+    let services: Api<Service> = Api::namespaced(owner.clone(), &namespace);
+    let service = |kind: &str| -> Service {
+        object(
+            json!({"metadata": {"generateName": "svc-"}, "spec": {"type": kind, "ports": [{"port": 80}]}}),
+        )
+    };
+    eventually("the policy is in force", POLICY_LOADED, || async {
+        services
+            .create(&PostParams::default(), &service("NodePort"))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert_refused(
+        services
+            .create(&PostParams::default(), &service("LoadBalancer"))
+            .await,
+        &format!(
+            "tenant {slug} may use Service types ClusterIP, NodePort; this Service asks for LoadBalancer"
+        ),
+    );
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(owner.clone(), &namespace);
+    let claim = |class: &str| -> PersistentVolumeClaim {
+        object(json!({"metadata": {"generateName": "data-"},
+                      "spec": {"storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                               "resources": {"requests": {"storage": "1Gi"}}}}))
+    };
+    assert_refused(
+        claims.create(&PostParams::default(), &claim("gold")).await,
+        &format!("tenant {slug} may use StorageClasses fast, standard; this claim asks for gold"),
+    );
+    claims
+        .create(&PostParams::default(), &claim("fast"))
+        .await
+        .expect("a listed class is admitted");
+
+    let pinned = json!({"nodeSelector": {"pool": "tenants"}});
+    let pods: Api<Pod> = Api::namespaced(owner.clone(), &namespace);
+    let mut foreign = pinned.clone();
+    foreign["containers"] = json!([{"name": "app", "image": "docker.io/evil/miner:1"}]);
+    assert_refused(
+        pods.create(&PostParams::default(), &pod("miner", foreign))
+            .await,
+        &format!(
+            "tenant {slug} may use images from registry.example.com/; this Pod uses docker.io/evil/miner:1"
+        ),
+    );
+    assert_refused(
+        pods.create(&PostParams::default(), &pod("anywhere", json!({})))
+            .await,
+        &format!("tenant {slug} runs on nodes labelled pool=tenants"),
+    );
+    pods.create(&PostParams::default(), &pod("pinned", pinned))
+        .await
+        .expect("a conforming pod is admitted");
+
+    // Workloads are checked at apply time, not later by their controller.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(owner, &namespace);
+    let deployment = object(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"nodeSelector": {"pool": "tenants"},
+                                       "containers": [{"name": "web", "image": "nginx:1.27"}]}}}
+    }));
+    assert_refused(
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await,
+        "this Deployment uses nginx:1.27",
+    );
+}
