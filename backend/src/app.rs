@@ -1,4 +1,5 @@
-//! The assembled service: shared state, the HTTP stack and graceful shutdown.
+//! The assembled service: shared state, serving, housekeeping and graceful
+//! shutdown. The routes and layers are in `router.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,14 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderName, Request, StatusCode};
-use axum::routing::get;
+use axum::http::HeaderName;
 use sqlx::PgPool;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi;
 
 use tokio_util::sync::CancellationToken;
@@ -23,6 +18,34 @@ use crate::config::ServeConfig;
 use crate::error::Error;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of this request, as set by the request-id layer.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ))
+    }
+}
+
+impl RequestId {
+    /// Who asked, for the audit trail.
+    pub fn actor(&self, who: &crate::auth::Principal) -> crate::service::Actor {
+        crate::service::Actor::of(who, self.0.clone())
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -37,14 +60,13 @@ pub struct AppState {
     pub openapi: Arc<OpenApi>,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application: the shared state, and the routes of
+/// [`crate::router`] over it.
 pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Result<Router> {
     install_crypto();
     let login = crate::auth::oidc::Login::new(&config.login)?.map(Arc::new);
-    let max_body = config.max_body_bytes as usize;
-    let timeout = config.request_timeout;
     let events = crate::events::EventHub::start(db.clone());
-    let mut app = AppState {
+    let app = AppState {
         db,
         config: Arc::new(config),
         clusters,
@@ -52,38 +74,7 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
         events,
         openapi: Arc::new(OpenApi::default()),
     };
-    let (api, doc) = crate::api::router(app.clone());
-    app.openapi = Arc::new(doc);
-    Ok(Router::new()
-        .nest("/api/v1", api)
-        .merge(crate::auth::login::router())
-        .merge(crate::web::router())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::scrape))
-        .fallback(|| async {
-            crate::web::page::message(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is no such page.",
-                ("/", "Back to your tenants"),
-            )
-        })
-        .with_state(app)
-        .layer(axum::middleware::from_fn(crate::metrics::track_http))
-        .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(axum::middleware::from_fn(crate::api::problems_for_plain_errors))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
-        .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(Error::Internal(anyhow::anyhow!("a request handler panicked")))
-        }))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+    Ok(crate::router::build(app))
 }
 
 /// TLS for outgoing HTTPS (the identity provider) uses ring, like the cluster clients.
@@ -93,7 +84,7 @@ fn install_crypto() {
 }
 
 /// Ready when the database answers.
-async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
+pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
     tokio::time::timeout(
         Duration::from_secs(2),
         sqlx::query("SELECT 1").execute(&app.db),

@@ -243,3 +243,19 @@ impl From<Vec<FieldError>> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The answer for a tenant that does not exist, and for one the caller has no
+/// role in: the same, so answers do not tell which tenants exist.
+pub fn tenant_not_found(slug: &str) -> Error {
+    Error::NotFound(format!("there is no tenant \"{slug}\""))
+}
+
+/// The one place a policy denial becomes an answer, for the API and the pages alike.
+impl From<crate::auth::policy::Denial> for Error {
+    fn from(denial: crate::auth::policy::Denial) -> Self {
+        match denial.hidden_tenant() {
+            Some(slug) => tenant_not_found(slug),
+            None => Self::Forbidden(denial.to_string()),
+        }
+    }
+}

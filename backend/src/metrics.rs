@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::app::AppState;
+use crate::cluster::Clusters;
 use crate::error::Error;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -181,9 +181,9 @@ pub async fn track_http(request: Request, next: Next) -> Response {
 }
 
 /// The scrape: gauges read from the database and the clusters, then everything encoded.
-pub async fn scrape(State(app): State<AppState>) -> Result<Response, Error> {
+pub async fn scrape(db: &sqlx::PgPool, clusters: &Clusters) -> Result<Response, Error> {
     let metrics = global();
-    let mut conn = app.db.acquire().await?;
+    let mut conn = db.acquire().await?;
     let outbox = sqlx::query!(
         r#"SELECT count(*) AS "depth!", COALESCE(EXTRACT(EPOCH FROM now() - min(enqueued_at)), 0)::float8 AS "oldest!"
            FROM outbox"#
@@ -207,7 +207,7 @@ pub async fn scrape(State(app): State<AppState>) -> Result<Response, Error> {
             })
             .set(count);
     }
-    for cluster in app.clusters.iter() {
+    for cluster in clusters.iter() {
         let reachable = i64::from(cluster.health().reachable);
         metrics
             .cluster_reachable

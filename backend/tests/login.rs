@@ -64,9 +64,11 @@ async fn employees_see_and_do_what_their_groups_and_roles_allow(db: PgPool) {
         ["acme"],
         "an owner sees exactly her tenants"
     );
+    let (status, body) = problem(alice.get("/api/v1/tenants/globex").await).await;
     assert_eq!(
-        problem(alice.get("/api/v1/tenants/globex").await).await.0,
-        403
+        (status, body["detail"].as_str()),
+        (404, Some("there is no tenant \"globex\"")),
+        "another team's tenant answers as a missing one: {body}"
     );
     let patched = alice
         .change(Method::PATCH, "/api/v1/tenants/acme")
@@ -95,7 +97,7 @@ async fn employees_see_and_do_what_their_groups_and_roles_allow(db: PgPool) {
     );
     assert_eq!(
         problem(carol.get("/api/v1/tenants/acme").await).await.0,
-        403
+        404
     );
     let created = carol
         .change(Method::POST, "/api/v1/tenants")
@@ -497,4 +499,87 @@ async fn pages_show_text_as_text_and_hide_other_peoples_tenants(db: PgPool) {
         303,
         "the portal's own form with its token works"
     );
+}
+
+/// The generation an edit page put in its forms.
+fn shown_generation(page: &str) -> String {
+    let marker = r#"name="generation" value=""#;
+    let at = page
+        .find(marker)
+        .expect("the edit page's forms carry the generation")
+        + marker.len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_stale_edit_page_is_told_and_overwrites_nothing(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = login_as(&app, "ALICE").await;
+    let opened = alice.get("/tenants/acme/edit").await.text().await.unwrap();
+    let generation = shown_generation(&opened);
+
+    let meanwhile = alice
+        .change(Method::PATCH, "/api/v1/tenants/acme")
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"display_name": "Renamed meanwhile"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(meanwhile.status(), 200);
+
+    let settings = format!("{}/tenants/acme/settings", alice.base);
+    let stale = alice
+        .client
+        .post(&settings)
+        .header("origin", PUBLIC_URL)
+        .form(&[
+            ("display_name", "From the stale page"),
+            ("description", ""),
+            ("generation", generation.as_str()),
+            ("_csrf", alice.csrf_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 409);
+    let page = stale.text().await.unwrap();
+    assert!(page.contains("changed since you opened it"), "{page}");
+    let tenant: Value = alice
+        .get("/api/v1/tenants/acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        tenant["display_name"], "Renamed meanwhile",
+        "nothing was overwritten"
+    );
+
+    let current = shown_generation(&page);
+    assert_eq!(
+        current,
+        tenant["generation"].to_string(),
+        "the page shows the tenant as it is now"
+    );
+    let fresh = alice
+        .client
+        .post(&settings)
+        .header("origin", PUBLIC_URL)
+        .form(&[
+            ("display_name", "From the fresh page"),
+            ("description", ""),
+            ("generation", current.as_str()),
+            ("_csrf", alice.csrf_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 303, "the page as it is now saves");
+    let tenant: Value = alice
+        .get("/api/v1/tenants/acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tenant["display_name"], "From the fresh page");
 }

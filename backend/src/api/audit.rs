@@ -3,12 +3,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::ApiQuery;
 use super::model::{AuditEvent, AuditPage, AuditQuery};
-use super::pagination;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
 use crate::db::{self, audit::AuditFilter};
 use crate::error::Error;
+use crate::service::pagination;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list))

@@ -15,7 +15,6 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::load_authorized;
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -23,6 +22,7 @@ use crate::auth::policy::{Action, precheck};
 use crate::db::{self, events::EventFilter, events::EventRow};
 use crate::error::Error;
 use crate::events::Notice;
+use crate::service::access::load_authorized;
 
 /// The event types a client may ask for.
 pub const KINDS: [&str; 9] = [

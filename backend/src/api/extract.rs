@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+use crate::service::Precondition;
 
 /// A JSON body, checked for content type and size, decoded with the path of
 /// the first bad field.
@@ -104,16 +105,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 pub struct IfMatch(Option<Vec<String>>);
 
 impl IfMatch {
-    /// Answers 412 unless the tenant is still at a generation the client named.
-    pub fn check(&self, generation: i64) -> Result<(), Error> {
-        let Some(tags) = &self.0 else { return Ok(()) };
-        let current = etag(generation);
-        if tags.iter().any(|t| t == "*" || *t == current) {
-            Ok(())
-        } else {
-            Err(Error::PreconditionFailed(format!(
-                "the tenant changed since you read it (now at ETag {current}); read it again and retry"
-            )))
+    /// The generations the client named, for the service to check (a 412
+    /// when the tenant is at none of them). A tag that names no generation
+    /// matches nothing.
+    pub fn precondition(&self) -> Precondition {
+        match &self.0 {
+            None => Precondition::None,
+            Some(tags) if tags.iter().any(|t| t == "*") => Precondition::None,
+            Some(tags) => Precondition::Generation(
+                tags.iter()
+                    .filter_map(|t| {
+                        let inner = t.strip_prefix('"')?.strip_suffix('"')?;
+                        let generation: i64 = inner.parse().ok()?;
+                        (etag(generation) == *t).then_some(generation)
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -148,20 +155,4 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
-/// The id of this request, as set by the request-id layer.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .headers
-                .get(crate::app::REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-        ))
-    }
-}
+pub use crate::app::RequestId;

@@ -5,15 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::change::{Actor, TenantChange, tenant_response};
+use super::answer::tenant_response;
 use super::extract::{IfMatch, RequestId};
 use super::model::Tenant;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, precheck};
-use crate::db;
-use crate::domain::TenantState;
 use crate::error::Error;
+use crate::service::lifecycle::{self, Transition};
 
 pub async fn dispatch(
     State(app): State<AppState>,
@@ -27,37 +25,24 @@ pub async fn dispatch(
             "POST is not allowed on /api/v1/tenants/{target}; use POST /api/v1/tenants/{target}:suspend or :resume"
         ))
     })?;
-    let (from, to, action) = match verb {
-        "suspend" => (
-            TenantState::Active,
-            TenantState::Suspended,
-            "tenant.suspended",
-        ),
-        "resume" => (
-            TenantState::Suspended,
-            TenantState::Active,
-            "tenant.resumed",
-        ),
+    let transition = match verb {
+        "suspend" => Transition::Suspend,
+        "resume" => Transition::Resume,
         _ => {
             return Err(Error::NotFound(format!(
                 "there is no action \":{verb}\"; use :suspend or :resume"
             )));
         }
     };
-    precheck(&who, Action::SuspendTenant)?;
-    let mut change = TenantChange::begin(&app.db, slug, &precondition).await?;
-    change.authorize(&who, Action::SuspendTenant)?;
-    change.require_editable()?;
-    let state = change.tenant.state();
-    if state == to {
-        // Already there: nothing changes, nothing is recorded.
-        let tenant = change.before().clone();
-        return Ok(tenant_response(StatusCode::OK, tenant));
-    }
-    debug_assert_eq!(state, from);
-    let id = change.tenant.id;
-    db::tenants::set_state(&mut change.tx, id, to).await?;
-    let tenant = change.commit(&Actor::of(&who, &request_id), action).await?;
+    let tenant = lifecycle::transition(
+        &app.db,
+        &who,
+        &request_id.actor(&who),
+        slug,
+        &precondition.precondition(),
+        transition,
+    )
+    .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 

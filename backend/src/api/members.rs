@@ -3,14 +3,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, tenant_response, view_authorized};
+use super::answer::tenant_response;
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{CreateMember, Member, Tenant, TenantItems, UpdateMember};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
-use crate::db;
 use crate::error::Error;
+use crate::service::{self, access};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,11 +29,11 @@ async fn list(
 ) -> Result<axum::Json<TenantItems<Member>>, Error> {
     precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let tenant = view_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
+    let tenant = access::view_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     Ok(axum::Json(TenantItems {
-        items: tenant.members,
+        items: tenant.members.into_iter().map(Member::from).collect(),
         generation: tenant.generation,
-        sync: tenant.sync,
+        sync: tenant.sync.into(),
     }))
 }
 
@@ -44,7 +44,7 @@ async fn list(
            ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
     request_body = CreateMember,
     responses((status = 201, description = "The tenant with its new member", body = Tenant)))]
-pub(crate) async fn add(
+async fn add(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
@@ -52,28 +52,18 @@ pub(crate) async fn add(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<CreateMember>,
 ) -> Result<Response, Error> {
-    precheck(&who, Action::EditTenant)?;
-    let subject = body.kind.parse_subject(&body.subject)?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::EditTenant)?;
-    change.require_editable()?;
-    let id = change.tenant.id;
-    db::members::insert(&mut change.tx, id, body.kind, &subject, body.role).await?;
-    let tenant = change
-        .commit(&Actor::of(&who, &request_id), "member.added")
-        .await?;
+    let tenant = service::members::add(
+        &app.db,
+        &who,
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
+        body.kind,
+        &body.subject,
+        body.role,
+    )
+    .await?;
     Ok(tenant_response(StatusCode::CREATED, tenant))
-}
-
-fn find_member(tenant: &Tenant, id: i64) -> Result<(), Error> {
-    if tenant.members.iter().any(|m| m.id == id) {
-        Ok(())
-    } else {
-        Err(Error::NotFound(format!(
-            "the tenant \"{}\" has no member {id}",
-            tenant.slug
-        )))
-    }
 }
 
 /// Change a member's role.
@@ -91,15 +81,16 @@ async fn update(
     Path((slug, id)): Path<(String, i64)>,
     ApiJson(body): ApiJson<UpdateMember>,
 ) -> Result<Response, Error> {
-    precheck(&who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::EditTenant)?;
-    change.require_editable()?;
-    find_member(change.before(), id)?;
-    db::members::set_role(&mut change.tx, id, body.role).await?;
-    let tenant = change
-        .commit(&Actor::of(&who, &request_id), "member.role_changed")
-        .await?;
+    let tenant = service::members::set_role(
+        &app.db,
+        &who,
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
+        id,
+        body.role,
+    )
+    .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 
@@ -109,21 +100,21 @@ async fn update(
            ("id" = i64, Path, description = "The member's id"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     responses((status = 200, description = "The tenant without the member", body = Tenant)))]
-pub(crate) async fn remove(
+async fn remove(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
     precondition: IfMatch,
     Path((slug, id)): Path<(String, i64)>,
 ) -> Result<Response, Error> {
-    precheck(&who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::EditTenant)?;
-    change.require_editable()?;
-    find_member(change.before(), id)?;
-    db::members::delete(&mut change.tx, id).await?;
-    let tenant = change
-        .commit(&Actor::of(&who, &request_id), "member.removed")
-        .await?;
+    let tenant = service::members::remove(
+        &app.db,
+        &who,
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
+        id,
+    )
+    .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }

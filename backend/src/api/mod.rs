@@ -1,25 +1,23 @@
 //! The REST API under `/api/v1`: one router per resource, merged here, with
 //! the OpenAPI document generated from the same handlers.
 
+mod answer;
 mod audit;
-pub(crate) mod budget;
-pub(crate) mod change;
+mod budget;
 mod clusters;
 mod events;
 pub mod extract;
 mod idempotency;
-pub(crate) mod kubeconfig;
+mod kubeconfig;
 mod lifecycle;
 mod me;
-pub(crate) mod members;
+mod members;
 pub mod model;
-pub(crate) mod namespaces;
-pub(crate) mod pagination;
-pub(crate) mod policy;
-pub(crate) mod quota_requests;
+mod namespaces;
+mod policy;
+mod quota_requests;
 mod status;
-pub(crate) mod tenants;
-pub(crate) mod views;
+mod tenants;
 mod wait;
 
 use axum::Router;

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{MemberKind, Role, TenantState};
+use crate::service::tenants::{NewTenantRequest, TenantEdit};
+use crate::service::views::{MemberView, NamespaceView, SyncView, TenantView};
 
 /// Resource name to quantity, in the Kubernetes quantity grammar (`500m`, `1.5Gi`).
 pub type Quantities = BTreeMap<String, String>;
@@ -55,12 +57,61 @@ pub struct Tenant {
     pub expires_in_seconds: Option<i64>,
 }
 
-impl Tenant {
-    /// Who has which role, as the policy reads it.
-    pub fn memberships(&self) -> impl Iterator<Item = (MemberKind, &str, Role)> {
-        self.members
-            .iter()
-            .map(|m| (m.kind, m.subject.as_str(), m.role))
+impl From<TenantView> for Tenant {
+    fn from(t: TenantView) -> Self {
+        Self {
+            slug: t.slug,
+            display_name: t.display_name,
+            description: t.description,
+            labels: t.labels,
+            cluster: t.cluster,
+            state: t.state,
+            budget: t.budget,
+            allocated: t.allocated,
+            namespaces: t.namespaces.into_iter().map(Namespace::from).collect(),
+            members: t.members.into_iter().map(Member::from).collect(),
+            generation: t.generation,
+            sync: t.sync.into(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            deleted_at: t.deleted_at,
+            expires_at: t.expires_at,
+            expires_in_seconds: t.expires_in_seconds,
+        }
+    }
+}
+
+impl From<SyncView> for SyncStatus {
+    fn from(s: SyncView) -> Self {
+        Self {
+            status: s.status,
+            observed_generation: s.observed_generation,
+            message: s.message,
+            last_synced_at: s.last_synced_at,
+        }
+    }
+}
+
+impl From<NamespaceView> for Namespace {
+    fn from(n: NamespaceView) -> Self {
+        Self {
+            name: n.name,
+            full_name: n.full_name,
+            allocations: n.allocations,
+            created_at: n.created_at,
+        }
+    }
+}
+
+impl From<MemberView> for Member {
+    fn from(m: MemberView) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            subject: m.subject,
+            role: m.role,
+            created_at: m.created_at,
+        }
     }
 }
 
@@ -174,6 +225,43 @@ pub struct TenantPatch {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// A new lifetime counted from now, such as `2h`: extends a short-lived tenant.
     pub ttl: Option<String>,
+}
+
+impl From<CreateTenant> for NewTenantRequest {
+    fn from(body: CreateTenant) -> Self {
+        Self {
+            slug: body.slug,
+            display_name: body.display_name,
+            description: body.description,
+            labels: body.labels,
+            cluster: body.cluster,
+            budget: body.budget,
+            namespaces: body
+                .namespaces
+                .into_iter()
+                .map(|n| (n.name, n.allocations))
+                .collect(),
+            members: body
+                .members
+                .into_iter()
+                .map(|m| (m.kind, m.subject, m.role))
+                .collect(),
+            ttl: body.ttl,
+            expires_at: body.expires_at,
+        }
+    }
+}
+
+impl From<TenantPatch> for TenantEdit {
+    fn from(body: TenantPatch) -> Self {
+        Self {
+            display_name: body.display_name,
+            description: body.description,
+            labels: body.labels,
+            expires_at: body.expires_at,
+            ttl: body.ttl,
+        }
+    }
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`),

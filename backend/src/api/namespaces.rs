@@ -3,17 +3,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, tenant_response, view_authorized};
+use super::answer::tenant_response;
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{CreateNamespace, Namespace, Tenant, TenantItems, UpdateNamespace};
-use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
-use crate::db::{self, namespaces::NamespaceRow};
-use crate::domain::quota::check_allocation;
-use crate::domain::{FieldError, NamespaceName, QuotaResource, ResourceList};
 use crate::error::Error;
+use crate::service::{self, access};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -32,25 +29,12 @@ async fn list(
 ) -> Result<axum::Json<TenantItems<Namespace>>, Error> {
     precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let tenant = view_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
+    let tenant = access::view_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     Ok(axum::Json(TenantItems {
-        items: tenant.namespaces,
+        items: tenant.namespaces.into_iter().map(Namespace::from).collect(),
         generation: tenant.generation,
-        sync: tenant.sync,
+        sync: tenant.sync.into(),
     }))
-}
-
-/// What the other namespaces of the tenant hold.
-fn allocated_elsewhere(
-    namespaces: &[NamespaceRow],
-    except: Option<i64>,
-) -> Result<ResourceList, Error> {
-    let others: Vec<NamespaceRow> = namespaces
-        .iter()
-        .filter(|n| Some(n.id) != except)
-        .cloned()
-        .collect();
-    views::allocated(&others)
 }
 
 /// Add a namespace with its share of the budget.
@@ -60,7 +44,7 @@ fn allocated_elsewhere(
            ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
     request_body = CreateNamespace,
     responses((status = 201, description = "The tenant with its new namespace", body = Tenant)))]
-pub(crate) async fn create(
+async fn create(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
@@ -68,41 +52,17 @@ pub(crate) async fn create(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<CreateNamespace>,
 ) -> Result<Response, Error> {
-    precheck(&who, Action::EditTenant)?;
-    let name = NamespaceName::parse(&body.name)?;
-    let allocations = ResourceList::parse(&body.allocations, "allocations")?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::EditTenant)?;
-    change.require_editable()?;
-    let full_name = name.full_name(&change.tenant.slug())?;
-    let budget = change.tenant.budget();
-    let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
-    if let Some(max) = budget.get(&QuotaResource::namespaces())
-        && !max.fits_count(existing.len() + 1)
-    {
-        return Err(Error::Conflict {
-            detail: format!(
-                "the tenant's budget allows {max} namespaces and it has {}; request more quota",
-                existing.len()
-            ),
-            errors: vec![FieldError::new(
-                "name",
-                "exceeds the tenant's namespace limit",
-            )],
-        });
-    }
-    check_allocation(
-        &budget,
-        &allocated_elsewhere(&existing, None)?,
-        &allocations,
-        "allocations",
+    let tenant = service::namespaces::create(
+        &app.db,
+        &who,
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
+        &body.name,
+        &body.allocations,
     )
-    .map_err(over_budget)?;
-    let id = change.tenant.id;
-    db::namespaces::insert(&mut change.tx, id, name.as_str(), &full_name, &allocations).await?;
-    let tenant = change
-        .commit(&Actor::of(&who, &request_id), "namespace.created")
-        .await?;
+    .await?;
+    let name = &body.name;
     let mut response = tenant_response(StatusCode::CREATED, tenant);
     if let Ok(location) =
         HeaderValue::from_str(&format!("/api/v1/tenants/{slug}/namespaces/{name}"))
@@ -112,14 +72,6 @@ pub(crate) async fn create(
     Ok(response)
 }
 
-/// Going over the budget is a conflict with the tenant's state, not a malformed request.
-fn over_budget(errors: Vec<FieldError>) -> Error {
-    Error::Conflict {
-        detail: "the allocations do not fit the tenant's budget".into(),
-        errors,
-    }
-}
-
 /// Replace a namespace's allocations.
 #[utoipa::path(patch, path = "/tenants/{slug}/namespaces/{name}", tag = "namespaces",
     params(("slug" = String, Path, description = "The tenant's slug"),
@@ -127,7 +79,7 @@ fn over_budget(errors: Vec<FieldError>) -> Error {
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     request_body = UpdateNamespace,
     responses((status = 200, description = "The tenant with the new allocations", body = Tenant)))]
-pub(crate) async fn update(
+async fn update(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
@@ -135,27 +87,16 @@ pub(crate) async fn update(
     Path((slug, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateNamespace>,
 ) -> Result<Response, Error> {
-    precheck(&who, Action::EditTenant)?;
-    let allocations = ResourceList::parse(&body.allocations, "allocations")?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::EditTenant)?;
-    change.require_editable()?;
-    let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
-    let target = find(&existing, &slug, &name)?;
-    check_allocation(
-        &change.tenant.budget(),
-        &allocated_elsewhere(&existing, Some(target.id))?,
-        &allocations,
-        "allocations",
+    let tenant = service::namespaces::set_allocations(
+        &app.db,
+        &who,
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
+        &name,
+        &body.allocations,
     )
-    .map_err(over_budget)?;
-    db::namespaces::set_allocations(&mut change.tx, target.id, &allocations).await?;
-    let tenant = change
-        .commit(
-            &Actor::of(&who, &request_id),
-            "namespace.allocations_changed",
-        )
-        .await?;
+    .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
 }
 
@@ -165,32 +106,21 @@ pub(crate) async fn update(
            ("name" = String, Path, description = "The namespace's short name"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     responses((status = 200, description = "The tenant without the namespace", body = Tenant)))]
-pub(crate) async fn delete(
+async fn delete(
     State(app): State<AppState>,
     who: Principal,
     request_id: RequestId,
     precondition: IfMatch,
     Path((slug, name)): Path<(String, String)>,
 ) -> Result<Response, Error> {
-    precheck(&who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::EditTenant)?;
-    change.require_editable()?;
-    let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
-    let target = find(&existing, &slug, &name)?.id;
-    db::namespaces::delete(&mut change.tx, target).await?;
-    let tenant = change
-        .commit(&Actor::of(&who, &request_id), "namespace.deleted")
-        .await?;
+    let tenant = service::namespaces::delete(
+        &app.db,
+        &who,
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
+        &name,
+    )
+    .await?;
     Ok(tenant_response(StatusCode::OK, tenant))
-}
-
-fn find<'a>(
-    namespaces: &'a [NamespaceRow],
-    slug: &str,
-    name: &str,
-) -> Result<&'a NamespaceRow, Error> {
-    namespaces.iter().find(|n| n.name == name).ok_or_else(|| {
-        Error::NotFound(format!("the tenant \"{slug}\" has no namespace \"{name}\""))
-    })
 }

@@ -1,5 +1,6 @@
 //! `GET|PUT|DELETE /tenants/{slug}/policy`: what a tenant may do inside its
-//! namespaces. Members read it; only platform admins change it.
+//! namespaces. Members read it; only platform admins change it. The rules
+//! are in `service::policy`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,15 +8,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::{Actor, TenantChange, load_authorized};
 use super::extract::{ApiJson, IfMatch, RequestId};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, precheck};
-use crate::db;
 use crate::domain::TenantPolicy;
 use crate::domain::tenant_policy::PolicyDocument;
 use crate::error::Error;
+use crate::service::policy::{self, PolicyInForce, Source};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get, put, reset))
@@ -41,20 +40,17 @@ pub struct PolicyView {
     pub generation: i64,
 }
 
-/// The tenant's policy as it applies now: its own, or the default.
-pub async fn effective(
-    conn: &mut sqlx::PgConnection,
-    app: &AppState,
-    tenant_id: i64,
-) -> Result<(TenantPolicy, PolicySource), Error> {
-    match db::policies::get(conn, tenant_id).await? {
-        None => Ok((
-            app.config.guardrails.default_policy(),
-            PolicySource::Default,
-        )),
-        Some(stored) => TenantPolicy::from_stored(&stored)
-            .map(|p| (p, PolicySource::Custom))
-            .map_err(|e| Error::Internal(anyhow::anyhow!("tenant {tenant_id}: {e}"))),
+impl From<PolicyInForce> for PolicyView {
+    fn from(p: PolicyInForce) -> Self {
+        Self {
+            tenant: p.tenant,
+            policy: p.policy,
+            source: match p.source {
+                Source::Default => PolicySource::Default,
+                Source::Custom => PolicySource::Custom,
+            },
+            generation: p.generation,
+        }
     }
 }
 
@@ -67,16 +63,9 @@ async fn get(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<Json<PolicyView>, Error> {
-    precheck(&who, Action::ReadTenants)?;
     let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
-    let (policy, source) = effective(&mut conn, &app, row.id).await?;
-    Ok(Json(PolicyView {
-        tenant: row.slug,
-        policy,
-        source,
-        generation: row.generation,
-    }))
+    let view = policy::read(&mut conn, &app.config.guardrails, &who, &slug).await?;
+    Ok(Json(view.into()))
 }
 
 /// Set the tenant's policy (platform admins). Fields left out keep their
@@ -94,23 +83,17 @@ async fn put(
     Path(slug): Path<String>,
     ApiJson(document): ApiJson<PolicyDocument>,
 ) -> Result<Json<PolicyView>, Error> {
-    precheck(&who, Action::ChangePolicy)?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::ChangePolicy)?;
-    change.require_editable()?;
-    let id = change.tenant.id;
-    let (current, _) = effective(&mut change.tx, &app, id).await?;
-    let policy = TenantPolicy::parse(&document, &current).map_err(Error::Invalid)?;
-    db::policies::put(&mut change.tx, id, &policy).await?;
-    commit(
-        change,
+    let view = policy::set(
+        &app.db,
+        &app.config.guardrails,
         &who,
-        &request_id,
-        &current,
-        policy,
-        PolicySource::Custom,
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
+        &document,
     )
-    .await
+    .await?;
+    Ok(Json(view.into()))
 }
 
 /// Back to the configured default (platform admins).
@@ -125,52 +108,14 @@ async fn reset(
     precondition: IfMatch,
     Path(slug): Path<String>,
 ) -> Result<Json<PolicyView>, Error> {
-    precheck(&who, Action::ChangePolicy)?;
-    let mut change = TenantChange::begin(&app.db, &slug, &precondition).await?;
-    change.authorize(&who, Action::ChangePolicy)?;
-    change.require_editable()?;
-    let id = change.tenant.id;
-    let (current, _) = effective(&mut change.tx, &app, id).await?;
-    db::policies::clear(&mut change.tx, id).await?;
-    let policy = app.config.guardrails.default_policy();
-    commit(
-        change,
+    let view = policy::reset(
+        &app.db,
+        &app.config.guardrails,
         &who,
-        &request_id,
-        &current,
-        policy,
-        PolicySource::Default,
-    )
-    .await
-}
-
-async fn commit(
-    mut change: TenantChange,
-    who: &Principal,
-    request_id: &RequestId,
-    before: &TenantPolicy,
-    policy: TenantPolicy,
-    source: PolicySource,
-) -> Result<Json<PolicyView>, Error> {
-    let to_json = |p: &TenantPolicy| serde_json::to_value(p).map_err(|e| Error::Internal(e.into()));
-    let actor = Actor::of(who, request_id);
-    db::audit::record(
-        &mut change.tx,
-        db::audit::NewEvent {
-            actor: &actor.name,
-            action: "tenant.policy_changed",
-            tenant: Some((change.tenant.id, &change.tenant.slug)),
-            before: Some(&to_json(before)?),
-            after: Some(&to_json(&policy)?),
-            request_id: actor.request_id.as_deref(),
-        },
+        &request_id.actor(&who),
+        &slug,
+        &precondition.precondition(),
     )
     .await?;
-    let tenant = change.commit(&actor, "tenant.policy_changed").await?;
-    Ok(Json(PolicyView {
-        tenant: tenant.slug,
-        policy,
-        source,
-        generation: tenant.generation,
-    }))
+    Ok(Json(view.into()))
 }

@@ -4,15 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::change::load_authorized;
 use super::model::{NamespaceStatus, NamespaceUsage, ResourceUsage, TenantStatus, TenantUsage};
-use super::views;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::db;
 use crate::domain::{Quantity, QuotaResource, ResourceList};
 use crate::error::Error;
+use crate::service::access::load_authorized;
+use crate::service::views;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,7 +37,7 @@ async fn status(
         slug: row.slug.clone(),
         state: row.state,
         generation: row.generation,
-        sync: views::sync_status(&row),
+        sync: views::sync_status(&row).into(),
         namespaces: namespaces
             .into_iter()
             .map(|n| NamespaceStatus {

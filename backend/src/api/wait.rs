@@ -69,7 +69,7 @@ pub async fn until_ready(app: &AppState, slug: &str, limit: Duration) -> Result<
             let mut conn = app.db.acquire().await?;
             db::tenants::get(&mut conn, slug)
                 .await?
-                .ok_or_else(|| super::change::not_found(slug))?
+                .ok_or_else(|| crate::error::tenant_not_found(slug))?
         };
         if settled(&row) {
             return Ok(row);

@@ -14,7 +14,7 @@ use super::{Principal, constant_time_eq};
 use crate::app::AppState;
 use crate::db;
 use crate::error::Error;
-use crate::web::page;
+use crate::page;
 
 pub fn router() -> Router<AppState> {
     Router::new()

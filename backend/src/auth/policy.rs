@@ -4,7 +4,6 @@
 
 use super::{Principal, Scope};
 use crate::domain::{MemberKind, Role};
-use crate::error::Error;
 
 /// Something a caller may be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,21 +75,61 @@ impl Action {
     }
 }
 
-fn missing_scope(who: &str, scopes: &[Scope], action: Action) -> Result<(), Error> {
+/// Why the policy refused. Each door turns it into its answer through the
+/// one `From<Denial> for Error`: a caller with no role in a tenant learns no
+/// more than that there is no such tenant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// The employee holds no role in the tenant.
+    #[error("{who} has no role in the tenant \"{tenant}\"")]
+    NoRole { who: String, tenant: String },
+    /// The employee's role in the tenant is too small for the action.
+    #[error("{who} is {role} of \"{tenant}\"; to {} you need to be {needed}", .action.describe())]
+    RoleTooSmall {
+        who: String,
+        tenant: String,
+        role: Role,
+        needed: Role,
+        action: Action,
+    },
+    /// Only platform admins may do this.
+    #[error("{who} may not {}: that needs a platform admin", .action.describe())]
+    NeedsAdmin { who: String, action: Action },
+    /// A token or machine client lacks the scope.
+    #[error("{who} lacks the scope {scope} needed to {}", .action.describe())]
+    MissingScope {
+        who: String,
+        scope: Scope,
+        action: Action,
+    },
+}
+
+impl Denial {
+    /// The tenant the denial hides, when the caller has no role in it.
+    pub fn hidden_tenant(&self) -> Option<&str> {
+        match self {
+            Self::NoRole { tenant, .. } => Some(tenant),
+            _ => None,
+        }
+    }
+}
+
+fn missing_scope(who: &str, scopes: &[Scope], action: Action) -> Result<(), Denial> {
     let needed = action.scope();
     if scopes.contains(&Scope::Admin) || scopes.contains(&needed) {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!(
-            "{who} lacks the scope {needed} needed to {}",
-            action.describe()
-        )))
+        Err(Denial::MissingScope {
+            who: who.to_string(),
+            scope: needed,
+            action,
+        })
     }
 }
 
 /// Allows an action that concerns no one tenant (listing, creating, the
-/// audit trail), or answers 403 naming what is missing.
-pub fn authorize(who: &Principal, action: Action) -> Result<(), Error> {
+/// audit trail), or says what is missing.
+pub fn authorize(who: &Principal, action: Action) -> Result<(), Denial> {
     match who {
         Principal::ServiceToken { name, scopes, .. } => {
             missing_scope(&format!("the token \"{name}\""), scopes, action)
@@ -103,18 +142,17 @@ pub fn authorize(who: &Principal, action: Action) -> Result<(), Error> {
         Principal::User(_) if matches!(action, Action::ReadTenants | Action::CreateTenant) => {
             Ok(())
         }
-        Principal::User(user) => Err(Error::Forbidden(format!(
-            "{} may not {}: that needs a platform admin",
-            user.email,
-            action.describe()
-        ))),
+        Principal::User(user) => Err(Denial::NeedsAdmin {
+            who: user.email.clone(),
+            action,
+        }),
     }
 }
 
 /// The check that needs no tenant: a token's or machine client's scope. An
 /// employee's rights depend on the tenant, so [`authorize_tenant`] decides
 /// for them once it is loaded.
-pub fn precheck(who: &Principal, action: Action) -> Result<(), Error> {
+pub fn precheck(who: &Principal, action: Action) -> Result<(), Denial> {
     match who {
         Principal::User(_) => Ok(()),
         _ => authorize(who, action),
@@ -146,7 +184,7 @@ pub fn authorize_tenant<'a>(
     action: Action,
     tenant: &str,
     members: impl IntoIterator<Item = (MemberKind, &'a str, Role)>,
-) -> Result<(), Error> {
+) -> Result<(), Denial> {
     let Principal::User(user) = who else {
         return authorize(who, action);
     };
@@ -156,15 +194,17 @@ pub fn authorize_tenant<'a>(
     let role = role_in(who, members);
     match (action.least_role(), role) {
         (Some(needed), Some(role)) if role >= needed => Ok(()),
-        (Some(needed), Some(role)) => Err(Error::Forbidden(format!(
-            "{} is {role} of \"{tenant}\"; to {} you need to be {needed}",
-            user.email,
-            action.describe()
-        ))),
-        (Some(_), None) => Err(Error::Forbidden(format!(
-            "{} has no role in the tenant \"{tenant}\"",
-            user.email
-        ))),
+        (Some(needed), Some(role)) => Err(Denial::RoleTooSmall {
+            who: user.email.clone(),
+            tenant: tenant.to_string(),
+            role,
+            needed,
+            action,
+        }),
+        (Some(_), None) => Err(Denial::NoRole {
+            who: user.email.clone(),
+            tenant: tenant.to_string(),
+        }),
         (None, _) => authorize(who, action),
     }
 }
@@ -241,6 +281,30 @@ mod tests {
             authorize_tenant(&alice, Action::ChangeBudget, "acme", ACME).is_err(),
             "budgets are for admins"
         );
+    }
+
+    #[test]
+    fn strangers_are_told_no_role_and_members_the_role_they_lack() {
+        let bob = user("bob@example.com", &[], false);
+        let carol = user("carol@example.com", &[], false);
+        assert_eq!(
+            authorize_tenant(&carol, Action::ReadTenants, "acme", ACME)
+                .unwrap_err()
+                .hidden_tenant(),
+            Some("acme")
+        );
+        let too_small = authorize_tenant(&bob, Action::EditTenant, "acme", ACME).unwrap_err();
+        assert!(
+            matches!(
+                too_small,
+                Denial::RoleTooSmall {
+                    needed: Role::Owner,
+                    ..
+                }
+            ),
+            "{too_small}"
+        );
+        assert_eq!(too_small.hidden_tenant(), None);
     }
 
     #[test]

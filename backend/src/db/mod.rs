@@ -1,5 +1,5 @@
 //! Queries, one module per aggregate. Functions take a connection or a
-//! transaction; handlers own the transaction boundary.
+//! transaction; the service layer owns the transaction boundary.
 
 pub mod audit;
 pub mod decode;

@@ -7,11 +7,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::api::change::{Actor, TenantChange};
-use crate::api::extract::IfMatch;
 use crate::db;
-use crate::domain::TenantState;
 use crate::error::Error;
+use crate::service::{Actor, lifecycle};
 
 pub const ACTOR: &str = "system:expiry";
 
@@ -39,21 +37,9 @@ async fn collect(pool: &sqlx::PgPool) -> Result<usize, Error> {
     };
     let mut collected = 0;
     for slug in slugs {
-        let mut change = TenantChange::begin(pool, &slug, &IfMatch::default()).await?;
-        // Another replica got here first, or the tenant was extended meanwhile.
-        let due = change
-            .tenant
-            .expires_at
-            .is_some_and(|at| at <= chrono::Utc::now());
-        if !change.tenant.state().is_editable() || !due {
-            continue;
+        if lifecycle::expire(pool, &Actor::system(ACTOR), &slug).await? {
+            collected += 1;
         }
-        let id = change.tenant.id;
-        db::tenants::set_state(&mut change.tx, id, TenantState::Deleting).await?;
-        change
-            .commit(&Actor::system(ACTOR), "tenant.expired")
-            .await?;
-        collected += 1;
     }
     Ok(collected)
 }

@@ -294,21 +294,8 @@ async fn reconcile(
     if holder.as_deref() != Some(&lease.holder) {
         return Ok(Outcome::Overtaken);
     }
-    db::sync::tombstone(&mut tx, row.id).await?;
-    db::audit::record(
-        &mut tx,
-        db::audit::NewEvent {
-            actor: ACTOR,
-            action: "tenant.deleted",
-            tenant: Some((row.id, &row.slug)),
-            before: None,
-            after: Some(&serde_json::json!({"state": "deleted", "generation": row.generation})),
-            request_id: None,
-        },
-    )
-    .await?;
-    let data = serde_json::json!({"generation": row.generation});
-    db::events::append(&mut tx, "tenant.deleted", row.id, &row.slug, &data).await?;
+    crate::service::lifecycle::tombstone(&mut tx, &crate::service::Actor::system(ACTOR), &row)
+        .await?;
     tx.commit().await.map_err(Error::from)?;
     Ok(Outcome::Tombstoned)
 }

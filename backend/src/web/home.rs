@@ -11,12 +11,11 @@ use sqlx::PgConnection;
 
 use super::display::{Bar, bar, time_left};
 use super::{Nav, PageError, Viewer, field_errors, render, see_other};
-use crate::api::change::Actor;
-use crate::api::extract::RequestId;
-use crate::api::model::{CreateNamespace, CreateTenant};
-use crate::app::AppState;
+use crate::app::{AppState, RequestId};
 use crate::db::{self, tenants::ListFilter, tenants::TenantRow};
 use crate::domain::{Quantity, QuotaResource, ResourceList, TenantState};
+use crate::service::tenants::{ListQuery as TenantQuery, NewTenantRequest};
+use crate::service::{self, pagination};
 
 /// A tenant at a glance.
 pub struct Card {
@@ -147,38 +146,32 @@ pub async fn list(
         .transpose()
         .map_err(crate::error::Error::from)?;
     let after = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => crate::api::pagination::position("tenants", token)?,
+        Some(token) => pagination::position("tenants", token)?,
         None => 0,
     };
-    let filter = ListFilter {
+    let query = TenantQuery {
         state,
         cluster: q.cluster.clone().filter(|c| !c.is_empty()),
         labels: None,
-        search: q.q.clone().filter(|s| !s.is_empty()),
-        member: (!viewer.user.admin)
-            .then(|| (viewer.user.email.clone(), viewer.user.groups.clone())),
+        search: q.q.clone(),
     };
     let mut conn = app.db.acquire().await?;
-    let mut rows = db::tenants::list_page(&mut conn, &filter, after, PAGE_SIZE + 1).await?;
-    let next = if rows.len() as i64 > PAGE_SIZE {
-        rows.truncate(PAGE_SIZE as usize);
-        rows.last().map(|last| {
-            let token = crate::api::pagination::token("tenants", last.id);
-            let keep = |k: &str, v: &Option<String>| {
-                v.as_deref()
-                    .map(|v| format!("&{k}={}", super::urlencode(v)))
-                    .unwrap_or_default()
-            };
-            format!(
-                "/tenants?page_token={token}{}{}{}",
-                keep("q", &q.q),
-                keep("state", &q.state),
-                keep("cluster", &q.cluster)
-            )
-        })
-    } else {
-        None
-    };
+    let (rows, next) =
+        service::tenants::list_page(&mut conn, &viewer.principal, query, after, PAGE_SIZE).await?;
+    let next = next.map(|last| {
+        let token = pagination::token("tenants", last);
+        let keep = |k: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|v| format!("&{k}={}", super::urlencode(v)))
+                .unwrap_or_default()
+        };
+        format!(
+            "/tenants?page_token={token}{}{}{}",
+            keep("q", &q.q),
+            keep("state", &q.state),
+            keep("cluster", &q.cluster)
+        )
+    });
     let items = cards(&mut conn, rows).await?;
     render(&ListPage {
         nav: viewer.nav("tenants", q.notice),
@@ -310,25 +303,18 @@ pub async fn create(
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(|name| CreateNamespace {
-            name: name.to_string(),
-            allocations: BTreeMap::new(),
-        })
+        .map(|name| (name.to_string(), BTreeMap::new()))
         .collect();
-    let body = CreateTenant {
+    let request = NewTenantRequest {
         slug: value("slug"),
         display_name: Some(value("display_name")).filter(|d| !d.is_empty()),
         description: value("description"),
-        labels: BTreeMap::new(),
-        cluster: None,
         budget,
         namespaces,
-        members: vec![],
-        ttl: None,
-        expires_at: None,
+        ..Default::default()
     };
-    let actor = Actor::of(&viewer.principal, &request_id);
-    match crate::api::tenants::create_tenant(&app, &viewer.principal, &actor, body).await {
+    let actor = request_id.actor(&viewer.principal);
+    match service::tenants::create(&app.db, &app.config, &viewer.principal, &actor, request).await {
         Ok(tenant) => Ok(see_other(
             &format!("/tenants/{}", tenant.slug),
             "Tenant created; it is being set up in the cluster.",

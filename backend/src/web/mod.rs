@@ -1,11 +1,11 @@
 //! The dashboard: server-rendered pages for tenant owners and platform
-//! admins. Pages ask the same policy as the API and change state through the
-//! same handlers; templates only show what they are given.
+//! admins. Pages ask the same policy as the API and change state through
+//! `service::`; templates only show what they are given.
 
 mod admin;
 mod display;
+mod edit;
 mod home;
-pub mod page;
 mod quota;
 mod tenant;
 
@@ -22,6 +22,8 @@ use axum::routing::{get, post};
 use crate::app::AppState;
 use crate::auth::{Principal, User, constant_time_eq};
 use crate::error::Error;
+use crate::page;
+use crate::service::Precondition;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -29,23 +31,23 @@ pub fn router() -> Router<AppState> {
         .route("/tenants", get(home::list).post(home::create))
         .route("/tenants/new", get(home::new_form))
         .route("/tenants/{slug}", get(tenant::show))
-        .route("/tenants/{slug}/edit", get(tenant::edit))
-        .route("/tenants/{slug}/settings", post(tenant::settings))
-        .route("/tenants/{slug}/namespaces", post(tenant::add_namespace))
+        .route("/tenants/{slug}/edit", get(edit::edit))
+        .route("/tenants/{slug}/settings", post(edit::settings))
+        .route("/tenants/{slug}/namespaces", post(edit::add_namespace))
         .route(
             "/tenants/{slug}/namespaces/{name}/allocations",
-            post(tenant::allocations),
+            post(edit::allocations),
         )
         .route(
             "/tenants/{slug}/namespaces/{name}/delete",
-            post(tenant::remove_namespace),
+            post(edit::remove_namespace),
         )
-        .route("/tenants/{slug}/members", post(tenant::add_member))
+        .route("/tenants/{slug}/members", post(edit::add_member))
         .route(
             "/tenants/{slug}/members/{id}/delete",
-            post(tenant::remove_member),
+            post(edit::remove_member),
         )
-        .route("/tenants/{slug}/delete", post(tenant::delete))
+        .route("/tenants/{slug}/delete", post(edit::delete))
         .route("/tenants/{slug}/kubeconfig", post(tenant::kubeconfig))
         .route("/tenants/{slug}/quota-requests", post(quota::ask))
         .route("/quota-requests", get(quota::queue))
@@ -169,13 +171,20 @@ pub struct Nav {
     pub notice: Option<String>,
 }
 
-/// An error as a page. A user without a role in a tenant gets 404, so pages
-/// do not tell which tenants exist.
+/// An error as a page. A user without a role in a tenant gets the same 404
+/// as for a missing tenant (the policy's denial says so, see `error.rs`), so
+/// pages do not tell which tenants exist.
 pub struct PageError(pub Error);
 
 impl From<Error> for PageError {
     fn from(e: Error) -> Self {
         Self(e)
+    }
+}
+
+impl From<crate::auth::policy::Denial> for PageError {
+    fn from(denial: crate::auth::policy::Denial) -> Self {
+        Self(denial.into())
     }
 }
 
@@ -195,10 +204,7 @@ impl From<askama::Error> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let error = match self.0.classified() {
-            Error::Forbidden(detail) if detail.contains("has no role") => Error::NotFound(detail),
-            other => other,
-        };
+        let error = self.0.classified();
         error.log();
         let problem = error.problem();
         let status = error.status();
@@ -250,6 +256,30 @@ pub type Form = axum::Form<BTreeMap<String, String>>;
 /// A form field's value, trimmed; empty when absent.
 pub fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
     form.get(name).map_or("", |v| v.trim())
+}
+
+/// The precondition an edit form carries: the tenant's generation when the
+/// page was shown. A form without one (an older page) changes the tenant as
+/// it is; one that does not parse matches no generation.
+pub fn form_precondition(form: &BTreeMap<String, String>) -> Precondition {
+    match form.get("generation").map(|g| g.trim()) {
+        None | Some("") => Precondition::None,
+        Some(shown) => shown
+            .parse()
+            .map_or(Precondition::Generation(Vec::new()), Precondition::at),
+    }
+}
+
+/// A change refused because the tenant moved on since the page was shown,
+/// as the form's problem; other errors as they are.
+pub fn stale_form(error: Error) -> Error {
+    match error {
+        Error::PreconditionFailed(_) => Error::conflict(
+            "This tenant was changed since you opened it, so your change was not saved; \
+             the page now shows the current values: check them and make your change again.",
+        ),
+        other => other,
+    }
 }
 
 /// Field errors by field name, for forms.

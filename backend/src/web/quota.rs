@@ -1,5 +1,5 @@
 //! Quota requests in the browser: owners ask from the tenant page, admins
-//! decide from the queue. Both go through the API's handlers.
+//! decide from the queue, through the same `service::quota_requests` as the API.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -8,11 +8,9 @@ use axum::response::Response;
 use super::home::NoticeQuery;
 use super::tenant::RequestRow;
 use super::{Form, Nav, PageError, Viewer, field, render, see_other};
-use crate::api::extract::{ApiJson, RequestId};
-use crate::api::quota_requests::{Decision, NewQuotaRequest};
-use crate::app::AppState;
-use crate::db::{self, quota_requests::RequestFilter};
+use crate::app::{AppState, RequestId};
 use crate::error::Error;
+use crate::service::quota_requests;
 
 pub async fn ask(
     State(app): State<AppState>,
@@ -22,17 +20,14 @@ pub async fn ask(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let body = NewQuotaRequest {
-        tenant: slug.clone(),
-        resource: field(&form, "resource").to_string(),
-        amount: field(&form, "amount").to_string(),
-        reason: field(&form, "reason").to_string(),
-    };
-    match crate::api::quota_requests::create(
-        State(app),
-        viewer.principal.clone(),
-        request_id,
-        ApiJson(body),
+    match quota_requests::ask(
+        &app.db,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        field(&form, "resource"),
+        field(&form, "amount"),
+        field(&form, "reason"),
     )
     .await
     {
@@ -61,18 +56,8 @@ pub async fn queue(
     viewer: Viewer,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PageError> {
-    let member =
-        (!viewer.user.admin).then(|| (viewer.user.email.clone(), viewer.user.groups.clone()));
     let mut conn = app.db.acquire().await?;
-    let rows = db::quota_requests::list(
-        &mut conn,
-        &RequestFilter {
-            member,
-            ..Default::default()
-        },
-        500,
-    )
-    .await?;
+    let rows = quota_requests::list(&mut conn, &viewer.principal, None, None).await?;
     let (pending, decided): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .map(RequestRow::from_row)
@@ -92,32 +77,13 @@ pub async fn decide(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let decision = Decision {
-        amount: Some(field(&form, "amount").to_string()).filter(|a| !a.is_empty()),
-        comment: Some(field(&form, "comment").to_string()).filter(|c| !c.is_empty()),
-    };
-    let principal = viewer.principal.clone();
-    let result = match field(&form, "decision").to_string().as_str() {
-        "approve" => {
-            crate::api::quota_requests::approve(
-                State(app),
-                principal,
-                request_id,
-                Path(id),
-                ApiJson(decision),
-            )
-            .await
-        }
-        "reject" => {
-            crate::api::quota_requests::reject(
-                State(app),
-                principal,
-                request_id,
-                Path(id),
-                ApiJson(decision),
-            )
-            .await
-        }
+    let amount = Some(field(&form, "amount")).filter(|a| !a.is_empty());
+    let comment = Some(field(&form, "comment")).filter(|c| !c.is_empty());
+    let actor = request_id.actor(&viewer.principal);
+    let who = &viewer.principal;
+    let result = match field(&form, "decision") {
+        "approve" => quota_requests::approve(&app.db, who, &actor, id, amount, comment).await,
+        "reject" => quota_requests::reject(&app.db, who, &actor, id, comment).await,
         _ => Err(Error::invalid("decision", "must be approve or reject")),
     };
     match result {

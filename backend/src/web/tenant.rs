@@ -1,25 +1,23 @@
-//! A tenant's page, its edit page, and the forms that change it. Changes go
-//! through the API's own handlers, so the rules and the audit trail are one.
+//! A tenant's page and its kubeconfig download; the edit page and its forms
+//! are in `edit.rs`.
 
 use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::display::{Bar, Chart, bars, charts, time_left, when};
 use super::home::NoticeQuery;
-use super::{Form, Nav, PageError, Viewer, field, field_errors, render, see_other};
-use crate::api::change::load_authorized;
-use crate::api::extract::{ApiJson, IfMatch, RequestId};
-use crate::api::model::{CreateMember, CreateNamespace, Tenant, TenantPatch, UpdateNamespace};
-use crate::api::views;
-use crate::app::AppState;
-use crate::auth::policy::{Action, authorize_tenant};
-use crate::db::{self, audit::AuditFilter, quota_requests::RequestFilter};
-use crate::domain::{MemberKind, Quantity, QuotaResource, ResourceList, Role};
-use crate::error::Error;
+use super::{Form, Nav, PageError, Viewer, render};
+use crate::app::{AppState, RequestId};
+use crate::auth::policy::Action;
+use crate::db::{self, audit::AuditFilter};
+use crate::domain::{Quantity, ResourceList};
+use crate::service::budget::BudgetSummary;
+use crate::service::views::{self, TenantView};
+use crate::service::{self, access};
 
 /// The tenant's facts as pages show them.
 pub struct TenantFacts {
@@ -95,7 +93,7 @@ pub struct AuditLine {
     pub tenant: String,
 }
 
-fn facts(t: &Tenant) -> TenantFacts {
+pub(super) fn facts(t: &TenantView) -> TenantFacts {
     TenantFacts {
         slug: t.slug.clone(),
         display_name: t.display_name.clone(),
@@ -112,7 +110,7 @@ fn facts(t: &Tenant) -> TenantFacts {
     }
 }
 
-fn members(t: &Tenant) -> Vec<MemberRow> {
+pub(super) fn members(t: &TenantView) -> Vec<MemberRow> {
     t.members
         .iter()
         .map(|m| MemberRow {
@@ -167,21 +165,13 @@ pub async fn show(
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PageError> {
     let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &viewer.principal, &slug, Action::ReadTenants).await?;
+    let row =
+        access::load_authorized(&mut conn, &viewer.principal, &slug, Action::ReadTenants).await?;
     let tenant_id = row.id;
-    let budget_list = row.budget();
     let namespace_rows = db::namespaces::list_for_tenants(&mut conn, &[tenant_id]).await?;
-    let allocated = views::allocated(&namespace_rows)?;
+    let summary = BudgetSummary::of(&row, &namespace_rows)?;
     let tenant = views::tenant(&mut conn, row).await?;
-    let may = |action| {
-        authorize_tenant(
-            &viewer.principal,
-            action,
-            &tenant.slug,
-            tenant.memberships(),
-        )
-        .is_ok()
-    };
+    let may = |action| access::may(&viewer.principal, action, &tenant);
 
     let namespaces = namespace_rows
         .iter()
@@ -193,41 +183,22 @@ pub async fn show(
             bars: bars(&ns.allocations.to_strings(), &ns.usage),
         })
         .collect();
-    let budget = budget_list
-        .iter()
-        .map(|(resource, limit)| {
-            let used = if resource.is_tenant_level() {
-                QuotaResource::count(namespace_rows.len() as u32)
-            } else {
-                allocated
-                    .get(resource)
-                    .cloned()
-                    .unwrap_or_else(Quantity::zero)
-            };
-            BudgetRow {
-                resource: resource.to_string(),
-                budget: limit.to_string(),
-                allocated: used.to_string(),
-                available: limit
-                    .checked_sub(&used)
-                    .unwrap_or_else(Quantity::zero)
-                    .to_string(),
-            }
+    let budget = summary
+        .lines()
+        .into_iter()
+        .map(|line| BudgetRow {
+            resource: line.resource.to_string(),
+            budget: line.budget.to_string(),
+            allocated: line.used.to_string(),
+            available: line.available.to_string(),
         })
         .collect();
     let history = db::sync::usage_history(&mut conn, tenant_id, 2000).await?;
-    let requests = db::quota_requests::list(
-        &mut conn,
-        &RequestFilter {
-            tenant: Some(slug.clone()),
-            ..Default::default()
-        },
-        50,
-    )
-    .await?
-    .into_iter()
-    .map(RequestRow::from_row)
-    .collect();
+    let requests = service::quota_requests::of_tenant(&mut conn, &slug, 50)
+        .await?
+        .into_iter()
+        .map(RequestRow::from_row)
+        .collect();
     let audit = db::audit::list_page(
         &mut conn,
         &AuditFilter {
@@ -255,7 +226,7 @@ pub async fn show(
         budget,
         charts: charts(&history_totals(history)),
         requests,
-        resources: requestable(&budget_list),
+        resources: requestable(&summary.budget),
         members: members(&tenant),
         audit,
     };
@@ -283,296 +254,6 @@ fn history_totals(
     by_time.into_values().collect()
 }
 
-pub struct AllocationInput {
-    pub resource: String,
-    pub value: String,
-}
-
-pub struct EditNamespace {
-    pub name: String,
-    pub full_name: String,
-    pub allocations: Vec<AllocationInput>,
-}
-
-#[derive(Template)]
-#[template(path = "edit_tenant.html")]
-struct EditPage {
-    nav: Nav,
-    t: TenantFacts,
-    namespaces: Vec<EditNamespace>,
-    members: Vec<MemberRow>,
-    problem: Option<String>,
-    display_name_error: Option<String>,
-    description_error: Option<String>,
-}
-
-pub async fn edit(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    Path(slug): Path<String>,
-    Query(q): Query<NoticeQuery>,
-) -> Result<Response, PageError> {
-    edit_page(&app, &viewer, &slug, q.notice, None).await
-}
-
-/// The edit page, perhaps with the problem a form ran into.
-async fn edit_page(
-    app: &AppState,
-    viewer: &Viewer,
-    slug: &str,
-    notice: Option<String>,
-    problem: Option<Error>,
-) -> Result<Response, PageError> {
-    let mut conn = app.db.acquire().await?;
-    let row = load_authorized(&mut conn, &viewer.principal, slug, Action::EditTenant).await?;
-    let budget = row.budget();
-    let tenant = views::tenant(&mut conn, row).await?;
-    let namespaces = tenant
-        .namespaces
-        .iter()
-        .map(|ns| EditNamespace {
-            name: ns.name.clone(),
-            full_name: ns.full_name.clone(),
-            allocations: budget
-                .namespace_items()
-                .map(|(resource, _)| AllocationInput {
-                    resource: resource.to_string(),
-                    value: ns
-                        .allocations
-                        .get(resource.as_str())
-                        .cloned()
-                        .unwrap_or_default(),
-                })
-                .collect(),
-        })
-        .collect();
-    let status = problem.as_ref().map(Error::status);
-    let errors = problem.as_ref().map(field_errors).unwrap_or_default();
-    let page = EditPage {
-        nav: viewer.nav("tenants", notice),
-        t: facts(&tenant),
-        namespaces,
-        members: members(&tenant),
-        display_name_error: errors.get("display_name").cloned(),
-        description_error: errors.get("description").cloned(),
-        problem: problem.map(|e| e.problem().detail),
-    };
-    let mut response = render(&page)?;
-    if let Some(status) = status {
-        *response.status_mut() = status;
-    }
-    Ok(response)
-}
-
-/// Runs a change through the API's handler: on success back to the page
-/// with a notice, on a refusal the edit page with the reason.
-async fn apply(
-    app: &AppState,
-    viewer: &Viewer,
-    slug: &str,
-    done: &str,
-    result: Result<Response, Error>,
-) -> Result<Response, PageError> {
-    match result {
-        Ok(_) => Ok(see_other(&format!("/tenants/{slug}/edit"), done)),
-        Err(e) if e.status().is_client_error() && e.status() != StatusCode::NOT_FOUND => {
-            edit_page(app, viewer, slug, None, Some(e)).await
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub async fn settings(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    Path(slug): Path<String>,
-    axum::Form(form): Form,
-) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let body = TenantPatch {
-        display_name: Some(field(&form, "display_name").to_string()),
-        description: Some(field(&form, "description").to_string()),
-        labels: None,
-        expires_at: None,
-        ttl: None,
-    };
-    let result = crate::api::tenants::patch(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
-        ApiJson(body),
-    )
-    .await;
-    apply(&app, &viewer, &slug, "Saved.", result).await
-}
-
-pub async fn add_namespace(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    Path(slug): Path<String>,
-    axum::Form(form): Form,
-) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let body = CreateNamespace {
-        name: field(&form, "name").to_string(),
-        allocations: BTreeMap::new(),
-    };
-    let result = crate::api::namespaces::create(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
-        ApiJson(body),
-    )
-    .await;
-    apply(&app, &viewer, &slug, "Namespace added.", result).await
-}
-
-pub async fn allocations(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    Path((slug, name)): Path<(String, String)>,
-    axum::Form(form): Form,
-) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let allocations = form
-        .iter()
-        .filter(|(key, value)| *key != "_csrf" && !value.trim().is_empty())
-        .map(|(key, value)| (key.clone(), value.trim().to_string()))
-        .collect();
-    let result = crate::api::namespaces::update(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path((slug.clone(), name.clone())),
-        ApiJson(UpdateNamespace { allocations }),
-    )
-    .await;
-    apply(
-        &app,
-        &viewer,
-        &slug,
-        &format!("Allocations of {name} saved."),
-        result,
-    )
-    .await
-}
-
-pub async fn remove_namespace(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    Path((slug, name)): Path<(String, String)>,
-    axum::Form(form): Form,
-) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    if field(&form, "confirm") != name {
-        let refusal = Error::invalid("confirm", format!("type {name} to remove the namespace"));
-        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
-    }
-    let result = crate::api::namespaces::delete(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path((slug.clone(), name.clone())),
-    )
-    .await;
-    apply(
-        &app,
-        &viewer,
-        &slug,
-        &format!("Namespace {name} is being removed."),
-        result,
-    )
-    .await
-}
-
-pub async fn add_member(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    Path(slug): Path<String>,
-    axum::Form(form): Form,
-) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let parsed = (
-        MemberKind::parse(field(&form, "kind")),
-        Role::parse(field(&form, "role")),
-    );
-    let (Ok(kind), Ok(role)) = parsed else {
-        let refusal = Error::invalid("kind", "choose a kind and a role from the lists");
-        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
-    };
-    let body = CreateMember {
-        kind,
-        subject: field(&form, "subject").to_string(),
-        role,
-    };
-    let result = crate::api::members::add(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
-        ApiJson(body),
-    )
-    .await;
-    apply(&app, &viewer, &slug, "Member added.", result).await
-}
-
-pub async fn remove_member(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    Path((slug, id)): Path<(String, i64)>,
-    axum::Form(form): Form,
-) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let result = crate::api::members::remove(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path((slug.clone(), id)),
-    )
-    .await;
-    apply(&app, &viewer, &slug, "Member removed.", result).await
-}
-
-pub async fn delete(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    Path(slug): Path<String>,
-    axum::Form(form): Form,
-) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    if field(&form, "confirm") != slug {
-        let refusal = Error::invalid("confirm", format!("type {slug} to delete the tenant"));
-        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
-    }
-    match crate::api::tenants::delete(
-        State(app.clone()),
-        viewer.principal.clone(),
-        request_id,
-        IfMatch::default(),
-        Path(slug.clone()),
-    )
-    .await
-    {
-        Ok(_) => Ok(see_other("/", &format!("{slug} is being deleted."))),
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub async fn kubeconfig(
     State(app): State<AppState>,
     viewer: Viewer,
@@ -581,13 +262,24 @@ pub async fn kubeconfig(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let issued = crate::api::kubeconfig::issue(
-        State(app),
-        viewer.principal.clone(),
-        request_id,
-        Path(slug),
-        Default::default(),
+    let issued = service::kubeconfig::issue(
+        &app.db,
+        &app.clusters,
+        &viewer.principal,
+        &request_id.actor(&viewer.principal),
+        &slug,
+        app.config.kubeconfig_ttl,
     )
     .await?;
-    Ok(issued.into_response())
+    let mut response = issued.yaml.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{slug}.kubeconfig\""))
+            .unwrap_or(HeaderValue::from_static("attachment")),
+    );
+    Ok(response)
 }

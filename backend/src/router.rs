@@ -1,0 +1,60 @@
+//! Every route of the portal in one place: the REST API, sign-in, the
+//! dashboard, health and metrics, with the layers every request passes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::{AppState, REQUEST_ID};
+use crate::error::Error;
+
+/// The routers of the API, sign-in and the dashboard merged over `app`.
+pub fn build(mut app: AppState) -> Router {
+    let max_body = app.config.max_body_bytes as usize;
+    let timeout = app.config.request_timeout;
+    let (api, doc) = crate::api::router(app.clone());
+    app.openapi = Arc::new(doc);
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(crate::auth::login::router())
+        .merge(crate::web::router())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(crate::app::readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            crate::page::message(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is no such page.",
+                ("/", "Back to your tenants"),
+            )
+        })
+        .with_state(app)
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(axum::middleware::from_fn(crate::api::problems_for_plain_errors))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(Error::Internal(anyhow::anyhow!("a request handler panicked")))
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn metrics(State(app): State<AppState>) -> Result<Response, Error> {
+    crate::metrics::scrape(&app.db, &app.clusters).await
+}

@@ -1,0 +1,20 @@
+//! The rules and transactions of every change and read that the REST API,
+//! the dashboard and the reconciler share. Nothing here knows HTTP: the
+//! doors parse their transport, call one function here and render its
+//! answer. Every change to a tenant goes through [`TenantChange`].
+
+pub mod access;
+pub mod budget;
+pub mod change;
+pub mod kubeconfig;
+pub mod lifecycle;
+pub mod members;
+pub mod namespaces;
+mod new_tenant;
+pub mod pagination;
+pub mod policy;
+pub mod quota_requests;
+pub mod tenants;
+pub mod views;
+
+pub use change::{Actor, Precondition, TenantChange};

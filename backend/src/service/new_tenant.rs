@@ -1,0 +1,264 @@
+//! Creating a tenant with its namespaces, budget and members: every field
+//! checked, every violation reported at once, one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::Actor;
+use super::change::{Record, tenant_event, to_json, write};
+use super::views::{self, Quantities, TenantView};
+use crate::auth::Principal;
+use crate::auth::policy::{Action, authorize};
+use crate::config::ServeConfig;
+use crate::db;
+use crate::domain::quota::check_allocation;
+use crate::domain::tenant::expiry;
+use crate::domain::{
+    Description, DisplayName, FieldError, Labels, MemberKind, NamespaceName, QuotaResource,
+    ResourceList, Role, TenantSlug,
+};
+use crate::error::Error;
+
+/// A tenant as someone asked for it, before any rule was checked.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenantRequest {
+    pub slug: String,
+    /// Defaults to the slug.
+    pub display_name: Option<String>,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+    /// `None`: the least loaded cluster.
+    pub cluster: Option<String>,
+    pub budget: Quantities,
+    /// Short names with their allocations.
+    pub namespaces: Vec<(String, Quantities)>,
+    pub members: Vec<(MemberKind, String, Role)>,
+    pub ttl: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a tenant with its namespaces and members, as `who` asked.
+pub async fn create(
+    db: &PgPool,
+    config: &ServeConfig,
+    who: &Principal,
+    actor: &Actor,
+    request: NewTenantRequest,
+) -> Result<TenantView, Error> {
+    authorize(who, Action::CreateTenant)?;
+    let mut new = NewTenant::parse(request, config)?;
+    // Whoever creates a tenant in the browser owns it, unless the request already says so.
+    if let Principal::User(user) = who {
+        let named = new.members.iter().any(|(kind, subject, role)| {
+            *role == Role::Owner
+                && (*kind == MemberKind::User && *subject == user.email
+                    || user.groups.contains(subject))
+        });
+        if !named {
+            new.members
+                .push((MemberKind::User, user.email.clone(), Role::Owner));
+        }
+    }
+    let mut tx = db.begin().await?;
+    let cluster = match &new.cluster {
+        Some(named) => named.clone(),
+        None => db::tenants::least_loaded_cluster(&mut tx, &config.cluster_names())
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no cluster is configured")))?,
+    };
+    let row = db::tenants::insert(
+        &mut tx,
+        db::tenants::NewTenant {
+            slug: &new.slug,
+            display_name: &new.display_name,
+            description: &new.description,
+            labels: &new.labels,
+            cluster: &cluster,
+            budget: &new.budget,
+            expires_at: new.expires_at,
+        },
+    )
+    .await?;
+    for (name, allocations) in &new.namespaces {
+        let full_name = name.full_name(&new.slug)?;
+        db::namespaces::insert(&mut tx, row.id, name.as_str(), &full_name, allocations).await?;
+    }
+    for (kind, subject, role) in &new.members {
+        db::members::insert(&mut tx, row.id, *kind, subject, *role).await?;
+    }
+    let id = row.id;
+    let tenant = views::tenant(&mut tx, row).await?;
+    let action = "tenant.created";
+    write(
+        &mut tx,
+        Record {
+            actor,
+            action,
+            tenant: (id, &tenant.slug),
+            before: None,
+            after: Some(to_json(&tenant)?),
+            enqueue: Some(tenant.generation),
+            events: vec![tenant_event(actor, action, &tenant)],
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tenant)
+}
+
+/// The value, or `None` with the error noted.
+fn keep<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+/// A create request that passed every rule.
+struct NewTenant {
+    slug: TenantSlug,
+    display_name: DisplayName,
+    description: Description,
+    labels: Labels,
+    /// `None`: the least loaded cluster.
+    cluster: Option<String>,
+    budget: ResourceList,
+    namespaces: Vec<(NamespaceName, ResourceList)>,
+    members: Vec<(MemberKind, String, Role)>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl NewTenant {
+    /// Checks every field and reports all violations at once.
+    fn parse(body: NewTenantRequest, config: &ServeConfig) -> Result<Self, Error> {
+        let mut errors: Vec<FieldError> = Vec::new();
+        let slug = keep(&mut errors, TenantSlug::parse(&body.slug));
+        let display_name = keep(
+            &mut errors,
+            DisplayName::parse(body.display_name.as_deref().unwrap_or(&body.slug)),
+        );
+        let description = keep(&mut errors, Description::parse(&body.description));
+        let expires_at = keep(
+            &mut errors,
+            expiry(body.ttl.as_deref(), body.expires_at, chrono::Utc::now()),
+        );
+        let names = config.cluster_names();
+        if let Some(cluster) = &body.cluster
+            && !names.contains(&cluster.as_str())
+        {
+            errors.push(FieldError::new(
+                "cluster",
+                format!("unknown cluster; use one of {}", names.join(", ")),
+            ));
+        }
+        let cluster = body.cluster;
+        let labels = Labels::parse(&body.labels)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let mut budget = ResourceList::parse(&body.budget, "budget")
+            .map_err(|e| errors.extend(e))
+            .ok();
+        if let Some(budget) = &mut budget
+            && budget.get(&QuotaResource::namespaces()).is_none()
+        {
+            budget.insert(
+                QuotaResource::namespaces(),
+                QuotaResource::count(config.default_namespace_limit),
+            );
+        }
+
+        let mut namespaces = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut allocated = ResourceList::default();
+        for (i, (ns_name, ns_allocations)) in body.namespaces.iter().enumerate() {
+            let at = format!("namespaces[{i}]");
+            let name = match NamespaceName::parse(ns_name) {
+                Ok(name) => name,
+                Err(e) => {
+                    errors.push(e.within(&at));
+                    continue;
+                }
+            };
+            if let Some(slug) = &slug
+                && let Err(e) = name.full_name(slug)
+            {
+                errors.push(e.within(&at));
+            }
+            if !seen.insert(name.clone()) {
+                errors.push(FieldError::new(format!("{at}.name"), "appears twice"));
+            }
+            let allocations =
+                match ResourceList::parse(ns_allocations, &format!("{at}.allocations")) {
+                    Ok(list) => list,
+                    Err(e) => {
+                        errors.extend(e);
+                        continue;
+                    }
+                };
+            if let Some(budget) = &budget {
+                match check_allocation(
+                    budget,
+                    &allocated,
+                    &allocations,
+                    &format!("{at}.allocations"),
+                ) {
+                    Ok(()) => {
+                        if let Err(e) = allocated.add(&allocations) {
+                            errors.push(e.within(&at));
+                        }
+                    }
+                    Err(e) => errors.extend(e),
+                }
+            }
+            namespaces.push((name, allocations));
+        }
+        if let Some(budget) = &budget
+            && let Some(max) = budget.get(&QuotaResource::namespaces())
+            && !max.fits_count(body.namespaces.len())
+        {
+            errors.push(FieldError::new(
+                "namespaces",
+                format!(
+                    "the budget allows {max} namespaces, {} were given",
+                    body.namespaces.len()
+                ),
+            ));
+        }
+
+        let mut members = Vec::new();
+        let mut seen_members = BTreeSet::new();
+        for (i, (kind, subject, role)) in body.members.iter().enumerate() {
+            let at = format!("members[{i}]");
+            match kind.parse_subject(subject) {
+                Ok(subject) => {
+                    if !seen_members.insert((kind.as_str(), subject.clone())) {
+                        errors.push(FieldError::new(format!("{at}.subject"), "appears twice"));
+                    }
+                    members.push((*kind, subject, *role));
+                }
+                Err(e) => errors.push(e.within(&at)),
+            }
+        }
+
+        match (slug, display_name, description, labels, budget, expires_at) {
+            (
+                Some(slug),
+                Some(display_name),
+                Some(description),
+                Some(labels),
+                Some(budget),
+                Some(expires_at),
+            ) if errors.is_empty() => Ok(Self {
+                slug,
+                display_name,
+                description,
+                labels,
+                cluster,
+                budget,
+                namespaces,
+                members,
+                expires_at,
+            }),
+            _ => Err(Error::Invalid(errors)),
+        }
+    }
+}

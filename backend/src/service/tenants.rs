@@ -1,0 +1,151 @@
+//! Changing, deleting and listing tenants; creating one is in `new_tenant.rs`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::access::visible_to;
+use super::views::TenantView;
+use super::{Actor, Precondition, TenantChange};
+use crate::auth::Principal;
+use crate::auth::policy::{Action, authorize, precheck};
+use crate::db::{self, tenants::ListFilter, tenants::TenantRow};
+use crate::domain::tenant::expiry;
+use crate::domain::{Description, DisplayName, Labels, TenantState};
+use crate::error::Error;
+
+pub use super::new_tenant::{NewTenantRequest, create};
+
+/// A change to a tenant's own fields; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TenantEdit {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    /// Merged key by key; `None` removes the label.
+    pub labels: Option<BTreeMap<String, Option<String>>>,
+    /// `Some(None)` makes the tenant last.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A new lifetime counted from now.
+    pub ttl: Option<String>,
+}
+
+/// What a list of tenants is narrowed to.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub state: Option<TenantState>,
+    pub cluster: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub search: Option<String>,
+}
+
+/// A page of the tenants `who` may see, after position `after`, and the
+/// position to continue from when there are more.
+pub async fn list_page(
+    conn: &mut PgConnection,
+    who: &Principal,
+    query: ListQuery,
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<TenantRow>, Option<i64>), Error> {
+    authorize(who, Action::ReadTenants)?;
+    let filter = ListFilter {
+        state: query.state,
+        cluster: query.cluster,
+        labels: query.labels,
+        search: query.search.filter(|q| !q.is_empty()),
+        // Employees see the tenants they have a role in; admins and tokens see all.
+        member: visible_to(who),
+    };
+    let mut rows = db::tenants::list_page(conn, &filter, after, limit + 1).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| last.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// Changes the display name, description, labels or expiry.
+pub async fn edit(
+    db: &PgPool,
+    who: &Principal,
+    actor: &Actor,
+    slug: &str,
+    precondition: &Precondition,
+    edit: TenantEdit,
+) -> Result<TenantView, Error> {
+    precheck(who, Action::EditTenant)?;
+    let mut change = TenantChange::begin(db, slug, precondition).await?;
+    change.authorize(who, Action::EditTenant)?;
+    change.require_editable()?;
+    let current = change.before().clone();
+    let mut errors = Vec::new();
+    let display_name = DisplayName::parse(
+        edit.display_name
+            .as_deref()
+            .unwrap_or(&current.display_name),
+    )
+    .map_err(|e| errors.push(e))
+    .ok();
+    let description =
+        Description::parse(edit.description.as_deref().unwrap_or(&current.description))
+            .map_err(|e| errors.push(e))
+            .ok();
+    let mut labels = current.labels.clone();
+    for (key, value) in edit.labels.unwrap_or_default() {
+        match value {
+            Some(value) => labels.insert(key, value),
+            None => labels.remove(&key),
+        };
+    }
+    let labels = Labels::parse(&labels).map_err(|e| errors.extend(e)).ok();
+    // A ttl counts from now; `expires_at: null` makes the tenant last.
+    let expires_at = match (edit.ttl.as_deref(), edit.expires_at) {
+        (None, None) => Some(change.tenant.expires_at),
+        (None, Some(None)) => Some(None),
+        (ttl, at) => expiry(ttl, at.flatten(), Utc::now())
+            .map_err(|e| errors.push(e))
+            .ok(),
+    };
+    let (Some(display_name), Some(description), Some(labels), Some(expires_at)) =
+        (display_name, description, labels, expires_at)
+    else {
+        return Err(Error::Invalid(errors));
+    };
+    let id = change.tenant.id;
+    db::tenants::update_spec(
+        &mut change.tx,
+        id,
+        db::tenants::TenantSpec {
+            display_name: &display_name,
+            description: &description,
+            labels: &labels,
+            expires_at,
+        },
+    )
+    .await?;
+    change.commit(actor, "tenant.updated").await
+}
+
+/// Asks for a tenant's deletion: it moves to `deleting` until its
+/// namespaces are gone. Asking twice answers the tenant as it is.
+pub async fn delete(
+    db: &PgPool,
+    who: &Principal,
+    actor: &Actor,
+    slug: &str,
+    precondition: &Precondition,
+) -> Result<TenantView, Error> {
+    precheck(who, Action::DeleteTenant)?;
+    let mut change = TenantChange::begin(db, slug, precondition).await?;
+    change.authorize(who, Action::DeleteTenant)?;
+    if !change.tenant.state().is_editable() {
+        // Deleting twice is not an error: the first request is under way.
+        return Ok(change.before().clone());
+    }
+    let id = change.tenant.id;
+    db::tenants::set_state(&mut change.tx, id, TenantState::Deleting).await?;
+    change.commit(actor, "tenant.deletion_requested").await
+}
