@@ -220,6 +220,43 @@ async fn sign_in_lands_only_on_local_paths(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
+async fn sign_in_returns_only_to_a_path_on_the_portal(db: PgPool) {
+    let app = spawn(db).await;
+    for hostile in [
+        "/\t/evil.example",
+        "/%09/evil.example",
+        "//evil.example",
+        "/\\evil",
+        "/%5Cevil",
+        "/%2F/evil.example",
+        "/ /evil.example",
+        "https://evil.example/steal",
+        "javascript:alert(1)",
+    ] {
+        let client = browser_client();
+        let callback = dex_callback(&client, &app, "BOB", hostile).await;
+
+        let landed = client.get(&callback).send().await.unwrap();
+
+        assert_eq!(landed.status(), 303, "{hostile}");
+        assert_eq!(
+            landed.headers()["location"],
+            "/",
+            "{hostile:?} falls back to the portal's home"
+        );
+    }
+
+    let client = browser_client();
+    let callback = dex_callback(&client, &app, "BOB", "/tenants/globex?tab=usage").await;
+    let landed = client.get(&callback).send().await.unwrap();
+    assert_eq!(
+        landed.headers()["location"],
+        "/tenants/globex?tab=usage",
+        "a path on the portal is kept"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
 async fn an_expired_or_idle_session_is_refused(db: PgPool) {
     let app = spawn(db).await;
     let alice = login_as(&app, "ALICE").await;
