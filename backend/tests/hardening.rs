@@ -5,9 +5,14 @@
 
 mod common;
 
-use common::{problem, spawn_app};
-use reqwest::Method;
+use std::time::Duration;
+
+use common::cluster::{kubeconfig_path, spawn_portal, unique};
+use common::{TestApp, acme, create_token, problem, spawn_app};
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
 use sqlx::PgPool;
+use tenant_portal::auth::Scope;
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -18,11 +23,7 @@ async fn made_up_http_methods_are_counted_as_other(db: PgPool) {
 
     for method in &made_up {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let response = app
-            .request(method, "/api/v1/tenants")
-            .send()
-            .await
-            .unwrap();
+        let response = app.request(method, "/api/v1/tenants").send().await.unwrap();
         assert_eq!(problem(response).await.0, 405);
     }
     let metrics = app
@@ -51,4 +52,141 @@ async fn made_up_http_methods_are_counted_as_other(db: PgPool) {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(other >= 20.0, "counted as other: {other}\n{metrics}");
+}
+
+async fn post_with_key(app: &TestApp, token: &str, path: &str, key: &str, body: Value) -> Response {
+    app.client
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_revoked_token_gets_401_and_never_its_stored_answer(db: PgPool) {
+    let app = spawn_app(db).await;
+    let writer = create_token(
+        &app.db,
+        "ci",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        None,
+    )
+    .await;
+    let first = post_with_key(&app, &writer, "/api/v1/tenants", "create-acme", acme()).await;
+    assert_eq!(first.status(), 201);
+    let again = post_with_key(&app, &writer, "/api/v1/tenants", "create-acme", acme()).await;
+    assert_eq!(
+        again.headers()["idempotent-replayed"],
+        "true",
+        "valid credentials get the replay"
+    );
+
+    let mut conn = app.db.acquire().await.unwrap();
+    assert!(
+        tenant_portal::db::tokens::revoke(&mut conn, "ci")
+            .await
+            .unwrap()
+    );
+    let replayed = post_with_key(&app, &writer, "/api/v1/tenants", "create-acme", acme()).await;
+
+    assert!(replayed.headers().get("idempotent-replayed").is_none());
+    let (status, body) = problem(replayed).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_stored_answer_is_replayed_only_to_the_principal_that_sent_it(db: PgPool) {
+    let app = spawn_app(db).await;
+    let first_token = create_token(
+        &app.db,
+        "ci-1",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        None,
+    )
+    .await;
+    let other_token = create_token(
+        &app.db,
+        "ci-2",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        None,
+    )
+    .await;
+    let first = post_with_key(&app, &first_token, "/api/v1/tenants", "create-acme", acme()).await;
+    assert_eq!(first.status(), 201);
+
+    let other = post_with_key(&app, &other_token, "/api/v1/tenants", "create-acme", acme()).await;
+
+    assert!(
+        other.headers().get("idempotent-replayed").is_none(),
+        "another principal's key is its own"
+    );
+    let (status, _) = problem(other).await;
+    assert_eq!(status, 409, "it ran, and found the slug taken");
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT principal FROM idempotency_keys ORDER BY principal")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(
+        stored.iter().all(|p| p.starts_with("token:")),
+        "kept under the principal, not the header: {stored:?}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_request_without_valid_credentials_stores_nothing(db: PgPool) {
+    let app = spawn_app(db).await;
+
+    let response = post_with_key(&app, "tpat_not-a-token", "/api/v1/tenants", "k", acme()).await;
+
+    assert_eq!(problem(response).await.0, 401);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+/// Needs the local stack's cluster: the kubeconfig's token comes from its API server.
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_retried_kubeconfig_download_mints_a_new_token_and_stores_none(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let app = &portal.app;
+    let slug = unique("idem");
+    app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "dev"}]}))
+        .await;
+    app.wait_ready(&slug, Duration::from_secs(30)).await;
+    let path = format!("/api/v1/tenants/{slug}/kubeconfig");
+
+    let first = post_with_key(app, &app.token, &path, "download-1", json!({})).await;
+    let second = post_with_key(app, &app.token, &path, "download-1", json!({})).await;
+
+    assert_eq!(first.status(), 200);
+    assert_eq!(second.status(), 200);
+    assert!(second.headers().get("idempotent-replayed").is_none());
+    let (first, second) = (first.text().await.unwrap(), second.text().await.unwrap());
+    let token = |yaml: &str| {
+        yaml.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("token:")
+                    .map(str::trim)
+                    .map(str::to_string)
+            })
+            .unwrap()
+    };
+    assert_ne!(token(&first), token(&second), "a retry mints a new token");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "no answer holding a token is kept");
 }
