@@ -48,6 +48,12 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// expired (first use or hourly) or unknown_key (a signature no known key matched).
+    pub reason: String,
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms to about 33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -64,6 +70,7 @@ pub struct Metrics {
     pub tenants: Family<StateLabels, Gauge>,
     pub cluster_reachable: Family<ClusterLabels, Gauge>,
     pub logins: Family<OutcomeLabels, Counter>,
+    pub idp_discoveries: Family<ReasonLabels, Counter>,
 }
 
 /// The process's metrics; every part records into the same registry.
@@ -81,6 +88,7 @@ pub fn global() -> &'static Metrics {
             tenants: Family::default(),
             cluster_reachable: Family::default(),
             logins: Family::default(),
+            idp_discoveries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -120,6 +128,11 @@ pub fn global() -> &'static Metrics {
             metrics.cluster_reachable.clone(),
         );
         registry.register("login", "Sign-ins by outcome", metrics.logins.clone());
+        registry.register(
+            "idp_discovery",
+            "Fetches of the identity provider's metadata and signing keys, by reason",
+            metrics.idp_discoveries.clone(),
+        );
         // Present from the start, so rates and alerts see a zero rather than nothing.
         for outcome in ["success", "refused", "denied", "unreachable"] {
             metrics
@@ -146,6 +159,14 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(seconds);
+    }
+
+    pub fn idp_discovery(&self, reason: &str) {
+        self.idp_discoveries
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn login(&self, outcome: &str) {

@@ -8,11 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{kubeconfig_path, spawn_portal, unique};
-use common::{TestApp, acme, create_token, problem, spawn_app};
+use common::{TestApp, acme, config, create_token, problem, spawn_app, spawn_app_config};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tenant_portal::auth::Scope;
+use tenant_portal::config::{LoginConfig, ServeConfig};
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -189,4 +190,114 @@ async fn a_retried_kubeconfig_download_mints_a_new_token_and_stores_none(db: PgP
         .await
         .unwrap();
     assert_eq!(stored, 0, "no answer holding a token is kept");
+}
+
+async fn open_stream(app: &TestApp, token: &str) -> Response {
+    app.client
+        .get(format!("{}/api/v1/events?after=0", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Reads the stream until the server ends it; `false` if it is still open after `timeout`.
+async fn ends_within(response: &mut Response, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None) | Err(_)) => return true,
+        }
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_stream_ends_when_its_token_is_revoked(db: PgPool) {
+    let app = spawn_app(db).await;
+    let reader = create_token(&app.db, "watcher", &[Scope::TenantsRead], None).await;
+    let mut stream = open_stream(&app, &reader).await;
+    assert_eq!(stream.status(), 200);
+    app.create_tenant(acme()).await;
+
+    let mut conn = app.db.acquire().await.unwrap();
+    tenant_portal::db::tokens::revoke(&mut conn, "watcher")
+        .await
+        .unwrap();
+
+    assert!(
+        ends_within(&mut stream, Duration::from_secs(10)).await,
+        "the stream ends within seconds of the revocation"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_stream_ends_when_its_token_expires(db: PgPool) {
+    let app = spawn_app(db).await;
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let reader = create_token(&app.db, "short", &[Scope::TenantsRead], Some(expires)).await;
+
+    let mut stream = open_stream(&app, &reader).await;
+
+    assert_eq!(stream.status(), 200);
+    assert!(
+        !ends_within(&mut stream, Duration::from_secs(1)).await,
+        "open while the token is valid"
+    );
+    assert!(
+        ends_within(&mut stream, Duration::from_secs(10)).await,
+        "ended soon after the token expired"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_principal_may_hold_only_so_many_change_streams_open(db: PgPool) {
+    let app = spawn_app_config(
+        db,
+        ServeConfig {
+            login: LoginConfig {
+                max_event_streams: 2,
+                ..config().login
+            },
+            ..config()
+        },
+        Default::default(),
+    )
+    .await;
+    let reader = create_token(&app.db, "watcher", &[Scope::TenantsRead], None).await;
+    let first = open_stream(&app, &reader).await;
+    let second = open_stream(&app, &reader).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(second.status(), 200);
+
+    let (status, body) = problem(open_stream(&app, &reader).await).await;
+
+    assert_eq!(status, 429);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--max-event-streams"),
+        "{body}"
+    );
+    let other = create_token(&app.db, "other", &[Scope::TenantsRead], None).await;
+    assert_eq!(
+        open_stream(&app, &other).await.status(),
+        200,
+        "the limit is per principal"
+    );
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = open_stream(&app, &reader).await;
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed stream frees its place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

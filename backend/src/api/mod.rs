@@ -5,7 +5,7 @@ mod audit;
 pub(crate) mod budget;
 pub(crate) mod change;
 mod clusters;
-mod events;
+pub(crate) mod events;
 pub mod extract;
 mod idempotency;
 pub(crate) mod kubeconfig;

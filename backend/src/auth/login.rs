@@ -189,6 +189,7 @@ async fn callback(
             let status = match e {
                 LoginError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
                 LoginError::Refused(_) | LoginError::Invalid(_) => StatusCode::BAD_REQUEST,
+                LoginError::UnverifiedEmail(_) => StatusCode::FORBIDDEN,
             };
             return Ok(failed(status, &e.to_string()));
         }

@@ -39,6 +39,9 @@ pub fn login_config() -> LoginConfig {
         }],
         session_idle_timeout: Duration::from_secs(3600),
         session_lifetime: Duration::from_secs(7200),
+        oidc_trust_unverified_email: false,
+        machine_audience: None,
+        max_event_streams: 5,
     }
 }
 
