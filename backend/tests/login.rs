@@ -420,6 +420,54 @@ async fn client_credentials_tokens_get_the_scopes_their_mapping_grants_and_no_mo
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_machine_token_for_another_audience_than_the_portals_is_refused(db: PgPool) {
+    let mut login = login_config();
+    login.machine_audience = None;
+    let app = spawn_app_config(db, ServeConfig { login, ..config() }, Default::default()).await;
+    let token = machine_token().await;
+
+    let response = app
+        .client
+        .get(format!("{}/api/v1/me", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = problem(response).await;
+    assert_eq!(status, 401);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("--machine-audience") && detail.contains("tenant-portal"),
+        "the portal's own audience, by default its client id: {detail}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_stream_ends_when_its_session_is_signed_out(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = login_as(&app, "ALICE").await;
+    let mut stream = alice.get("/api/v1/events?after=0").await;
+    assert_eq!(stream.status(), 200);
+
+    let out = alice
+        .change(Method::POST, "/auth/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream ends within seconds of signing out"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
 async fn provider_errors_give_a_clear_page(db: PgPool) {
     let app = spawn(db.clone()).await;
     let refused = app
