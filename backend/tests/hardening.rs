@@ -175,14 +175,11 @@ async fn a_retried_kubeconfig_download_mints_a_new_token_and_stores_none(db: PgP
     assert!(second.headers().get("idempotent-replayed").is_none());
     let (first, second) = (first.text().await.unwrap(), second.text().await.unwrap());
     let token = |yaml: &str| {
-        yaml.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("token:")
-                    .map(str::trim)
-                    .map(str::to_string)
-            })
+        let config: Value = serde_saphyr::from_str(yaml).unwrap();
+        config["users"][0]["user"]["token"]
+            .as_str()
             .unwrap()
+            .to_string()
     };
     assert_ne!(token(&first), token(&second), "a retry mints a new token");
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
