@@ -468,6 +468,28 @@ async fn a_change_stream_ends_when_its_session_is_signed_out(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_stream_ends_when_its_session_expires(db: PgPool) {
+    let app = spawn(db).await;
+    let bob = login_as(&app, "BOB").await;
+    let mut stream = bob.get("/api/v1/events?after=0").await;
+    assert_eq!(stream.status(), 200);
+
+    sqlx::query("UPDATE sessions SET expires_at = now() WHERE email = 'bob@example.com'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream ends within seconds of the expiry"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
 async fn provider_errors_give_a_clear_page(db: PgPool) {
     let app = spawn(db.clone()).await;
     let refused = app

@@ -233,7 +233,7 @@ impl Reader {
             if self.checked_at.elapsed() >= RECHECK {
                 // Fails closed: a database hiccup ends the stream too, and the
                 // client resumes with Last-Event-ID.
-                if let Err(e) = Principal::authenticate(&self.credentials, &self.app).await {
+                if let Err(e) = Principal::still_valid(&self.credentials, &self.app).await {
                     tracing::info!(reason = %e, "change stream ended: its credentials are no longer valid");
                     return None;
                 }

@@ -141,6 +141,21 @@ impl Principal {
         })?;
         Ok(Self::User(user))
     }
+
+    /// Whether the credentials in these headers are still valid: a token
+    /// not revoked or expired, a session not ended or idle. Checking a
+    /// session this way does not count as using it.
+    pub async fn still_valid(headers: &HeaderMap, app: &AppState) -> Result<(), Error> {
+        if headers.contains_key(AUTHORIZATION) {
+            return Self::authenticate(headers, app).await.map(|_| ());
+        }
+        match session::from_cookies(headers) {
+            Some(cookie) if session::is_live(app, &cookie).await? => Ok(()),
+            _ => Err(Error::Unauthorized(
+                "the session has expired or ended".into(),
+            )),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {
