@@ -520,6 +520,35 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_hardening_flags_default_to_the_strict_side() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            login: LoginConfig,
+        }
+        let parse = |args: &[&str]| {
+            <Flags as clap::Parser>::try_parse_from(["serve"].iter().chain(args)).map(|f| f.login)
+        };
+        let defaults = parse(&["--oidc-client-id", "portal"]).unwrap();
+        assert!(!defaults.oidc_trust_unverified_email);
+        assert_eq!(defaults.machine_audience(), Some("portal"), "the client id");
+        assert_eq!(defaults.max_event_streams, 5);
+
+        let set = parse(&[
+            "--oidc-trust-unverified-email",
+            "--machine-audience",
+            "portal-api",
+            "--max-event-streams",
+            "2",
+        ])
+        .unwrap();
+        assert!(set.oidc_trust_unverified_email);
+        assert_eq!(set.machine_audience(), Some("portal-api"));
+        assert_eq!(set.max_event_streams, 2);
+        assert!(parse(&["--max-event-streams", "0"]).is_err());
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let url = parse_database_url("postgres://u:hunter2@h/db").unwrap();
         assert_eq!(format!("{url:?}"), "[redacted]");
