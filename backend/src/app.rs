@@ -57,6 +57,8 @@ pub struct AppState {
     pub login: Option<Arc<crate::auth::oidc::Login>>,
     /// Wakes requests waiting for tenants to change.
     pub events: crate::events::EventHub,
+    /// Change streams open per principal, to bound them.
+    pub streams: crate::api::events::OpenStreams,
     pub openapi: Arc<OpenApi>,
 }
 
@@ -72,6 +74,7 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
         clusters,
         login,
         events,
+        streams: Default::default(),
         openapi: Arc::new(OpenApi::default()),
     };
     Ok(crate::router::build(app))

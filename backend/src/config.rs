@@ -202,6 +202,24 @@ pub struct LoginConfig {
     /// A session ends this long after sign-in, used or not.
     #[arg(long, env = "TP_SESSION_LIFETIME", default_value = "12h", value_parser = parse_duration)]
     pub session_lifetime: Duration,
+
+    /// Accept the email of an ID token that does not say `email_verified:
+    /// true`. Memberships name people by email, so leave this off unless the
+    /// identity provider verifies every address and omits the claim.
+    #[arg(long, env = "TP_OIDC_TRUST_UNVERIFIED_EMAIL", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub oidc_trust_unverified_email: bool,
+
+    /// The audience a machine client's access token must name: the portal's
+    /// identity at the identity provider. Defaults to --oidc-client-id.
+    #[arg(long, env = "TP_MACHINE_AUDIENCE")]
+    pub machine_audience: Option<String>,
+
+    /// Change streams (GET /api/v1/events) one principal may hold open at once;
+    /// more are answered 429.
+    #[arg(long, env = "TP_MAX_EVENT_STREAMS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_event_streams: u32,
 }
 
 impl LoginConfig {
@@ -228,6 +246,13 @@ impl LoginConfig {
 
     pub fn enabled(&self) -> bool {
         self.oidc_issuer.is_some()
+    }
+
+    /// The audience machine-client tokens must carry.
+    pub fn machine_audience(&self) -> Option<&str> {
+        self.machine_audience
+            .as_deref()
+            .or(self.oidc_client_id.as_deref())
     }
 }
 
@@ -481,6 +506,9 @@ mod tests {
             machine_clients: vec![],
             session_idle_timeout: Duration::from_secs(60),
             session_lifetime: Duration::from_secs(60),
+            oidc_trust_unverified_email: false,
+            machine_audience: None,
+            max_event_streams: 5,
         };
         assert_eq!(
             login("https://portal.example.com/tenants/").public_origin(),
@@ -489,6 +517,35 @@ mod tests {
         assert!(login("https://portal.example.com").cookies_secure());
         assert!(!login("http://127.0.0.1:8080").cookies_secure());
         assert!(parse_public_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn sign_in_hardening_flags_default_to_the_strict_side() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            login: LoginConfig,
+        }
+        let parse = |args: &[&str]| {
+            <Flags as clap::Parser>::try_parse_from(["serve"].iter().chain(args)).map(|f| f.login)
+        };
+        let defaults = parse(&["--oidc-client-id", "portal"]).unwrap();
+        assert!(!defaults.oidc_trust_unverified_email);
+        assert_eq!(defaults.machine_audience(), Some("portal"), "the client id");
+        assert_eq!(defaults.max_event_streams, 5);
+
+        let set = parse(&[
+            "--oidc-trust-unverified-email",
+            "--machine-audience",
+            "portal-api",
+            "--max-event-streams",
+            "2",
+        ])
+        .unwrap();
+        assert!(set.oidc_trust_unverified_email);
+        assert_eq!(set.machine_audience(), Some("portal-api"));
+        assert_eq!(set.max_event_streams, 2);
+        assert!(parse(&["--max-event-streams", "0"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -48,6 +48,12 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// expired (first use or hourly) or unknown_key (a signature no known key matched).
+    pub reason: String,
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms to about 33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -64,6 +70,7 @@ pub struct Metrics {
     pub tenants: Family<StateLabels, Gauge>,
     pub cluster_reachable: Family<ClusterLabels, Gauge>,
     pub logins: Family<OutcomeLabels, Counter>,
+    pub idp_discoveries: Family<ReasonLabels, Counter>,
 }
 
 /// The process's metrics; every part records into the same registry.
@@ -81,6 +88,7 @@ pub fn global() -> &'static Metrics {
             tenants: Family::default(),
             cluster_reachable: Family::default(),
             logins: Family::default(),
+            idp_discoveries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -120,6 +128,11 @@ pub fn global() -> &'static Metrics {
             metrics.cluster_reachable.clone(),
         );
         registry.register("login", "Sign-ins by outcome", metrics.logins.clone());
+        registry.register(
+            "idp_discovery",
+            "Fetches of the identity provider's metadata and signing keys, by reason",
+            metrics.idp_discoveries.clone(),
+        );
         // Present from the start, so rates and alerts see a zero rather than nothing.
         for outcome in ["success", "refused", "denied", "unreachable"] {
             metrics
@@ -148,6 +161,14 @@ impl Metrics {
             .observe(seconds);
     }
 
+    pub fn idp_discovery(&self, reason: &str) {
+        self.idp_discoveries
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     pub fn login(&self, outcome: &str) {
         self.logins
             .get_or_create(&OutcomeLabels {
@@ -157,10 +178,27 @@ impl Metrics {
     }
 }
 
+/// The `method` label: one of the standard methods, or `other`, so a client
+/// sending made-up methods cannot create a new series per request.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request by its route template, never its raw path.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_string();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -225,4 +263,18 @@ pub async fn scrape(db: &sqlx::PgPool, clusters: &Clusters) -> Result<Response, 
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_methods_get_their_own_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["FOO", "get", "PROPFIND", "X-1"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{made_up}");
+        }
+    }
 }

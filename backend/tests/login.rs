@@ -222,6 +222,43 @@ async fn sign_in_lands_only_on_local_paths(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
+async fn sign_in_returns_only_to_a_path_on_the_portal(db: PgPool) {
+    let app = spawn(db).await;
+    for hostile in [
+        "/\t/evil.example",
+        "/%09/evil.example",
+        "//evil.example",
+        "/\\evil",
+        "/%5Cevil",
+        "/%2F/evil.example",
+        "/ /evil.example",
+        "https://evil.example/steal",
+        "javascript:alert(1)",
+    ] {
+        let client = browser_client();
+        let callback = dex_callback(&client, &app, "BOB", hostile).await;
+
+        let landed = client.get(&callback).send().await.unwrap();
+
+        assert_eq!(landed.status(), 303, "{hostile}");
+        assert_eq!(
+            landed.headers()["location"],
+            "/",
+            "{hostile:?} falls back to the portal's home"
+        );
+    }
+
+    let client = browser_client();
+    let callback = dex_callback(&client, &app, "BOB", "/tenants/globex?tab=usage").await;
+    let landed = client.get(&callback).send().await.unwrap();
+    assert_eq!(
+        landed.headers()["location"],
+        "/tenants/globex?tab=usage",
+        "a path on the portal is kept"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
 async fn an_expired_or_idle_session_is_refused(db: PgPool) {
     let app = spawn(db).await;
     let alice = login_as(&app, "ALICE").await;
@@ -382,6 +419,76 @@ async fn client_credentials_tokens_get_the_scopes_their_mapping_grants_and_no_mo
     )
     .await;
     assert_eq!(status, 401, "a bad signature is refused");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_machine_token_for_another_audience_than_the_portals_is_refused(db: PgPool) {
+    let mut login = login_config();
+    login.machine_audience = None;
+    let app = spawn_app_config(db, ServeConfig { login, ..config() }, Default::default()).await;
+    let token = machine_token().await;
+
+    let response = app
+        .client
+        .get(format!("{}/api/v1/me", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = problem(response).await;
+    assert_eq!(status, 401);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("--machine-audience") && detail.contains("tenant-portal"),
+        "the portal's own audience, by default its client id: {detail}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_stream_ends_when_its_session_is_signed_out(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = login_as(&app, "ALICE").await;
+    let mut stream = alice.get("/api/v1/events?after=0").await;
+    assert_eq!(stream.status(), 200);
+
+    let out = alice
+        .change(Method::POST, "/auth/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream ends within seconds of signing out"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_stream_ends_when_its_session_expires(db: PgPool) {
+    let app = spawn(db).await;
+    let bob = login_as(&app, "BOB").await;
+    let mut stream = bob.get("/api/v1/events?after=0").await;
+    assert_eq!(stream.status(), 200);
+
+    sqlx::query("UPDATE sessions SET expires_at = now() WHERE email = 'bob@example.com'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream ends within seconds of the expiry"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]

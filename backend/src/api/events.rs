@@ -1,16 +1,21 @@
 //! `GET /api/v1/events`: the change stream as server-sent events. Every
 //! event has an id from Postgres in commit order; a client that reconnects
-//! with `Last-Event-ID` gets every later event exactly once.
+//! with `Last-Event-ID` gets every later event exactly once. A stream lasts
+//! only as long as the session or token that opened it, and each principal
+//! may hold a bounded number open.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sqlx::PgPool;
 use tokio::sync::broadcast::{self, error::RecvError};
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,9 +25,13 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::db::{self, events::EventFilter, events::EventRow};
-use crate::error::Error;
+use crate::error::{Error, PROBLEM_JSON, Problem};
 use crate::events::Notice;
 use crate::service::access::load_authorized;
+
+/// How often an open stream checks that the session or token behind it is
+/// still valid (not expired, revoked or signed out).
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// The event types a client may ask for.
 pub const KINDS: [&str; 9] = [
@@ -59,13 +68,14 @@ struct EventsQuery {
 /// The change stream (server-sent events; reconnect with `Last-Event-ID`).
 #[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received")),
-    responses((status = 200, description = "A stream of events", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "A stream of events", content_type = "text/event-stream", body = String),
+              (status = 429, description = "The caller has as many streams open as it may")))]
 async fn stream(
     State(app): State<AppState>,
     who: Principal,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Error> {
+) -> Result<Response, Error> {
     precheck(&who, Action::ReadTenants)?;
     let kinds = match &query.kinds {
         Some(list) => {
@@ -109,6 +119,10 @@ async fn stream(
         kinds,
         member,
     };
+    let limit = app.config.login.max_event_streams;
+    let Some(slot) = app.streams.open(who.key(), limit) else {
+        return Ok(too_many_streams(limit));
+    };
     // Subscribed before the first read, so no event slips between.
     let notices = app.events.subscribe();
     let after = match last_event_id {
@@ -119,18 +133,94 @@ async fn stream(
                 .await?
         }
     };
+    drop(conn);
+    let credentials: HeaderMap = headers
+        .iter()
+        .filter(|(name, _)| *name == AUTHORIZATION || *name == COOKIE)
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     let reader = Reader {
-        db: app.db.clone(),
+        app,
+        credentials,
+        checked_at: Instant::now(),
+        _slot: slot,
         filter,
         after,
         notices,
         ready: VecDeque::new(),
     };
-    Ok(Sse::new(futures::stream::unfold(reader, Reader::next)).keep_alive(KeepAlive::default()))
+    let events = futures::stream::unfold(reader, Reader::next);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn too_many_streams(limit: u32) -> Response {
+    let problem = Problem {
+        kind: "https://tenant-portal.dev/problems/too-many-streams".into(),
+        title: "Too Many Requests".into(),
+        status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
+        detail: format!(
+            "this caller already has {limit} change streams open, as many as one principal may (--max-event-streams); close one, or follow several tenants in one stream"
+        ),
+        errors: Vec::new(),
+    };
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(CONTENT_TYPE, PROBLEM_JSON), (RETRY_AFTER, "5")],
+        Json(problem),
+    )
+        .into_response()
+}
+
+/// The change streams each principal holds open.
+#[derive(Clone, Default)]
+pub struct OpenStreams(Arc<Mutex<HashMap<String, u32>>>);
+
+/// One open stream's place; dropped with the stream, which frees it.
+struct StreamSlot {
+    streams: OpenStreams,
+    principal: String,
+}
+
+impl OpenStreams {
+    /// A place for one more stream of `principal`, unless it holds `limit` already.
+    fn open(&self, principal: String, limit: u32) -> Option<StreamSlot> {
+        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(principal.clone()).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            streams: self.clone(),
+            principal,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .streams
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.principal) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.principal);
+            }
+        }
+    }
 }
 
 struct Reader {
-    db: PgPool,
+    app: AppState,
+    /// The request's Authorization and Cookie headers, checked again every [`RECHECK`].
+    credentials: HeaderMap,
+    checked_at: Instant,
+    _slot: StreamSlot,
     filter: EventFilter,
     after: i64,
     notices: broadcast::Receiver<Notice>,
@@ -140,11 +230,20 @@ struct Reader {
 impl Reader {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
+            if self.checked_at.elapsed() >= RECHECK {
+                // Fails closed: a database hiccup ends the stream too, and the
+                // client resumes with Last-Event-ID.
+                if let Err(e) = Principal::still_valid(&self.credentials, &self.app).await {
+                    tracing::info!(reason = %e, "change stream ended: its credentials are no longer valid");
+                    return None;
+                }
+                self.checked_at = Instant::now();
+            }
             if let Some(row) = self.ready.pop_front() {
                 self.after = row.id;
                 return Some((Ok(to_sse(&row)), self));
             }
-            let batch = match self.db.acquire().await {
+            let batch = match self.app.db.acquire().await {
                 Ok(mut conn) => db::events::after(&mut conn, self.after, &self.filter, 200)
                     .await
                     .ok(),
@@ -152,11 +251,19 @@ impl Reader {
             };
             match batch {
                 Some(rows) if !rows.is_empty() => self.ready.extend(rows),
-                // Nothing new (or the database hiccuped): sleep until the next notice.
-                _ => match self.notices.recv().await {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
-                },
+                // Nothing new (or the database hiccuped): sleep until the
+                // next notice or the next check of the credentials.
+                _ => {
+                    let recheck =
+                        tokio::time::sleep(RECHECK.saturating_sub(self.checked_at.elapsed()));
+                    tokio::select! {
+                        notice = self.notices.recv() => match notice {
+                            Ok(_) | Err(RecvError::Lagged(_)) => {}
+                            Err(RecvError::Closed) => return None,
+                        },
+                        () = recheck => {}
+                    }
+                }
             }
         }
     }

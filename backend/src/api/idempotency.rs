@@ -1,24 +1,38 @@
 //! `Idempotency-Key` on POST: the first answer is stored and replayed to
 //! retries with the same key; a different request under the same key is
-//! refused. Keys belong to the credential that sent them.
+//! refused. Keys belong to the principal that sent them, and are looked up
+//! only once that principal has authenticated with credentials valid now.
+//! Answers that carry secrets are never stored: a retry runs again.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::db::idempotency::{self, Claim};
 use crate::error::Error;
 
 const KEY_HEADER: &str = "idempotency-key";
 /// Headers of the first answer that a replay repeats.
 const KEPT_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::ETAG, header::LOCATION];
+/// Routes whose answers hold credentials (a kubeconfig's token), by the
+/// end of their template: a retry under the same key mints new ones rather
+/// than reading the old from the database.
+const SECRET_ROUTES: [&str; 1] = ["/tenants/{slug}/kubeconfig"];
 
 pub async fn replay(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST || !request.headers().contains_key(KEY_HEADER) {
+    let carries_secrets = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|route| SECRET_ROUTES.iter().any(|r| route.as_str().ends_with(r)));
+    if request.method() != Method::POST
+        || !request.headers().contains_key(KEY_HEADER)
+        || carries_secrets
+    {
         return next.run(request).await;
     }
     match run(app, request, next).await {
@@ -37,15 +51,14 @@ async fn run(app: AppState, request: Request, next: Next) -> Result<Response, Re
             Error::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
                 .into_response()
         })?;
-    let Some(credential) = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| hex::encode(Sha256::digest(v.as_bytes())))
-    else {
-        // Unauthenticated: let the handler answer 401.
-        return Ok(next.run(request).await);
-    };
-    let (parts, body) = request.into_parts();
+    // Authenticated before anything stored is read: a revoked token or an
+    // ended session gets its 401, never its old answer. The handler's
+    // extractor finds this principal in the request's extensions.
+    let (mut parts, body) = request.into_parts();
+    let principal = Principal::from_request_parts(&mut parts, &app)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let credential = principal.key();
     let bytes = to_bytes(body, app.config.max_body_bytes as usize)
         .await
         .map_err(|_| {
@@ -87,7 +100,7 @@ async fn run(app: AppState, request: Request, next: Next) -> Result<Response, Re
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let status = response.status();
-    if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
+    if status.is_server_error() || status == StatusCode::UNAUTHORIZED || is_no_store(&response) {
         idempotency::release(&app.db, &credential, &key)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -117,6 +130,17 @@ async fn run(app: AppState, request: Request, next: Next) -> Result<Response, Re
     .await
     .map_err(IntoResponse::into_response)?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// An answer its handler marked `Cache-Control: no-store` holds a secret.
+fn is_no_store(response: &Response) -> bool {
+    response
+        .headers()
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-store"))
 }
 
 fn stored_response(status: u16, headers: &serde_json::Value, body: &serde_json::Value) -> Response {

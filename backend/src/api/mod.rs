@@ -5,7 +5,7 @@ mod answer;
 mod audit;
 mod budget;
 mod clusters;
-mod events;
+pub(crate) mod events;
 pub mod extract;
 mod idempotency;
 mod kubeconfig;

@@ -2,7 +2,7 @@
 //! authorization code flow with PKCE, state and nonce for employees, and
 //! verification of client-credentials access tokens for machine clients.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -22,6 +22,10 @@ use crate::error::Error;
 
 /// How long discovery (and with it the signing keys) is trusted before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// A token whose signature matches no known key fetches the keys again at
+/// most this often, so a flood of forged tokens cannot make the portal hammer
+/// the identity provider.
+const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a login failed, in words for the person trying.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,10 @@ pub enum LoginError {
     Refused(String),
     #[error("the identity provider's answer failed verification ({0}); please sign in again")]
     Invalid(String),
+    #[error(
+        "the identity provider has not verified the email address {0}; the portal knows people by their email, so it signs in only verified addresses (ask the identity provider's administrators to verify it)"
+    )]
+    UnverifiedEmail(String),
 }
 
 /// Who the identity provider says signed in.
@@ -60,6 +68,8 @@ pub struct Login {
     client_secret: ClientSecret,
     http: reqwest::Client,
     discovered: RwLock<Option<(Arc<CoreProviderMetadata>, Instant)>>,
+    /// When a bad signature last made the keys be fetched again.
+    last_key_refetch: Mutex<Option<Instant>>,
 }
 
 async fn send(
@@ -106,6 +116,7 @@ impl Login {
             client_secret: ClientSecret::new(secret.expose().clone()),
             http,
             discovered: RwLock::new(None),
+            last_key_refetch: Mutex::new(None),
         }))
     }
 
@@ -129,6 +140,7 @@ impl Login {
         {
             return Ok(metadata.clone());
         }
+        crate::metrics::global().idp_discovery(if refresh { "unknown_key" } else { "expired" });
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http())
             .await
             .map_err(|e| LoginError::Unreachable {
@@ -202,14 +214,11 @@ impl Login {
         let claims = id_token
             .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_string()))
             .map_err(|e| LoginError::Invalid(error_chain(&e)))?;
-        let email = claims
-            .email()
-            .map(|e| e.as_str().to_ascii_lowercase())
-            .ok_or_else(|| {
-                LoginError::Invalid(
-                    "the ID token has no email claim; ask for the email scope".into(),
-                )
-            })?;
+        let email = verified_email(
+            claims.email().map(|e| e.as_str()),
+            claims.email_verified(),
+            self.config.oidc_trust_unverified_email,
+        )?;
         let name = claims
             .name()
             .and_then(|n| n.get(None))
@@ -226,22 +235,16 @@ impl Login {
     }
 
     /// A machine client's access token (a JWT from the same issuer): its
-    /// signature, issuer, expiry and audience are checked, and its client id
-    /// maps to scopes in the configuration.
+    /// signature, issuer and expiry are checked, its audience must name the
+    /// portal (--machine-audience), and its client id maps to scopes in the
+    /// configuration.
     pub async fn machine_principal(&self, token: &str) -> Result<Principal, Error> {
         let unauthorized =
             |why: String| Error::Unauthorized(format!("the access token is not accepted: {why}"));
         let claims = payload(token).ok_or_else(|| unauthorized("it is not a JWT".into()))?;
-        let client_id = claims
-            .get("azp")
-            .and_then(|v| v.as_str())
-            .or_else(|| {
-                claims
-                    .get("aud")
-                    .and_then(|a| a.as_str().or_else(|| a.get(0).and_then(|v| v.as_str())))
-            })
-            .ok_or_else(|| unauthorized("it names no audience".into()))?
-            .to_string();
+        let client_id = client_of(&claims).ok_or_else(|| {
+            unauthorized("it names no client (azp) or more than one audience without one".into())
+        })?;
         let machine = self
             .config
             .machine_clients
@@ -252,36 +255,97 @@ impl Login {
                     "the client \"{client_id}\" is not configured with --machine-client"
                 ))
             })?;
+        let audience = self
+            .config
+            .machine_audience()
+            .unwrap_or_default()
+            .to_string();
         let parsed: CoreIdToken = token
             .parse()
             .map_err(|_| unauthorized("it is not a signed JWT".into()))?;
-        for refresh in [false, true] {
+        let mut refresh = false;
+        loop {
             let metadata = self
                 .provider(refresh)
                 .await
                 .map_err(|e| Error::Unavailable(e.to_string()))?;
+            // Audiences are checked below against the portal's own, not the client's.
             let verifier = CoreIdTokenVerifier::new_public_client(
                 ClientId::new(client_id.clone()),
                 self.issuer.clone(),
                 metadata.jwks().clone(),
-            );
+            )
+            .require_audience_match(false);
             match parsed.claims(&verifier, |_: Option<&Nonce>| Ok::<(), String>(())) {
-                Ok(_) => {
+                Ok(verified) if verified.audiences().iter().any(|a| **a == audience) => {
                     let scopes: Vec<Scope> = machine.scopes.clone();
                     return Ok(Principal::Machine { client_id, scopes });
                 }
-                // A key rotated since discovery: fetch the keys once more.
+                Ok(verified) => {
+                    let found: Vec<&str> =
+                        verified.audiences().iter().map(|a| a.as_str()).collect();
+                    return Err(unauthorized(format!(
+                        "it is meant for {found:?}, not for this portal: its audience must include \"{audience}\" (--machine-audience)"
+                    )));
+                }
+                // A key rotated since discovery: fetch the keys once more,
+                // unless a bad signature did so within the last minute.
                 Err(openidconnect::ClaimsVerificationError::SignatureVerification(_))
-                    if !refresh =>
+                    if !refresh && self.may_refetch_keys() =>
                 {
-                    continue;
+                    refresh = true;
+                }
+                Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) => {
+                    return Err(unauthorized(
+                        "its signature matches none of the identity provider's keys".into(),
+                    ));
                 }
                 Err(e) => return Err(unauthorized(error_chain(&e))),
             }
         }
-        Err(unauthorized(
-            "its signature matches none of the identity provider's keys".into(),
-        ))
+    }
+
+    /// Whether a bad signature may fetch the provider's keys again now; at
+    /// most once per [`KEY_REFETCH_INTERVAL`], however many tokens arrive at once.
+    fn may_refetch_keys(&self) -> bool {
+        let mut last = self
+            .last_key_refetch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < KEY_REFETCH_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+}
+
+/// The email an ID token names, if the portal may know the person by it:
+/// only a verified address, unless the configuration trusts unverified ones.
+fn verified_email(
+    email: Option<&str>,
+    verified: Option<bool>,
+    trust_unverified: bool,
+) -> Result<String, LoginError> {
+    let email = email.map(str::to_ascii_lowercase).ok_or_else(|| {
+        LoginError::Invalid("the ID token has no email claim; ask for the email scope".into())
+    })?;
+    if verified == Some(true) || trust_unverified {
+        Ok(email)
+    } else {
+        Err(LoginError::UnverifiedEmail(email))
+    }
+}
+
+/// The client an access token was issued to: `azp`, or the one audience.
+fn client_of(claims: &serde_json::Value) -> Option<String> {
+    if let Some(azp) = claims.get("azp").and_then(|v| v.as_str()) {
+        return Some(azp.to_string());
+    }
+    match claims.get("aud")? {
+        serde_json::Value::String(one) => Some(one.clone()),
+        serde_json::Value::Array(list) if list.len() == 1 => list[0].as_str().map(str::to_string),
+        _ => None,
     }
 }
 
@@ -324,6 +388,43 @@ mod tests {
         assert_eq!(groups(&claims, "groups"), ["a", "b"]);
         assert_eq!(groups(&claims, "team"), ["x"]);
         assert!(groups(&claims, "roles").is_empty());
+    }
+
+    #[test]
+    fn only_a_verified_email_is_accepted_unless_configured_otherwise() {
+        assert_eq!(
+            verified_email(Some("Alice@Example.com"), Some(true), false).unwrap(),
+            "alice@example.com"
+        );
+        for verified in [Some(false), None] {
+            assert!(matches!(
+                verified_email(Some("alice@example.com"), verified, false),
+                Err(LoginError::UnverifiedEmail(_))
+            ));
+            assert!(verified_email(Some("alice@example.com"), verified, true).is_ok());
+        }
+        assert!(matches!(
+            verified_email(None, Some(true), true),
+            Err(LoginError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_client_is_the_authorized_party_or_the_only_audience() {
+        let client = |claims| client_of(&claims);
+        assert_eq!(
+            client(serde_json::json!({"azp": "ci", "aud": ["portal", "ci"]})).as_deref(),
+            Some("ci")
+        );
+        assert_eq!(
+            client(serde_json::json!({"aud": "ci"})).as_deref(),
+            Some("ci")
+        );
+        assert_eq!(
+            client(serde_json::json!({"aud": ["ci"]})).as_deref(),
+            Some("ci")
+        );
+        assert_eq!(client(serde_json::json!({"aud": ["portal", "ci"]})), None);
     }
 
     #[test]

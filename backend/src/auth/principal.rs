@@ -2,6 +2,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
@@ -120,6 +121,43 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// Who the credentials in these headers (a bearer token or a session
+    /// cookie) name, if they are valid now. Checking CSRF is the caller's
+    /// business: see the extractor.
+    pub async fn authenticate(headers: &HeaderMap, app: &AppState) -> Result<Self, Error> {
+        if let Some(header) = headers.get(AUTHORIZATION) {
+            return bearer(header.to_str().unwrap_or(""), app).await;
+        }
+        let Some(cookie) = session::from_cookies(headers) else {
+            return Err(Error::Unauthorized(
+                "sign in at /auth/login, or send Authorization: Bearer <token> with a service token".into(),
+            ));
+        };
+        let user = session::find(app, &cookie).await?.ok_or_else(|| {
+            Error::Unauthorized(
+                "your session has expired or ended; sign in again at /auth/login".into(),
+            )
+        })?;
+        Ok(Self::User(user))
+    }
+
+    /// Whether the credentials in these headers are still valid: a token
+    /// not revoked or expired, a session not ended or idle. Checking a
+    /// session this way does not count as using it.
+    pub async fn still_valid(headers: &HeaderMap, app: &AppState) -> Result<(), Error> {
+        if headers.contains_key(AUTHORIZATION) {
+            return Self::authenticate(headers, app).await.map(|_| ());
+        }
+        match session::from_cookies(headers) {
+            Some(cookie) if session::is_live(app, &cookie).await? => Ok(()),
+            _ => Err(Error::Unauthorized(
+                "the session has expired or ended".into(),
+            )),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = Error;
 
@@ -127,26 +165,10 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(known) = parts.extensions.get::<Principal>() {
             return Ok(known.clone());
         }
-        let principal = match parts.headers.get(AUTHORIZATION) {
-            Some(header) => bearer(header.to_str().unwrap_or(""), app).await?,
-            None => match session::from_cookies(&parts.headers) {
-                Some(cookie) => {
-                    let user = session::find(app, &cookie).await?.ok_or_else(|| {
-                        Error::Unauthorized(
-                            "your session has expired or ended; sign in again at /auth/login"
-                                .into(),
-                        )
-                    })?;
-                    check_csrf(parts, app, &user)?;
-                    Principal::User(user)
-                }
-                None => {
-                    return Err(Error::Unauthorized(
-                        "sign in at /auth/login, or send Authorization: Bearer <token> with a service token".into(),
-                    ));
-                }
-            },
-        };
+        let principal = Self::authenticate(&parts.headers, app).await?;
+        if let Principal::User(user) = &principal {
+            check_csrf(parts, app, user)?;
+        }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }

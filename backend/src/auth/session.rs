@@ -110,6 +110,17 @@ pub async fn find(app: &AppState, cookie: &str) -> Result<Option<User>, Error> {
     }))
 }
 
+/// Whether the session behind a cookie is live, without counting this as a
+/// use: a long-open change stream must not keep an unattended session from
+/// idling out.
+pub async fn is_live(app: &AppState, cookie: &str) -> Result<bool, Error> {
+    let idle = app.config.login.session_idle_timeout.as_secs_f64();
+    let mut conn = app.db.acquire().await?;
+    Ok(db::sessions::find_live(&mut conn, &hash(cookie), idle)
+        .await?
+        .is_some())
+}
+
 pub async fn end(app: &AppState, cookie: &str) -> Result<(), Error> {
     let mut conn = app.db.acquire().await?;
     db::sessions::delete(&mut conn, &hash(cookie)).await

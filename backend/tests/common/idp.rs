@@ -39,6 +39,12 @@ pub fn login_config() -> LoginConfig {
         }],
         session_idle_timeout: Duration::from_secs(3600),
         session_lifetime: Duration::from_secs(7200),
+        oidc_trust_unverified_email: false,
+        // The dev Dex has no trusted peers, so a client-credentials token names
+        // only its own client as audience; production names the portal's
+        // (Dex: trustedPeers and scope audience:server:client_id:<portal>).
+        machine_audience: Some(env("TP_IDP_CI_CLIENT_ID")),
+        max_event_streams: 5,
     }
 }
 

@@ -58,6 +58,9 @@ pub fn config() -> ServeConfig {
             machine_clients: vec![],
             session_idle_timeout: Duration::from_secs(3600),
             session_lifetime: Duration::from_secs(7200),
+            oidc_trust_unverified_email: false,
+            machine_audience: None,
+            max_event_streams: 5,
         },
         guardrails: Default::default(),
     }
