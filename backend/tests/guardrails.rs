@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{eventually, kube, kubeconfig_path, outbox_drained, spawn_portal, unique};
+use common::cluster::{
+    eventually, kube, kubeconfig_path, outbox_drained, spawn_portal, spawn_reconciler, unique,
+};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
@@ -20,6 +22,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tenant_portal::auth::Scope;
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 const READY: Duration = Duration::from_secs(30);
@@ -500,47 +503,113 @@ async fn a_suspended_tenant_is_read_only_through_every_binding(db: PgPool) {
         .expect("resume lifts the cordon");
 }
 
-#[sqlx::test(migrator = "MIGRATIONS")]
-async fn a_namespace_the_portal_did_not_create_is_never_taken(db: PgPool) {
-    let portal = spawn_portal(db, &kubeconfig_path()).await;
+/// A namespace someone else made (`<slug>-manager`, with a Secret in it),
+/// created by the admin as a cluster team would.
+async fn foreign_namespace(name: &str) {
     let admin = kube().await;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let slug = unique("adopt");
-    let existing = format!("{slug}-manager");
-    namespaces
+    Api::<Namespace>::all(admin.clone())
         .create(
             &PostParams::default(),
-            &object(json!({"metadata": {"name": existing}})),
+            &object(json!({"metadata": {"name": name}})),
         )
         .await
         .unwrap();
     let secret: Secret =
         object(json!({"metadata": {"name": "signing-key"}, "stringData": {"key": "s3cret"}}));
-    Api::<Secret>::namespaced(admin.clone(), &existing)
+    Api::<Secret>::namespaced(admin, name)
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn asking_for_a_namespace_the_cluster_already_has_is_refused_naming_it(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = unique("taken");
+    let existing = format!("{slug}-manager");
+    foreign_namespace(&existing).await;
+
+    let response = portal
+        .app
+        .post_json(
+            "/api/v1/tenants",
+            json!({"slug": slug, "namespaces": [{"name": "dev"}, {"name": "manager"}]}),
+        )
+        .await;
+    let (status, problem) = common::problem(response).await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], "namespaces[1].name",
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains(&format!(
+            "the cluster already has a namespace \"{existing}\""
+        )),
+        "{problem}"
+    );
+    assert_eq!(
+        portal
+            .app
+            .get(&format!("/api/v1/tenants/{slug}"))
+            .await
+            .status(),
+        404,
+        "nothing was written"
+    );
 
     portal
         .app
-        .create_tenant(json!({"slug": slug, "namespaces": [{"name": "manager"}],
-                              "members": [{"kind": "group", "subject": "team-acme", "role": "owner"}]}))
+        .create_tenant(json!({"slug": slug, "namespaces": [{"name": "dev"}]}))
         .await;
-    eventually("the tenant fails instead of taking the namespace", READY, || async {
-        let status: Value = portal
-            .app
-            .get(&format!("/api/v1/tenants/{slug}/status"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        status["status"] == "Failed"
-            && status["message"].as_str().is_some_and(|m| {
-                m.contains(&format!("namespace \"{existing}\" already exists in the cluster and was not created by the portal"))
-            })
-    })
+    let response = portal
+        .app
+        .post_json(
+            &format!("/api/v1/tenants/{slug}/namespaces"),
+            json!({"name": "manager"}),
+        )
+        .await;
+    let (status, problem) = common::problem(response).await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
+    Api::<Namespace>::all(kube().await)
+        .delete(&existing, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_namespace_that_appears_after_it_was_accepted_is_never_taken(db: PgPool) {
+    // The API accepts while the name is free; the namespace appears before
+    // the reconciler gets to it.
+    let app = common::spawn_app(db.clone()).await;
+    let slug = unique("adopt");
+    let existing = format!("{slug}-manager");
+    app.create_tenant(json!({"slug": slug, "cluster": "local", "namespaces": [{"name": "manager"}],
+                             "members": [{"kind": "group", "subject": "team-acme", "role": "owner"}]}))
+        .await;
+    foreign_namespace(&existing).await;
+    let (_reconciler, _stop) = spawn_reconciler(db, &kubeconfig_path()).await;
+
+    eventually(
+        "the tenant fails instead of taking the namespace",
+        READY,
+        || async {
+            let status: Value = app
+                .get(&format!("/api/v1/tenants/{slug}/status"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            status["status"] == "Failed"
+                && status["message"].as_str().is_some_and(|m| {
+                    m.contains(&format!("namespace \"{existing}\" already exists in the cluster and was not created by the portal"))
+                })
+        },
+    )
     .await;
-    let labels = namespaces
+    let admin = kube().await;
+    let labels = Api::<Namespace>::all(admin.clone())
         .get(&existing)
         .await
         .unwrap()
@@ -566,7 +635,7 @@ async fn a_namespace_the_portal_did_not_create_is_never_taken(db: PgPool) {
             .await,
         "forbidden",
     );
-    namespaces
+    Api::<Namespace>::all(admin)
         .delete(&existing, &DeleteParams::default())
         .await
         .unwrap();
@@ -713,4 +782,82 @@ async fn classes_registries_and_node_pools_hold_when_the_policy_says_so(db: PgPo
             .await,
         "this Deployment uses nginx:1.27",
     );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn only_platform_admins_change_a_policy_and_each_change_is_audited(db: PgPool) {
+    let app = common::spawn_app(db.clone()).await;
+    let slug = unique("govern");
+    app.create_tenant(tenant(&slug)).await;
+    let path = format!("/api/v1/tenants/{slug}/policy");
+    let policy: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(policy["source"], "default", "{policy}");
+    assert_eq!(policy["policy"]["pod_security"], "baseline");
+    assert_eq!(policy["policy"]["service_types"], json!(["ClusterIP"]));
+
+    let writer = common::create_token(&db, "ci-writer", &[Scope::TenantsWrite], None).await;
+    let response = app
+        .client
+        .put(format!("{}{path}", app.base))
+        .bearer_auth(&writer)
+        .json(&json!({"pod_security": "privileged"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = common::problem(response).await;
+    assert_eq!(status, 403, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("admin"),
+        "{problem}"
+    );
+
+    let bad = app
+        .request(Method::PUT, &path)
+        .json(&json!({"registries": ["docker.io"], "service_types": ["Ingress"]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = common::problem(bad).await;
+    assert_eq!(status, 422, "{problem}");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["service_types[0]", "registries[0]"], "{problem}");
+
+    let set = app
+        .request(Method::PUT, &path)
+        .json(&json!({"pod_security": "privileged", "storage_classes": ["fast"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let tenant: Value = app
+        .get(&format!("/api/v1/tenants/{slug}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tenant["policy"]["pod_security"], "privileged", "{tenant}");
+    assert_eq!(tenant["policy"]["storage_classes"], json!(["fast"]));
+
+    let audit: Value = app
+        .get(&format!(
+            "/api/v1/audit-events?tenant={slug}&action=tenant.policy_changed"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = audit["items"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["before"]["policy"], Value::Null);
+    assert_eq!(events[0]["after"]["policy"]["pod_security"], "privileged");
+
+    let reset = app.request(Method::DELETE, &path).send().await.unwrap();
+    let reset: Value = reset.json().await.unwrap();
+    assert_eq!(reset["source"], "default", "{reset}");
+    assert_eq!(reset["policy"]["pod_security"], "baseline");
 }

@@ -45,6 +45,9 @@ pub struct Tenant {
     pub allocated: Quantities,
     pub namespaces: Vec<Namespace>,
     pub members: Vec<Member>,
+    /// The policy a platform admin set for the tenant; `null`: the configured
+    /// default, which `GET /tenants/{slug}/policy` shows in full.
+    pub policy: Option<crate::domain::TenantPolicy>,
     /// Bumped by every change; also the tenant's ETag.
     pub generation: i64,
     pub sync: SyncStatus,
@@ -70,6 +73,7 @@ impl From<TenantView> for Tenant {
             allocated: t.allocated,
             namespaces: t.namespaces.into_iter().map(Namespace::from).collect(),
             members: t.members.into_iter().map(Member::from).collect(),
+            policy: t.policy,
             generation: t.generation,
             sync: t.sync.into(),
             created_at: t.created_at,

@@ -54,12 +54,15 @@ async fn create(
 ) -> Result<Response, Error> {
     let tenant = service::namespaces::create(
         &app.db,
+        &app.clusters,
         &who,
         &request_id.actor(&who),
         &slug,
         &precondition.precondition(),
-        &body.name,
-        &body.allocations,
+        service::namespaces::NewNamespace {
+            name: &body.name,
+            allocations: &body.allocations,
+        },
     )
     .await?;
     let name = &body.name;

@@ -72,6 +72,7 @@ async fn create(
     let mut tenant = service::tenants::create(
         &app.db,
         &app.config,
+        &app.clusters,
         &who,
         &request_id.actor(&who),
         body.into(),

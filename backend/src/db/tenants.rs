@@ -245,15 +245,17 @@ pub async fn list_page(
     .await?)
 }
 
-/// A tenant's namespaces (by name) and members (oldest first).
+/// A tenant's namespaces (by name), members (oldest first) and the policy an
+/// admin set for it, as stored (`None`: the configured default).
 #[derive(Debug, Clone, Default)]
 pub struct Children {
     pub namespaces: Vec<NamespaceRow>,
     pub members: Vec<MemberRow>,
+    pub policy: Option<serde_json::Value>,
 }
 
-/// The namespaces and members of many tenants in one round trip, aggregated
-/// per tenant by PostgreSQL; tenants missing from the answer have neither.
+/// The namespaces, members and policies of many tenants in one round trip,
+/// aggregated per tenant by PostgreSQL; tenants missing from the answer have none.
 pub async fn children(
     conn: &mut PgConnection,
     tenant_ids: &[i64],
@@ -263,7 +265,9 @@ pub async fn children(
                   (SELECT COALESCE(json_agg(n ORDER BY n.name), '[]') FROM namespaces n
                    WHERE n.tenant_id = t.id) AS "namespaces!: Json<Vec<NamespaceRow>>",
                   (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
-                   WHERE m.tenant_id = t.id) AS "members!: Json<Vec<MemberRow>>"
+                   WHERE m.tenant_id = t.id) AS "members!: Json<Vec<MemberRow>>",
+                  (SELECT p.policy FROM tenant_policies p
+                   WHERE p.tenant_id = t.id) AS "policy?: Json<serde_json::Value>"
            FROM unnest($1::bigint[]) AS t(id)"#,
         tenant_ids
     )
@@ -275,6 +279,7 @@ pub async fn children(
             let children = Children {
                 namespaces: r.namespaces.0,
                 members: r.members.0,
+                policy: r.policy.map(|Json(policy)| policy),
             };
             (r.tenant_id, children)
         })

@@ -43,20 +43,20 @@ pub async fn load_state(
     } else {
         Vec::new()
     };
-    let members = children
-        .members
-        .into_iter()
-        .map(|m| (m.kind, m.subject, m.role))
-        .collect();
-    let policy = match db::policies::get(conn, row.id).await? {
+    let policy = match &children.policy {
         None => guardrails.default_policy.clone(),
-        Some(stored) => TenantPolicy::from_stored(&stored).map_err(|e| {
+        Some(stored) => TenantPolicy::from_stored(stored).map_err(|e| {
             Error::Corrupt(anyhow::anyhow!(
                 "its row in tenant_policies (tenant id {}) does not parse: {e}",
                 row.id
             ))
         })?,
     };
+    let members = children
+        .members
+        .into_iter()
+        .map(|m| (m.kind, m.subject, m.role))
+        .collect();
     let desired = Desired {
         slug: row.slug.clone(),
         suspended: state == TenantState::Suspended,

@@ -13,19 +13,25 @@ use crate::domain::quota::check_allocation;
 use crate::domain::{FieldError, NamespaceName, QuotaResource, ResourceList};
 use crate::error::Error;
 
+/// A namespace as a caller asks for it.
+pub struct NewNamespace<'a> {
+    pub name: &'a str,
+    pub allocations: &'a BTreeMap<String, String>,
+}
+
 /// Adds a namespace with its share of the budget.
 pub async fn create(
     db: &PgPool,
+    clusters: &crate::cluster::Clusters,
     who: &Principal,
     actor: &Actor,
     slug: &str,
     precondition: &Precondition,
-    name: &str,
-    allocations: &BTreeMap<String, String>,
+    new: NewNamespace<'_>,
 ) -> Result<TenantView, Error> {
     precheck(who, Action::EditTenant)?;
-    let name = NamespaceName::parse(name)?;
-    let allocations = ResourceList::parse(allocations, "allocations")?;
+    let name = NamespaceName::parse(new.name)?;
+    let allocations = ResourceList::parse(new.allocations, "allocations")?;
     let mut change = TenantChange::begin(db, slug, precondition).await?;
     change.authorize(who, Action::EditTenant)?;
     change.require_editable()?;
@@ -53,6 +59,9 @@ pub async fn create(
         "allocations",
     )
     .map_err(over_budget)?;
+    let names = [("name".to_string(), full_name.clone())];
+    let (cluster, slug) = (change.tenant.cluster.clone(), change.tenant.slug.clone());
+    super::cluster_check::namespaces_free(clusters, &cluster, slug.as_str(), &names).await?;
     let id = change.tenant.id;
     db::namespaces::insert(&mut change.tx, id, name.as_str(), &full_name, &allocations).await?;
     change.commit(actor, "namespace.created").await

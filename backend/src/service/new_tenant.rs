@@ -43,6 +43,7 @@ pub struct NewTenantRequest {
 pub async fn create(
     db: &PgPool,
     config: &ServeConfig,
+    clusters: &crate::cluster::Clusters,
     who: &Principal,
     actor: &Actor,
     request: NewTenantRequest,
@@ -68,6 +69,14 @@ pub async fn create(
             .await?
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("no cluster is configured")))?,
     };
+    let full_names = new
+        .namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| Ok((format!("namespaces[{i}].name"), name.full_name(&new.slug)?)))
+        .collect::<Result<Vec<_>, FieldError>>()?;
+    super::cluster_check::namespaces_free(clusters, &cluster, new.slug.as_str(), &full_names)
+        .await?;
     let row = db::tenants::insert(
         &mut tx,
         db::tenants::NewTenant {

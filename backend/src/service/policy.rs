@@ -41,7 +41,11 @@ pub async fn effective(
         None => Ok((guardrails.default_policy(), Source::Default)),
         Some(stored) => TenantPolicy::from_stored(&stored)
             .map(|p| (p, Source::Custom))
-            .map_err(|e| Error::Internal(anyhow::anyhow!("tenant {tenant_id}: {e}"))),
+            .map_err(|e| {
+                Error::Corrupt(anyhow::anyhow!(
+                    "its row in tenant_policies (tenant id {tenant_id}) does not parse: {e}"
+                ))
+            }),
     }
 }
 
@@ -76,7 +80,7 @@ pub async fn set(
     let (mut change, current) = begin(db, guardrails, who, slug, precondition).await?;
     let policy = TenantPolicy::parse(document, &current).map_err(Error::Invalid)?;
     db::policies::put(&mut change.tx, change.tenant.id, &policy).await?;
-    commit(change, actor, &current, policy, Source::Custom).await
+    commit(change, actor, policy, Source::Custom).await
 }
 
 /// Puts the tenant back on the configured default.
@@ -88,16 +92,9 @@ pub async fn reset(
     slug: &str,
     precondition: &Precondition,
 ) -> Result<PolicyInForce, Error> {
-    let (mut change, current) = begin(db, guardrails, who, slug, precondition).await?;
+    let (mut change, _) = begin(db, guardrails, who, slug, precondition).await?;
     db::policies::clear(&mut change.tx, change.tenant.id).await?;
-    commit(
-        change,
-        actor,
-        &current,
-        guardrails.default_policy(),
-        Source::Default,
-    )
-    .await
+    commit(change, actor, guardrails.default_policy(), Source::Default).await
 }
 
 /// Locks the tenant for a policy change by a platform admin, with the policy in force.
@@ -118,26 +115,12 @@ async fn begin(
 }
 
 async fn commit(
-    mut change: TenantChange,
+    change: TenantChange,
     actor: &Actor,
-    before: &TenantPolicy,
     policy: TenantPolicy,
     source: Source,
 ) -> Result<PolicyInForce, Error> {
-    let to_json = |p: &TenantPolicy| serde_json::to_value(p).map_err(|e| Error::Internal(e.into()));
-    // The policy itself, before and after, beside the tenant's own audit event.
-    db::audit::record(
-        &mut change.tx,
-        db::audit::NewEvent {
-            actor: &actor.name,
-            action: "tenant.policy_changed",
-            tenant: Some((change.tenant.id, &change.tenant.slug)),
-            before: Some(&to_json(before)?),
-            after: Some(&to_json(&policy)?),
-            request_id: actor.request_id.as_deref(),
-        },
-    )
-    .await?;
+    // The tenant's view carries its policy: the audit event records both.
     let tenant = change.commit(actor, "tenant.policy_changed").await?;
     Ok(PolicyInForce {
         tenant: tenant.slug,

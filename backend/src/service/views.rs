@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::db::{self, members::MemberRow, namespaces::NamespaceRow, tenants::TenantRow};
-use crate::domain::{MemberKind, ResourceList, Role, TenantState};
+use crate::domain::{MemberKind, ResourceList, Role, TenantPolicy, TenantState};
 use crate::error::Error;
 
 /// Resource name to quantity, in the Kubernetes quantity grammar.
@@ -37,6 +37,8 @@ pub struct TenantView {
     pub allocated: Quantities,
     pub namespaces: Vec<NamespaceView>,
     pub members: Vec<MemberView>,
+    /// The policy a platform admin set; `None`: the configured default.
+    pub policy: Option<TenantPolicy>,
     pub generation: i64,
     pub sync: SyncView,
     pub created_at: DateTime<Utc>,
@@ -111,12 +113,14 @@ fn assemble(
     row: TenantRow,
     namespaces: &[NamespaceRow],
     members: &[MemberRow],
+    policy: Option<TenantPolicy>,
 ) -> Result<TenantView, Error> {
     Ok(TenantView {
         sync: sync_status(&row),
         allocated: allocated(namespaces)?.to_strings(),
         namespaces: namespaces.iter().map(namespace).collect(),
         members: members.iter().map(member).collect(),
+        policy,
         slug: row.slug,
         display_name: row.display_name,
         description: row.description,
@@ -145,7 +149,19 @@ pub async fn tenants(
     rows.into_iter()
         .map(|row| {
             let own = children.remove(&row.id).unwrap_or_default();
-            assemble(row, &own.namespaces, &own.members)
+            let policy = own
+                .policy
+                .as_ref()
+                .map(|stored| {
+                    TenantPolicy::from_stored(stored).map_err(|e| {
+                        Error::Corrupt(anyhow::anyhow!(
+                            "its row in tenant_policies (tenant id {}) does not parse: {e}",
+                            row.id
+                        ))
+                    })
+                })
+                .transpose()?;
+            assemble(row, &own.namespaces, &own.members, policy)
         })
         .collect()
 }

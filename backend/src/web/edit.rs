@@ -158,12 +158,15 @@ pub async fn add_namespace(
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
     let result = service::namespaces::create(
         &app.db,
+        &app.clusters,
         &viewer.principal,
         &request_id.actor(&viewer.principal),
         &slug,
         &form_precondition(&form),
-        field(&form, "name"),
-        &BTreeMap::new(),
+        service::namespaces::NewNamespace {
+            name: field(&form, "name"),
+            allocations: &BTreeMap::new(),
+        },
     )
     .await;
     apply(&app, &viewer, &slug, "Namespace added.", result).await

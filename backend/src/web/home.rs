@@ -314,7 +314,16 @@ pub async fn create(
         ..Default::default()
     };
     let actor = request_id.actor(&viewer.principal);
-    match service::tenants::create(&app.db, &app.config, &viewer.principal, &actor, request).await {
+    match service::tenants::create(
+        &app.db,
+        &app.config,
+        &app.clusters,
+        &viewer.principal,
+        &actor,
+        request,
+    )
+    .await
+    {
         Ok(tenant) => Ok(see_other(
             &format!("/tenants/{}", tenant.slug),
             "Tenant created; it is being set up in the cluster.",
