@@ -690,3 +690,100 @@ async fn a_stale_edit_page_is_told_and_overwrites_nothing(db: PgPool) {
         .unwrap();
     assert_eq!(tenant["display_name"], "From the fresh page");
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn only_a_platform_admin_sees_and_saves_the_policy_form(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = login_as(&app, "ALICE").await;
+    let page = alice.get("/tenants/acme").await.text().await.unwrap();
+    assert!(
+        page.contains(r#"<table id="policy">"#),
+        "owners read the policy"
+    );
+    assert!(
+        page.contains("<th scope=\"row\">Pod Security</th><td>baseline</td>"),
+        "{page}"
+    );
+    let edit = alice.get("/tenants/acme/edit").await.text().await.unwrap();
+    assert!(!edit.contains("policy-form"), "owners get no policy form");
+    let tried = alice
+        .client
+        .post(format!("{}/tenants/acme/policy", alice.base))
+        .header("origin", PUBLIC_URL)
+        .form(&[
+            ("pod_security", "privileged"),
+            ("_csrf", alice.csrf_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tried.status(),
+        403,
+        "an owner may not make the tenant privileged"
+    );
+
+    let admin = login_as(&app, "ADMIN").await;
+    let edit = admin.get("/tenants/acme/edit").await.text().await.unwrap();
+    assert!(edit.contains("policy-form"), "admins get the policy form");
+    let generation = shown_generation(&edit);
+    let policy_path = format!("{}/tenants/acme/policy", admin.base);
+    let save = |fields: Vec<(&'static str, String)>| {
+        let mut form: Vec<(&str, String)> = fields;
+        form.push(("_csrf", admin.csrf_token.clone()));
+        admin
+            .client
+            .post(&policy_path)
+            .header("origin", PUBLIC_URL)
+            .form(&form)
+            .send()
+    };
+    let bad = save(vec![
+        ("pod_security", "restricted".into()),
+        ("registries", "docker.io".into()),
+        ("generation", generation.clone()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 422);
+    let page = bad.text().await.unwrap();
+    assert!(
+        page.contains("registries[0]: must be an image prefix ending in"),
+        "{page}"
+    );
+    let good = save(vec![
+        ("pod_security", "restricted".into()),
+        ("node_port", "on".into()),
+        ("storage_classes", "fast, standard".into()),
+        ("generation", generation),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(good.status(), 303);
+    let policy: Value = admin
+        .get("/api/v1/tenants/acme/policy")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(policy["source"], "custom", "{policy}");
+    assert_eq!(policy["policy"]["pod_security"], "restricted");
+    assert_eq!(
+        policy["policy"]["service_types"],
+        json!(["ClusterIP", "NodePort"])
+    );
+    assert_eq!(
+        policy["policy"]["storage_classes"],
+        json!(["fast", "standard"])
+    );
+    assert_eq!(
+        policy["policy"]["registries"],
+        Value::Null,
+        "an empty field is any"
+    );
+    let page = alice.get("/tenants/acme").await.text().await.unwrap();
+    assert!(
+        page.contains("<th scope=\"row\">StorageClasses</th><td>fast, standard</td>"),
+        "{page}"
+    );
+}

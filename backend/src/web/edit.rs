@@ -20,7 +20,7 @@ use crate::auth::policy::Action;
 use crate::domain::{MemberKind, Role};
 use crate::error::Error;
 use crate::service::tenants::TenantEdit;
-use crate::service::views::{self, TenantView};
+use crate::service::views;
 use crate::service::{self, access};
 
 pub struct AllocationInput {
@@ -41,6 +41,8 @@ struct EditPage {
     t: TenantFacts,
     namespaces: Vec<EditNamespace>,
     members: Vec<MemberRow>,
+    /// Present for platform admins, who alone change the policy.
+    policy: Option<super::policy::PolicyFormView>,
     problem: Option<String>,
     display_name_error: Option<String>,
     description_error: Option<String>,
@@ -67,6 +69,7 @@ async fn edit_page(
     let row =
         access::load_authorized(&mut conn, &viewer.principal, slug, Action::EditTenant).await?;
     let budget = row.budget();
+    let tenant_id = row.id;
     let tenant = views::tenant(&mut conn, row).await?;
     let namespaces = tenant
         .namespaces
@@ -89,11 +92,19 @@ async fn edit_page(
         .collect();
     let status = problem.as_ref().map(Error::status);
     let errors = problem.as_ref().map(field_errors).unwrap_or_default();
+    let policy = if access::may(&viewer.principal, Action::ChangePolicy, &tenant) {
+        let (policy, _) =
+            service::policy::effective(&mut conn, &app.config.guardrails, tenant_id).await?;
+        Some(super::policy::PolicyFormView::new(&policy, &errors))
+    } else {
+        None
+    };
     let page = EditPage {
         nav: viewer.nav("tenants", notice),
         t: facts(&tenant),
         namespaces,
         members: members(&tenant),
+        policy,
         display_name_error: errors.get("display_name").cloned(),
         description_error: errors.get("description").cloned(),
         problem: problem.map(|e| e.problem().detail),
@@ -107,12 +118,12 @@ async fn edit_page(
 
 /// Answers a form's change: on success back to the page with a notice, on
 /// a refusal the edit page with the reason (a stale page's change included).
-async fn apply(
+pub(super) async fn apply<T>(
     app: &AppState,
     viewer: &Viewer,
     slug: &str,
     done: &str,
-    result: Result<TenantView, Error>,
+    result: Result<T, Error>,
 ) -> Result<Response, PageError> {
     match result.map_err(super::stale_form) {
         Ok(_) => Ok(see_other(&format!("/tenants/{slug}/edit"), done)),

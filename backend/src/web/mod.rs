@@ -6,6 +6,7 @@ mod admin;
 mod display;
 mod edit;
 mod home;
+mod policy;
 mod quota;
 mod tenant;
 
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
             post(edit::remove_member),
         )
         .route("/tenants/{slug}/delete", post(edit::delete))
+        .route("/tenants/{slug}/policy", post(policy::set))
         .route("/tenants/{slug}/kubeconfig", post(tenant::kubeconfig))
         .route("/tenants/{slug}/quota-requests", post(quota::ask))
         .route("/quota-requests", get(quota::queue))

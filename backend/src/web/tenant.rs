@@ -135,6 +135,8 @@ struct TenantPage {
     requests: Vec<RequestRow>,
     resources: Vec<String>,
     members: Vec<MemberRow>,
+    policy: Vec<super::policy::PolicyLine>,
+    policy_is_default: bool,
     audit: Vec<AuditLine>,
 }
 
@@ -172,6 +174,8 @@ pub async fn show(
     let summary = BudgetSummary::of(&row, &namespace_rows)?;
     let tenant = views::tenant(&mut conn, row).await?;
     let may = |action| access::may(&viewer.principal, action, &tenant);
+    let (policy, source) =
+        service::policy::effective(&mut conn, &app.config.guardrails, tenant_id).await?;
 
     let namespaces = namespace_rows
         .iter()
@@ -228,6 +232,8 @@ pub async fn show(
         requests,
         resources: requestable(&summary.budget),
         members: members(&tenant),
+        policy: super::policy::lines(&policy),
+        policy_is_default: source == service::policy::Source::Default,
         audit,
     };
     render(&page)
