@@ -10,10 +10,13 @@ use common::cluster::{
     Outage, eventually, kube, kubeconfig_path, spawn_portal, spawn_reconciler, unique,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+/// A finalizer only these tests set and remove.
+const HOLD: &str = "tenant-portal.dev/test-hold";
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -76,19 +79,26 @@ async fn an_expiry_interrupted_between_deleting_namespaces_and_the_tombstone_com
     let slug = unique("crashx");
     portal
         .app
-        .create_tenant(json!({"slug": slug, "ttl": "2s", "namespaces": [{"name": "a"}]}))
+        .create_tenant(json!({"slug": slug, "ttl": "6s", "namespaces": [{"name": "a"}]}))
         .await;
     portal.app.wait_ready(&slug, Duration::from_secs(30)).await;
     let namespaces: Api<Namespace> = Api::all(kube().await);
     let name = format!("{slug}-a");
+    // A finalizer of the test's holds the namespace in Terminating, so the
+    // portal is surely killed between the deletion and the tombstone.
+    let hold = json!({"metadata": {"finalizers": [HOLD]}});
+    namespaces
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .unwrap();
     eventually(
         "namespace deletion under way",
         Duration::from_secs(30),
         || async {
-            match namespaces.get(&name).await {
-                Ok(ns) => ns.metadata.deletion_timestamp.is_some(),
-                Err(_) => true,
-            }
+            namespaces
+                .get(&name)
+                .await
+                .is_ok_and(|ns| ns.metadata.deletion_timestamp.is_some())
         },
     )
     .await;
@@ -104,6 +114,11 @@ async fn an_expiry_interrupted_between_deleting_namespaces_and_the_tombstone_com
         tenant["state"], "deleting",
         "killed between the namespace deletion and the tombstone"
     );
+    let release = json!({"metadata": {"finalizers": null}});
+    namespaces
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .unwrap();
 
     let (_restarted, _stop) = spawn_reconciler(db.clone(), &kubeconfig_path()).await;
     eventually("the expiry completes", Duration::from_secs(60), || async {

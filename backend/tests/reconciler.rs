@@ -923,6 +923,10 @@ async fn requeue(db: &PgPool, slug: &str) {
         .unwrap();
 }
 
+/// How long the stalled replica's apply hangs before it gives up: long
+/// enough for the other replica to start, claim and apply on a busy machine.
+const SLOW_APPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn a_worker_slower_than_its_lease_is_overtaken_and_only_the_newer_outcome_is_kept(
     db: PgPool,
@@ -937,7 +941,7 @@ async fn a_worker_slower_than_its_lease_is_overtaken_and_only_the_newer_outcome_
         workers_per_cluster: 1,
         lease: Duration::from_secs(1),
         lease_renewal: Duration::from_secs(600),
-        sync_timeout: Duration::from_secs(6),
+        sync_timeout: SLOW_APPLY_TIMEOUT,
         ..fast_settings()
     };
     let (_a, _stop_a) = spawn_reconciler_with(db.clone(), &hang.kubeconfig, slow).await;
@@ -970,13 +974,13 @@ async fn a_worker_slower_than_its_lease_is_overtaken_and_only_the_newer_outcome_
     let (_b, _stop_b) = spawn_reconciler(db.clone(), &kubeconfig_path()).await;
     app.wait_ready(&slug, READY).await;
     assert!(
-        a_claimed.elapsed() < Duration::from_secs(6),
-        "B finished before A's apply timed out; the test is too slow to show anything"
+        a_claimed.elapsed() < SLOW_APPLY_TIMEOUT,
+        "B finished after A's apply timed out; the test is too slow to show anything"
     );
 
     // A's apply times out and it comes back with a failure to record.
     tokio::time::sleep(
-        Duration::from_secs(6).saturating_sub(a_claimed.elapsed()) + Duration::from_secs(2),
+        SLOW_APPLY_TIMEOUT.saturating_sub(a_claimed.elapsed()) + Duration::from_secs(2),
     )
     .await;
     let (status, message) = stored_sync(&db, &slug).await;

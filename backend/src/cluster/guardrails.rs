@@ -374,25 +374,35 @@ fn api_for(object: &Value, client: &kube::Client) -> Api<DynamicObject> {
 /// Brings the cluster's policies to `objects`, writing only those that
 /// differ. Returns how many were written.
 pub async fn install(client: &kube::Client, objects: &[Value]) -> Result<usize, String> {
+    let name_of = |object: &Value| {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        (kind, name)
+    };
+    // Read all at once: a reconciler's start waits for this.
+    let lives = futures::future::join_all(objects.iter().map(|object| async move {
+        let (kind, name) = name_of(object);
+        match api_for(object, client).get_opt(&name).await {
+            Ok(live) => Ok(live.and_then(|l| serde_json::to_value(l).ok())),
+            Err(e) => Err(format!(
+                "failed to read {kind} {name}: {}",
+                super::describe(&e)
+            )),
+        }
+    }))
+    .await;
     let params = PatchParams::apply(MANAGER).force();
     let mut written = 0;
-    for object in objects {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        let kind = object["kind"].as_str().unwrap_or_default();
-        let api = api_for(object, client);
-        let live = match api.get_opt(name).await {
-            Ok(live) => live.and_then(|l| serde_json::to_value(l).ok()),
-            Err(e) => {
-                return Err(format!(
-                    "failed to read {kind} {name}: {}",
-                    super::describe(&e)
-                ));
-            }
-        };
-        if live.is_some_and(|live| is_satisfied_value(object, &live, &["spec"])) {
+    for (object, live) in objects.iter().zip(lives) {
+        if live?.is_some_and(|live| is_satisfied_value(object, &live, &["spec"])) {
             continue;
         }
-        api.patch(name, &params, &Patch::Apply(object))
+        let (kind, name) = name_of(object);
+        api_for(object, client)
+            .patch(&name, &params, &Patch::Apply(object))
             .await
             .map_err(|e| format!("failed to install {kind} {name}: {}", super::describe(&e)))?;
         written += 1;
