@@ -193,6 +193,11 @@ pub fn authorize_tenant<'a>(
     }
     let role = role_in(who, members);
     match (action.least_role(), role) {
+        // Whatever the action, a stranger learns no more than that there is no such tenant.
+        (_, None) => Err(Denial::NoRole {
+            who: user.email.clone(),
+            tenant: tenant.to_string(),
+        }),
         (Some(needed), Some(role)) if role >= needed => Ok(()),
         (Some(needed), Some(role)) => Err(Denial::RoleTooSmall {
             who: user.email.clone(),
@@ -201,11 +206,7 @@ pub fn authorize_tenant<'a>(
             needed,
             action,
         }),
-        (Some(_), None) => Err(Denial::NoRole {
-            who: user.email.clone(),
-            tenant: tenant.to_string(),
-        }),
-        (None, _) => authorize(who, action),
+        (None, Some(_)) => authorize(who, action),
     }
 }
 

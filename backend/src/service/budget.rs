@@ -103,8 +103,7 @@ pub async fn set(
 ) -> Result<TenantView, Error> {
     precheck(who, Action::ChangeBudget)?;
     let budget = ResourceList::parse(budget, "budget")?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::ChangeBudget)?;
+    let mut change = TenantChange::begin(db, who, Action::ChangeBudget, slug, precondition).await?;
     replace(&mut change, &budget).await?;
     change.commit(actor, "budget.changed").await
 }

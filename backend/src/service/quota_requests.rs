@@ -93,8 +93,8 @@ pub async fn ask(
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
-    let mut change = TenantChange::begin(db, slug, &Precondition::None).await?;
-    change.authorize(who, Action::RequestQuota)?;
+    let mut change =
+        TenantChange::begin(db, who, Action::RequestQuota, slug, &Precondition::None).await?;
     let state = change.tenant.state();
     if !state.is_editable() {
         return Err(Error::conflict(format!(
@@ -195,7 +195,13 @@ async fn lock_pending(
             .tenant_slug
     };
     // Being pending, checked under the lock, is the decision's precondition.
-    let mut change = TenantChange::begin(db, &slug, &Precondition::None).await?;
+    // A tenant the caller cannot reach hides its requests too.
+    let mut change = TenantChange::begin(db, who, Action::ChangeBudget, &slug, &Precondition::None)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => not_found(id),
+            other => other,
+        })?;
     let request = db::quota_requests::get_for_update(&mut change.tx, id)
         .await?
         .ok_or_else(|| not_found(id))?;

@@ -77,8 +77,7 @@ pub async fn edit(
     edit: TenantEdit,
 ) -> Result<TenantView, Error> {
     precheck(who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::EditTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let current = change.before().clone();
     let mut errors = Vec::new();
@@ -139,8 +138,7 @@ pub async fn delete(
     precondition: &Precondition,
 ) -> Result<TenantView, Error> {
     precheck(who, Action::DeleteTenant)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::DeleteTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::DeleteTenant, slug, precondition).await?;
     if !change.tenant.state().is_editable() {
         // Deleting twice is not an error: the first request is under way.
         return Ok(change.before().clone());
