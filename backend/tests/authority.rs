@@ -6,10 +6,11 @@
 mod common;
 
 use common::idp::{Browser, login_as, login_config};
-use common::{TestApp, config, problem, spawn_app_config};
+use common::{TestApp, config, create_token, problem, spawn_app_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tenant_portal::auth::Scope;
 use tenant_portal::config::ServeConfig;
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -268,4 +269,199 @@ async fn a_tenant_without_a_role_answers_as_a_missing_one_on_every_page(db: PgPo
         assert_eq!(shown.0, 404, "{method} {path}: {}", shown.1);
     }
     assert_eq!(app.table_counts().await, before, "and nothing changed");
+}
+
+fn default_budget() -> Value {
+    json!({"namespaces": "10", "pods": "20", "requests.cpu": "2", "requests.memory": "4Gi"})
+}
+
+async fn post_as(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_token_without_quota_write_gets_the_default_budget(db: PgPool) {
+    let app = spawn(db).await;
+    let ci = create_token(
+        &app.db,
+        "ci",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        None,
+    )
+    .await;
+
+    let created = post_as(&app, &ci, "/api/v1/tenants", json!({"slug": "builds"})).await;
+    assert_eq!(created.status(), 201);
+    let tenant: Value = created.json().await.unwrap();
+    assert_eq!(tenant["budget"], default_budget());
+
+    let less = post_as(
+        &app,
+        &ci,
+        "/api/v1/tenants",
+        json!({"slug": "small", "budget": {"requests.cpu": "500m", "limits.cpu": "1"}}),
+    )
+    .await;
+    assert_eq!(less.status(), 201, "less than the default is granted");
+    let tenant: Value = less.json().await.unwrap();
+    assert_eq!(
+        tenant["budget"],
+        json!({"limits.cpu": "1", "namespaces": "10", "pods": "20", "requests.cpu": "500m", "requests.memory": "4Gi"})
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn asking_for_more_than_the_default_at_creation_is_refused_with_how_to_ask(db: PgPool) {
+    let app = spawn(db).await;
+    let ci = create_token(
+        &app.db,
+        "ci",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        None,
+    )
+    .await;
+    let carol = login_as(&app, "CAROL").await;
+    let before = app.table_counts().await;
+    let greedy = json!({"slug": "greedy", "budget": {
+        "requests.cpu": "100000", "requests.memory": "100000Gi", "pods": "100000", "namespaces": "1000"}});
+
+    let by_token = post_as(&app, &ci, "/api/v1/tenants", greedy.clone()).await;
+    let by_employee = carol
+        .change(Method::POST, "/api/v1/tenants")
+        .json(&greedy)
+        .send()
+        .await
+        .unwrap();
+
+    for answer in [by_token, by_employee] {
+        let (status, body) = problem(answer).await;
+        assert_eq!(status, 403, "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("namespaces=10, pods=20, requests.cpu=2, requests.memory=4Gi"),
+            "names the default: {detail}"
+        );
+        assert!(
+            detail.contains("POST /api/v1/quota-requests"),
+            "says how to ask: {detail}"
+        );
+        let fields: Vec<&str> = body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "budget.namespaces",
+                "budget.pods",
+                "budget.requests.cpu",
+                "budget.requests.memory"
+            ]
+        );
+    }
+    assert_eq!(app.table_counts().await, before, "nothing was created");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn admins_and_quota_write_tokens_choose_the_budget(db: PgPool) {
+    let app = spawn(db).await;
+    let quota = create_token(
+        &app.db,
+        "quota",
+        &[Scope::TenantsWrite, Scope::QuotaWrite],
+        None,
+    )
+    .await;
+    let big = |slug: &str| json!({"slug": slug, "budget": {"requests.cpu": "64", "pods": "500"}});
+
+    assert_eq!(
+        post_as(&app, &quota, "/api/v1/tenants", big("big-one"))
+            .await
+            .status(),
+        201
+    );
+    let admin = login_as(&app, "ADMIN").await;
+    let by_admin = admin
+        .change(Method::POST, "/api/v1/tenants")
+        .json(&big("big-two"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_admin.status(), 201);
+    let tenant: Value = by_admin.json().await.unwrap();
+    assert_eq!(tenant["budget"]["requests.cpu"], "64");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_employee_may_have_only_so_many_tenants(db: PgPool) {
+    let app = spawn(db).await;
+    let carol = login_as(&app, "CAROL").await;
+    let create = |slug: &str| {
+        carol
+            .change(Method::POST, "/api/v1/tenants")
+            .json(&json!({"slug": slug}))
+            .send()
+    };
+    for slug in ["carol-1", "carol-2", "carol-3"] {
+        assert_eq!(create(slug).await.unwrap().status(), 201, "{slug}");
+    }
+
+    let (status, body) = problem(create("carol-4").await.unwrap()).await;
+
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--max-tenants-per-owner 3"),
+        "names the limit: {body}"
+    );
+    let admin = login_as(&app, "ADMIN").await;
+    for i in 1..=4 {
+        let made = admin
+            .change(Method::POST, "/api/v1/tenants")
+            .json(&json!({"slug": format!("platform-{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 201, "admins are exempt");
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_new_tenant_page_shows_the_refusal_beside_the_field(db: PgPool) {
+    let app = spawn(db).await;
+    let carol = login_as(&app, "CAROL").await;
+
+    let page = carol
+        .change(Method::POST, "/tenants")
+        .form(&[
+            ("_csrf", carol.csrf_token.as_str()),
+            ("slug", "greedy"),
+            ("budget_cpu", "100"),
+            ("budget_pods", "10"),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(page.status(), 403);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("at most 2 (the default budget); ask for more with a quota request"),
+        "{html}"
+    );
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(tenants, 0);
 }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod budget;
 pub mod change;
+pub mod grant;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod members;

@@ -41,6 +41,11 @@ pub fn config() -> ServeConfig {
         usage_sample_interval: Duration::from_secs(300),
         kubeconfig_ttl: Duration::from_secs(3600),
         default_namespace_limit: 10,
+        default_budget: tenant_portal::config::parse_budget(
+            "requests.cpu=2,requests.memory=4Gi,pods=20",
+        )
+        .unwrap(),
+        max_tenants_per_owner: 3,
         max_body_bytes: 65_536,
         request_timeout: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(3600),
