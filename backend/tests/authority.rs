@@ -465,3 +465,114 @@ async fn the_new_tenant_page_shows_the_refusal_beside_the_field(db: PgPool) {
         .unwrap();
     assert_eq!(tenants, 0);
 }
+
+fn keys(body: &Value) -> Vec<&str> {
+    body.as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+async fn put_budget(app: &TestApp, token: &str, slug: &str, budget: Value) -> reqwest::Response {
+    app.client
+        .put(format!("{}/api/v1/tenants/{slug}/budget", app.base))
+        .bearer_auth(token)
+        .json(&json!({"budget": budget}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_budget_change_by_a_caller_who_may_not_read_answers_the_budget_alone(db: PgPool) {
+    let app = spawn(db).await;
+    globex(&app).await;
+    let quota = create_token(&app.db, "quota", &[Scope::QuotaWrite], None).await;
+    let both = create_token(
+        &app.db,
+        "both",
+        &[Scope::QuotaWrite, Scope::TenantsRead],
+        None,
+    )
+    .await;
+
+    let changed = put_budget(
+        &app,
+        &quota,
+        "globex",
+        json!({"requests.cpu": "3", "pods": "10"}),
+    )
+    .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.headers()["etag"], "\"2\"");
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(
+        keys(&body),
+        ["allocated", "available", "budget", "generation", "sync"]
+    );
+    assert_eq!(body["available"]["requests.cpu"], "2");
+    assert!(
+        !body.to_string().contains("team-globex"),
+        "no members: {body}"
+    );
+
+    let changed = put_budget(
+        &app,
+        &both,
+        "globex",
+        json!({"requests.cpu": "4", "pods": "10"}),
+    )
+    .await;
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(
+        body["members"][0]["subject"], "team-globex",
+        "a reader gets the tenant"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_write_by_a_caller_who_may_not_read_answers_a_receipt(db: PgPool) {
+    let app = spawn(db).await;
+    let writer = create_token(&app.db, "writer", &[Scope::TenantsWrite], None).await;
+
+    let created = post_as(
+        &app,
+        &writer,
+        "/api/v1/tenants",
+        json!({"slug": "builds", "members": [{"kind": "group", "subject": "team-builds", "role": "owner"}]}),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["etag"], "\"1\"");
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"slug": "builds", "state": "active", "generation": 1})
+    );
+
+    let member = post_as(
+        &app,
+        &writer,
+        "/api/v1/tenants/builds/members",
+        json!({"kind": "user", "subject": "dave@example.com", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(member.status(), 201);
+    let body: Value = member.json().await.unwrap();
+    assert_eq!(keys(&body), ["generation", "slug", "state"], "{body}");
+    assert_eq!(
+        problem(
+            app.client
+                .get(format!("{}/api/v1/tenants/builds", app.base))
+                .bearer_auth(&writer)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await
+        .0,
+        403,
+        "and it may not read the tenant either"
+    );
+}
