@@ -137,7 +137,12 @@ pub struct DatabaseConfig {
 pub struct MachineClient {
     pub client_id: String,
     pub scopes: Vec<crate::auth::Scope>,
+    /// Reaches every tenant (`+all-tenants`), not only those it created.
+    pub all_tenants: bool,
 }
+
+/// The marker that lets a machine client reach every tenant, among its scopes.
+pub const ALL_TENANTS: &str = "all-tenants";
 
 fn parse_machine_client(s: &str) -> Result<MachineClient, String> {
     let (client_id, scopes) = s
@@ -146,13 +151,19 @@ fn parse_machine_client(s: &str) -> Result<MachineClient, String> {
     if client_id.is_empty() {
         return Err("the client id before '=' is empty".into());
     }
+    let all_tenants = scopes.split('+').any(|s| s == ALL_TENANTS);
     let scopes = scopes
         .split('+')
+        .filter(|s| *s != ALL_TENANTS)
         .map(str::parse)
         .collect::<Result<Vec<_>, _>>()?;
+    if scopes.is_empty() {
+        return Err(format!("\"{s}\" names no scope"));
+    }
     Ok(MachineClient {
         client_id: client_id.to_string(),
         scopes,
+        all_tenants,
     })
 }
 
@@ -215,7 +226,8 @@ pub struct LoginConfig {
     pub admin_groups: Vec<String>,
 
     /// Machine clients allowed with client-credentials tokens, as
-    /// CLIENT_ID=SCOPE[+SCOPE...], comma-separated.
+    /// CLIENT_ID=SCOPE[+SCOPE...][+all-tenants], comma-separated. A client
+    /// reaches only the tenants it created, unless `+all-tenants` is given.
     #[arg(long = "machine-client", env = "TP_MACHINE_CLIENTS", value_delimiter = ',', value_parser = parse_machine_client)]
     pub machine_clients: Vec<MachineClient>,
 
@@ -530,6 +542,11 @@ mod tests {
         let client = parse_machine_client("ci-platform=tenants:read+tenants:write").unwrap();
         assert_eq!(client.client_id, "ci-platform");
         assert_eq!(client.scopes.len(), 2);
+        assert!(!client.all_tenants, "only the tenants it created");
+        let everywhere = parse_machine_client("audit=tenants:read+all-tenants").unwrap();
+        assert!(everywhere.all_tenants);
+        assert_eq!(everywhere.scopes, [crate::auth::Scope::TenantsRead]);
+        assert!(parse_machine_client("audit=all-tenants").is_err());
         assert!(parse_machine_client("ci-platform").is_err());
         assert!(parse_machine_client("ci=root").is_err());
     }

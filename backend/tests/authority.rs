@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::idp::{Browser, login_as, login_config};
-use common::{TestApp, config, create_token, problem, spawn_app_config};
+use common::idp::{Browser, login_as, login_config, machine_token};
+use common::{TestApp, config, create_token, create_token_reaching, problem, spawn_app_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -575,4 +575,359 @@ async fn a_write_by_a_caller_who_may_not_read_answers_a_receipt(db: PgPool) {
         403,
         "and it may not read the tenant either"
     );
+}
+
+async fn get_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn slugs(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect()
+}
+
+/// globex and initech, made by the test's admin token.
+async fn two_tenants(app: &TestApp) {
+    globex(app).await;
+    app.create_tenant(json!({"slug": "initech", "namespaces": [{"name": "dev"}]}))
+        .await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_token_reaches_only_the_tenants_it_created_and_those_named_on_it(db: PgPool) {
+    let app = spawn(db).await;
+    two_tenants(&app).await;
+    let ci = create_token_reaching(
+        &app.db,
+        "ci",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        &["initech"],
+    )
+    .await;
+    assert_eq!(
+        post_as(&app, &ci, "/api/v1/tenants", json!({"slug": "builds"}))
+            .await
+            .status(),
+        201
+    );
+
+    let list: Value = get_as(&app, &ci, "/api/v1/tenants")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slugs(&list), ["initech", "builds"]);
+    assert_eq!(
+        get_as(&app, &ci, "/api/v1/tenants/builds").await.status(),
+        200,
+        "its own"
+    );
+    assert_eq!(
+        get_as(&app, &ci, "/api/v1/tenants/initech").await.status(),
+        200,
+        "named"
+    );
+
+    for (method, path) in tenant_routes(&app).await {
+        let hidden = answer_of(
+            with_body(
+                app.client
+                    .request(
+                        method.clone(),
+                        format!("{}{}", app.base, concrete(&path, "globex")),
+                    )
+                    .bearer_auth(&ci),
+                &method,
+            ),
+            "globex",
+        )
+        .await;
+        let missing = answer_of(
+            with_body(
+                app.client
+                    .request(
+                        method.clone(),
+                        format!("{}{}", app.base, concrete(&path, "nosuch")),
+                    )
+                    .bearer_auth(&ci),
+                &method,
+            ),
+            "nosuch",
+        )
+        .await;
+        assert_eq!(hidden, missing, "{method} {path}");
+    }
+    let audit: Value = get_as(&app, &ci, "/api/v1/audit-events")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let audited: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["tenant"].as_str().unwrap_or("-"))
+        .collect();
+    assert!(
+        !audited.is_empty() && audited.iter().all(|t| ["initech", "builds"].contains(t)),
+        "{audited:?}"
+    );
+}
+
+/// The events a stream sends within `wait`, as text.
+async fn stream_for(app: &TestApp, token: &str, wait: std::time::Duration) -> String {
+    let mut response = get_as(app, token, "/api/v1/events?after=0").await;
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_event_stream_shows_a_token_only_the_tenants_it_reaches(db: PgPool) {
+    let app = spawn(db).await;
+    two_tenants(&app).await;
+    let ci = create_token_reaching(&app.db, "ci", &[Scope::TenantsRead], &["initech"]).await;
+
+    let events = stream_for(&app, &ci, std::time::Duration::from_secs(2)).await;
+
+    assert!(events.contains("\"initech\""), "{events}");
+    assert!(!events.contains("globex"), "{events}");
+    let everything = stream_for(&app, &app.token, std::time::Duration::from_secs(2)).await;
+    assert!(
+        everything.contains("globex"),
+        "an all-tenants token sees all: {everything}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn tokens_made_at_the_command_line_reach_what_they_name_and_the_list_says_so(db: PgPool) {
+    let app = spawn(db).await;
+    two_tenants(&app).await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let server = std::env::var("DATABASE_URL").unwrap();
+    let url = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-portal"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+
+    let named = cli(&[
+        "token",
+        "create",
+        "--name",
+        "previews",
+        "--scope",
+        "tenants:read",
+        "--tenant",
+        "globex",
+    ]);
+    let everywhere = cli(&[
+        "token",
+        "create",
+        "--name",
+        "auditor",
+        "--scope",
+        "tenants:read",
+        "--all-tenants",
+    ]);
+    let list = cli(&["token", "list"]);
+
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("previews").contains("its own + globex"), "{list}");
+    assert!(line("auditor").contains("ALL TENANTS"), "{list}");
+    let named = named.trim();
+    assert_eq!(
+        get_as(&app, named, "/api/v1/tenants/globex").await.status(),
+        200
+    );
+    assert_eq!(
+        get_as(&app, named, "/api/v1/tenants/initech")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get_as(&app, everywhere.trim(), "/api/v1/tenants/initech")
+            .await
+            .status(),
+        200
+    );
+
+    cli(&["token", "revoke", "--name", "previews"]);
+    let trail: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT actor, action, after FROM audit_events WHERE action LIKE 'token.%' AND after->>'name' = 'previews' ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    assert_eq!(trail[0].1, "token.created");
+    assert_eq!(trail[1].1, "token.revoked");
+    assert!(trail[0].0.starts_with("operator:"), "{trail:?}");
+    for (_, _, token) in &trail {
+        assert_eq!(token["scopes"], json!(["tenants:read"]));
+        assert_eq!(token["tenants"], json!(["globex"]));
+        assert_eq!(token["all_tenants"], false);
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_dashboard_gives_tokens_tenants_and_only_admins_give_all_of_them(db: PgPool) {
+    let app = spawn(db).await;
+    two_tenants(&app).await;
+    let admin = login_as(&app, "ADMIN").await;
+    let carol = login_as(&app, "CAROL").await;
+    let form = |csrf: &str, name: &str| {
+        vec![
+            ("_csrf".to_string(), csrf.to_string()),
+            ("name".to_string(), name.to_string()),
+            ("scope".to_string(), "tenants:read".to_string()),
+            ("tenants".to_string(), "globex, initech".to_string()),
+            ("all_tenants".to_string(), "on".to_string()),
+        ]
+    };
+
+    let refused = carol
+        .change(Method::POST, "/admin/tokens")
+        .form(&form(&carol.csrf_token, "sneaky"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let made = admin
+        .change(Method::POST, "/admin/tokens")
+        .form(&form(&admin.csrf_token, "everything"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let mut named = form(&admin.csrf_token, "two");
+    named.pop();
+    let made = admin
+        .change(Method::POST, "/admin/tokens")
+        .form(&named)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let page = admin.get("/admin").await.text().await.unwrap();
+    assert!(
+        page.contains("<td>everything</td><td>tenants:read</td><td>all tenants</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>two</td><td>tenants:read</td><td>its own + globex, initech</td>"),
+        "{page}"
+    );
+    let revoked = admin
+        .change(Method::POST, "/admin/tokens/two/revoke")
+        .form(&[("_csrf", admin.csrf_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 303);
+
+    let trail: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT actor, action, after FROM audit_events WHERE action LIKE 'token.%' AND actor LIKE 'user:%' ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let summary: Vec<(&str, &str, &Value, &Value)> = trail
+        .iter()
+        .map(|(actor, action, t)| {
+            (
+                actor.as_str(),
+                action.as_str(),
+                &t["tenants"],
+                &t["all_tenants"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "user:admin@example.com",
+                "token.created",
+                &json!(["globex", "initech"]),
+                &json!(true)
+            ),
+            (
+                "user:admin@example.com",
+                "token.created",
+                &json!(["globex", "initech"]),
+                &json!(false)
+            ),
+            (
+                "user:admin@example.com",
+                "token.revoked",
+                &json!(["globex", "initech"]),
+                &json!(false)
+            ),
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_machine_client_reaches_only_its_tenants_unless_configured_for_all(db: PgPool) {
+    let limited = spawn(db.clone()).await;
+    two_tenants(&limited).await;
+    let token = machine_token().await;
+
+    let list: Value = get_as(&limited, &token, "/api/v1/tenants")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(slugs(&list).is_empty(), "{list}");
+    assert_eq!(
+        problem(get_as(&limited, &token, "/api/v1/tenants/globex").await)
+            .await
+            .0,
+        404
+    );
+
+    let mut login = login_config();
+    login.machine_clients[0].all_tenants = true;
+    let everywhere =
+        spawn_app_config(db, ServeConfig { login, ..config() }, Default::default()).await;
+    let list: Value = get_as(&everywhere, &token, "/api/v1/tenants")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slugs(&list), ["globex", "initech"]);
 }

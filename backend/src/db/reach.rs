@@ -86,20 +86,3 @@ pub async fn name_on_token(
     }
     Ok(())
 }
-
-/// The slugs named on each of these tokens.
-pub async fn named_on_tokens(
-    conn: &mut PgConnection,
-    token_ids: &[i64],
-) -> Result<Vec<(i64, String)>, Error> {
-    Ok(sqlx::query!(
-        "SELECT n.token_id, t.slug FROM service_token_tenants n JOIN tenants t ON t.id = n.tenant_id
-         WHERE n.token_id = ANY($1) ORDER BY t.slug",
-        token_ids
-    )
-    .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.token_id, r.slug))
-    .collect())
-}

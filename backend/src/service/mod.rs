@@ -16,6 +16,7 @@ pub mod pagination;
 pub mod policy;
 pub mod quota_requests;
 pub mod tenants;
+pub mod tokens;
 pub mod views;
 
 pub use change::{Actor, Precondition, TenantChange};

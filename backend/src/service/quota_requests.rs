@@ -33,6 +33,7 @@ pub async fn list(
         status,
         tenant,
         member: super::access::visible_to(who),
+        reach: crate::auth::policy::reach_limit(who),
         id: None,
     };
     db::quota_requests::list(conn, &filter, 500).await
