@@ -176,8 +176,11 @@ async fn admin_only_actions_on_a_hidden_tenant_answer_404_too(db: PgPool) {
     }
 }
 
+/// A dashboard request: method, path and form.
+type PageRequest = (Method, String, Vec<(String, String)>);
+
 /// The dashboard's own routes that name a tenant, as a browser sends them.
-fn page_routes(slug: &str, csrf: &str) -> Vec<(Method, String, Vec<(String, String)>)> {
+fn page_routes(slug: &str, csrf: &str) -> Vec<PageRequest> {
     let form = |extra: &[(&str, &str)]| {
         let mut form = vec![
             ("_csrf".to_string(), csrf.to_string()),

@@ -72,7 +72,7 @@ pub struct TenantReceipt {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum TenantAnswer {
-    Tenant(Tenant),
+    Tenant(Box<Tenant>),
     Receipt(TenantReceipt),
 }
 
@@ -80,7 +80,7 @@ pub enum TenantAnswer {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum BudgetAnswer {
-    Tenant(Tenant),
+    Tenant(Box<Tenant>),
     Budget(Budget),
 }
 
