@@ -934,3 +934,43 @@ async fn a_machine_client_reaches_only_its_tenants_unless_configured_for_all(db:
         .unwrap();
     assert_eq!(slugs(&list), ["globex", "initech"]);
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_employee_who_gives_up_their_role_gets_a_receipt_not_the_tenant(db: PgPool) {
+    let app = spawn(db).await;
+    let carol = login_as(&app, "CAROL").await;
+    let created = carol
+        .change(Method::POST, "/api/v1/tenants")
+        .json(&json!({"slug": "handover", "members": [
+            {"kind": "user", "subject": "carol@example.com", "role": "owner"},
+            {"kind": "user", "subject": "bob@example.com", "role": "owner"}]}))
+        .send()
+        .await
+        .unwrap();
+    let tenant: Value = created.json().await.unwrap();
+    let mine = tenant["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "carol@example.com")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+
+    let left = carol
+        .change(
+            Method::DELETE,
+            &format!("/api/v1/tenants/handover/members/{mine}"),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(left.status(), 200);
+    let body: Value = left.json().await.unwrap();
+    assert_eq!(keys(&body), ["generation", "slug", "state"], "{body}");
+    assert_eq!(
+        problem(carol.get("/api/v1/tenants/handover").await).await.0,
+        404
+    );
+}
