@@ -6,8 +6,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::auth::Scope;
-use crate::auth::tokens::TokenSecret;
 use crate::config::{DatabaseConfig, LogFormat, ServeConfig, parse_duration};
+use crate::db::tokens::TokenInfo;
+use crate::service::Actor;
+use crate::service::tokens::{self, Issuer, TokenRequest};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +48,12 @@ pub enum TokenCommand {
         /// Lifetime such as 30d or 12h; without it the token does not expire.
         #[arg(long, value_parser = parse_duration)]
         expires_in: Option<Duration>,
+        /// A tenant (slug) the token reaches besides those it creates; repeatable.
+        #[arg(long = "tenant", value_name = "SLUG")]
+        tenants: Vec<String>,
+        /// Let the token reach every tenant, not only those it creates or names.
+        #[arg(long)]
+        all_tenants: bool,
     },
     /// List tokens (never their secrets).
     List {
@@ -82,16 +90,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn valid_token_name(name: &str) -> anyhow::Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
-        bail!(
-            "--name \"{name}\" is not a token name: use 1 to 64 letters, digits, '-', '_' or '.'"
-        );
+    tokens::check_name(name)
+        .map_err(|e| anyhow::anyhow!("--name \"{name}\" is not a token name: {}", e.rule))
+}
+
+/// How the audit trail names whoever runs the command line.
+fn operator() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Actor::system(&format!("operator:{user}"))
+}
+
+/// What a token reaches, as the list shows it.
+fn reach(token: &TokenInfo) -> String {
+    match (token.all_tenants, token.tenants.is_empty()) {
+        (true, _) => "ALL TENANTS".into(),
+        (false, true) => "its own".into(),
+        (false, false) => format!("its own + {}", token.tenants.join(",")),
     }
-    Ok(())
 }
 
 async fn token(command: TokenCommand) -> anyhow::Result<()> {
@@ -101,6 +116,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             name,
             scopes,
             expires_in,
+            tenants,
+            all_tenants,
         } => {
             valid_token_name(&name)?;
             let expires_at = expires_in
@@ -109,15 +126,21 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .context("--expires-in is too long")?;
             let db = crate::db::connect(&database).await?;
             crate::db::migrate(&db).await?;
-            let secret = TokenSecret::generate();
-            let mut conn = db.acquire().await?;
-            let info = crate::db::tokens::insert(&mut conn, &name, &scopes, expires_at, &secret)
+            let request = TokenRequest {
+                name,
+                scopes,
+                expires_at,
+                tenants,
+                all_tenants,
+            };
+            let (info, secret) = tokens::create(&db, Issuer::Operator, &operator(), request)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
             eprintln!(
-                "created token \"{}\" with scopes {}{}; the secret below is shown only now:",
+                "created token \"{}\" with scopes {}, reaching {}{}; the secret below is shown only now:",
                 info.name,
                 info.scopes.join(" "),
+                reach(&info),
                 info.expires_at
                     .map(|t| format!(", expiring {t}"))
                     .unwrap_or_default()
@@ -132,8 +155,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
-                "{:<24} {:<40} {:<22} {:<22} STATE",
-                "NAME", "SCOPES", "EXPIRES", "LAST USED"
+                "{:<24} {:<40} {:<30} {:<22} {:<22} STATE",
+                "NAME", "SCOPES", "TENANTS", "EXPIRES", "LAST USED"
             );
             let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
                 t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -148,9 +171,10 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                     "active"
                 };
                 println!(
-                    "{:<24} {:<40} {:<22} {:<22} {state}",
+                    "{:<24} {:<40} {:<30} {:<22} {:<22} {state}",
                     t.name,
                     t.scopes.join(","),
+                    reach(&t),
                     at(t.expires_at),
                     at(t.last_used_at)
                 );
@@ -159,8 +183,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { database, name } => {
             let db = crate::db::connect(&database).await?;
-            let mut conn = db.acquire().await?;
-            if crate::db::tokens::revoke(&mut conn, &name)
+            if tokens::revoke(&db, Issuer::Operator, &operator(), &name)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {

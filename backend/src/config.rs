@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::domain::ResourceList;
 pub use crate::domain::parse_duration;
 use crate::domain::tenant_policy::{Cidr, PodSecurityLevel, ServiceType, TenantPolicy};
 
@@ -29,6 +30,29 @@ impl<T> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
+}
+
+/// `requests.cpu=2,requests.memory=4Gi,pods=20`: a budget, checked as one.
+pub fn parse_budget(s: &str) -> Result<ResourceList, String> {
+    let mut raw = std::collections::BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("\"{pair}\" is not RESOURCE=AMOUNT"))?;
+        if raw
+            .insert(key.trim().to_string(), value.trim().to_string())
+            .is_some()
+        {
+            return Err(format!("names {} twice", key.trim()));
+        }
+    }
+    ResourceList::parse(&raw, "budget").map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.rule))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 fn parse_database_url(s: &str) -> Result<Secret<String>, String> {
@@ -113,7 +137,12 @@ pub struct DatabaseConfig {
 pub struct MachineClient {
     pub client_id: String,
     pub scopes: Vec<crate::auth::Scope>,
+    /// Reaches every tenant (`+all-tenants`), not only those it created.
+    pub all_tenants: bool,
 }
+
+/// The marker that lets a machine client reach every tenant, among its scopes.
+pub const ALL_TENANTS: &str = "all-tenants";
 
 fn parse_machine_client(s: &str) -> Result<MachineClient, String> {
     let (client_id, scopes) = s
@@ -122,13 +151,19 @@ fn parse_machine_client(s: &str) -> Result<MachineClient, String> {
     if client_id.is_empty() {
         return Err("the client id before '=' is empty".into());
     }
+    let all_tenants = scopes.split('+').any(|s| s == ALL_TENANTS);
     let scopes = scopes
         .split('+')
+        .filter(|s| *s != ALL_TENANTS)
         .map(str::parse)
         .collect::<Result<Vec<_>, _>>()?;
+    if scopes.is_empty() {
+        return Err(format!("\"{s}\" names no scope"));
+    }
     Ok(MachineClient {
         client_id: client_id.to_string(),
         scopes,
+        all_tenants,
     })
 }
 
@@ -191,7 +226,8 @@ pub struct LoginConfig {
     pub admin_groups: Vec<String>,
 
     /// Machine clients allowed with client-credentials tokens, as
-    /// CLIENT_ID=SCOPE[+SCOPE...], comma-separated.
+    /// CLIENT_ID=SCOPE[+SCOPE...][+all-tenants], comma-separated. A client
+    /// reaches only the tenants it created, unless `+all-tenants` is given.
     #[arg(long = "machine-client", env = "TP_MACHINE_CLIENTS", value_delimiter = ',', value_parser = parse_machine_client)]
     pub machine_clients: Vec<MachineClient>,
 
@@ -376,6 +412,23 @@ pub struct ServeConfig {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub default_namespace_limit: u32,
 
+    /// The budget a tenant gets when its creator may not change budgets
+    /// (employees who are not platform admins, tokens without quota:write),
+    /// as RESOURCE=AMOUNT pairs, comma-separated. They may ask for less, never
+    /// for more; more comes with a quota request. The namespace count, unless
+    /// named here, is --default-namespace-limit.
+    #[arg(long, env = "TP_DEFAULT_BUDGET",
+          default_value = "requests.cpu=2,requests.memory=4Gi,pods=20",
+          value_parser = parse_budget)]
+    pub default_budget: ResourceList,
+
+    /// How many tenants (not yet deleted) one creator without the right to
+    /// change budgets may have made; platform admins and tokens with
+    /// quota:write are exempt.
+    #[arg(long, env = "TP_MAX_TENANTS_PER_OWNER", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_tenants_per_owner: u32,
+
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "TP_MAX_BODY_BYTES", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
@@ -489,6 +542,11 @@ mod tests {
         let client = parse_machine_client("ci-platform=tenants:read+tenants:write").unwrap();
         assert_eq!(client.client_id, "ci-platform");
         assert_eq!(client.scopes.len(), 2);
+        assert!(!client.all_tenants, "only the tenants it created");
+        let everywhere = parse_machine_client("audit=tenants:read+all-tenants").unwrap();
+        assert!(everywhere.all_tenants);
+        assert_eq!(everywhere.scopes, [crate::auth::Scope::TenantsRead]);
+        assert!(parse_machine_client("audit=all-tenants").is_err());
         assert!(parse_machine_client("ci-platform").is_err());
         assert!(parse_machine_client("ci=root").is_err());
     }
@@ -546,6 +604,24 @@ mod tests {
         assert_eq!(set.machine_audience(), Some("portal-api"));
         assert_eq!(set.max_event_streams, 2);
         assert!(parse(&["--max-event-streams", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_default_budget_is_resource_amount_pairs() {
+        let budget = parse_budget("requests.cpu=2, requests.memory=4Gi,pods=20").unwrap();
+        assert_eq!(
+            budget.to_strings().into_iter().collect::<Vec<_>>(),
+            [
+                ("pods", "20"),
+                ("requests.cpu", "2"),
+                ("requests.memory", "4Gi")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert!(parse_budget("requests.cpu").is_err());
+        assert!(parse_budget("cpus=2").is_err());
+        assert!(parse_budget("pods=1,pods=2").is_err());
+        assert!(parse_budget("").unwrap().is_empty());
     }
 
     #[test]

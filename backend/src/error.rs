@@ -22,6 +22,13 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The caller may not have what they asked for (more than the default
+    /// budget); each refused field says what they may have.
+    #[error("{detail}")]
+    Refused {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -72,7 +79,7 @@ impl Error {
             Self::Invalid(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Refused { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -89,7 +96,7 @@ impl Error {
             Self::Invalid(_) => "invalid-request",
             Self::BadRequest(_) => "bad-request",
             Self::Unauthorized(_) => "unauthenticated",
-            Self::Forbidden(_) => "forbidden",
+            Self::Forbidden(_) | Self::Refused { .. } => "forbidden",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
@@ -118,7 +125,9 @@ impl Error {
             other => other.to_string(),
         };
         let errors = match self {
-            Self::Invalid(errors) | Self::Conflict { errors, .. } => errors.clone(),
+            Self::Invalid(errors)
+            | Self::Conflict { errors, .. }
+            | Self::Refused { errors, .. } => errors.clone(),
             _ => Vec::new(),
         };
         Problem {

@@ -55,6 +55,11 @@ async fn made_up_http_methods_are_counted_as_other(db: PgPool) {
     assert!(other >= 20.0, "counted as other: {other}\n{metrics}");
 }
 
+/// A tenant a token without quota:write may create: within the default budget.
+fn within_default() -> Value {
+    json!({"slug": "acme", "namespaces": [{"name": "dev", "allocations": {"requests.cpu": "1"}}]})
+}
+
 async fn post_with_key(app: &TestApp, token: &str, path: &str, key: &str, body: Value) -> Response {
     app.client
         .post(format!("{}{path}", app.base))
@@ -76,9 +81,23 @@ async fn a_revoked_token_gets_401_and_never_its_stored_answer(db: PgPool) {
         None,
     )
     .await;
-    let first = post_with_key(&app, &writer, "/api/v1/tenants", "create-acme", acme()).await;
+    let first = post_with_key(
+        &app,
+        &writer,
+        "/api/v1/tenants",
+        "create-acme",
+        within_default(),
+    )
+    .await;
     assert_eq!(first.status(), 201);
-    let again = post_with_key(&app, &writer, "/api/v1/tenants", "create-acme", acme()).await;
+    let again = post_with_key(
+        &app,
+        &writer,
+        "/api/v1/tenants",
+        "create-acme",
+        within_default(),
+    )
+    .await;
     assert_eq!(
         again.headers()["idempotent-replayed"],
         "true",
@@ -91,7 +110,14 @@ async fn a_revoked_token_gets_401_and_never_its_stored_answer(db: PgPool) {
             .await
             .unwrap()
     );
-    let replayed = post_with_key(&app, &writer, "/api/v1/tenants", "create-acme", acme()).await;
+    let replayed = post_with_key(
+        &app,
+        &writer,
+        "/api/v1/tenants",
+        "create-acme",
+        within_default(),
+    )
+    .await;
 
     assert!(replayed.headers().get("idempotent-replayed").is_none());
     let (status, body) = problem(replayed).await;
@@ -119,10 +145,24 @@ async fn a_stored_answer_is_replayed_only_to_the_principal_that_sent_it(db: PgPo
         None,
     )
     .await;
-    let first = post_with_key(&app, &first_token, "/api/v1/tenants", "create-acme", acme()).await;
+    let first = post_with_key(
+        &app,
+        &first_token,
+        "/api/v1/tenants",
+        "create-acme",
+        within_default(),
+    )
+    .await;
     assert_eq!(first.status(), 201);
 
-    let other = post_with_key(&app, &other_token, "/api/v1/tenants", "create-acme", acme()).await;
+    let other = post_with_key(
+        &app,
+        &other_token,
+        "/api/v1/tenants",
+        "create-acme",
+        within_default(),
+    )
+    .await;
 
     assert!(
         other.headers().get("idempotent-replayed").is_none(),

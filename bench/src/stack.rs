@@ -182,7 +182,15 @@ impl Portal {
         admin.close().await;
         let url = env.database_url(&db_name);
         let out = Command::new(&env.portal_bin)
-            .args(["token", "create", "--name", "bench", "--scope", "admin"])
+            .args([
+                "token",
+                "create",
+                "--name",
+                "bench",
+                "--scope",
+                "admin",
+                "--all-tenants",
+            ])
             .env("DATABASE_URL", &url)
             .stderr(Stdio::null())
             .output()?;

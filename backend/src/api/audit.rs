@@ -5,7 +5,7 @@ use super::extract::ApiQuery;
 use super::model::{AuditEvent, AuditPage, AuditQuery};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize};
+use crate::auth::policy::{Action, authorize, reach_limit};
 use crate::db::{self, audit::AuditFilter};
 use crate::error::Error;
 use crate::service::pagination;
@@ -33,6 +33,7 @@ async fn list(
         actor: query.actor,
         action: query.action,
         since: query.since,
+        reach: reach_limit(&who),
     };
     let mut conn = app.db.acquire().await?;
     let mut rows = db::audit::list_page(&mut conn, &filter, before, limit + 1).await?;

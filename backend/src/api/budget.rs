@@ -1,11 +1,10 @@
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::answer::tenant_response;
+use super::answer::budget_response;
 use super::extract::{ApiJson, IfMatch, RequestId};
-use super::model::{Budget, SetBudget, Tenant};
+use super::model::{Budget, BudgetAnswer, SetBudget};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Error;
@@ -40,7 +39,7 @@ async fn get(
     params(("slug" = String, Path, description = "The tenant's slug"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     request_body = SetBudget,
-    responses((status = 200, description = "The tenant with its new budget", body = Tenant)))]
+    responses((status = 200, description = "The tenant with its new budget; a caller who may not read the tenant gets the budget alone", body = BudgetAnswer)))]
 async fn set(
     State(app): State<AppState>,
     who: Principal,
@@ -58,5 +57,5 @@ async fn set(
         &body.budget,
     )
     .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    budget_response(&who, tenant)
 }

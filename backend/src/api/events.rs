@@ -23,11 +23,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::policy::{Action, precheck};
+use crate::auth::policy::{Action, precheck, reach_limit};
 use crate::db::{self, events::EventFilter, events::EventRow};
 use crate::error::{Error, PROBLEM_JSON, Problem};
 use crate::events::Notice;
-use crate::service::access::load_authorized;
+use crate::service::access::{load_authorized, visible_to};
 
 /// How often an open stream checks that the session or token behind it is
 /// still valid (not expired, revoked or signed out).
@@ -110,14 +110,11 @@ async fn stream(
     if let Some(slug) = &query.tenant {
         load_authorized(&mut conn, &who, slug, Action::ReadTenants).await?;
     }
-    let member = match &who {
-        Principal::User(user) if !user.admin => Some((user.email.clone(), user.groups.clone())),
-        _ => None,
-    };
     let filter = EventFilter {
         tenant: query.tenant,
         kinds,
-        member,
+        member: visible_to(&who),
+        reach: reach_limit(&who),
     };
     let limit = app.config.login.max_event_streams;
     let Some(slot) = app.streams.open(who.key(), limit) else {
@@ -233,7 +230,16 @@ impl Reader {
             if self.checked_at.elapsed() >= RECHECK {
                 // Fails closed: a database hiccup ends the stream too, and the
                 // client resumes with Last-Event-ID.
-                if let Err(e) = Principal::still_valid(&self.credentials, &self.app).await {
+                // A token's reach is read again: a tenant it created meanwhile
+                // joins the stream, one no longer named on it leaves.
+                let valid = if self.filter.reach.is_some() {
+                    Principal::authenticate(&self.credentials, &self.app)
+                        .await
+                        .map(|fresh| self.filter.reach = reach_limit(&fresh))
+                } else {
+                    Principal::still_valid(&self.credentials, &self.app).await
+                };
+                if let Err(e) = valid {
                     tracing::info!(reason = %e, "change stream ended: its credentials are no longer valid");
                     return None;
                 }

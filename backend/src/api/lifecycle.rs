@@ -43,7 +43,7 @@ pub async fn dispatch(
         transition,
     )
     .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    Ok(tenant_response(StatusCode::OK, &who, tenant))
 }
 
 /// Suspend a tenant: its objects stay, but its quota allows no pods and its

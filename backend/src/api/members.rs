@@ -5,7 +5,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::answer::tenant_response;
 use super::extract::{ApiJson, IfMatch, RequestId};
-use super::model::{CreateMember, Member, Tenant, TenantItems, UpdateMember};
+use super::model::{CreateMember, Member, TenantAnswer, TenantItems, UpdateMember};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
@@ -43,7 +43,7 @@ async fn list(
            ("If-Match" = Option<String>, Header, description = "The ETag last read"),
            ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
     request_body = CreateMember,
-    responses((status = 201, description = "The tenant with its new member", body = Tenant)))]
+    responses((status = 201, description = "The tenant with its new member", body = TenantAnswer)))]
 async fn add(
     State(app): State<AppState>,
     who: Principal,
@@ -63,7 +63,7 @@ async fn add(
         body.role,
     )
     .await?;
-    Ok(tenant_response(StatusCode::CREATED, tenant))
+    Ok(tenant_response(StatusCode::CREATED, &who, tenant))
 }
 
 /// Change a member's role.
@@ -72,7 +72,7 @@ async fn add(
            ("id" = i64, Path, description = "The member's id"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     request_body = UpdateMember,
-    responses((status = 200, description = "The tenant with the changed member", body = Tenant)))]
+    responses((status = 200, description = "The tenant with the changed member", body = TenantAnswer)))]
 async fn update(
     State(app): State<AppState>,
     who: Principal,
@@ -91,7 +91,7 @@ async fn update(
         body.role,
     )
     .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    Ok(tenant_response(StatusCode::OK, &who, tenant))
 }
 
 /// Take a member's role away.
@@ -99,7 +99,7 @@ async fn update(
     params(("slug" = String, Path, description = "The tenant's slug"),
            ("id" = i64, Path, description = "The member's id"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
-    responses((status = 200, description = "The tenant without the member", body = Tenant)))]
+    responses((status = 200, description = "The tenant without the member", body = TenantAnswer)))]
 async fn remove(
     State(app): State<AppState>,
     who: Principal,
@@ -116,5 +116,5 @@ async fn remove(
         id,
     )
     .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    Ok(tenant_response(StatusCode::OK, &who, tenant))
 }

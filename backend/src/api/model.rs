@@ -60,6 +60,33 @@ pub struct Tenant {
     pub expires_in_seconds: Option<i64>,
 }
 
+/// What a caller who may change a tenant but not read it learns of the
+/// change: which tenant, its state and its new generation (the ETag).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantReceipt {
+    #[schema(example = "acme")]
+    pub slug: String,
+    pub state: TenantState,
+    pub generation: i64,
+}
+
+/// A changed tenant as its caller may see it: the whole tenant when they may
+/// read it (`tenants:read`, or a role in it), else a receipt.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TenantAnswer {
+    Tenant(Box<Tenant>),
+    Receipt(TenantReceipt),
+}
+
+/// A tenant with its new budget when the caller may read it, else the budget alone.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BudgetAnswer {
+    Tenant(Box<Tenant>),
+    Budget(Budget),
+}
+
 impl From<TenantView> for Tenant {
     fn from(t: TenantView) -> Self {
         Self {

@@ -5,7 +5,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::answer::tenant_response;
 use super::extract::{ApiJson, IfMatch, RequestId};
-use super::model::{CreateNamespace, Namespace, Tenant, TenantItems, UpdateNamespace};
+use super::model::{CreateNamespace, Namespace, TenantAnswer, TenantItems, UpdateNamespace};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
@@ -43,7 +43,7 @@ async fn list(
            ("If-Match" = Option<String>, Header, description = "The ETag last read"),
            ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
     request_body = CreateNamespace,
-    responses((status = 201, description = "The tenant with its new namespace", body = Tenant)))]
+    responses((status = 201, description = "The tenant with its new namespace", body = TenantAnswer)))]
 async fn create(
     State(app): State<AppState>,
     who: Principal,
@@ -66,7 +66,7 @@ async fn create(
     )
     .await?;
     let name = &body.name;
-    let mut response = tenant_response(StatusCode::CREATED, tenant);
+    let mut response = tenant_response(StatusCode::CREATED, &who, tenant);
     if let Ok(location) =
         HeaderValue::from_str(&format!("/api/v1/tenants/{slug}/namespaces/{name}"))
     {
@@ -81,7 +81,7 @@ async fn create(
            ("name" = String, Path, description = "The namespace's short name"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     request_body = UpdateNamespace,
-    responses((status = 200, description = "The tenant with the new allocations", body = Tenant)))]
+    responses((status = 200, description = "The tenant with the new allocations", body = TenantAnswer)))]
 async fn update(
     State(app): State<AppState>,
     who: Principal,
@@ -100,7 +100,7 @@ async fn update(
         &body.allocations,
     )
     .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    Ok(tenant_response(StatusCode::OK, &who, tenant))
 }
 
 /// Remove a namespace; the reconciler deletes it from the cluster.
@@ -108,7 +108,7 @@ async fn update(
     params(("slug" = String, Path, description = "The tenant's slug"),
            ("name" = String, Path, description = "The namespace's short name"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
-    responses((status = 200, description = "The tenant without the namespace", body = Tenant)))]
+    responses((status = 200, description = "The tenant without the namespace", body = TenantAnswer)))]
 async fn delete(
     State(app): State<AppState>,
     who: Principal,
@@ -125,5 +125,5 @@ async fn delete(
         &name,
     )
     .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    Ok(tenant_response(StatusCode::OK, &who, tenant))
 }

@@ -5,7 +5,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::answer::tenant_response;
 use super::extract::{ApiJson, ApiQuery, IfMatch, RequestId};
-use super::model::{CreateTenant, Tenant, TenantListQuery, TenantPage, TenantPatch};
+use super::model::{CreateTenant, Tenant, TenantAnswer, TenantListQuery, TenantPage, TenantPatch};
 use super::wait::{WaitQuery, until_ready};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -59,7 +59,7 @@ async fn list(
 /// Create a tenant, optionally with namespaces, allocations and members.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer"), WaitQuery),
-    responses((status = 201, description = "Created; sync status Pending", body = Tenant,
+    responses((status = 201, description = "Created; sync status Pending", body = TenantAnswer,
         headers(("ETag" = String), ("Location" = String)))))]
 async fn create(
     State(app): State<AppState>,
@@ -83,7 +83,7 @@ async fn create(
         tenant = views::tenant(&mut *app.db.acquire().await?, row).await?;
     }
     let location = format!("/api/v1/tenants/{}", tenant.slug);
-    let mut response = tenant_response(StatusCode::CREATED, tenant);
+    let mut response = tenant_response(StatusCode::CREATED, &who, tenant);
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -111,7 +111,7 @@ async fn get(
         let row = until_ready(&app, &slug, limit).await?;
         tenant = views::tenant(&mut *app.db.acquire().await?, row).await?;
     }
-    Ok(tenant_response(StatusCode::OK, tenant))
+    Ok(tenant_response(StatusCode::OK, &who, tenant))
 }
 
 /// Change the display name, description or labels (JSON merge patch).
@@ -119,7 +119,7 @@ async fn get(
     params(("slug" = String, Path, description = "The tenant's slug"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read; 412 if the tenant changed since")),
     request_body(content = TenantPatch, content_type = "application/merge-patch+json"),
-    responses((status = 200, description = "The changed tenant", body = Tenant, headers(("ETag" = String)))))]
+    responses((status = 200, description = "The changed tenant", body = TenantAnswer, headers(("ETag" = String)))))]
 async fn patch(
     State(app): State<AppState>,
     who: Principal,
@@ -137,14 +137,14 @@ async fn patch(
         body.into(),
     )
     .await?;
-    Ok(tenant_response(StatusCode::OK, tenant))
+    Ok(tenant_response(StatusCode::OK, &who, tenant))
 }
 
 /// Delete a tenant: it moves to `deleting` until its namespaces are gone.
 #[utoipa::path(delete, path = "/tenants/{slug}", tag = "tenants",
     params(("slug" = String, Path, description = "The tenant's slug"),
            ("If-Match" = Option<String>, Header, description = "The ETag last read")),
-    responses((status = 202, description = "Deletion accepted", body = Tenant)))]
+    responses((status = 202, description = "Deletion accepted", body = TenantAnswer)))]
 async fn delete(
     State(app): State<AppState>,
     who: Principal,
@@ -160,5 +160,5 @@ async fn delete(
         &precondition.precondition(),
     )
     .await?;
-    Ok(tenant_response(StatusCode::ACCEPTED, tenant))
+    Ok(tenant_response(StatusCode::ACCEPTED, &who, tenant))
 }

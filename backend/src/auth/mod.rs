@@ -8,7 +8,7 @@ mod principal;
 pub mod session;
 pub mod tokens;
 
-pub use principal::{Principal, Scope, User};
+pub use principal::{Principal, Reach, Scope, User};
 
 /// Compares secrets without leaking where they differ through timing.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {

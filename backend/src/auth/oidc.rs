@@ -279,7 +279,16 @@ impl Login {
             match parsed.claims(&verifier, |_: Option<&Nonce>| Ok::<(), String>(())) {
                 Ok(verified) if verified.audiences().iter().any(|a| **a == audience) => {
                     let scopes: Vec<Scope> = machine.scopes.clone();
-                    return Ok(Principal::Machine { client_id, scopes });
+                    let reach = if machine.all_tenants {
+                        crate::auth::Reach::All
+                    } else {
+                        crate::auth::Reach::Only(Vec::new())
+                    };
+                    return Ok(Principal::Machine {
+                        client_id,
+                        scopes,
+                        reach,
+                    });
                 }
                 Ok(verified) => {
                     let found: Vec<&str> =

@@ -2,7 +2,7 @@
 //! functions; templates only show their answers. No other code decides what
 //! a caller may do.
 
-use super::{Principal, Scope};
+use super::{Principal, Reach, Scope};
 use crate::domain::{MemberKind, Role};
 
 /// Something a caller may be allowed to do.
@@ -19,6 +19,7 @@ pub enum Action {
     ReadClusters,
     RequestQuota,
     ChangePolicy,
+    ManageTokens,
 }
 
 impl Action {
@@ -36,6 +37,7 @@ impl Action {
             }
             Self::ReadClusters => "read the clusters",
             Self::RequestQuota => "ask for more quota",
+            Self::ManageTokens => "issue or revoke service tokens",
             Self::ChangePolicy => {
                 "change tenant policies (Pod Security, Service types, classes, registries, node pools, network)"
             }
@@ -52,7 +54,7 @@ impl Action {
             | Self::IssueKubeconfig
             | Self::RequestQuota => Scope::TenantsWrite,
             Self::ChangeBudget => Scope::QuotaWrite,
-            Self::SuspendTenant | Self::ChangePolicy => Scope::Admin,
+            Self::SuspendTenant | Self::ChangePolicy | Self::ManageTokens => Scope::Admin,
         }
     }
 
@@ -67,6 +69,7 @@ impl Action {
             // Budgets, suspension, the audit trail and clusters belong to platform admins.
             Self::ChangeBudget
             | Self::ChangePolicy
+            | Self::ManageTokens
             | Self::SuspendTenant
             | Self::ReadAudit
             | Self::ReadClusters
@@ -95,6 +98,10 @@ pub enum Denial {
     /// Only platform admins may do this.
     #[error("{who} may not {}: that needs a platform admin", .action.describe())]
     NeedsAdmin { who: String, action: Action },
+    /// A token or machine client may not reach the tenant: it neither
+    /// created it nor names it, and has no all-tenants grant.
+    #[error("{who} does not reach the tenant \"{tenant}\"")]
+    Unreachable { who: String, tenant: String },
     /// A token or machine client lacks the scope.
     #[error("{who} lacks the scope {scope} needed to {}", .action.describe())]
     MissingScope {
@@ -108,7 +115,7 @@ impl Denial {
     /// The tenant the denial hides, when the caller has no role in it.
     pub fn hidden_tenant(&self) -> Option<&str> {
         match self {
-            Self::NoRole { tenant, .. } => Some(tenant),
+            Self::NoRole { tenant, .. } | Self::Unreachable { tenant, .. } => Some(tenant),
             _ => None,
         }
     }
@@ -134,9 +141,9 @@ pub fn authorize(who: &Principal, action: Action) -> Result<(), Denial> {
         Principal::ServiceToken { name, scopes, .. } => {
             missing_scope(&format!("the token \"{name}\""), scopes, action)
         }
-        Principal::Machine { client_id, scopes } => {
-            missing_scope(&format!("the client \"{client_id}\""), scopes, action)
-        }
+        Principal::Machine {
+            client_id, scopes, ..
+        } => missing_scope(&format!("the client \"{client_id}\""), scopes, action),
         Principal::User(user) if user.admin => Ok(()),
         // Every employee may list (they see their own tenants) and create tenants.
         Principal::User(_) if matches!(action, Action::ReadTenants | Action::CreateTenant) => {
@@ -156,6 +163,42 @@ pub fn precheck(who: &Principal, action: Action) -> Result<(), Denial> {
     match who {
         Principal::User(_) => Ok(()),
         _ => authorize(who, action),
+    }
+}
+
+/// Whether a token or machine client reaches the tenant at all; a tenant
+/// it does not reach is hidden from it like a missing one.
+fn reach(who: &Principal, tenant: &str) -> Result<(), Denial> {
+    let (who_name, reach) = match who {
+        Principal::ServiceToken { name, reach, .. } => (format!("the token \"{name}\""), reach),
+        Principal::Machine {
+            client_id, reach, ..
+        } => (format!("the client \"{client_id}\""), reach),
+        Principal::User(_) => return Ok(()),
+    };
+    if reach.covers(tenant) {
+        Ok(())
+    } else {
+        Err(Denial::Unreachable {
+            who: who_name,
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+/// The tenants a token or machine client is limited to, for lists; `None`
+/// for employees (their memberships limit them) and all-tenants grants.
+pub fn reach_limit(who: &Principal) -> Option<Vec<String>> {
+    match who {
+        Principal::ServiceToken {
+            reach: Reach::Only(slugs),
+            ..
+        }
+        | Principal::Machine {
+            reach: Reach::Only(slugs),
+            ..
+        } => Some(slugs.clone()),
+        _ => None,
     }
 }
 
@@ -186,13 +229,18 @@ pub fn authorize_tenant<'a>(
     members: impl IntoIterator<Item = (MemberKind, &'a str, Role)>,
 ) -> Result<(), Denial> {
     let Principal::User(user) = who else {
-        return authorize(who, action);
+        return reach(who, tenant).and_then(|()| authorize(who, action));
     };
     if user.admin {
         return Ok(());
     }
     let role = role_in(who, members);
     match (action.least_role(), role) {
+        // Whatever the action, a stranger learns no more than that there is no such tenant.
+        (_, None) => Err(Denial::NoRole {
+            who: user.email.clone(),
+            tenant: tenant.to_string(),
+        }),
         (Some(needed), Some(role)) if role >= needed => Ok(()),
         (Some(needed), Some(role)) => Err(Denial::RoleTooSmall {
             who: user.email.clone(),
@@ -201,11 +249,7 @@ pub fn authorize_tenant<'a>(
             needed,
             action,
         }),
-        (Some(_), None) => Err(Denial::NoRole {
-            who: user.email.clone(),
-            tenant: tenant.to_string(),
-        }),
-        (None, _) => authorize(who, action),
+        (None, Some(_)) => authorize(who, action),
     }
 }
 
@@ -219,7 +263,23 @@ mod tests {
             id: 1,
             name: "ci".into(),
             scopes: scopes.to_vec(),
+            reach: Reach::All,
         }
+    }
+
+    #[test]
+    fn a_token_reaches_only_its_tenants_and_others_are_hidden() {
+        let ci = Principal::ServiceToken {
+            id: 1,
+            name: "ci".into(),
+            scopes: vec![Scope::Admin],
+            reach: Reach::Only(vec!["builds".into()]),
+        };
+        assert!(authorize_tenant(&ci, Action::EditTenant, "builds", []).is_ok());
+        let hidden = authorize_tenant(&ci, Action::ReadTenants, "acme", ACME).unwrap_err();
+        assert_eq!(hidden.hidden_tenant(), Some("acme"));
+        assert_eq!(reach_limit(&ci), Some(vec!["builds".to_string()]));
+        assert_eq!(reach_limit(&token(&[Scope::TenantsRead])), None);
     }
 
     fn user(email: &str, groups: &[&str], admin: bool) -> Principal {

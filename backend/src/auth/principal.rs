@@ -83,6 +83,25 @@ pub struct User {
     pub csrf_token: String,
 }
 
+/// The tenants a service token or machine client may act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Every tenant: an explicit grant by a platform admin.
+    All,
+    /// The tenants it created and, for a token, those named on it (slugs,
+    /// read when the request was authenticated).
+    Only(Vec<String>),
+}
+
+impl Reach {
+    pub fn covers(&self, slug: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(slugs) => slugs.iter().any(|s| s == slug),
+        }
+    }
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -91,11 +110,13 @@ pub enum Principal {
         id: i64,
         name: String,
         scopes: Vec<Scope>,
+        reach: Reach,
     },
     /// A machine client with an OAuth2 client-credentials token from the IdP.
     Machine {
         client_id: String,
         scopes: Vec<Scope>,
+        reach: Reach,
     },
     /// An employee with a browser session.
     User(User),
@@ -188,7 +209,18 @@ async fn bearer(header: &str, app: &AppState) -> Result<Principal, Error> {
     if presented.split('.').count() == 3
         && let Some(login) = &app.login
     {
-        return login.machine_principal(presented).await;
+        let mut principal = login.machine_principal(presented).await?;
+        if let Principal::Machine {
+            client_id,
+            reach: reach @ Reach::Only(_),
+            ..
+        } = &mut principal
+        {
+            let mut conn = app.db.acquire().await?;
+            let key = format!("client:{client_id}");
+            *reach = Reach::Only(db::reach::reachable(&mut conn, &key, None).await?);
+        }
+        return Ok(principal);
     }
     Err(Error::Unauthorized("the bearer token is neither a tenant-portal service token nor an access token of the identity provider".into()))
 }

@@ -49,6 +49,8 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub since: Option<DateTime<Utc>>,
+    /// Only events of these tenants (slugs): what a token or machine client reaches.
+    pub reach: Option<Vec<String>>,
 }
 
 /// The newest events first, older than `before_id`.
@@ -67,6 +69,7 @@ pub async fn list_page(
            AND ($3::text IS NULL OR actor = $3)
            AND ($4::text IS NULL OR action = $4)
            AND ($5::timestamptz IS NULL OR occurred_at >= $5)
+           AND ($7::text[] IS NULL OR tenant_slug = ANY($7))
          ORDER BY id DESC
          LIMIT $6",
         before_id,
@@ -75,6 +78,7 @@ pub async fn list_page(
         filter.action.as_deref(),
         filter.since,
         limit,
+        filter.reach.as_deref(),
     )
     .fetch_all(conn)
     .await?)

@@ -47,6 +47,8 @@ pub struct EventFilter {
     pub kinds: Option<Vec<String>>,
     /// Only tenants where this email or one of these groups is a member.
     pub member: Option<(String, Vec<String>)>,
+    /// Only these tenants (slugs): what a token or machine client reaches.
+    pub reach: Option<Vec<String>>,
 }
 
 pub async fn after(
@@ -64,6 +66,7 @@ pub async fn after(
              AND ($4::text IS NULL OR EXISTS (
                  SELECT 1 FROM members m WHERE m.tenant_id = e.tenant_id
                    AND ((m.kind = 'user' AND m.subject = $4) OR (m.kind = 'group' AND m.subject = ANY($5)))))
+             AND ($7::text[] IS NULL OR e.tenant_slug = ANY($7))
            ORDER BY e.id
            LIMIT $6"#,
         after_id,
@@ -71,7 +74,8 @@ pub async fn after(
         filter.kinds.as_deref(),
         filter.member.as_ref().map(|(email, _)| email.as_str()),
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
-        limit
+        limit,
+        filter.reach.as_deref(),
     )
     .fetch_all(conn)
     .await?)

@@ -11,6 +11,7 @@ pub mod namespaces;
 pub mod outbox;
 pub mod policies;
 pub mod quota_requests;
+pub mod reach;
 pub mod sessions;
 pub mod sync;
 pub mod tenants;

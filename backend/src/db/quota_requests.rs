@@ -50,6 +50,8 @@ pub struct RequestFilter {
     pub tenant: Option<String>,
     /// Only tenants where this email or one of these groups is a member.
     pub member: Option<(String, Vec<String>)>,
+    /// Only these tenants (slugs): what a token or machine client reaches.
+    pub reach: Option<Vec<String>>,
     /// Only this request.
     pub id: Option<i64>,
 }
@@ -71,6 +73,7 @@ pub async fn list(
                  SELECT 1 FROM members m WHERE m.tenant_id = q.tenant_id
                    AND ((m.kind = 'user' AND m.subject = $3) OR (m.kind = 'group' AND m.subject = ANY($4)))))
              AND ($6::bigint IS NULL OR q.id = $6)
+             AND ($7::text[] IS NULL OR t.slug = ANY($7))
            ORDER BY q.id DESC
            LIMIT $5"#,
         filter.status.as_deref(),
@@ -79,6 +82,7 @@ pub async fn list(
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
         limit,
         filter.id,
+        filter.reach.as_deref(),
     )
     .fetch_all(conn)
     .await?)

@@ -199,6 +199,8 @@ pub struct ListFilter {
     pub search: Option<String>,
     /// Only tenants where this email, or one of these groups, is a member.
     pub member: Option<(String, Vec<String>)>,
+    /// Only these tenants (slugs): what a token or machine client reaches.
+    pub reach: Option<Vec<String>>,
 }
 
 /// One page of tenants in id order, starting after `after_id`.
@@ -230,6 +232,7 @@ pub async fn list_page(
              AND ($7::text IS NULL OR EXISTS (
                  SELECT 1 FROM members m WHERE m.tenant_id = tenants.id
                    AND ((m.kind = 'user' AND m.subject = $7) OR (m.kind = 'group' AND m.subject = ANY($8)))))
+             AND ($9::text[] IS NULL OR slug = ANY($9))
            ORDER BY id
            LIMIT $6"#,
         after_id,
@@ -240,6 +243,7 @@ pub async fn list_page(
         limit,
         filter.member.as_ref().map(|(email, _)| email.as_str()),
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
+        filter.reach.as_deref(),
     )
     .fetch_all(conn)
     .await?)

@@ -3,7 +3,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::auth::tokens::TokenSecret;
-use crate::auth::{Principal, Scope};
+use crate::auth::{Principal, Reach, Scope};
 use crate::error::Error;
 
 /// A service token as listed; never its secret.
@@ -16,26 +16,39 @@ pub struct TokenInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Reaches every tenant, not only those it created or names.
+    pub all_tenants: bool,
+    /// The tenants named on it when it was made.
+    pub tenants: Vec<String>,
+}
+
+/// What a new token is made of; the tenants it names are added apart.
+pub struct NewToken<'a> {
+    pub name: &'a str,
+    pub scopes: &'a [Scope],
+    pub expires_at: Option<DateTime<Utc>>,
+    pub all_tenants: bool,
 }
 
 pub async fn insert(
     conn: &mut PgConnection,
-    name: &str,
-    scopes: &[Scope],
-    expires_at: Option<DateTime<Utc>>,
+    new: &NewToken<'_>,
     secret: &TokenSecret,
 ) -> Result<TokenInfo, Error> {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
+    let name = new.name;
+    let scopes: Vec<String> = new.scopes.iter().map(|s| s.as_str().to_string()).collect();
     sqlx::query_as!(
         TokenInfo,
-        r#"INSERT INTO service_tokens (name, lookup, secret_hash, scopes, expires_at)
-           VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, name, scopes, created_at, expires_at, revoked_at, last_used_at"#,
+        r#"INSERT INTO service_tokens (name, lookup, secret_hash, scopes, expires_at, all_tenants)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, name, scopes, created_at, expires_at, revoked_at, last_used_at,
+                     all_tenants, ARRAY[]::text[] AS "tenants!""#,
         name,
         secret.lookup,
         secret.hash(),
         &scopes,
-        expires_at,
+        new.expires_at,
+        new.all_tenants,
     )
     .fetch_one(conn)
     .await
@@ -50,8 +63,10 @@ pub async fn insert(
 pub async fn list(conn: &mut PgConnection) -> Result<Vec<TokenInfo>, Error> {
     Ok(sqlx::query_as!(
         TokenInfo,
-        "SELECT id, name, scopes, created_at, expires_at, revoked_at, last_used_at
-         FROM service_tokens ORDER BY id"
+        r#"SELECT id, name, scopes, created_at, expires_at, revoked_at, last_used_at, all_tenants,
+                  ARRAY(SELECT t.slug FROM service_token_tenants n JOIN tenants t ON t.id = n.tenant_id
+                        WHERE n.token_id = service_tokens.id ORDER BY t.slug) AS "tenants!"
+           FROM service_tokens ORDER BY id"#
     )
     .fetch_all(conn)
     .await?)
@@ -71,7 +86,7 @@ pub async fn revoke(conn: &mut PgConnection, name: &str) -> Result<bool, Error> 
 /// Finds the live token a client presented, or answers 401 saying why not.
 pub async fn authenticate(pool: &PgPool, presented: &TokenSecret) -> Result<Principal, Error> {
     let row = sqlx::query!(
-        r#"SELECT id, name, secret_hash, scopes, expires_at, revoked_at,
+        r#"SELECT id, name, secret_hash, scopes, expires_at, revoked_at, all_tenants,
                   (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS "stale_use!"
            FROM service_tokens WHERE lookup = $1"#,
         presented.lookup
@@ -106,9 +121,17 @@ pub async fn authenticate(pool: &PgPool, presented: &TokenSecret) -> Result<Prin
         .await?;
     }
     let scopes = row.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+    let reach = if row.all_tenants {
+        Reach::All
+    } else {
+        let mut conn = pool.acquire().await?;
+        let key = format!("token:{}", row.id);
+        Reach::Only(super::reach::reachable(&mut conn, &key, Some(row.id)).await?)
+    };
     Ok(Principal::ServiceToken {
         id: row.id,
         name: row.name,
         scopes,
+        reach,
     })
 }

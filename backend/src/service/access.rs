@@ -48,7 +48,7 @@ pub fn may(who: &Principal, action: Action, tenant: &TenantView) -> bool {
 }
 
 /// The memberships that limit what an employee sees in lists; `None` for
-/// admins and tokens, who see every tenant.
+/// admins and tokens, whose lists [`crate::auth::policy::reach_limit`] narrows.
 pub fn visible_to(who: &Principal) -> Option<(String, Vec<String>)> {
     match who {
         Principal::User(user) if !user.admin => Some((user.email.clone(), user.groups.clone())),

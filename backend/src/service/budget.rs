@@ -79,6 +79,24 @@ impl BudgetSummary {
     }
 }
 
+/// The budget summary of a tenant's view, for an answer to a caller who
+/// may change the budget but not read the tenant.
+pub fn summary_of(tenant: &TenantView) -> Result<BudgetSummary, Error> {
+    let stored = |list: &views::Quantities| {
+        ResourceList::parse(list, "budget").map_err(|_| {
+            Error::Corrupt(anyhow::anyhow!(
+                "tenant {}: a stored budget does not parse",
+                tenant.slug
+            ))
+        })
+    };
+    Ok(BudgetSummary {
+        budget: stored(&tenant.budget)?,
+        allocated: stored(&tenant.allocated)?,
+        namespaces: tenant.namespaces.len(),
+    })
+}
+
 /// The tenant row and its budget summary, when `who` may read the tenant.
 pub async fn read(
     conn: &mut PgConnection,
@@ -103,8 +121,7 @@ pub async fn set(
 ) -> Result<TenantView, Error> {
     precheck(who, Action::ChangeBudget)?;
     let budget = ResourceList::parse(budget, "budget")?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::ChangeBudget)?;
+    let mut change = TenantChange::begin(db, who, Action::ChangeBudget, slug, precondition).await?;
     replace(&mut change, &budget).await?;
     change.commit(actor, "budget.changed").await
 }

@@ -76,17 +76,34 @@ pub struct TenantChange {
 }
 
 impl TenantChange {
-    /// Locks the tenant and checks the precondition; 404 when there is no such tenant.
+    /// Locks the tenant, asks the policy whether `who` may do `action` to
+    /// it, then checks the precondition: a caller the policy hides the
+    /// tenant from gets the same 404 as for a missing one, never a 412 that
+    /// names its generation.
     pub async fn begin(
         db: &sqlx::PgPool,
+        who: &Principal,
+        action: Action,
         slug: &str,
         precondition: &Precondition,
     ) -> Result<Self, Error> {
+        let change = Self::lock(db, slug).await?;
+        change.authorize(who, action)?;
+        precondition.check(change.tenant.generation)?;
+        Ok(change)
+    }
+
+    /// Locks the tenant for a change the portal makes by itself (expiry),
+    /// which no policy decides; 404 when there is no such tenant.
+    pub async fn begin_system(db: &sqlx::PgPool, slug: &str) -> Result<Self, Error> {
+        Self::lock(db, slug).await
+    }
+
+    async fn lock(db: &sqlx::PgPool, slug: &str) -> Result<Self, Error> {
         let mut tx = db.begin().await?;
         let tenant = db::tenants::get_for_update(&mut tx, slug)
             .await?
             .ok_or_else(|| tenant_not_found(slug))?;
-        precondition.check(tenant.generation)?;
         let before = views::tenant(&mut tx, tenant.clone()).await?;
         Ok(Self {
             tx,
@@ -115,7 +132,7 @@ impl TenantChange {
     }
 
     /// Asks the policy whether `who` may do `action` to this tenant.
-    pub fn authorize(&self, who: &Principal, action: Action) -> Result<(), Error> {
+    fn authorize(&self, who: &Principal, action: Action) -> Result<(), Error> {
         Ok(authorize_tenant(
             who,
             action,

@@ -40,8 +40,8 @@ pub async fn transition(
 ) -> Result<TenantView, Error> {
     let (to, action) = transition.target();
     precheck(who, Action::SuspendTenant)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::SuspendTenant)?;
+    let mut change =
+        TenantChange::begin(db, who, Action::SuspendTenant, slug, precondition).await?;
     change.require_editable()?;
     if change.tenant.state() == to {
         return Ok(change.before().clone());
@@ -56,7 +56,7 @@ pub async fn transition(
 /// tenant was extended meanwhile.
 pub async fn expire(db: &PgPool, actor: &Actor, slug: &str) -> Result<bool, Error> {
     // The expiry time, checked under the lock, is this change's precondition.
-    let mut change = TenantChange::begin(db, slug, &Precondition::None).await?;
+    let mut change = TenantChange::begin_system(db, slug).await?;
     let due = change
         .tenant
         .expires_at

@@ -24,8 +24,7 @@ pub async fn add(
 ) -> Result<TenantView, Error> {
     precheck(who, Action::EditTenant)?;
     let subject = kind.parse_subject(subject)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::EditTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let id = change.tenant.id;
     db::members::insert(&mut change.tx, id, kind, &subject, role).await?;
@@ -70,8 +69,7 @@ async fn begin_member_change(
     id: i64,
 ) -> Result<TenantChange, Error> {
     precheck(who, Action::EditTenant)?;
-    let change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::EditTenant)?;
+    let change = TenantChange::begin(db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let tenant = change.before();
     if !tenant.members.iter().any(|m| m.id == id) {

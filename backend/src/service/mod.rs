@@ -7,6 +7,7 @@ pub mod access;
 pub mod budget;
 pub mod change;
 mod cluster_check;
+pub mod grant;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod members;
@@ -16,6 +17,7 @@ pub mod pagination;
 pub mod policy;
 pub mod quota_requests;
 pub mod tenants;
+pub mod tokens;
 pub mod views;
 
 pub use change::{Actor, Precondition, TenantChange};

@@ -32,8 +32,7 @@ pub async fn create(
     precheck(who, Action::EditTenant)?;
     let name = NamespaceName::parse(new.name)?;
     let allocations = ResourceList::parse(new.allocations, "allocations")?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::EditTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let full_name = name.full_name(&change.tenant.slug())?;
     let budget = change.tenant.budget();
@@ -79,8 +78,7 @@ pub async fn set_allocations(
 ) -> Result<TenantView, Error> {
     precheck(who, Action::EditTenant)?;
     let allocations = ResourceList::parse(allocations, "allocations")?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::EditTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     let target = find(&existing, slug, name)?;
@@ -105,8 +103,7 @@ pub async fn delete(
     name: &str,
 ) -> Result<TenantView, Error> {
     precheck(who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::EditTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let existing = db::namespaces::list_for_tenants(&mut change.tx, &[change.tenant.id]).await?;
     let target = find(&existing, slug, name)?.id;

@@ -49,7 +49,8 @@ pub async fn create(
     request: NewTenantRequest,
 ) -> Result<TenantView, Error> {
     authorize(who, Action::CreateTenant)?;
-    let mut new = NewTenant::parse(request, config)?;
+    let budget = super::grant::budget_for(who, config, &request.budget)?;
+    let mut new = NewTenant::parse(NewTenantRequest { budget, ..request }, config)?;
     // Whoever creates a tenant in the browser owns it, unless the request already says so.
     if let Principal::User(user) = who {
         let named = new.members.iter().any(|(kind, subject, role)| {
@@ -63,6 +64,7 @@ pub async fn create(
         }
     }
     let mut tx = db.begin().await?;
+    super::grant::check_tenant_limit(&mut tx, who, config).await?;
     let cluster = match &new.cluster {
         Some(named) => named.clone(),
         None => db::tenants::least_loaded_cluster(&mut tx, &config.cluster_names())
@@ -90,6 +92,7 @@ pub async fn create(
         },
     )
     .await?;
+    db::reach::set_creator(&mut tx, row.id, &who.key()).await?;
     for (name, allocations) in &new.namespaces {
         let full_name = name.full_name(&new.slug)?;
         db::namespaces::insert(&mut tx, row.id, name.as_str(), &full_name, allocations).await?;

@@ -106,8 +106,7 @@ async fn begin(
     precondition: &Precondition,
 ) -> Result<(TenantChange, TenantPolicy), Error> {
     precheck(who, Action::ChangePolicy)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::ChangePolicy)?;
+    let mut change = TenantChange::begin(db, who, Action::ChangePolicy, slug, precondition).await?;
     change.require_editable()?;
     let id = change.tenant.id;
     let (current, _) = effective(&mut change.tx, guardrails, id).await?;

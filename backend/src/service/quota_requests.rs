@@ -33,6 +33,7 @@ pub async fn list(
         status,
         tenant,
         member: super::access::visible_to(who),
+        reach: crate::auth::policy::reach_limit(who),
         id: None,
     };
     db::quota_requests::list(conn, &filter, 500).await
@@ -93,8 +94,8 @@ pub async fn ask(
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
-    let mut change = TenantChange::begin(db, slug, &Precondition::None).await?;
-    change.authorize(who, Action::RequestQuota)?;
+    let mut change =
+        TenantChange::begin(db, who, Action::RequestQuota, slug, &Precondition::None).await?;
     let state = change.tenant.state();
     if !state.is_editable() {
         return Err(Error::conflict(format!(
@@ -195,7 +196,13 @@ async fn lock_pending(
             .tenant_slug
     };
     // Being pending, checked under the lock, is the decision's precondition.
-    let mut change = TenantChange::begin(db, &slug, &Precondition::None).await?;
+    // A tenant the caller cannot reach hides its requests too.
+    let mut change = TenantChange::begin(db, who, Action::ChangeBudget, &slug, &Precondition::None)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => not_found(id),
+            other => other,
+        })?;
     let request = db::quota_requests::get_for_update(&mut change.tx, id)
         .await?
         .ok_or_else(|| not_found(id))?;

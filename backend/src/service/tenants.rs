@@ -9,7 +9,7 @@ use super::access::visible_to;
 use super::views::TenantView;
 use super::{Actor, Precondition, TenantChange};
 use crate::auth::Principal;
-use crate::auth::policy::{Action, authorize, precheck};
+use crate::auth::policy::{Action, authorize, precheck, reach_limit};
 use crate::db::{self, tenants::ListFilter, tenants::TenantRow};
 use crate::domain::tenant::expiry;
 use crate::domain::{Description, DisplayName, Labels, TenantState};
@@ -56,6 +56,8 @@ pub async fn list_page(
         search: query.search.filter(|q| !q.is_empty()),
         // Employees see the tenants they have a role in; admins and tokens see all.
         member: visible_to(who),
+        // Tokens and machine clients see the tenants they reach.
+        reach: reach_limit(who),
     };
     let mut rows = db::tenants::list_page(conn, &filter, after, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
@@ -77,8 +79,7 @@ pub async fn edit(
     edit: TenantEdit,
 ) -> Result<TenantView, Error> {
     precheck(who, Action::EditTenant)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::EditTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let current = change.before().clone();
     let mut errors = Vec::new();
@@ -139,8 +140,7 @@ pub async fn delete(
     precondition: &Precondition,
 ) -> Result<TenantView, Error> {
     precheck(who, Action::DeleteTenant)?;
-    let mut change = TenantChange::begin(db, slug, precondition).await?;
-    change.authorize(who, Action::DeleteTenant)?;
+    let mut change = TenantChange::begin(db, who, Action::DeleteTenant, slug, precondition).await?;
     if !change.tenant.state().is_editable() {
         // Deleting twice is not an error: the first request is under way.
         return Ok(change.before().clone());

@@ -12,12 +12,13 @@ use super::display::when;
 use super::tenant::AuditLine;
 use super::{Nav, PageError, Viewer, render, see_other};
 use crate::app::AppState;
+use crate::app::RequestId;
 use crate::auth::Scope;
 use crate::auth::policy::{Action, authorize};
-use crate::auth::tokens::TokenSecret;
 use crate::db::{self, audit::AuditFilter};
 use crate::domain::ResourceList;
 use crate::error::Error;
+use crate::service::tokens::{self, Issuer, TokenRequest};
 
 pub struct ClusterLine {
     pub name: String,
@@ -30,6 +31,8 @@ pub struct ClusterLine {
 pub struct TokenLine {
     pub name: String,
     pub scopes: String,
+    /// "all tenants", or those named on it besides the ones it creates.
+    pub reach: String,
     pub expires: String,
     pub last_used: String,
     pub state: String,
@@ -134,6 +137,13 @@ async fn admin_page(
             } else {
                 "active".into()
             },
+            reach: if t.all_tenants {
+                "all tenants".into()
+            } else if t.tenants.is_empty() {
+                "its own".into()
+            } else {
+                format!("its own + {}", t.tenants.join(", "))
+            },
             name: t.name,
             scopes: t.scopes.join(" "),
             expires: at(t.expires_at),
@@ -146,6 +156,7 @@ async fn admin_page(
         actor: nonempty(&q.actor),
         action: nonempty(&q.action),
         since: None,
+        reach: None,
     };
     let audit = db::audit::list_page(&mut conn, &filter, i64::MAX, 50)
         .await?
@@ -181,6 +192,7 @@ async fn admin_page(
 pub async fn create_token(
     State(app): State<AppState>,
     viewer: Viewer,
+    request_id: RequestId,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let value = |name: &str| {
@@ -190,8 +202,7 @@ pub async fn create_token(
             .unwrap_or_default()
     };
     viewer.check_form(Some(&value("_csrf")))?;
-    authorize(&viewer.principal, Action::SuspendTenant)?;
-    let name = value("name");
+    authorize(&viewer.principal, Action::ManageTokens)?;
     let scopes: Result<Vec<Scope>, String> = form
         .iter()
         .filter(|(k, _)| k == "scope")
@@ -199,16 +210,8 @@ pub async fn create_token(
         .collect();
     let expires = value("expires_in");
     let problem = |text: String| admin_page(&app, &viewer, AdminQuery::default(), None, Some(text));
-    let name_ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !name_ok {
-        return problem("name: use 1 to 64 letters, digits, '-', '_' or '.'".into()).await;
-    }
     let scopes = match scopes {
-        Ok(scopes) if !scopes.is_empty() => scopes,
-        Ok(_) => return problem("scopes: choose at least one".into()).await,
+        Ok(scopes) => scopes,
         Err(rule) => return problem(format!("scopes: {rule}")).await,
     };
     let expires_at = if expires.is_empty() {
@@ -227,10 +230,20 @@ pub async fn create_token(
             }
         }
     };
-    let secret = TokenSecret::generate();
-    let mut conn = app.db.acquire().await?;
-    match db::tokens::insert(&mut conn, &name, &scopes, expires_at, &secret).await {
-        Ok(_) => {
+    let request = TokenRequest {
+        name: value("name"),
+        scopes,
+        expires_at,
+        tenants: value("tenants")
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        all_tenants: value("all_tenants") == "on",
+    };
+    let actor = request_id.actor(&viewer.principal);
+    match tokens::create(&app.db, Issuer::Caller(&viewer.principal), &actor, request).await {
+        Ok((_, secret)) => {
             admin_page(
                 &app,
                 &viewer,
@@ -241,6 +254,14 @@ pub async fn create_token(
             .await
         }
         Err(Error::Conflict { detail, .. }) => problem(detail).await,
+        Err(Error::Invalid(errors)) => {
+            let text = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.rule))
+                .collect::<Vec<_>>()
+                .join("; ");
+            problem(text).await
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -248,12 +269,12 @@ pub async fn create_token(
 pub async fn revoke_token(
     State(app): State<AppState>,
     viewer: Viewer,
+    request_id: RequestId,
     Path(name): Path<String>,
     axum::Form(form): axum::Form<BTreeMap<String, String>>,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    authorize(&viewer.principal, Action::SuspendTenant)?;
-    let mut conn = app.db.acquire().await?;
-    db::tokens::revoke(&mut conn, &name).await?;
+    let actor = request_id.actor(&viewer.principal);
+    tokens::revoke(&app.db, Issuer::Caller(&viewer.principal), &actor, &name).await?;
     Ok(see_other("/admin", &format!("Token {name} revoked.")))
 }

@@ -328,7 +328,11 @@ pub async fn create(
             &format!("/tenants/{}", tenant.slug),
             "Tenant created; it is being set up in the cluster.",
         )),
-        Err(error @ (crate::error::Error::Invalid(_) | crate::error::Error::Conflict { .. })) => {
+        Err(
+            error @ (crate::error::Error::Invalid(_)
+            | crate::error::Error::Conflict { .. }
+            | crate::error::Error::Refused { .. }),
+        ) => {
             let mut errors: BTreeMap<String, String> = BTreeMap::new();
             for (field, rule) in field_errors(&error) {
                 errors.entry(form_field(&field)).or_insert(rule);
@@ -342,7 +346,10 @@ pub async fn create(
                 errors,
             };
             let mut response = render(&page)?;
-            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            *response.status_mut() = match error {
+                crate::error::Error::Refused { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
             Ok(response.into_response())
         }
         Err(other) => Err(other.into()),

@@ -287,10 +287,12 @@ pub fn stale_form(error: Error) -> Error {
 /// Field errors by field name, for forms.
 pub fn field_errors(error: &Error) -> BTreeMap<String, String> {
     match error {
-        Error::Invalid(errors) | Error::Conflict { errors, .. } => errors
-            .iter()
-            .map(|e| (e.field.clone(), e.rule.clone()))
-            .collect(),
+        Error::Invalid(errors) | Error::Conflict { errors, .. } | Error::Refused { errors, .. } => {
+            errors
+                .iter()
+                .map(|e| (e.field.clone(), e.rule.clone()))
+                .collect()
+        }
         _ => BTreeMap::new(),
     }
 }

@@ -36,6 +36,7 @@ pub fn login_config() -> LoginConfig {
         machine_clients: vec![MachineClient {
             client_id: env("TP_IDP_CI_CLIENT_ID"),
             scopes: vec![tenant_portal::auth::Scope::TenantsRead],
+            all_tenants: false,
         }],
         session_idle_timeout: Duration::from_secs(3600),
         session_lifetime: Duration::from_secs(7200),

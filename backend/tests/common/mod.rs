@@ -14,10 +14,10 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use sqlx::PgPool;
 use tenant_portal::auth::Scope;
-use tenant_portal::auth::tokens::TokenSecret;
 use tenant_portal::config::{
     ClusterSpec, DatabaseConfig, LogFormat, LoginConfig, Secret, ServeConfig,
 };
+use tenant_portal::service::tokens::{Issuer, TokenRequest};
 
 pub struct TestApp {
     pub base: String,
@@ -41,6 +41,11 @@ pub fn config() -> ServeConfig {
         usage_sample_interval: Duration::from_secs(300),
         kubeconfig_ttl: Duration::from_secs(3600),
         default_namespace_limit: 10,
+        default_budget: tenant_portal::config::parse_budget(
+            "requests.cpu=2,requests.memory=4Gi,pods=20",
+        )
+        .unwrap(),
+        max_tenants_per_owner: 3,
         max_body_bytes: 65_536,
         request_timeout: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(3600),
@@ -116,17 +121,56 @@ pub async fn spawn_app_config(
     }
 }
 
+/// A token reaching every tenant, made as `tenant-portal token create --all-tenants` makes it.
 pub async fn create_token(
     db: &PgPool,
     name: &str,
     scopes: &[Scope],
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> String {
-    let secret = TokenSecret::generate();
-    let mut conn = db.acquire().await.unwrap();
-    tenant_portal::db::tokens::insert(&mut conn, name, scopes, expires_at, &secret)
-        .await
-        .unwrap();
+    issue_token(
+        db,
+        TokenRequest {
+            name: name.into(),
+            scopes: scopes.to_vec(),
+            expires_at,
+            tenants: vec![],
+            all_tenants: true,
+        },
+    )
+    .await
+}
+
+/// A token reaching the tenants it creates and `tenants`, made as
+/// `tenant-portal token create --tenant SLUG...` makes it.
+pub async fn create_token_reaching(
+    db: &PgPool,
+    name: &str,
+    scopes: &[Scope],
+    tenants: &[&str],
+) -> String {
+    issue_token(
+        db,
+        TokenRequest {
+            name: name.into(),
+            scopes: scopes.to_vec(),
+            expires_at: None,
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            all_tenants: false,
+        },
+    )
+    .await
+}
+
+async fn issue_token(db: &PgPool, request: TokenRequest) -> String {
+    let (_, secret) = tenant_portal::service::tokens::create(
+        db,
+        Issuer::Operator,
+        &tenant_portal::service::Actor::system("operator:test"),
+        request,
+    )
+    .await
+    .unwrap();
     secret.reveal()
 }
 
