@@ -23,6 +23,7 @@ pub fn build(mut app: AppState) -> Router {
     let timeout = app.config.request_timeout;
     let (api, doc) = crate::api::router(app.clone());
     app.openapi = Arc::new(doc);
+    let openapi = app.openapi.clone();
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::auth::login::router())
@@ -43,6 +44,7 @@ pub fn build(mut app: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(axum::middleware::from_fn(crate::api::problems_for_plain_errors))
+        .layer(axum::middleware::from_fn_with_state(openapi, crate::api::contract::allow_on_405))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Error::Internal(anyhow::anyhow!("a request handler panicked")))

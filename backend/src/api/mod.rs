@@ -5,6 +5,7 @@ mod answer;
 mod audit;
 mod budget;
 mod clusters;
+pub mod contract;
 pub(crate) mod events;
 pub mod extract;
 mod idempotency;
@@ -36,7 +37,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
     servers((url = "/api/v1", description = "This portal")),
     info(title = "Tenant Portal API", description = "Self-service tenants on shared Kubernetes clusters: namespaces, quota budgets, members."),
     paths(lifecycle::suspend, lifecycle::resume),
-    components(schemas(Problem, crate::domain::FieldError)),
+    components(schemas(Problem, crate::domain::FieldError, wait::WaitFor)),
     tags(
         (name = "tenants", description = "Tenants and their lifecycle"),
         (name = "namespaces", description = "A tenant's namespaces and their allocations"),
@@ -67,6 +68,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(quota_requests::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
+    contract::describe_requests(&mut doc, &app.config.cluster_names());
     let routes = routes
         // `{slug}:suspend` and `{slug}:resume`, documented above as their own paths.
         .route("/tenants/{slug}", post(lifecycle::dispatch))
