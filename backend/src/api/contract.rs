@@ -32,6 +32,23 @@ const DNS_SUBDOMAIN: &str =
 /// `domain/quota.rs`: a standard ResourceQuota name, `namespaces`, a
 /// hugepages size, or a domain-qualified name.
 const RESOURCE_STANDARD: &str = "cpu|memory|ephemeral-storage|requests\\.cpu|requests\\.memory|requests\\.storage|requests\\.ephemeral-storage|limits\\.cpu|limits\\.memory|limits\\.ephemeral-storage|pods|services|replicationcontrollers|resourcequotas|secrets|persistentvolumeclaims|configmaps|services\\.nodeports|services\\.loadbalancers|namespaces";
+/// Object counts (`domain/quota.rs::COUNTS`) take whole numbers only.
+const COUNT_RESOURCES: &[&str] = &[
+    "pods",
+    "services",
+    "replicationcontrollers",
+    "resourcequotas",
+    "secrets",
+    "persistentvolumeclaims",
+    "configmaps",
+    "services.nodeports",
+    "services.loadbalancers",
+    "namespaces",
+];
+/// A whole number: digits with a whole-number suffix or a positive exponent.
+pub const WHOLE_QUANTITY: &str = "^\\+?[0-9]+([kMGTPE]|[KMGTPE]i|[eE]\\+?[0-9]+)?$";
+/// Some visible character, since the server trims (a quota request's reason).
+const NOT_BLANK: &str = "\\S";
 /// `domain/mod.rs::parse_duration`: a whole number and a unit.
 pub const DURATION: &str = "^[0-9]+[smhd]$";
 /// `*` or a list of entity tags (RFC 9110); the API's own are quoted generations, `\"3\"`.
@@ -61,7 +78,12 @@ fn string(pattern: &str) -> ObjectBuilder {
 
 /// A map of quota resource to quantity: a budget or a namespace's allocations.
 pub fn quantities() -> Schema {
-    ObjectBuilder::new()
+    let counts = COUNT_RESOURCES
+        .iter()
+        .fold(ObjectBuilder::new(), |object, name| {
+            object.property(*name, string(WHOLE_QUANTITY))
+        });
+    counts
         .schema_type(Type::Object)
         .property_names(Some(string(&resource_name())))
         .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(
@@ -227,6 +249,14 @@ fn properties() -> Vec<(&'static str, &'static str, Grammar)> {
         ("NewQuotaRequest", "tenant", text(SLUG)),
         ("NewQuotaRequest", "resource", Grammar::Whole(resource)),
         ("NewQuotaRequest", "amount", text(QUANTITY)),
+        (
+            "NewQuotaRequest",
+            "reason",
+            Grammar::Text {
+                pattern: NOT_BLANK,
+                max_chars: Some(2000),
+            },
+        ),
         ("Decision", "amount", text(QUANTITY)),
         (
             "KubeconfigRequest",
