@@ -395,6 +395,14 @@ fn cases() -> Vec<Case> {
             Some("query.state"),
         ),
         case(
+            "NUL in a query filter",
+            Method::GET,
+            "/api/v1/quota-requests?tenant=a%00b",
+            Value::Null,
+            422,
+            Some("query.tenant"),
+        ),
+        case(
             "unknown query parameter",
             Method::GET,
             "/api/v1/tenants?colour=red",
@@ -455,6 +463,13 @@ fn cases() -> Vec<Case> {
     };
     cases.push(header("stale If-Match", "if-match", "\"7\"", 412));
     cases.push(header("malformed If-Match", "if-match", "7", 400));
+    cases.push(header("weak If-Match", "if-match", "W/\"1\"", 412));
+    cases.push(header(
+        "If-Match tag with a space",
+        "if-match",
+        "\"1 2\"",
+        400,
+    ));
     cases.push(Case {
         headers: vec![("idempotency-key", "")],
         ..case(
