@@ -39,12 +39,12 @@ pub fn build(mut app: AppState) -> Router {
                 ("/", "Back to your tenants"),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(openapi, crate::api::contract::allow_on_405))
         .with_state(app)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(axum::middleware::from_fn(crate::api::problems_for_plain_errors))
-        .layer(axum::middleware::from_fn_with_state(openapi, crate::api::contract::allow_on_405))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Error::Internal(anyhow::anyhow!("a request handler panicked")))

@@ -103,6 +103,7 @@ pub async fn problems_for_plain_errors(
     if !is_api || is_problem || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
     let text = axum::body::to_bytes(response.into_body(), 16 * 1024)
         .await
         .unwrap_or_default();
@@ -119,7 +120,13 @@ pub async fn problems_for_plain_errors(
         code if code >= 500 => Error::Internal(anyhow::anyhow!("{status}: {detail}")),
         _ => Error::BadRequest(if detail.is_empty() { status.to_string() } else { detail }),
     };
-    error.into_response()
+    let mut answer = error.into_response();
+    if let Some(allow) = allow {
+        answer
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    answer
 }
 
 async fn openapi_json(
