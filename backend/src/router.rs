@@ -23,6 +23,7 @@ pub fn build(mut app: AppState) -> Router {
     let timeout = app.config.request_timeout;
     let (api, doc) = crate::api::router(app.clone());
     app.openapi = Arc::new(doc);
+    let openapi = app.openapi.clone();
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::auth::login::router())
@@ -38,6 +39,7 @@ pub fn build(mut app: AppState) -> Router {
                 ("/", "Back to your tenants"),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(openapi, crate::api::contract::allow_on_405))
         .with_state(app)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

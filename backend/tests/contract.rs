@@ -395,6 +395,14 @@ fn cases() -> Vec<Case> {
             Some("query.state"),
         ),
         case(
+            "NUL in a query filter",
+            Method::GET,
+            "/api/v1/quota-requests?tenant=a%00b",
+            Value::Null,
+            422,
+            Some("query.tenant"),
+        ),
+        case(
             "unknown query parameter",
             Method::GET,
             "/api/v1/tenants?colour=red",
@@ -455,6 +463,13 @@ fn cases() -> Vec<Case> {
     };
     cases.push(header("stale If-Match", "if-match", "\"7\"", 412));
     cases.push(header("malformed If-Match", "if-match", "7", 400));
+    cases.push(header("weak If-Match", "if-match", "W/\"1\"", 412));
+    cases.push(header(
+        "If-Match tag with a space",
+        "if-match",
+        "\"1 2\"",
+        400,
+    ));
     cases.push(Case {
         headers: vec![("idempotency-key", "")],
         ..case(
@@ -687,4 +702,120 @@ async fn problems_carry_the_rfc_9457_members(db: PgPool) {
     for member in ["type", "title", "status", "detail", "errors"] {
         assert!(body.get(member).is_some(), "{member} missing from {body}");
     }
+}
+
+fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                found.push(target);
+            }
+            map.values().for_each(|v| refs(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn every_ref_in_the_openapi_document_resolves(db: PgPool) {
+    let app = spawn_app(db).await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 20, "the document uses $refs: {}", found.len());
+    let dangling: Vec<&str> = found
+        .into_iter()
+        .filter(|target| {
+            let pointer = target.strip_prefix('#').unwrap_or("not local");
+            doc.pointer(pointer).is_none()
+        })
+        .collect();
+    assert!(dangling.is_empty(), "dangling $refs: {dangling:?}");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_method_a_route_does_not_take_gets_405_with_allow(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    let cases = [
+        (Method::PUT, "/api/v1/tenants", "GET, HEAD, POST"),
+        (
+            Method::POST,
+            "/api/v1/tenants/acme",
+            "GET, HEAD, PATCH, DELETE",
+        ),
+        (Method::PATCH, "/api/v1/tenants/acme:suspend", "POST"),
+        (Method::GET, "/api/v1/tenants/acme:resume", "POST"),
+        (
+            Method::DELETE,
+            "/api/v1/tenants/acme/budget",
+            "GET, HEAD, PUT",
+        ),
+        (Method::OPTIONS, "/api/v1/quota-requests/1/approve", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app
+            .request(method.clone(), path)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(
+            response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path} names what it takes"
+        );
+        let (_, body) = problem(response).await;
+        assert_eq!(body["status"], 405, "{method} {path}: {body}");
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_document_states_the_grammar_the_server_enforces(db: PgPool) {
+    let app = spawn_app(db).await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let param = |path: &str, method: &str, name: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .map(|p| p["schema"].clone())
+            .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+    };
+    let page_size = param("/tenants", "get", "page_size");
+    assert_eq!(
+        (page_size["minimum"].as_i64(), page_size["maximum"].as_i64()),
+        (Some(1), Some(500))
+    );
+    for (path, method, name) in [
+        ("/tenants/{slug}", "patch", "If-Match"),
+        ("/tenants", "post", "Idempotency-Key"),
+        ("/tenants/{slug}", "get", "slug"),
+        ("/tenants/{slug}/namespaces/{name}", "patch", "name"),
+    ] {
+        assert!(
+            param(path, method, name)["pattern"].is_string(),
+            "{method} {path}: {name} has a pattern"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    let create = &schemas["CreateTenant"];
+    assert!(create["properties"]["slug"]["pattern"].is_string());
+    assert_eq!(create["additionalProperties"], false);
+    let budget = &create["properties"]["budget"];
+    assert!(
+        budget["additionalProperties"]["pattern"].is_string(),
+        "{budget}"
+    );
+    assert!(budget["propertyNames"]["pattern"].is_string(), "{budget}");
+    let clusters = create["properties"]["cluster"]["enum"].as_array().unwrap();
+    assert!(
+        clusters.contains(&json!("local")) && clusters.contains(&Value::Null),
+        "a new tenant's cluster is one of the configured ones: {clusters:?}"
+    );
 }

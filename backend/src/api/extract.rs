@@ -88,6 +88,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or("");
+        // PostgreSQL text cannot hold NUL; refuse it here, naming the parameter.
+        if let Some((name, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.contains('\0'))
+        {
+            return Err(Error::invalid(
+                format!("query.{name}"),
+                "must not contain the NUL character",
+            ));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
@@ -145,14 +154,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         };
         let text = value.to_str().map_err(|_| bad())?;
         let tags: Vec<String> = text.split(',').map(|t| t.trim().to_string()).collect();
-        let well_formed = tags
-            .iter()
-            .all(|t| t == "*" || (t.len() >= 2 && t.starts_with('"') && t.ends_with('"')));
+        let well_formed = tags.iter().all(|t| t == "*" || is_entity_tag(t));
         if !well_formed || tags.is_empty() {
             return Err(bad());
         }
         Ok(Self(Some(tags)))
     }
+}
+
+/// RFC 9110 §8.8.3: `[W/]"<etagc>*"`. A weak tag is well formed but never
+/// matches, since `If-Match` compares strongly.
+fn is_entity_tag(tag: &str) -> bool {
+    let quoted = tag.strip_prefix("W/").unwrap_or(tag);
+    quoted.len() >= 2
+        && quoted.starts_with('"')
+        && quoted.ends_with('"')
+        && quoted[1..quoted.len() - 1]
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
 }
 
 pub use crate::app::RequestId;

@@ -5,6 +5,7 @@ mod answer;
 mod audit;
 mod budget;
 mod clusters;
+pub mod contract;
 pub(crate) mod events;
 pub mod extract;
 mod idempotency;
@@ -36,7 +37,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
     servers((url = "/api/v1", description = "This portal")),
     info(title = "Tenant Portal API", description = "Self-service tenants on shared Kubernetes clusters: namespaces, quota budgets, members."),
     paths(lifecycle::suspend, lifecycle::resume),
-    components(schemas(Problem, crate::domain::FieldError)),
+    components(schemas(Problem, crate::domain::FieldError, wait::WaitFor)),
     tags(
         (name = "tenants", description = "Tenants and their lifecycle"),
         (name = "namespaces", description = "A tenant's namespaces and their allocations"),
@@ -67,6 +68,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(quota_requests::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
+    contract::describe_requests(&mut doc, &app.config.cluster_names());
     let routes = routes
         // `{slug}:suspend` and `{slug}:resume`, documented above as their own paths.
         .route("/tenants/{slug}", post(lifecycle::dispatch))
@@ -101,6 +103,7 @@ pub async fn problems_for_plain_errors(
     if !is_api || is_problem || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
     let text = axum::body::to_bytes(response.into_body(), 16 * 1024)
         .await
         .unwrap_or_default();
@@ -117,7 +120,13 @@ pub async fn problems_for_plain_errors(
         code if code >= 500 => Error::Internal(anyhow::anyhow!("{status}: {detail}")),
         _ => Error::BadRequest(if detail.is_empty() { status.to_string() } else { detail }),
     };
-    error.into_response()
+    let mut answer = error.into_response();
+    if let Some(allow) = allow {
+        answer
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    answer
 }
 
 async fn openapi_json(

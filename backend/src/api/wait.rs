@@ -32,9 +32,6 @@ pub struct WaitQuery {
 impl WaitQuery {
     /// How long this request may wait; `None` when it asked not to.
     pub fn limit(&self, app: &AppState) -> Result<Option<Duration>, Error> {
-        if self.wait_for.is_none() {
-            return Ok(None);
-        }
         let ceiling = app
             .config
             .request_timeout
@@ -45,6 +42,9 @@ impl WaitQuery {
                 .map_err(|rule| Error::invalid("query.timeout", rule))?,
             None => Duration::from_secs(30),
         };
+        if self.wait_for.is_none() {
+            return Ok(None);
+        }
         if asked > ceiling {
             return Err(Error::invalid(
                 "query.timeout",
