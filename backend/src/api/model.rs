@@ -62,7 +62,10 @@ pub struct Tenant {
 
 /// What a caller who may change a tenant but not read it learns of the
 /// change: which tenant, its state and its new generation (the ETag).
+// No other fields, so that a whole tenant never also reads as a receipt
+// (the answer's schema is one of the two).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TenantReceipt {
     #[schema(example = "acme")]
     pub slug: String,
