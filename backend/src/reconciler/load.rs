@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::cluster::guardrails::Guardrails;
 use crate::cluster::render::TenantState as Desired;
 use crate::db::{self, tenants::TenantRow};
-use crate::domain::{TenantPolicy, TenantState};
+use crate::domain::TenantState;
 use crate::error::Error;
 
 /// The tenant row and what its cluster should hold. A tenant being deleted
@@ -45,12 +45,7 @@ pub async fn load_state(
     };
     let policy = match &children.policy {
         None => guardrails.default_policy.clone(),
-        Some(stored) => TenantPolicy::from_stored(stored).map_err(|e| {
-            Error::Corrupt(anyhow::anyhow!(
-                "its row in tenant_policies (tenant id {}) does not parse: {e}",
-                row.id
-            ))
-        })?,
+        Some(stored) => crate::service::policy::decode(row.id, stored)?,
     };
     let members = children
         .members

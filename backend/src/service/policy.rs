@@ -4,6 +4,7 @@
 use sqlx::{PgConnection, PgPool};
 
 use super::access::load_authorized;
+use super::views::TenantView;
 use super::{Actor, Precondition, TenantChange};
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
@@ -31,6 +32,24 @@ pub struct PolicyInForce {
     pub generation: i64,
 }
 
+/// A stored policy, checked again: one that no longer parses fails the
+/// tenant (`Error::Corrupt`), never reads as the default.
+pub fn decode(tenant_id: i64, stored: &serde_json::Value) -> Result<TenantPolicy, Error> {
+    TenantPolicy::from_stored(stored).map_err(|e| {
+        Error::Corrupt(anyhow::anyhow!(
+            "its row in tenant_policies (tenant id {tenant_id}) does not parse: {e}"
+        ))
+    })
+}
+
+/// The policy in force for a loaded tenant: its own, or the default.
+pub fn in_force(tenant: &TenantView, guardrails: &GuardrailConfig) -> (TenantPolicy, Source) {
+    match &tenant.policy {
+        Some(policy) => (policy.clone(), Source::Custom),
+        None => (guardrails.default_policy(), Source::Default),
+    }
+}
+
 /// The tenant's policy as it applies now: its own, or the default.
 pub async fn effective(
     conn: &mut PgConnection,
@@ -39,13 +58,7 @@ pub async fn effective(
 ) -> Result<(TenantPolicy, Source), Error> {
     match db::policies::get(conn, tenant_id).await? {
         None => Ok((guardrails.default_policy(), Source::Default)),
-        Some(stored) => TenantPolicy::from_stored(&stored)
-            .map(|p| (p, Source::Custom))
-            .map_err(|e| {
-                Error::Corrupt(anyhow::anyhow!(
-                    "its row in tenant_policies (tenant id {tenant_id}) does not parse: {e}"
-                ))
-            }),
+        Some(stored) => Ok((decode(tenant_id, &stored)?, Source::Custom)),
     }
 }
 

@@ -152,14 +152,7 @@ pub async fn tenants(
             let policy = own
                 .policy
                 .as_ref()
-                .map(|stored| {
-                    TenantPolicy::from_stored(stored).map_err(|e| {
-                        Error::Corrupt(anyhow::anyhow!(
-                            "its row in tenant_policies (tenant id {}) does not parse: {e}",
-                            row.id
-                        ))
-                    })
-                })
+                .map(|stored| super::policy::decode(row.id, stored))
                 .transpose()?;
             assemble(row, &own.namespaces, &own.members, policy)
         })

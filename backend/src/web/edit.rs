@@ -69,7 +69,6 @@ async fn edit_page(
     let row =
         access::load_authorized(&mut conn, &viewer.principal, slug, Action::EditTenant).await?;
     let budget = row.budget();
-    let tenant_id = row.id;
     let tenant = views::tenant(&mut conn, row).await?;
     let namespaces = tenant
         .namespaces
@@ -93,8 +92,7 @@ async fn edit_page(
     let status = problem.as_ref().map(Error::status);
     let errors = problem.as_ref().map(field_errors).unwrap_or_default();
     let policy = if access::may(&viewer.principal, Action::ChangePolicy, &tenant) {
-        let (policy, _) =
-            service::policy::effective(&mut conn, &app.config.guardrails, tenant_id).await?;
+        let (policy, _) = service::policy::in_force(&tenant, &app.config.guardrails);
         Some(super::policy::PolicyFormView::new(&policy, &errors))
     } else {
         None

@@ -174,8 +174,8 @@ pub async fn show(
     let summary = BudgetSummary::of(&row, &namespace_rows)?;
     let tenant = views::tenant(&mut conn, row).await?;
     let may = |action| access::may(&viewer.principal, action, &tenant);
-    let (policy, source) =
-        service::policy::effective(&mut conn, &app.config.guardrails, tenant_id).await?;
+    // The view already holds the tenant's own policy: no second query.
+    let (policy, source) = service::policy::in_force(&tenant, &app.config.guardrails);
 
     let namespaces = namespace_rows
         .iter()
