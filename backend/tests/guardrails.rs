@@ -140,7 +140,28 @@ async fn ready_tenant(portal: &common::cluster::Portal, prefix: &str) -> String 
         })
         .await;
     }
+    policies_in_force(&format!("{slug}-dev")).await;
     slug
+}
+
+/// Waits until the API server enforces the admission policies: it compiles
+/// and loads them a moment after they are written, so on a fresh cluster
+/// the first tenant can be Ready before they are in force. A dry run of a
+/// Service with externalIPs is refused exactly then.
+async fn policies_in_force(namespace: &str) {
+    let services: Api<Service> = Api::namespaced(kube().await, namespace);
+    let probe: Service = object(json!({"metadata": {"generateName": "probe-"},
+        "spec": {"ports": [{"port": 80}], "externalIPs": ["192.0.2.1"]}}));
+    let dry_run = PostParams {
+        dry_run: true,
+        field_manager: None,
+    };
+    eventually(
+        "the admission policies are in force",
+        POLICY_LOADED,
+        || async { services.create(&dry_run, &probe).await.is_err() },
+    )
+    .await;
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
