@@ -59,6 +59,8 @@ pub struct AppState {
     pub events: crate::events::EventHub,
     /// Change streams open per principal, to bound them.
     pub streams: crate::api::events::OpenStreams,
+    /// The tenant API: clients per cluster, caches and fair shares.
+    pub gateway: Arc<crate::gateway::Gateway>,
     pub openapi: Arc<OpenApi>,
 }
 
@@ -68,6 +70,7 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
     install_crypto();
     let login = crate::auth::oidc::Login::new(&config.login)?.map(Arc::new);
     let events = crate::events::EventHub::start(db.clone());
+    let gateway = crate::gateway::Gateway::new(config.tenant_api.limits(), &events);
     let app = AppState {
         db,
         config: Arc::new(config),
@@ -75,6 +78,7 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
         login,
         events,
         streams: Default::default(),
+        gateway,
         openapi: Arc::new(OpenApi::default()),
     };
     Ok(crate::router::build(app))
@@ -135,7 +139,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets idempotency keys, ended sessions and old events, hourly.
+/// Forgets idempotency keys, ended sessions, old events and expired
+/// tenant-API tokens, hourly.
 fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration, event_retention: Duration) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
@@ -146,9 +151,12 @@ fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration, event_retention: Du
             }
             let sessions = match db.acquire().await {
                 Ok(mut conn) => match crate::db::sessions::expire(&mut conn).await {
-                    Ok(()) => crate::db::events::expire(&mut conn, event_retention)
-                        .await
-                        .map(drop),
+                    Ok(()) => match crate::db::events::expire(&mut conn, event_retention).await {
+                        Ok(_) => crate::db::gateway_tokens::delete_expired(&mut conn)
+                            .await
+                            .map(drop),
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e.into()),

@@ -359,6 +359,61 @@ impl Default for GuardrailConfig {
     }
 }
 
+/// Each tenant's fair share of the tenant API (`/k8s/tenants/<slug>`).
+#[derive(Debug, Clone, Args)]
+pub struct TenantApiConfig {
+    /// Requests per second each tenant may send to its tenant API, sustained.
+    #[arg(long = "tenant-api-rate", env = "TP_TENANT_API_RATE", default_value_t = 50.0,
+          value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Requests a tenant may send at once above its rate.
+    #[arg(long = "tenant-api-burst", env = "TP_TENANT_API_BURST", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
+
+    /// Requests of one tenant the tenant API handles at the same time.
+    #[arg(long = "tenant-api-max-in-flight", env = "TP_TENANT_API_MAX_IN_FLIGHT", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Watches one tenant may keep open at the tenant API.
+    #[arg(long = "tenant-api-max-watches", env = "TP_TENANT_API_MAX_WATCHES", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_watches: u32,
+}
+
+impl TenantApiConfig {
+    pub fn limits(&self) -> crate::gateway::Limits {
+        crate::gateway::Limits {
+            rate: self.rate,
+            burst: self.burst,
+            max_in_flight: self.max_in_flight,
+            max_watches: self.max_watches,
+        }
+    }
+}
+
+impl Default for TenantApiConfig {
+    fn default() -> Self {
+        Self {
+            rate: 50.0,
+            burst: 100,
+            max_in_flight: 20,
+            max_watches: 20,
+        }
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "\"{s}\" is not a rate; write requests per second above 0, such as 50 or 0.5"
+        )),
+    }
+}
+
 /// Settings of `tenant-portal serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -370,6 +425,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub guardrails: GuardrailConfig,
+
+    #[command(flatten)]
+    pub tenant_api: TenantApiConfig,
 
     /// Address and port the HTTP server listens on.
     #[arg(long, env = "TP_LISTEN", default_value = "127.0.0.1:8080")]

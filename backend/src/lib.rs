@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod gateway;
 pub mod metrics;
 pub mod page;
 pub mod reconciler;

@@ -54,6 +54,27 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantApiLabels {
+    pub tenant: String,
+    /// get, list, watch, create, update, patch, delete, deletecollection or other.
+    pub verb: String,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantVerbLabels {
+    pub tenant: String,
+    pub verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabels {
+    pub tenant: String,
+    /// rate, in_flight or watches.
+    pub reason: String,
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms to about 33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -71,6 +92,9 @@ pub struct Metrics {
     pub cluster_reachable: Family<ClusterLabels, Gauge>,
     pub logins: Family<OutcomeLabels, Counter>,
     pub idp_discoveries: Family<ReasonLabels, Counter>,
+    pub tenant_api_requests: Family<TenantApiLabels, Counter>,
+    pub tenant_api_duration: Family<TenantVerbLabels, Histogram, fn() -> Histogram>,
+    pub tenant_api_throttled: Family<ThrottleLabels, Counter>,
 }
 
 /// The process's metrics; every part records into the same registry.
@@ -89,6 +113,9 @@ pub fn global() -> &'static Metrics {
             cluster_reachable: Family::default(),
             logins: Family::default(),
             idp_discoveries: Family::default(),
+            tenant_api_requests: Family::default(),
+            tenant_api_duration: Family::new_with_constructor(seconds_histogram),
+            tenant_api_throttled: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,6 +160,21 @@ pub fn global() -> &'static Metrics {
             "Fetches of the identity provider's metadata and signing keys, by reason",
             metrics.idp_discoveries.clone(),
         );
+        registry.register(
+            "tenant_api_requests",
+            "Requests to the tenant API, by tenant, verb and answer code",
+            metrics.tenant_api_requests.clone(),
+        );
+        registry.register(
+            "tenant_api_request_duration_seconds",
+            "Time to answer the tenant API's requests (to the end of the headers for watches), by tenant and verb",
+            metrics.tenant_api_duration.clone(),
+        );
+        registry.register(
+            "tenant_api_throttled",
+            "Tenant API requests refused with 429 for the tenant's fair share, by tenant and reason",
+            metrics.tenant_api_throttled.clone(),
+        );
         // Present from the start, so rates and alerts see a zero rather than nothing.
         for outcome in ["success", "refused", "denied", "unreachable"] {
             metrics
@@ -164,6 +206,31 @@ impl Metrics {
     pub fn idp_discovery(&self, reason: &str) {
         self.idp_discoveries
             .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn tenant_api(&self, tenant: &str, verb: &str, code: u16, took: std::time::Duration) {
+        self.tenant_api_requests
+            .get_or_create(&TenantApiLabels {
+                tenant: tenant.to_string(),
+                verb: verb.to_string(),
+                code,
+            })
+            .inc();
+        self.tenant_api_duration
+            .get_or_create(&TenantVerbLabels {
+                tenant: tenant.to_string(),
+                verb: verb.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn tenant_api_throttled(&self, tenant: &str, reason: &str) {
+        self.tenant_api_throttled
+            .get_or_create(&ThrottleLabels {
+                tenant: tenant.to_string(),
                 reason: reason.to_string(),
             })
             .inc();

@@ -24,7 +24,7 @@ pub fn build(mut app: AppState) -> Router {
     let (api, doc) = crate::api::router(app.clone());
     app.openapi = Arc::new(doc);
     let openapi = app.openapi.clone();
-    Router::new()
+    let portal = Router::new()
         .nest("/api/v1", api)
         .merge(crate::auth::login::router())
         .merge(crate::web::router())
@@ -40,7 +40,7 @@ pub fn build(mut app: AppState) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(openapi, crate::api::contract::allow_on_405))
-        .with_state(app)
+        .with_state(app.clone())
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(RequestBodyLimitLayer::new(max_body))
@@ -54,7 +54,23 @@ pub fn build(mut app: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    // The tenant API has no request timeout (watches stay open for as long
+    // as the client wants, as at the API server) and takes bodies as large
+    // as the API server does; its answers are Kubernetes Status objects.
+    let tenant_api = crate::gateway::router()
+        .with_state(app)
+        .layer(axum::extract::DefaultBodyLimit::max(crate::gateway::MAX_BODY))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(Error::Internal(anyhow::anyhow!("a tenant API handler panicked")))
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("tenant_api", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    tenant_api.merge(portal)
 }
 
 async fn metrics(State(app): State<AppState>) -> Result<Response, Error> {

@@ -5,22 +5,33 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{RequestId, decode};
-use super::model::KubeconfigRequest;
+use super::extract::{ApiQuery, RequestId, decode};
+use super::model::{KubeconfigRequest, KubeconfigView};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::error::Error;
 use crate::service;
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ViewQuery {
+    view: Option<KubeconfigView>,
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(issue))
 }
 
-/// A kubeconfig for the tenant's automation account, with a short-lived
-/// token; it reaches the tenant's namespaces and nothing else.
+/// A kubeconfig with a short-lived token that reaches the tenant's
+/// namespaces and nothing else. `view=tenant`: the tenant API at
+/// `/k8s/tenants/{slug}`, names without the prefix, acting with the
+/// caller's own role (a service token gets the automation account, an
+/// editor). `view=cluster` (the default): the cluster's API server
+/// directly, prefixed names, the automation account.
 #[utoipa::path(post, path = "/tenants/{slug}/kubeconfig", tag = "tenants",
-    params(("slug" = String, Path, description = "The tenant's slug")),
+    params(("slug" = String, Path, description = "The tenant's slug"),
+           ("view" = Option<KubeconfigView>, Query, description = "tenant or cluster; the body's view wins when both are given")),
     request_body(content = Option<KubeconfigRequest>, description = "Optional token lifetime"),
     responses((status = 200, description = "A kubeconfig (YAML)", content_type = "application/yaml", body = String),
               (status = 503, description = "The tenant's cluster cannot issue a token now")))]
@@ -29,9 +40,9 @@ async fn issue(
     who: Principal,
     request_id: RequestId,
     Path(slug): Path<String>,
+    ApiQuery(query): ApiQuery<ViewQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, Error> {
-    precheck(&who, Action::IssueKubeconfig)?;
     let max = app.config.kubeconfig_ttl;
     let request: KubeconfigRequest = if body.is_empty() {
         KubeconfigRequest::default()
@@ -48,15 +59,22 @@ async fn issue(
         }
         None => max,
     };
-    let issued = service::kubeconfig::issue(
-        &app.db,
-        &app.clusters,
-        &who,
-        &request_id.actor(&who),
-        &slug,
-        ttl,
-    )
-    .await?;
+    let view = request
+        .view
+        .or(query.view)
+        .unwrap_or(KubeconfigView::Cluster);
+    let actor = request_id.actor(&who);
+    let issued = match view {
+        KubeconfigView::Cluster => {
+            precheck(&who, Action::IssueKubeconfig)?;
+            service::kubeconfig::issue(&app.db, &app.clusters, &who, &actor, &slug, ttl).await?
+        }
+        KubeconfigView::Tenant => {
+            let public_url = &app.config.login.public_url;
+            service::kubeconfig::issue_tenant_view(&app.db, &who, &actor, &slug, public_url, ttl)
+                .await?
+        }
+    };
     let mut response = issued.yaml.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -451,4 +451,15 @@ pub struct ClusterInfo {
 pub struct KubeconfigRequest {
     /// The token's lifetime in seconds (600 to the configured maximum).
     pub expiration_seconds: Option<u64>,
+    /// Where the kubeconfig points; the default is `cluster`.
+    pub view: Option<KubeconfigView>,
+}
+
+/// `tenant`: the tenant API (names without the prefix, your own role);
+/// `cluster`: the cluster's API server directly (prefixed names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeconfigView {
+    Tenant,
+    Cluster,
 }

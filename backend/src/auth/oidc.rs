@@ -314,6 +314,53 @@ impl Login {
         }
     }
 
+    /// An employee's ID token for the portal's own client, as `kubectl
+    /// oidc-login` sends it: signature, issuer, audience (the portal's
+    /// client id) and expiry are checked, and the email must be verified as
+    /// at sign-in. No nonce: the token was not asked for by this portal.
+    pub async fn id_token_user(&self, token: &str) -> Result<Identity, Error> {
+        let unauthorized =
+            |why: String| Error::Unauthorized(format!("the ID token is not accepted: {why}"));
+        let parsed: CoreIdToken = token
+            .parse()
+            .map_err(|_| unauthorized("it is not a signed JWT".into()))?;
+        let mut refresh = false;
+        loop {
+            let metadata = self
+                .provider(refresh)
+                .await
+                .map_err(|e| Error::Unavailable(e.to_string()))?;
+            let verifier = CoreIdTokenVerifier::new_public_client(
+                self.client_id.clone(),
+                self.issuer.clone(),
+                metadata.jwks().clone(),
+            );
+            match parsed.claims(&verifier, |_: Option<&Nonce>| Ok::<(), String>(())) {
+                Ok(claims) => {
+                    let email = verified_email(
+                        claims.email().map(|e| e.as_str()),
+                        claims.email_verified(),
+                        self.config.oidc_trust_unverified_email,
+                    )
+                    .map_err(|e| unauthorized(e.to_string()))?;
+                    let raw = payload(token).ok_or_else(|| unauthorized("unreadable".into()))?;
+                    return Ok(Identity {
+                        subject: claims.subject().as_str().to_string(),
+                        name: email.clone(),
+                        email,
+                        groups: groups(&raw, &self.config.oidc_groups_claim),
+                    });
+                }
+                Err(openidconnect::ClaimsVerificationError::SignatureVerification(_))
+                    if !refresh && self.may_refetch_keys() =>
+                {
+                    refresh = true;
+                }
+                Err(e) => return Err(unauthorized(error_chain(&e))),
+            }
+        }
+    }
+
     /// Whether a bad signature may fetch the provider's keys again now; at
     /// most once per [`KEY_REFETCH_INTERVAL`], however many tokens arrive at once.
     fn may_refetch_keys(&self) -> bool {

@@ -1,6 +1,7 @@
-//! Service token secrets: `tpat_<lookup>_<secret>`. The lookup half finds the
-//! row; only the SHA-256 of the secret half is stored, and compared in
-//! constant time.
+//! Token secrets: `tpat_<lookup>_<secret>` for service tokens, `tpgw_…` for
+//! the tenant API's tokens. The lookup half finds the row; only the SHA-256
+//! of the secret half is stored, and compared in constant time. The prefix
+//! keeps one kind from ever being accepted as the other.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,7 +9,8 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-const PREFIX: &str = "tpat_";
+const SERVICE_PREFIX: &str = "tpat_";
+const GATEWAY_PREFIX: &str = "tpgw_";
 const LOOKUP_LEN: usize = 12;
 const SECRET_LEN: usize = 43;
 
@@ -17,10 +19,31 @@ const SECRET_LEN: usize = 43;
 pub struct TokenSecret {
     pub lookup: String,
     secret: String,
+    prefix: &'static str,
 }
 
 impl TokenSecret {
+    /// A new service token.
     pub fn generate() -> Self {
+        Self::generate_with(SERVICE_PREFIX)
+    }
+
+    /// A new token for the tenant API (`/k8s/tenants/<slug>`).
+    pub fn generate_gateway() -> Self {
+        Self::generate_with(GATEWAY_PREFIX)
+    }
+
+    /// A presented service token; `None` when it cannot be one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::parse_with(SERVICE_PREFIX, s)
+    }
+
+    /// A presented tenant-API token; `None` when it cannot be one.
+    pub fn parse_gateway(s: &str) -> Option<Self> {
+        Self::parse_with(GATEWAY_PREFIX, s)
+    }
+
+    fn generate_with(prefix: &'static str) -> Self {
         let mut rng = rand::rng();
         let lookup: String = (0..LOOKUP_LEN)
             .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
@@ -29,12 +52,12 @@ impl TokenSecret {
         Self {
             lookup,
             secret: URL_SAFE_NO_PAD.encode(bytes),
+            prefix,
         }
     }
 
-    /// Splits a presented token; `None` when it cannot be one of ours.
-    pub fn parse(s: &str) -> Option<Self> {
-        let rest = s.strip_prefix(PREFIX)?;
+    fn parse_with(prefix: &'static str, s: &str) -> Option<Self> {
+        let rest = s.strip_prefix(prefix)?;
         if rest.len() != LOOKUP_LEN + 1 + SECRET_LEN || !rest.is_char_boundary(LOOKUP_LEN) {
             return None;
         }
@@ -49,6 +72,7 @@ impl TokenSecret {
         (lookup_ok && secret_ok).then(|| Self {
             lookup: lookup.into(),
             secret: secret.into(),
+            prefix,
         })
     }
 
@@ -63,13 +87,13 @@ impl TokenSecret {
 
     /// The whole token, shown once to whoever created it.
     pub fn reveal(&self) -> String {
-        format!("{PREFIX}{}_{}", self.lookup, self.secret)
+        format!("{}{}_{}", self.prefix, self.lookup, self.secret)
     }
 }
 
 impl std::fmt::Debug for TokenSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenSecret({PREFIX}{}_[redacted])", self.lookup)
+        write!(f, "TokenSecret({}{}_[redacted])", self.prefix, self.lookup)
     }
 }
 
@@ -99,6 +123,15 @@ mod tests {
         ] {
             assert!(TokenSecret::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_tenant_api_token_is_never_a_service_token() {
+        let gateway = TokenSecret::generate_gateway().reveal();
+        assert!(gateway.starts_with("tpgw_"));
+        assert!(TokenSecret::parse(&gateway).is_none());
+        assert!(TokenSecret::parse_gateway(&gateway).is_some());
+        assert!(TokenSecret::parse_gateway(&TokenSecret::generate().reveal()).is_none());
     }
 
     #[test]

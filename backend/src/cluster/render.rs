@@ -26,6 +26,21 @@ pub const QUOTA_NAME: &str = "tenant-quota";
 pub const LIMIT_RANGE_NAME: &str = "tenant-defaults";
 pub const NETWORK_POLICY_NAME: &str = "tenant-isolation";
 pub const AUTOMATION_ACCOUNT: &str = "tenant-automation";
+/// The tenant API acts as one of these, by the caller's role: owners as
+/// `tenant-owner` (bound to `admin`), editors as the automation account
+/// (`edit`), viewers as `tenant-viewer` (`view`). They live in the home
+/// namespace and are bound in the tenant's namespaces only.
+pub const OWNER_ACCOUNT: &str = "tenant-owner";
+pub const VIEWER_ACCOUNT: &str = "tenant-viewer";
+
+/// The account the tenant API acts as for a role.
+pub fn account_for(role: Role) -> &'static str {
+    match role {
+        Role::Owner => OWNER_ACCOUNT,
+        Role::Editor => AUTOMATION_ACCOUNT,
+        Role::Viewer => VIEWER_ACCOUNT,
+    }
+}
 
 /// Default container requests and limits, so that plain pods pass quota
 /// admission in namespaces whose quota names CPU and memory.
@@ -131,16 +146,13 @@ pub fn render(tenant: &TenantState) -> Vec<Desired> {
         }
     }
     if let Some(home) = home {
-        let account = ServiceAccount {
-            metadata: meta(slug, Some(home), AUTOMATION_ACCOUNT),
-            ..Default::default()
-        };
-        objects.push(desired(
-            Kind::ServiceAccount,
-            Some(home),
-            AUTOMATION_ACCOUNT,
-            &account,
-        ));
+        for name in [AUTOMATION_ACCOUNT, OWNER_ACCOUNT, VIEWER_ACCOUNT] {
+            let account = ServiceAccount {
+                metadata: meta(slug, Some(home), name),
+                ..Default::default()
+            };
+            objects.push(desired(Kind::ServiceAccount, Some(home), name, &account));
+        }
     }
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     objects
@@ -361,9 +373,11 @@ fn isolation(tenant: &TenantState, namespace: &str) -> NetworkPolicy {
     }
 }
 
-/// One binding per role with members, plus the automation account's. The
-/// cluster role is part of the name because a RoleBinding's roleRef cannot
-/// change: suspension swaps bindings instead of editing them.
+/// One binding per role with members, plus the automation account's; the
+/// owners' and viewers' bindings also name the tenant API's account of that
+/// role, so they exist once the tenant has a home namespace. The cluster
+/// role is part of the name because a RoleBinding's roleRef cannot change:
+/// suspension swaps bindings instead of editing them.
 fn role_bindings(tenant: &TenantState, namespace: &str, home: Option<&str>) -> Vec<RoleBinding> {
     let effective = |role: &'static str| if tenant.suspended { "view" } else { role };
     let mut bindings = Vec::new();
@@ -372,7 +386,7 @@ fn role_bindings(tenant: &TenantState, namespace: &str, home: Option<&str>) -> V
         (Role::Editor, "editors", "edit"),
         (Role::Viewer, "viewers", "view"),
     ] {
-        let subjects: Vec<Subject> = tenant
+        let mut subjects: Vec<Subject> = tenant
             .members
             .iter()
             .filter(|(_, _, r)| *r == role)
@@ -386,6 +400,11 @@ fn role_bindings(tenant: &TenantState, namespace: &str, home: Option<&str>) -> V
                 namespace: None,
             })
             .collect();
+        if let Some(home) = home
+            && role != Role::Editor
+        {
+            subjects.push(account_subject(account_for(role), home));
+        }
         if subjects.is_empty() {
             continue;
         }
@@ -400,22 +419,25 @@ fn role_bindings(tenant: &TenantState, namespace: &str, home: Option<&str>) -> V
     }
     if let Some(home) = home {
         let cluster_role = effective("edit");
-        let subject = Subject {
-            // The server omits an empty apiGroup; sending one would look like drift.
-            api_group: None,
-            kind: "ServiceAccount".into(),
-            name: AUTOMATION_ACCOUNT.into(),
-            namespace: Some(home.to_string()),
-        };
         bindings.push(binding(
             &tenant.slug,
             namespace,
             &format!("{AUTOMATION_ACCOUNT}-{cluster_role}"),
             cluster_role,
-            vec![subject],
+            vec![account_subject(AUTOMATION_ACCOUNT, home)],
         ));
     }
     bindings
+}
+
+fn account_subject(name: &str, home: &str) -> Subject {
+    Subject {
+        // The server omits an empty apiGroup; sending one would look like drift.
+        api_group: None,
+        kind: "ServiceAccount".into(),
+        name: name.into(),
+        namespace: Some(home.to_string()),
+    }
 }
 
 fn binding(

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod decode;
 pub mod events;
+pub mod gateway_tokens;
 pub mod health;
 pub mod idempotency;
 pub mod members;

@@ -1,4 +1,7 @@
-//! Kubeconfigs for a tenant's automation account.
+//! Kubeconfigs: the tenant view (the tenant API at
+//! `<public-url>/k8s/tenants/<slug>`, names without the prefix, acting with
+//! the caller's own role) and the cluster view (the cluster's API server
+//! directly, prefixed names, the tenant's automation account).
 
 use std::time::Duration;
 
@@ -61,4 +64,49 @@ pub async fn issue(
     )
     .await?;
     Ok(issued)
+}
+
+/// A kubeconfig for the tenant API: a token for the caller (an employee
+/// acts with their own role; a service token gets the automation account),
+/// one context per namespace by the tenant's names.
+pub async fn issue_tenant_view(
+    db: &PgPool,
+    who: &Principal,
+    actor: &Actor,
+    slug: &str,
+    public_url: &str,
+    ttl: Duration,
+) -> Result<Issued, Error> {
+    let issued = super::gateway::issue(db, who, actor, slug, ttl).await?;
+    let server = format!("{}/k8s/tenants/{slug}", public_url.trim_end_matches('/'));
+    let user = issued.holder.describe(slug);
+    let cluster = format!("{slug}-tenant-api");
+    let mut contexts: Vec<serde_json::Value> = issued
+        .tenant
+        .namespaces
+        .iter()
+        .map(|ns| {
+            serde_json::json!({"name": format!("{slug}-{}", ns.name),
+                "context": {"cluster": cluster, "user": user, "namespace": ns.name}})
+        })
+        .collect();
+    if contexts.is_empty() {
+        contexts
+            .push(serde_json::json!({"name": slug, "context": {"cluster": cluster, "user": user}}));
+    }
+    let current = contexts[0]["name"].clone();
+    let document = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server}}],
+        "users": [{"name": user, "user": {"token": issued.token}}],
+        "contexts": contexts,
+        "current-context": current,
+    });
+    let yaml = serde_saphyr::to_string(&document)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("failed to write the kubeconfig: {e}")))?;
+    Ok(Issued {
+        yaml,
+        expires_at: Some(issued.expires_at.to_rfc3339()),
+    })
 }

@@ -16,7 +16,7 @@ use tenant_portal::reconciler::Settings;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{TestApp, spawn_app_with};
+use super::TestApp;
 
 /// The admin kubeconfig of the local stack; the tests fail loudly without it.
 pub fn kubeconfig_path() -> String {
@@ -73,6 +73,15 @@ impl Portal {
 }
 
 pub async fn spawn_portal(db: PgPool, kubeconfig: &str) -> Portal {
+    spawn_portal_config(db, kubeconfig, super::config()).await
+}
+
+/// A portal with these settings, on the local cluster only.
+pub async fn spawn_portal_config(
+    db: PgPool,
+    kubeconfig: &str,
+    config: tenant_portal::config::ServeConfig,
+) -> Portal {
     let spec = ClusterSpec {
         name: "local".into(),
         kubeconfig: Some(kubeconfig.into()),
@@ -81,7 +90,11 @@ pub async fn spawn_portal(db: PgPool, kubeconfig: &str) -> Portal {
     let clusters = Clusters::connect(std::slice::from_ref(&spec))
         .await
         .unwrap();
-    let app = spawn_app_with(db.clone(), vec![spec], clusters.clone()).await;
+    let config = tenant_portal::config::ServeConfig {
+        clusters: vec![spec],
+        ..config
+    };
+    let app = super::spawn_app_config(db.clone(), config, clusters.clone()).await;
     let stop = CancellationToken::new();
     let reconciler = tenant_portal::reconciler::start(db, &clusters, fast_settings(), stop.clone());
     Portal {

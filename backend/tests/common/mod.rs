@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cluster;
 pub mod idp;
 pub mod postgres;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -68,6 +69,7 @@ pub fn config() -> ServeConfig {
             max_event_streams: 5,
         },
         guardrails: Default::default(),
+        tenant_api: Default::default(),
     }
 }
 

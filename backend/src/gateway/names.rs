@@ -1,0 +1,265 @@
+//! The tenant's names and the cluster's: `dev` in the tenant API is
+//! `acme-dev` in the cluster. Requests are converted inward (paths, bodies,
+//! field selectors), answers outward (objects, lists, tables, watch events,
+//! `Status` messages). Only the tenant's own namespaces are converted; any
+//! other name passes unchanged, so it stays foreign and the API server or
+//! the gateway refuses it.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Keys whose values are the user's own data (or the server's field
+/// bookkeeping), never references the gateway should rewrite.
+const OPAQUE: [&str; 6] = [
+    "data",
+    "stringData",
+    "binaryData",
+    "annotations",
+    "labels",
+    "managedFields",
+];
+
+/// One tenant's namespaces, both ways.
+#[derive(Debug, Clone, Default)]
+pub struct NameMap {
+    /// Short name (`dev`) to cluster name (`acme-dev`).
+    inward: BTreeMap<String, String>,
+    /// Cluster name to short name.
+    outward: BTreeMap<String, String>,
+    /// Upstream user names as they appear in refusals, and the caller's name.
+    identities: Vec<(String, String)>,
+}
+
+impl NameMap {
+    /// `namespaces` holds (short, full) pairs.
+    pub fn new(namespaces: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut map = Self::default();
+        for (short, full) in namespaces {
+            map.outward.insert(full.clone(), short.clone());
+            map.inward.insert(short, full);
+        }
+        map
+    }
+
+    /// Refusals name `upstream` (the role's ServiceAccount); the tenant sees `caller`.
+    pub fn with_identity(mut self, upstream: String, caller: String) -> Self {
+        self.identities.push((upstream, caller));
+        self
+    }
+
+    /// With one more namespace (just created).
+    pub fn plus(mut self, short: &str, full: &str) -> Self {
+        self.outward.insert(full.to_string(), short.to_string());
+        self.inward.insert(short.to_string(), full.to_string());
+        self
+    }
+
+    /// The cluster name of one of the tenant's namespaces.
+    pub fn to_cluster(&self, short: &str) -> Option<&str> {
+        self.inward.get(short).map(String::as_str)
+    }
+
+    /// The tenant's name for a cluster namespace that is the tenant's.
+    pub fn to_tenant(&self, full: &str) -> Option<&str> {
+        self.outward.get(full).map(String::as_str)
+    }
+
+    /// The tenant's namespaces as the cluster names them.
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.outward.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inward.is_empty()
+    }
+
+    /// Rewrites a request body: every `namespace` reference the tenant wrote
+    /// becomes the cluster's name.
+    pub fn body_inward(&self, value: &mut Value) {
+        walk(value, &|s| self.to_cluster(s).map(str::to_string), None);
+    }
+
+    /// Rewrites an answer: namespace references, and `Status` messages.
+    pub fn body_outward(&self, value: &mut Value) {
+        walk(
+            value,
+            &|s| self.to_tenant(s).map(str::to_string),
+            Some(&|message: &str| self.message_outward(message)),
+        );
+    }
+
+    /// A message as the tenant should read it: `namespaces "acme-dev" not
+    /// found` becomes `namespaces "dev" not found`.
+    pub fn message_outward(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        for (upstream, caller) in &self.identities {
+            if out.contains(upstream.as_str()) {
+                out = out.replace(upstream.as_str(), caller);
+            }
+        }
+        for (full, short) in &self.outward {
+            let quoted = format!("\"{full}\"");
+            if out.contains(&quoted) {
+                out = out.replace(&quoted, &format!("\"{short}\""));
+            }
+        }
+        out
+    }
+
+    /// A field selector with the tenant's namespace names (`metadata.namespace=dev`).
+    pub fn field_selector_inward(&self, selector: &str) -> String {
+        selector
+            .split(',')
+            .map(|term| {
+                for op in ["!=", "==", "="] {
+                    if let Some((field, value)) = term.split_once(op) {
+                        if field.trim().ends_with("namespace")
+                            && let Some(full) = self.to_cluster(value.trim())
+                        {
+                            return format!("{field}{op}{full}");
+                        }
+                        return term.to_string();
+                    }
+                }
+                term.to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+type Rename<'a> = &'a dyn Fn(&str) -> Option<String>;
+type Reword<'a> = Option<&'a dyn Fn(&str) -> String>;
+
+fn walk(value: &mut Value, rename: Rename, reword: Reword) {
+    match value {
+        Value::Object(map) => {
+            let is_status = map.get("kind").and_then(Value::as_str) == Some("Status");
+            for (key, child) in map.iter_mut() {
+                match (key.as_str(), &mut *child) {
+                    ("namespace", Value::String(s)) => {
+                        if let Some(new) = rename(s) {
+                            *s = new;
+                        }
+                    }
+                    ("message", Value::String(s)) if is_status => {
+                        if let Some(reword) = reword {
+                            *s = reword(s);
+                        }
+                    }
+                    // A Status names the missing namespace in its details.
+                    ("details", Value::Object(details))
+                        if is_status
+                            && details.get("kind").and_then(Value::as_str)
+                                == Some("namespaces") =>
+                    {
+                        if let Some(Value::String(name)) = details.get_mut("name")
+                            && let Some(new) = rename(name)
+                        {
+                            *name = new;
+                        }
+                    }
+                    (key, _) if OPAQUE.contains(&key) => {}
+                    _ => walk(child, rename, reword),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                walk(item, rename, reword);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn acme() -> NameMap {
+        NameMap::new([
+            ("dev".to_string(), "acme-dev".to_string()),
+            ("prod".to_string(), "acme-prod".to_string()),
+        ])
+        .with_identity(
+            "system:serviceaccount:acme-dev:tenant-owner".into(),
+            "alice@example.com".into(),
+        )
+    }
+
+    #[test]
+    fn a_body_gets_the_cluster_s_namespace_and_the_answer_the_tenant_s() {
+        let mut body = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "ci", "namespace": "dev"},
+            "subjects": [{"kind": "ServiceAccount", "name": "ci", "namespace": "prod"},
+                         {"kind": "ServiceAccount", "name": "x", "namespace": "kube-system"}],
+        });
+        acme().body_inward(&mut body);
+        assert_eq!(body["metadata"]["namespace"], "acme-dev");
+        assert_eq!(body["subjects"][0]["namespace"], "acme-prod");
+        assert_eq!(
+            body["subjects"][1]["namespace"], "kube-system",
+            "a name that is not the tenant's stays as written"
+        );
+        acme().body_outward(&mut body);
+        assert_eq!(body["metadata"]["namespace"], "dev");
+        assert_eq!(body["subjects"][0]["namespace"], "prod");
+    }
+
+    #[test]
+    fn lists_tables_and_watch_events_are_converted_at_any_depth() {
+        let mut table = json!({"kind": "Table", "rows": [
+            {"cells": ["web"], "object": {"kind": "PartialObjectMetadata", "metadata": {"name": "web", "namespace": "acme-prod"}}}
+        ]});
+        acme().body_outward(&mut table);
+        assert_eq!(table["rows"][0]["object"]["metadata"]["namespace"], "prod");
+        let mut event = json!({"type": "ADDED", "object": {"kind": "Event",
+            "metadata": {"namespace": "acme-dev"}, "involvedObject": {"namespace": "acme-dev", "name": "web"}}});
+        acme().body_outward(&mut event);
+        assert_eq!(event["object"]["involvedObject"]["namespace"], "dev");
+    }
+
+    #[test]
+    fn the_user_s_own_data_is_never_rewritten() {
+        let mut config_map = json!({"kind": "ConfigMap", "metadata": {"namespace": "dev",
+            "labels": {"namespace": "dev"}}, "data": {"namespace": "dev"}});
+        acme().body_inward(&mut config_map);
+        assert_eq!(config_map["metadata"]["namespace"], "acme-dev");
+        assert_eq!(config_map["data"]["namespace"], "dev");
+        assert_eq!(config_map["metadata"]["labels"]["namespace"], "dev");
+    }
+
+    #[test]
+    fn status_messages_and_details_name_the_tenant_s_namespaces_and_caller() {
+        let mut status = json!({"kind": "Status", "code": 403,
+            "message": "pods is forbidden: User \"system:serviceaccount:acme-dev:tenant-owner\" cannot list resource \"pods\" in API group \"\" in the namespace \"acme-prod\"",
+            "details": {"kind": "namespaces", "name": "acme-prod"}});
+        acme().body_outward(&mut status);
+        assert_eq!(
+            status["message"],
+            "pods is forbidden: User \"alice@example.com\" cannot list resource \"pods\" in API group \"\" in the namespace \"prod\""
+        );
+        assert_eq!(status["details"]["name"], "prod");
+    }
+
+    #[test]
+    fn field_selectors_name_the_cluster_s_namespaces() {
+        let map = acme();
+        assert_eq!(
+            map.field_selector_inward("metadata.namespace=dev,status.phase!=Running"),
+            "metadata.namespace=acme-dev,status.phase!=Running"
+        );
+        assert_eq!(
+            map.field_selector_inward("involvedObject.namespace==prod"),
+            "involvedObject.namespace==acme-prod"
+        );
+        assert_eq!(
+            map.field_selector_inward("metadata.namespace=other"),
+            "metadata.namespace=other"
+        );
+    }
+}

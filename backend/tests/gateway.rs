@@ -1,0 +1,663 @@
+//! The tenant's own Kubernetes API (`/k8s/tenants/<slug>`), driven by the
+//! stack's real kubectl and by kube-rs, against the real API server, with
+//! members signed in through the real Dex. Each role acts with exactly the
+//! rights the tenant's bindings give it; another tenant does not exist.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::cluster::{kube, kubeconfig_path, spawn_portal_config, unique};
+use common::idp::{PUBLIC_URL, login_as, login_config, password_grant_id_token};
+use common::tls::TlsFront;
+use common::{TestApp, config};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tenant_portal::config::{ServeConfig, TenantApiConfig};
+
+const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+const READY: Duration = Duration::from_secs(30);
+
+struct Tenant {
+    slug: String,
+}
+
+/// A tenant with `dev` and `prod`: alice owns it, carol edits, bob views.
+async fn tenant(app: &TestApp, prefix: &str) -> Tenant {
+    let slug = unique(prefix);
+    app.create_tenant(json!({
+        "slug": slug,
+        "display_name": "Gateway test",
+        "budget": {"requests.cpu": "4", "requests.memory": "8Gi", "pods": "20", "namespaces": "3"},
+        "namespaces": [{"name": "dev"}, {"name": "prod"}],
+        "members": [
+            {"kind": "user", "subject": "alice@example.com", "role": "owner"},
+            {"kind": "user", "subject": "carol@example.com", "role": "editor"},
+            {"kind": "user", "subject": "bob@example.com", "role": "viewer"}
+        ]
+    }))
+    .await;
+    app.wait_ready(&slug, READY).await;
+    Tenant { slug }
+}
+
+/// A portal with a reconciler and sign-in, reached over TLS as in production.
+struct Setup {
+    portal: common::cluster::Portal,
+    front: TlsFront,
+}
+
+async fn portal(db: PgPool, tenant_api: TenantApiConfig) -> Setup {
+    let config = ServeConfig {
+        login: login_config(),
+        tenant_api,
+        ..config()
+    };
+    let portal = spawn_portal_config(db, &kubeconfig_path(), config).await;
+    let front = common::tls::start(portal.app.base.trim_start_matches("http://").to_string()).await;
+    Setup { portal, front }
+}
+
+/// A tenant-view kubeconfig for a signed-in member, written to a file.
+struct Kubeconfig {
+    dir: PathBuf,
+    yaml: String,
+}
+
+impl Kubeconfig {
+    fn path(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+
+    fn token(&self) -> String {
+        let document: Value = serde_saphyr::from_str(&self.yaml).unwrap();
+        document["users"][0]["user"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Kubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn member_kubeconfig(setup: &Setup, user: &str, slug: &str) -> Kubeconfig {
+    let app = &setup.portal.app;
+    let browser = login_as(app, user).await;
+    let response = browser
+        .change(
+            reqwest::Method::POST,
+            &format!("/api/v1/tenants/{slug}/kubeconfig?view=tenant"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "{user} gets a tenant-view kubeconfig"
+    );
+    // The portal names its public URL; the test portal is reached through its TLS front.
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(&setup.front.ca_pem);
+    let yaml = response.text().await.unwrap().replace(
+        &format!("server: {PUBLIC_URL}"),
+        &format!(
+            "certificate-authority-data: {ca}\n    server: {}",
+            setup.front.url
+        ),
+    );
+    assert!(yaml.contains(&format!("/k8s/tenants/{slug}")), "{yaml}");
+    let dir = std::env::temp_dir().join(unique("kubeconfig-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config"), &yaml).unwrap();
+    Kubeconfig { dir, yaml }
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// The stack's kubectl with this kubeconfig, off the test's runtime threads.
+async fn kubectl(config: &Kubeconfig, args: &[&str]) -> Run {
+    kubectl_with(&config.path(), args, None).await
+}
+
+async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<String>) -> Run {
+    let binary = std::env::var("TP_KUBECTL").expect(
+        "TP_KUBECTL is not set: start the local stack with deploy/dev/up and source the stack.env it prints",
+    );
+    let kubeconfig = kubeconfig.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&binary)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--request-timeout=20s")
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to run {binary}: {e}"));
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn lines(run: &Run) -> Vec<&str> {
+    let mut lines: Vec<&str> = run.stdout.lines().map(str::trim).collect();
+    lines.sort_unstable();
+    lines
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_owner_s_kubectl_sees_its_tenant_without_prefixes(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwacme").await;
+    let other = tenant(app, "gwother").await;
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+
+    let namespaces = kubectl(&alice, &["get", "namespaces", "-o", "name"]).await;
+    assert!(namespaces.ok, "{}", namespaces.stderr);
+    assert_eq!(
+        lines(&namespaces),
+        ["namespace/dev", "namespace/prod"],
+        "exactly the tenant's, unprefixed"
+    );
+    let table = kubectl(&alice, &["get", "ns"]).await;
+    assert!(
+        table.ok && table.stdout.contains("dev") && !table.stdout.contains(&acme.slug),
+        "{}{}",
+        table.stdout,
+        table.stderr
+    );
+
+    // Objects are created in the prefixed namespace and answered unprefixed.
+    let created = kubectl(
+        &alice,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "dev",
+            "--from-literal=mode=fast",
+        ],
+    )
+    .await;
+    assert!(created.ok, "{}", created.stderr);
+    let direct: Api<ConfigMap> = Api::namespaced(kube().await, &format!("{}-dev", acme.slug));
+    assert_eq!(
+        direct.get("settings").await.unwrap().data.unwrap()["mode"],
+        "fast"
+    );
+    let read = kubectl(
+        &alice,
+        &["get", "configmap", "settings", "-n", "dev", "-o", "json"],
+    )
+    .await;
+    let read: Value = serde_json::from_str(&read.stdout).unwrap();
+    assert_eq!(read["metadata"]["namespace"], "dev");
+    let deployment = kubectl(
+        &alice,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            "prod",
+            "--image=registry.example.com/web:1",
+        ],
+    )
+    .await;
+    assert!(deployment.ok, "{}", deployment.stderr);
+
+    // A multi-document apply naming namespaces, and a server-side apply.
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one, namespace: dev}\ndata: {a: '1'}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: two, namespace: prod}\ndata: {b: '2'}\n";
+    let applied = kubectl_with(&alice.path(), &["apply", "-f", "-"], Some(manifest.into())).await;
+    assert!(applied.ok, "{}", applied.stderr);
+    let server_side = kubectl_with(
+        &alice.path(),
+        &["apply", "--server-side", "-f", "-"],
+        Some(manifest.replace("'1'", "'3'")),
+    )
+    .await;
+    assert!(server_side.ok, "{}", server_side.stderr);
+    assert_eq!(direct.get("one").await.unwrap().data.unwrap()["a"], "3");
+
+    // All namespaces: the tenant's only, and the tenant's names.
+    let everything = kubectl(&alice, &["get", "configmaps", "-A", "-o", "json"]).await;
+    assert!(everything.ok, "{}", everything.stderr);
+    let everything: Value = serde_json::from_str(&everything.stdout).unwrap();
+    let found: Vec<(String, String)> = everything["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["metadata"]["namespace"].as_str().unwrap().to_string(),
+                i["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        found.iter().all(|(ns, _)| ns == "dev" || ns == "prod"),
+        "{found:?}"
+    );
+    for want in [("dev", "settings"), ("dev", "one"), ("prod", "two")] {
+        assert!(
+            found.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} in {found:?}"
+        );
+    }
+    let pods = kubectl(&alice, &["get", "pods", "-A"]).await;
+    assert!(pods.ok, "{}", pods.stderr);
+    assert!(!pods.stdout.contains(&other.slug), "{}", pods.stdout);
+
+    // Another tenant's namespace does not exist here, by either name.
+    for name in [format!("{}-dev", other.slug), "kube-system".to_string()] {
+        let refused = kubectl(&alice, &["get", "configmaps", "-n", &name]).await;
+        assert!(!refused.ok);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("namespaces \"{name}\" not found")),
+            "{}",
+            refused.stderr
+        );
+    }
+    // No impersonation, no cluster-scoped kinds beyond the classes.
+    let forged = kubectl(&alice, &["--as=admin", "get", "configmaps", "-n", "dev"]).await;
+    assert!(
+        !forged.ok && forged.stderr.contains("impersonation"),
+        "{}",
+        forged.stderr
+    );
+    let nodes = kubectl(&alice, &["get", "nodes"]).await;
+    assert!(
+        !nodes.ok && nodes.stderr.contains("cluster-scoped"),
+        "{}",
+        nodes.stderr
+    );
+    let classes = kubectl(&alice, &["get", "storageclasses"]).await;
+    assert!(classes.ok, "{}", classes.stderr);
+    let exec = kubectl(&alice, &["exec", "-n", "dev", "web", "--", "true"]).await;
+    assert!(!exec.ok, "exec is refused");
+
+    // Namespaces are self-service for owners, through the portal.
+    let can = kubectl(&alice, &["auth", "can-i", "create", "namespaces"]).await;
+    assert_eq!(can.stdout.trim(), "yes", "{}", can.stderr);
+    let can = kubectl(
+        &alice,
+        &["auth", "can-i", "create", "rolebindings", "-n", "dev"],
+    )
+    .await;
+    assert_eq!(can.stdout.trim(), "yes", "{}", can.stderr);
+    let staging = kubectl(&alice, &["create", "namespace", "staging"]).await;
+    assert!(
+        staging.ok && staging.stdout.contains("namespace/staging created"),
+        "{}{}",
+        staging.stdout,
+        staging.stderr
+    );
+    let tenant: Value = app
+        .get(&format!("/api/v1/tenants/{}", acme.slug))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = tenant["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["dev", "prod", "staging"],
+        "created through the portal"
+    );
+    let audit: Value = app
+        .get(&format!("/api/v1/audit-events?tenant={}", acme.slug))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit.to_string().contains("user:alice@example.com"),
+        "audited as alice: {audit}"
+    );
+    let usable = kubectl(&alice, &["create", "configmap", "x", "-n", "staging"]).await;
+    assert!(
+        usable.ok,
+        "the new namespace is usable at once: {}",
+        usable.stderr
+    );
+    let over = kubectl(&alice, &["create", "namespace", "fourth"]).await;
+    assert!(
+        !over.ok && over.stderr.contains("namespace limit"),
+        "the budget allows 3: {}",
+        over.stderr
+    );
+    let deleted = kubectl(&alice, &["delete", "namespace", "staging", "--wait=false"]).await;
+    assert!(deleted.ok, "{}", deleted.stderr);
+    let after = kubectl(&alice, &["get", "namespaces", "-o", "name"]).await;
+    assert_eq!(lines(&after), ["namespace/dev", "namespace/prod"]);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn editors_and_viewers_act_with_their_own_rights_only(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwroles").await;
+    let carol = member_kubeconfig(&setup, "CAROL", &acme.slug).await;
+    let bob = member_kubeconfig(&setup, "BOB", &acme.slug).await;
+
+    let refused = kubectl(&carol, &["create", "namespace", "mine"]).await;
+    assert!(
+        !refused.ok && refused.stderr.contains("forbidden"),
+        "an editor creates no namespace: {}",
+        refused.stderr
+    );
+    let can = kubectl(&carol, &["auth", "can-i", "create", "namespaces"]).await;
+    assert!(can.stdout.starts_with("no"), "{}", can.stdout);
+    let can = kubectl(
+        &carol,
+        &["auth", "can-i", "create", "configmaps", "-n", "dev"],
+    )
+    .await;
+    assert_eq!(
+        can.stdout.trim(),
+        "yes",
+        "an editor writes in the tenant's namespaces: {}",
+        can.stderr
+    );
+    assert!(
+        kubectl(&carol, &["create", "configmap", "c", "-n", "dev"])
+            .await
+            .ok
+    );
+    let binding = kubectl(
+        &carol,
+        &[
+            "create",
+            "rolebinding",
+            "mine",
+            "-n",
+            "dev",
+            "--clusterrole=admin",
+            "--user=carol@example.com",
+        ],
+    )
+    .await;
+    assert!(
+        !binding.ok && binding.stderr.contains("forbidden"),
+        "edit cannot bind roles: {}",
+        binding.stderr
+    );
+    assert!(
+        !binding.stderr.contains(&acme.slug),
+        "the refusal names no prefixed namespace: {}",
+        binding.stderr
+    );
+
+    let write = kubectl(&bob, &["create", "configmap", "b", "-n", "dev"]).await;
+    assert!(
+        !write.ok && write.stderr.contains("forbidden"),
+        "a viewer writes nothing: {}",
+        write.stderr
+    );
+    assert!(kubectl(&bob, &["get", "configmaps", "-n", "dev"]).await.ok);
+    let can = kubectl(
+        &bob,
+        &["auth", "can-i", "create", "configmaps", "-n", "dev"],
+    )
+    .await;
+    assert!(can.stdout.starts_with("no"), "{}", can.stdout);
+    let can = kubectl(&bob, &["auth", "can-i", "list", "configmaps", "-n", "dev"]).await;
+    assert_eq!(can.stdout.trim(), "yes", "{}", can.stderr);
+    let secrets = kubectl(&bob, &["get", "secrets", "-n", "dev"]).await;
+    assert!(!secrets.ok, "view does not read secrets");
+
+    // A token is for its own tenant only, and ends with the membership.
+    let other = tenant(app, "gwelse").await;
+    let elsewhere = reqwest::Client::new()
+        .get(format!(
+            "{}/k8s/tenants/{}/api/v1/namespaces",
+            app.base, other.slug
+        ))
+        .bearer_auth(bob.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 401);
+    let members: Value = app
+        .get(&format!("/api/v1/tenants/{}/members", acme.slug))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bob_id = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "bob@example.com")
+        .unwrap()["id"]
+        .clone();
+    let removed = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tenants/{}/members/{bob_id}", acme.slug),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        removed.status().is_success(),
+        "{}",
+        removed.text().await.unwrap()
+    );
+    common::cluster::eventually(
+        "bob's token stops working",
+        Duration::from_secs(10),
+        || async { !kubectl(&bob, &["get", "configmaps", "-n", "dev"]).await.ok },
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn kube_rs_lists_watches_and_applies_through_the_gateway(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwkube").await;
+    let other = tenant(app, "gwnoise").await;
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+    let document = kube::config::Kubeconfig::from_yaml(&alice.yaml).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(document, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+
+    let dev: Api<ConfigMap> = Api::namespaced(client.clone(), "dev");
+    let applied = dev
+        .patch(
+            "applied",
+            &PatchParams::apply("gateway-test"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied", "namespace": "dev"}, "data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.metadata.namespace.as_deref(), Some("dev"));
+
+    let all: Api<ConfigMap> = Api::all(client.clone());
+    let listed = all.list(&ListParams::default()).await.unwrap();
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some("applied"))
+    );
+    assert!(
+        listed
+            .items
+            .iter()
+            .all(|c| matches!(c.metadata.namespace.as_deref(), Some("dev" | "prod")))
+    );
+    let version = listed.metadata.resource_version.clone().unwrap();
+
+    // A watch across the tenant's namespaces sees its change, and nothing of the other tenant's.
+    let mut events = all
+        .watch(&WatchParams::default().timeout(20), &version)
+        .await
+        .unwrap()
+        .boxed();
+    let noise: Api<ConfigMap> = Api::namespaced(kube().await, &format!("{}-dev", other.slug));
+    noise
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "noise"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(client.clone(), "prod");
+    prod.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "seen"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut saw = None;
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(20), events.next())
+        .await
+        .unwrap()
+    {
+        match event.unwrap() {
+            WatchEvent::Added(c) | WatchEvent::Modified(c) => {
+                assert_ne!(
+                    c.metadata.name.as_deref(),
+                    Some("noise"),
+                    "another tenant's object"
+                );
+                if c.metadata.name.as_deref() == Some("seen") {
+                    saw = c.metadata.namespace;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(saw.as_deref(), Some("prod"));
+
+    // An ID token of the identity provider is accepted as the member.
+    let id_token = password_grant_id_token("ALICE").await;
+    let namespaces: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/k8s/tenants/{}/api/v1/namespaces",
+            app.base, acme.slug
+        ))
+        .bearer_auth(id_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = namespaces["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev", "prod"]);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_tenant_past_its_share_gets_429_while_another_is_served(db: PgPool) {
+    let limits = TenantApiConfig {
+        rate: 1.0,
+        burst: 5,
+        ..TenantApiConfig::default()
+    };
+    let setup = portal(db, limits).await;
+    let app = &setup.portal.app;
+    let noisy = tenant(app, "gwnoisy").await;
+    let quiet = tenant(app, "gwquiet").await;
+    let noisy_token = member_kubeconfig(&setup, "ALICE", &noisy.slug)
+        .await
+        .token();
+    let quiet_token = member_kubeconfig(&setup, "ALICE", &quiet.slug)
+        .await
+        .token();
+    let client = reqwest::Client::new();
+    let get = |slug: &str, token: &str| {
+        client
+            .get(format!(
+                "{}/k8s/tenants/{slug}/api/v1/namespaces/dev/configmaps",
+                app.base
+            ))
+            .bearer_auth(token.to_string())
+            .send()
+    };
+    let mut throttled = None;
+    for _ in 0..20 {
+        let response = get(&noisy.slug, &noisy_token).await.unwrap();
+        if response.status() == 429 {
+            throttled = Some(response);
+            break;
+        }
+    }
+    let throttled = throttled.expect("the noisy tenant is throttled past its burst");
+    assert!(throttled.headers().contains_key("retry-after"));
+    let status: Value = throttled.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "TooManyRequests");
+    assert!(status["message"].as_str().unwrap().contains(&noisy.slug));
+    for _ in 0..5 {
+        assert_eq!(
+            get(&quiet.slug, &quiet_token).await.unwrap().status(),
+            200,
+            "the quiet tenant is served"
+        );
+    }
+    let metrics = client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tenant_api_throttled_total{") && l.contains(&noisy.slug)),
+        "throttling is counted per tenant"
+    );
+}
