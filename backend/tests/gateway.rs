@@ -13,7 +13,7 @@ use common::idp::{PUBLIC_URL, login_as, login_config, password_grant_id_token};
 use common::tls::TlsFront;
 use common::{TestApp, config};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -575,6 +575,51 @@ async fn kube_rs_lists_watches_and_applies_through_the_gateway(db: PgPool) {
     }
     assert_eq!(saw.as_deref(), Some("prod"));
 
+    // `kubectl get ns -w`: the tenant's new namespace, by its own name; not another tenant's.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let version = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut changes = namespaces
+        .watch(&WatchParams::default().timeout(20), &version)
+        .await
+        .unwrap()
+        .boxed();
+    for (slug, name) in [(&other.slug, "extra"), (&acme.slug, "qa")] {
+        let added = app
+            .post_json(
+                &format!("/api/v1/tenants/{slug}/namespaces"),
+                json!({"name": name}),
+            )
+            .await;
+        assert!(
+            added.status().is_success(),
+            "{}",
+            added.text().await.unwrap()
+        );
+    }
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), changes.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let WatchEvent::Added(ns) | WatchEvent::Modified(ns) = event {
+            let name = ns.metadata.name.unwrap();
+            assert!(
+                ["dev", "prod", "qa"].contains(&name.as_str()),
+                "only the tenant's namespaces, unprefixed: {name}"
+            );
+            if name == "qa" {
+                break;
+            }
+        }
+    }
+
     // An ID token of the identity provider is accepted as the member.
     let id_token = password_grant_id_token("ALICE").await;
     let namespaces: Value = reqwest::Client::new()
@@ -600,15 +645,44 @@ async fn kube_rs_lists_watches_and_applies_through_the_gateway(db: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn a_tenant_past_its_share_gets_429_while_another_is_served(db: PgPool) {
-    let limits = TenantApiConfig {
-        rate: 1.0,
-        burst: 5,
-        ..TenantApiConfig::default()
-    };
-    let setup = portal(db, limits).await;
+    let setup = portal(db, TenantApiConfig::default()).await;
     let app = &setup.portal.app;
     let noisy = tenant(app, "gwnoisy").await;
     let quiet = tenant(app, "gwquiet").await;
+    // A platform admin gives the noisy tenant a small share; the quiet one keeps the default.
+    let share = json!({"tenant_api": {"requests_per_second": 1, "burst": 5, "max_in_flight": 5, "max_watches": 1}});
+    let set = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tenants/{}/policy", noisy.slug),
+        )
+        .json(&share)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    let broken = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tenants/{}/policy", noisy.slug),
+        )
+        .json(&json!({"tenant_api": {"requests_per_second": 0, "burst": 5, "max_in_flight": 5}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = common::problem(broken).await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["tenant_api.requests_per_second", "tenant_api.max_watches"],
+        "{problem}"
+    );
     let noisy_token = member_kubeconfig(&setup, "ALICE", &noisy.slug)
         .await
         .token();

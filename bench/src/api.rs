@@ -261,13 +261,13 @@ fn apiserver_reference(env: &Env) -> anyhow::Result<(String, String)> {
     Ok((server, token))
 }
 
-fn write_script(env: &Env, name: &str, text: &str) -> anyhow::Result<String> {
+pub fn write_script(env: &Env, name: &str, text: &str) -> anyhow::Result<String> {
     let path = env.work.join(format!("{}-{name}", env.run_id));
     std::fs::write(&path, text)?;
     Ok(path.to_string_lossy().into_owned())
 }
 
-fn which(program: &str) -> Option<String> {
+pub fn which(program: &str) -> Option<String> {
     std::env::var_os("PATH")?
         .to_string_lossy()
         .split(':')
@@ -275,7 +275,7 @@ fn which(program: &str) -> Option<String> {
         .find(|path| std::path::Path::new(path).exists())
 }
 
-fn wrk_run(wrk: &str, options: &Options, url: &str, script: &str) -> anyhow::Result<Load> {
+pub fn wrk_run(wrk: &str, options: &Options, url: &str, script: &str) -> anyhow::Result<Load> {
     let out = Command::new(wrk)
         .args(["-t", &options.threads.to_string()])
         .args(["-c", &options.connections.to_string()])

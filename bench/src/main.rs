@@ -3,6 +3,7 @@
 //! `scripts/bench`, which starts the local stack and builds in release.
 
 mod api;
+mod gateway;
 mod provision;
 mod scale;
 mod stack;
@@ -74,6 +75,21 @@ enum Bench {
         /// cluster takes seconds).
         #[arg(long)]
         keep_namespaces: bool,
+    },
+    /// The tenant API against the API server directly: GET, list of 100, watch fan-out.
+    Gateway {
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 20)]
+        watchers: usize,
+        #[arg(long, default_value_t = 200)]
+        events: usize,
     },
     /// Every benchmark at its default size, or tiny with --quick (a smoke run for CI).
     All {
@@ -148,6 +164,27 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Bench::Gateway {
+            duration_secs,
+            connections,
+            threads,
+            runs,
+            watchers,
+            events,
+        } => {
+            gateway(
+                &env,
+                gateway::Options {
+                    duration: Duration::from_secs(duration_secs),
+                    connections,
+                    threads,
+                    runs,
+                    watchers,
+                    events,
+                },
+            )
+            .await
+        }
         Bench::All { quick } => {
             let (small, large, runs) = if quick { (5, 20, 1) } else { (100, 1000, 3) };
             provision(&env, small, 1, runs, None, false, timeout).await?;
@@ -161,6 +198,18 @@ async fn main() -> anyhow::Result<()> {
                     connections: 16,
                     threads: 2,
                     runs,
+                },
+            )
+            .await?;
+            gateway(
+                &env,
+                gateway::Options {
+                    duration: Duration::from_secs(if quick { 1 } else { 10 }),
+                    connections: 16,
+                    threads: 2,
+                    runs,
+                    watchers: if quick { 3 } else { 20 },
+                    events: if quick { 10 } else { 200 },
                 },
             )
             .await?;
@@ -246,6 +295,22 @@ async fn api(env: &Env, options: api::Options) -> anyhow::Result<()> {
     eprintln!("{command}");
     let results = api::run(env, &options).await?;
     api::report(&options, &results, &command);
+    Ok(())
+}
+
+async fn gateway(env: &Env, options: gateway::Options) -> anyhow::Result<()> {
+    let command = format!(
+        "scripts/bench gateway --duration-secs {} --connections {} --threads {} --runs {} --watchers {} --events {}",
+        options.duration.as_secs(),
+        options.connections,
+        options.threads,
+        options.runs,
+        options.watchers,
+        options.events
+    );
+    eprintln!("{command}");
+    let figures = gateway::run(env, &options).await?;
+    gateway::report(&options, &figures, &command);
     Ok(())
 }
 

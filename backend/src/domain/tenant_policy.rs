@@ -176,6 +176,82 @@ pub struct TenantPolicy {
     /// Labels every pod of the tenant must select (its node pool).
     pub node_selector: BTreeMap<String, String>,
     pub network: NetworkRules,
+    /// The tenant's share of its tenant API; `null`: the configured default.
+    #[serde(default)]
+    pub tenant_api: Option<ApiShare>,
+}
+
+/// The most any one figure of a tenant-API share may be.
+pub const MAX_SHARE: i64 = 100_000;
+
+/// A tenant's fair share of the tenant API (`/k8s/tenants/<slug>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiShare {
+    /// Requests per second, sustained.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub requests_per_second: u32,
+    /// Requests at once above the rate.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub burst: u32,
+    /// Requests handled at the same time.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_in_flight: u32,
+    /// Watches open at the same time.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_watches: u32,
+}
+
+/// A share as a caller writes it; every figure is needed.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiShareDocument {
+    #[schema(minimum = 1, maximum = 100000)]
+    pub requests_per_second: Option<i64>,
+    #[schema(minimum = 1, maximum = 100000)]
+    pub burst: Option<i64>,
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_in_flight: Option<i64>,
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_watches: Option<i64>,
+}
+
+impl ApiShareDocument {
+    fn parse(&self, errors: &mut Vec<FieldError>) -> Option<ApiShare> {
+        let mut figure = |name: &str, given: Option<i64>| match given {
+            Some(n) if (1..=MAX_SHARE).contains(&n) => Some(n as u32),
+            Some(_) => {
+                errors.push(FieldError::new(
+                    format!("tenant_api.{name}"),
+                    format!("must be a whole number from 1 to {MAX_SHARE}"),
+                ));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(
+                    format!("tenant_api.{name}"),
+                    "is required: give all four figures, or null for the configured default",
+                ));
+                None
+            }
+        };
+        let share = (
+            figure("requests_per_second", self.requests_per_second),
+            figure("burst", self.burst),
+            figure("max_in_flight", self.max_in_flight),
+            figure("max_watches", self.max_watches),
+        );
+        match share {
+            (Some(requests_per_second), Some(burst), Some(max_in_flight), Some(max_watches)) => {
+                Some(ApiShare {
+                    requests_per_second,
+                    burst,
+                    max_in_flight,
+                    max_watches,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A policy as a caller writes it: absent fields keep the defaults.
@@ -197,6 +273,10 @@ pub struct PolicyDocument {
     pub registries: Option<Option<Vec<String>>>,
     pub node_selector: Option<BTreeMap<String, String>>,
     pub network: Option<NetworkDocument>,
+    /// The tenant's share of its tenant API; `null` puts it back on the default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<ApiShareDocument>)]
+    pub tenant_api: Option<Option<ApiShareDocument>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -230,6 +310,7 @@ impl TenantPolicy {
             registries: None,
             node_selector: BTreeMap::new(),
             network: NetworkRules::default(),
+            tenant_api: None,
         }
     }
 
@@ -331,6 +412,11 @@ impl TenantPolicy {
                 }
                 policy.network.egress_cidrs = parsed.into_iter().collect();
             }
+        }
+        match &document.tenant_api {
+            Some(None) => policy.tenant_api = None,
+            Some(Some(share)) => policy.tenant_api = share.parse(&mut errors),
+            None => {}
         }
         if errors.is_empty() {
             Ok(policy)

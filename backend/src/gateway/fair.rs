@@ -19,6 +19,17 @@ pub struct Limits {
     pub max_watches: u32,
 }
 
+impl From<crate::domain::tenant_policy::ApiShare> for Limits {
+    fn from(share: crate::domain::tenant_policy::ApiShare) -> Self {
+        Self {
+            rate: f64::from(share.requests_per_second),
+            burst: share.burst,
+            max_in_flight: share.max_in_flight,
+            max_watches: share.max_watches,
+        }
+    }
+}
+
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Throttled {

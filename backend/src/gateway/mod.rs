@@ -313,7 +313,13 @@ async fn handle(
     let gateway = app.gateway.clone();
     let caller = gateway.caller(app, slug, request.headers()).await?;
     let watch = request::is_watch(request.uri().query());
-    let limits = gateway.defaults;
+    let limits = caller
+        .tenant
+        .view
+        .policy
+        .as_ref()
+        .and_then(|p| p.tenant_api)
+        .map_or(gateway.defaults, Limits::from);
     let share = gateway.shares.of(slug, limits);
     let admission = share.admit(limits, watch).map_err(|throttled| {
         crate::metrics::global().tenant_api_throttled(slug, throttled.reason());

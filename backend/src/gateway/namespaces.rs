@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::proxy::{Context, events, json_response, read_body, watch_response};
 use super::request::is_watch;
 use super::status::KubeStatus;
-use crate::cluster::objects::TENANT_LABEL;
+use crate::cluster::objects::{MANAGED_BY, MANAGER, TENANT_LABEL};
 use crate::domain::Role;
 use crate::error::Error;
 use crate::service::{self, Precondition};
@@ -80,12 +80,13 @@ async fn list_or_watch(
     only: Option<&str>,
 ) -> Result<Response, KubeStatus> {
     let names = ctx.caller.names.clone();
+    let slug = ctx.slug.to_string();
     let path = namespaces_query(&names, ctx.slug, query, only);
     let answer = ctx.send_as_portal(&path, headers).await?;
     if is_watch(query) && answer.status().is_success() {
         let stream = Body::new(answer.into_body()).into_data_stream();
         let kept = events(stream).filter_map(move |mut event| {
-            let keep = event["type"] == "BOOKMARK" || rename(&names, &mut event["object"]);
+            let keep = event["type"] == "BOOKMARK" || rename(&names, &slug, &mut event["object"]);
             futures::future::ready(keep.then_some(event))
         });
         return Ok(watch_response(kept));
@@ -101,7 +102,7 @@ async fn list_or_watch(
                     } else {
                         &mut *item
                     };
-                    let kept = rename(&names, object);
+                    let kept = rename(&names, &slug, object);
                     if kept
                         && key == "rows"
                         && let Some(first) = item["cells"].get_mut(0)
@@ -128,7 +129,7 @@ fn namespaces_query(
     only: Option<&str>,
 ) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
-    let mut selector = format!("{TENANT_LABEL}={}", slug);
+    let mut selector = format!("{TENANT_LABEL}={slug},{MANAGED_BY}={MANAGER}");
     let mut fields: Vec<String> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
@@ -170,12 +171,21 @@ fn namespace_field(names: &super::NameMap, term: &str) -> String {
 }
 
 /// Names a Namespace as the tenant does; `false` when it is not the tenant's.
-fn rename(names: &super::NameMap, object: &mut Value) -> bool {
+/// One made after the caller's request began (seen by a watch) is the
+/// tenant's when the portal labelled it so: only the portal labels
+/// namespaces, never for two tenants, and it never adopts one.
+fn rename(names: &super::NameMap, slug: &str, object: &mut Value) -> bool {
     let Some(full) = object["metadata"]["name"].as_str() else {
         return false;
     };
-    let Some(short) = names.to_tenant(full).map(str::to_string) else {
-        return false;
+    let labels = &object["metadata"]["labels"];
+    let labelled = labels[TENANT_LABEL] == slug && labels[MANAGED_BY] == MANAGER;
+    let short = match names.to_tenant(full) {
+        Some(short) => short.to_string(),
+        None => match full.strip_prefix(&format!("{slug}-")) {
+            Some(short) if labelled => short.to_string(),
+            _ => return false,
+        },
     };
     object["metadata"]["name"] = Value::String(short.clone());
     if let Some(labels) = object["metadata"]["labels"].as_object_mut()
@@ -321,7 +331,7 @@ async fn create(ctx: &Context<'_>, request: Request<Body>) -> Result<Response, K
     let deadline = Instant::now() + CREATE_WAIT;
     loop {
         if let Some(mut found) = in_cluster(ctx, &full).await {
-            rename(&names, &mut found);
+            rename(&names, ctx.slug, &mut found);
             return Ok(json_response(StatusCode::CREATED, &as_namespace(found)));
         }
         if Instant::now() >= deadline {
@@ -339,7 +349,7 @@ async fn create(ctx: &Context<'_>, request: Request<Body>) -> Result<Response, K
 /// The namespace as the cluster has it now, read as the portal.
 async fn in_cluster(ctx: &Context<'_>, full: &str) -> Option<Value> {
     let path = format!(
-        "/api/v1/namespaces?labelSelector={TENANT_LABEL}%3D{}&fieldSelector=metadata.name%3D{full}",
+        "/api/v1/namespaces?labelSelector={TENANT_LABEL}%3D{}%2C{MANAGED_BY}%3D{MANAGER}&fieldSelector=metadata.name%3D{full}",
         ctx.slug
     );
     let answer = ctx.send_as_portal(&path, &HeaderMap::new()).await.ok()?;
@@ -373,7 +383,7 @@ async fn delete(
     .map_err(|e| refused(e, name))?;
     ctx.gateway.forget(ctx.slug);
     let mut namespace = before.unwrap_or_else(|| json!({"metadata": {"name": full}}));
-    rename(&ctx.caller.names, &mut namespace);
+    rename(&ctx.caller.names, ctx.slug, &mut namespace);
     namespace["status"] = json!({"phase": "Terminating"});
     Ok(json_response(StatusCode::OK, &as_namespace(namespace)))
 }

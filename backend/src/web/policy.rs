@@ -282,6 +282,8 @@ fn document(form: &BTreeMap<String, String>) -> PolicyDocument {
             ingress_from_namespaces: Some(words(field(form, "ingress_from")).unwrap_or_default()),
             egress_cidrs: Some(words(field(form, "egress_cidrs")).unwrap_or_default()),
         }),
+        // Not on this form: the tenant API share set through the API stays.
+        tenant_api: None,
     }
 }
 

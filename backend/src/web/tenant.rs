@@ -268,15 +268,33 @@ pub async fn kubeconfig(
     axum::Form(form): Form,
 ) -> Result<Response, PageError> {
     viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let issued = service::kubeconfig::issue(
-        &app.db,
-        &app.clusters,
-        &viewer.principal,
-        &request_id.actor(&viewer.principal),
-        &slug,
-        app.config.kubeconfig_ttl,
-    )
-    .await?;
+    let actor = request_id.actor(&viewer.principal);
+    let ttl = app.config.kubeconfig_ttl;
+    let issued = match form.get("view").map(String::as_str) {
+        Some("cluster") => {
+            service::kubeconfig::issue(
+                &app.db,
+                &app.clusters,
+                &viewer.principal,
+                &actor,
+                &slug,
+                ttl,
+            )
+            .await?
+        }
+        _ => {
+            let public_url = &app.config.login.public_url;
+            service::kubeconfig::issue_tenant_view(
+                &app.db,
+                &viewer.principal,
+                &actor,
+                &slug,
+                public_url,
+                ttl,
+            )
+            .await?
+        }
+    };
     let mut response = issued.yaml.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
