@@ -199,6 +199,12 @@ pub struct LoginConfig {
     #[arg(long, env = "TP_OIDC_CLIENT_ID")]
     pub oidc_client_id: Option<String>,
 
+    /// A public client at the identity provider for `kubectl oidc-login`:
+    /// tenant-view kubeconfigs that sign in with the identity provider use
+    /// it, and the tenant API accepts ID tokens for it as for the portal's.
+    #[arg(long, env = "TP_OIDC_KUBECTL_CLIENT_ID")]
+    pub oidc_kubectl_client_id: Option<String>,
+
     /// The portal's client secret at the identity provider.
     #[arg(long, env = "TP_OIDC_CLIENT_SECRET", hide_env_values = true, value_parser = |s: &str| Ok::<_, String>(Secret::new(s.to_string())))]
     pub oidc_client_secret: Option<Secret<String>>,
@@ -615,6 +621,7 @@ mod tests {
             public_url: parse_public_url(url).unwrap(),
             oidc_issuer: None,
             oidc_client_id: None,
+            oidc_kubectl_client_id: None,
             oidc_client_secret: None,
             oidc_scopes: vec![],
             oidc_groups_claim: "groups".into(),

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::cluster::{kube, kubeconfig_path, spawn_portal_config, unique};
-use common::idp::{PUBLIC_URL, login_as, login_config, password_grant_id_token};
+use common::idp::{
+    PUBLIC_URL, kubectl_client_id_token, login_as, login_config, password_grant_id_token,
+};
 use common::tls::TlsFront;
 use common::{TestApp, config};
 use futures::StreamExt;
@@ -446,6 +448,48 @@ async fn editors_and_viewers_act_with_their_own_rights_only(db: PgPool) {
     let secrets = kubectl(&bob, &["get", "secrets", "-n", "dev"]).await;
     assert!(!secrets.ok, "view does not read secrets");
 
+    // A kubeconfig that signs in with the identity provider holds no secret.
+    let browser = login_as(app, "BOB").await;
+    let idp = browser
+        .change(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/tenants/{}/kubeconfig?view=tenant&credentials=idp",
+                acme.slug
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(idp.status(), 200);
+    let idp: Value = serde_saphyr::from_str(&idp.text().await.unwrap()).unwrap();
+    let exec = &idp["users"][0]["user"]["exec"];
+    assert_eq!(exec["args"][0], "oidc-login");
+    assert!(
+        exec["args"]
+            .to_string()
+            .contains("--oidc-client-id=kubectl"),
+        "{exec}"
+    );
+    assert!(idp["users"][0]["user"].get("token").is_none());
+    let refused = app
+        .request(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/tenants/{}/kubeconfig?view=tenant&credentials=idp",
+                acme.slug
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = common::problem(refused).await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (422, Some("credentials")),
+        "{problem}"
+    );
+
     // A token is for its own tenant only, and ends with the membership.
     let other = tenant(app, "gwelse").await;
     let elsewhere = reqwest::Client::new()
@@ -620,27 +664,42 @@ async fn kube_rs_lists_watches_and_applies_through_the_gateway(db: PgPool) {
         }
     }
 
-    // An ID token of the identity provider is accepted as the member.
-    let id_token = password_grant_id_token("ALICE").await;
-    let namespaces: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/k8s/tenants/{}/api/v1/namespaces",
-            app.base, acme.slug
-        ))
-        .bearer_auth(id_token)
+    // ID tokens of the identity provider, for the portal's client or the
+    // public kubectl client, are accepted as the member; a machine's is not.
+    let http = reqwest::Client::new();
+    let namespaces_url = format!("{}/k8s/tenants/{}/api/v1/namespaces", app.base, acme.slug);
+    for id_token in [
+        password_grant_id_token("ALICE").await,
+        kubectl_client_id_token("ALICE").await,
+    ] {
+        let namespaces: Value = http
+            .get(&namespaces_url)
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = namespaces["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["dev", "prod", "qa"]);
+    }
+    let machine = http
+        .get(&namespaces_url)
+        .bearer_auth(common::idp::machine_token().await)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let names: Vec<&str> = namespaces["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["metadata"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["dev", "prod"]);
+    assert_eq!(
+        machine.status(),
+        401,
+        "a client-credentials token is no member"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]

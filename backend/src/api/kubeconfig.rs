@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiQuery, RequestId, decode};
-use super::model::{KubeconfigRequest, KubeconfigView};
+use super::model::{KubeconfigCredentials, KubeconfigRequest, KubeconfigView};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
@@ -17,6 +17,7 @@ use crate::service;
 #[serde(deny_unknown_fields)]
 struct ViewQuery {
     view: Option<KubeconfigView>,
+    credentials: Option<KubeconfigCredentials>,
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,7 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// directly, prefixed names, the automation account.
 #[utoipa::path(post, path = "/tenants/{slug}/kubeconfig", tag = "tenants",
     params(("slug" = String, Path, description = "The tenant's slug"),
-           ("view" = Option<KubeconfigView>, Query, description = "tenant or cluster; the body's view wins when both are given")),
+           ("view" = Option<KubeconfigView>, Query, description = "tenant or cluster; the body's view wins when both are given"),
+           ("credentials" = Option<KubeconfigCredentials>, Query, description = "token or idp (tenant view only); the body's wins when both are given")),
     request_body(content = Option<KubeconfigRequest>, description = "Optional token lifetime"),
     responses((status = 200, description = "A kubeconfig (YAML)", content_type = "application/yaml", body = String),
               (status = 503, description = "The tenant's cluster cannot issue a token now")))]
@@ -63,16 +65,26 @@ async fn issue(
         .view
         .or(query.view)
         .unwrap_or(KubeconfigView::Cluster);
+    let credentials = request.credentials.or(query.credentials);
     let actor = request_id.actor(&who);
-    let issued = match view {
-        KubeconfigView::Cluster => {
+    let issued = match (view, credentials) {
+        (KubeconfigView::Cluster, Some(KubeconfigCredentials::Idp)) => {
+            return Err(Error::invalid(
+                "credentials",
+                "idp signs in to the tenant API only; use view=tenant",
+            ));
+        }
+        (KubeconfigView::Cluster, _) => {
             precheck(&who, Action::IssueKubeconfig)?;
             service::kubeconfig::issue(&app.db, &app.clusters, &who, &actor, &slug, ttl).await?
         }
-        KubeconfigView::Tenant => {
+        (KubeconfigView::Tenant, credentials) => {
+            let sign_in = sign_in(&app, credentials, ttl)?;
             let public_url = &app.config.login.public_url;
-            service::kubeconfig::issue_tenant_view(&app.db, &who, &actor, &slug, public_url, ttl)
-                .await?
+            service::kubeconfig::issue_tenant_view(
+                &app.db, &who, &actor, &slug, public_url, sign_in,
+            )
+            .await?
         }
     };
     let mut response = issued.yaml.into_response();
@@ -86,4 +98,27 @@ async fn issue(
             .unwrap_or(HeaderValue::from_static("attachment")),
     );
     Ok(response)
+}
+
+/// How a tenant-view kubeconfig signs in, as asked and as configured.
+pub fn sign_in(
+    app: &AppState,
+    credentials: Option<KubeconfigCredentials>,
+    ttl: Duration,
+) -> Result<service::kubeconfig::SignIn<'_>, Error> {
+    match credentials {
+        None | Some(KubeconfigCredentials::Token) => Ok(service::kubeconfig::SignIn::Token { ttl }),
+        Some(KubeconfigCredentials::Idp) => {
+            let login = &app.config.login;
+            match (&login.oidc_issuer, &login.oidc_kubectl_client_id) {
+                (Some(issuer), Some(client_id)) => {
+                    Ok(service::kubeconfig::SignIn::IdentityProvider { issuer, client_id })
+                }
+                _ => Err(Error::invalid(
+                    "credentials",
+                    "idp needs an identity provider client for kubectl, which this portal does not have (--oidc-kubectl-client-id)",
+                )),
+            }
+        }
+    }
 }

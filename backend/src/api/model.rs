@@ -453,6 +453,18 @@ pub struct KubeconfigRequest {
     pub expiration_seconds: Option<u64>,
     /// Where the kubeconfig points; the default is `cluster`.
     pub view: Option<KubeconfigView>,
+    /// How a tenant-view kubeconfig signs in; the default is `token`.
+    pub credentials: Option<KubeconfigCredentials>,
+}
+
+/// `token`: a short-lived token in the file; `idp`: `kubectl oidc-login`
+/// with the identity provider (tenant view, employees, and only when
+/// --oidc-kubectl-client-id is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeconfigCredentials {
+    Token,
+    Idp,
 }
 
 /// `tenant`: the tenant API (names without the prefix, your own role);

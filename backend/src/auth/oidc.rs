@@ -314,10 +314,11 @@ impl Login {
         }
     }
 
-    /// An employee's ID token for the portal's own client, as `kubectl
-    /// oidc-login` sends it: signature, issuer, audience (the portal's
-    /// client id) and expiry are checked, and the email must be verified as
-    /// at sign-in. No nonce: the token was not asked for by this portal.
+    /// An employee's ID token, as `kubectl oidc-login` sends it: signature,
+    /// issuer, audience (the portal's client, or the public client for
+    /// kubectl, --oidc-kubectl-client-id) and expiry are checked, and the
+    /// email must be verified as at sign-in. No nonce: this portal did not
+    /// ask for the token.
     pub async fn id_token_user(&self, token: &str) -> Result<Identity, Error> {
         let unauthorized =
             |why: String| Error::Unauthorized(format!("the ID token is not accepted: {why}"));
@@ -330,12 +331,30 @@ impl Login {
                 .provider(refresh)
                 .await
                 .map_err(|e| Error::Unavailable(e.to_string()))?;
+            let portal = self.client_id.as_str();
+            let kubectl = self.config.oidc_kubectl_client_id.as_deref();
             let verifier = CoreIdTokenVerifier::new_public_client(
                 self.client_id.clone(),
                 self.issuer.clone(),
                 metadata.jwks().clone(),
-            );
+            )
+            .require_audience_match(false);
             match parsed.claims(&verifier, |_: Option<&Nonce>| Ok::<(), String>(())) {
+                Ok(claims)
+                    if !claims
+                        .audiences()
+                        .iter()
+                        .any(|a| a.as_str() == portal || Some(a.as_str()) == kubectl) =>
+                {
+                    return Err(unauthorized(format!(
+                        "it is meant for {:?}, not for this portal's clients",
+                        claims
+                            .audiences()
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                    )));
+                }
                 Ok(claims) => {
                     let email = verified_email(
                         claims.email().map(|e| e.as_str()),

@@ -156,6 +156,15 @@ pub async fn issue(
     })
 }
 
+/// The tenant, for a member (or a platform admin) who signs in to its
+/// tenant API with the identity provider; a stranger gets the 404 of a
+/// missing tenant.
+pub async fn member_view(db: &PgPool, who: &Principal, slug: &str) -> Result<TenantView, Error> {
+    precheck(who, Action::ReadTenants)?;
+    let mut conn = db.acquire().await?;
+    super::access::view_authorized(&mut conn, who, slug, Action::ReadTenants).await
+}
+
 /// The live token a client presented, or 401 saying why not.
 pub async fn authenticate(db: &PgPool, presented: &TokenSecret) -> Result<Credential, Error> {
     let unknown = || Error::Unauthorized("the tenant API token is not valid".into());

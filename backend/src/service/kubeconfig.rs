@@ -66,23 +66,62 @@ pub async fn issue(
     Ok(issued)
 }
 
-/// A kubeconfig for the tenant API: a token for the caller (an employee
-/// acts with their own role; a service token gets the automation account),
-/// one context per namespace by the tenant's names.
+/// How a tenant-view kubeconfig signs in.
+pub enum SignIn<'a> {
+    /// A short-lived token the portal issues now.
+    Token { ttl: Duration },
+    /// `kubectl oidc-login` with the identity provider's public client for
+    /// kubectl: the member's own login, no secret in the file.
+    IdentityProvider { issuer: &'a str, client_id: &'a str },
+}
+
+/// A kubeconfig for the tenant API, one context per namespace by the
+/// tenant's names. With a token: an employee acts with their own role, a
+/// service token gets the automation account. With the identity provider:
+/// employees only, each with their own login.
 pub async fn issue_tenant_view(
     db: &PgPool,
     who: &Principal,
     actor: &Actor,
     slug: &str,
     public_url: &str,
-    ttl: Duration,
+    sign_in: SignIn<'_>,
 ) -> Result<Issued, Error> {
-    let issued = super::gateway::issue(db, who, actor, slug, ttl).await?;
+    let (tenant, user, credentials, expires_at) = match sign_in {
+        SignIn::Token { ttl } => {
+            let issued = super::gateway::issue(db, who, actor, slug, ttl).await?;
+            let user = issued.holder.describe(slug);
+            let credentials = serde_json::json!({"token": issued.token});
+            (
+                issued.tenant,
+                user,
+                credentials,
+                Some(issued.expires_at.to_rfc3339()),
+            )
+        }
+        SignIn::IdentityProvider { issuer, client_id } => {
+            let Principal::User(employee) = who else {
+                return Err(Error::invalid(
+                    "credentials",
+                    "idp is for employees, who sign in themselves; a service token gets credentials=token",
+                ));
+            };
+            let tenant = super::gateway::member_view(db, who, slug).await?;
+            let credentials = serde_json::json!({"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": "kubectl",
+                "args": ["oidc-login", "get-token",
+                         format!("--oidc-issuer-url={issuer}"),
+                         format!("--oidc-client-id={client_id}"),
+                         "--oidc-extra-scope=email", "--oidc-extra-scope=groups"],
+                "interactiveMode": "IfAvailable",
+            }});
+            (tenant, employee.email.clone(), credentials, None)
+        }
+    };
     let server = format!("{}/k8s/tenants/{slug}", public_url.trim_end_matches('/'));
-    let user = issued.holder.describe(slug);
     let cluster = format!("{slug}-tenant-api");
-    let mut contexts: Vec<serde_json::Value> = issued
-        .tenant
+    let mut contexts: Vec<serde_json::Value> = tenant
         .namespaces
         .iter()
         .map(|ns| {
@@ -99,14 +138,11 @@ pub async fn issue_tenant_view(
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": cluster, "cluster": {"server": server}}],
-        "users": [{"name": user, "user": {"token": issued.token}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": contexts,
         "current-context": current,
     });
     let yaml = serde_saphyr::to_string(&document)
         .map_err(|e| Error::Internal(anyhow::anyhow!("failed to write the kubeconfig: {e}")))?;
-    Ok(Issued {
-        yaml,
-        expires_at: Some(issued.expires_at.to_rfc3339()),
-    })
+    Ok(Issued { yaml, expires_at })
 }

@@ -129,6 +129,8 @@ struct TenantPage {
     t: TenantFacts,
     can_edit: bool,
     can_kubeconfig: bool,
+    /// Kubeconfigs that sign in with the identity provider are offered.
+    idp_kubeconfig: bool,
     namespaces: Vec<NamespaceRow>,
     budget: Vec<BudgetRow>,
     charts: Vec<Chart>,
@@ -225,6 +227,7 @@ pub async fn show(
         nav: viewer.nav("tenants", q.notice),
         can_edit: may(Action::EditTenant),
         can_kubeconfig: may(Action::IssueKubeconfig),
+        idp_kubeconfig: app.config.login.oidc_kubectl_client_id.is_some(),
         t: facts(&tenant),
         namespaces,
         budget,
@@ -282,15 +285,22 @@ pub async fn kubeconfig(
             )
             .await?
         }
-        _ => {
-            let public_url = &app.config.login.public_url;
+        view => {
+            let login = &app.config.login;
+            let sign_in = match (view, &login.oidc_issuer, &login.oidc_kubectl_client_id) {
+                (Some("tenant-idp"), Some(issuer), Some(client_id)) => {
+                    service::kubeconfig::SignIn::IdentityProvider { issuer, client_id }
+                }
+                _ => service::kubeconfig::SignIn::Token { ttl },
+            };
+            let public_url = &login.public_url;
             service::kubeconfig::issue_tenant_view(
                 &app.db,
                 &viewer.principal,
                 &actor,
                 &slug,
                 public_url,
-                ttl,
+                sign_in,
             )
             .await?
         }

@@ -27,6 +27,7 @@ pub fn login_config() -> LoginConfig {
         public_url: PUBLIC_URL.into(),
         oidc_issuer: Some(env("TP_IDP_ISSUER")),
         oidc_client_id: Some(env("TP_IDP_CLIENT_ID")),
+        oidc_kubectl_client_id: Some(env("TP_IDP_KUBECTL_CLIENT_ID")),
         oidc_client_secret: Some(Secret::new(env("TP_IDP_CLIENT_SECRET"))),
         oidc_scopes: ["openid", "email", "profile", "groups"]
             .map(String::from)
@@ -232,6 +233,30 @@ pub async fn password_grant_id_token(user: &str) -> String {
         .basic_auth(env("TP_IDP_CLIENT_ID"), Some(env("TP_IDP_CLIENT_SECRET")))
         .form(&[
             ("grant_type", "password"),
+            ("scope", "openid email groups"),
+            ("username", &env(&format!("TP_IDP_{user}_EMAIL"))),
+            ("password", &env(&format!("TP_IDP_{user}_PASSWORD"))),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ID token: {response}"))
+        .to_string()
+}
+
+/// An ID token for the public client `kubectl oidc-login` uses, by the
+/// password grant (no secret, as a public client has none).
+pub async fn kubectl_client_id_token(user: &str) -> String {
+    let response: Value = reqwest::Client::new()
+        .post(format!("{}/token", env("TP_IDP_ISSUER")))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", &env("TP_IDP_KUBECTL_CLIENT_ID")),
             ("scope", "openid email groups"),
             ("username", &env(&format!("TP_IDP_{user}_EMAIL"))),
             ("password", &env(&format!("TP_IDP_{user}_PASSWORD"))),

@@ -55,6 +55,7 @@ pub fn config() -> ServeConfig {
             public_url: "http://127.0.0.1:8080".into(),
             oidc_issuer: None,
             oidc_client_id: None,
+            oidc_kubectl_client_id: None,
             oidc_client_secret: None,
             oidc_scopes: ["openid", "email", "profile", "groups"]
                 .map(String::from)
