@@ -602,8 +602,14 @@ pub fn watch_response(events: impl Stream<Item = Value> + Send + 'static) -> Res
     response
 }
 
-/// Keeps the tenant's in-flight (or watch) slot until the answer is sent.
+/// Keeps the tenant's in-flight (or watch) slot until the answer is sent:
+/// at once for an answer already in memory, at its end for a stream.
 pub fn hold_until_done(response: Response, admission: Admission) -> Response {
+    use axum::body::HttpBody;
+    if response.body().size_hint().exact().is_some() {
+        drop(admission);
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let stream = body.into_data_stream().map(move |chunk| {
         let _held = &admission;
