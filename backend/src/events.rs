@@ -1,5 +1,6 @@
 //! One LISTEN per process on the change stream, fanned out to the requests
-//! waiting on it (`wait_for=Ready`, `GET /api/v1/events`), so none of them polls.
+//! waiting on it (`wait_for=Ready`, `GET /api/v1/events`, the tenant API's
+//! `kubectl create namespace`), so none of them polls.
 
 use std::time::Duration;
 
@@ -57,5 +58,49 @@ async fn listen(db: PgPool, sender: broadcast::Sender<Notice>) {
             return;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn settled(row: &crate::db::tenants::TenantRow) -> bool {
+    (row.sync_status == "Ready" && row.observed_generation >= row.generation)
+        || row.state() == crate::domain::TenantState::Deleted
+}
+
+/// The tenant once it is Ready at its current generation, or as it is when
+/// `limit` passes. Sleeps until the change stream names the tenant.
+pub async fn until_ready(
+    db: &PgPool,
+    events: &EventHub,
+    slug: &str,
+    limit: Duration,
+) -> Result<crate::db::tenants::TenantRow, crate::error::Error> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut notices = events.subscribe();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let row = {
+            let mut conn = db.acquire().await?;
+            crate::db::tenants::get(&mut conn, slug)
+                .await?
+                .ok_or_else(|| crate::error::tenant_not_found(slug))?
+        };
+        if settled(&row) {
+            return Ok(row);
+        }
+        let woken = tokio::time::timeout_at(deadline, async {
+            loop {
+                match notices.recv().await {
+                    Ok(notice) if notice.tenant == slug => return,
+                    Ok(_) => {}
+                    // Missed some notices: look again in case one was ours.
+                    Err(RecvError::Lagged(_)) => return,
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
+        if woken.is_err() {
+            return Ok(row);
+        }
     }
 }

@@ -5,13 +5,10 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::time::Instant;
 use utoipa::IntoParams;
 
 use crate::app::AppState;
-use crate::db::{self, tenants::TenantRow};
-use crate::domain::TenantState;
+use crate::db::tenants::TenantRow;
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -55,39 +52,7 @@ impl WaitQuery {
     }
 }
 
-fn settled(row: &TenantRow) -> bool {
-    (row.sync_status == "Ready" && row.observed_generation >= row.generation)
-        || row.state() == TenantState::Deleted
-}
-
 /// The tenant once it is Ready, or as it is when `limit` passes.
 pub async fn until_ready(app: &AppState, slug: &str, limit: Duration) -> Result<TenantRow, Error> {
-    let mut notices = app.events.subscribe();
-    let deadline = Instant::now() + limit;
-    loop {
-        let row = {
-            let mut conn = app.db.acquire().await?;
-            db::tenants::get(&mut conn, slug)
-                .await?
-                .ok_or_else(|| crate::error::tenant_not_found(slug))?
-        };
-        if settled(&row) {
-            return Ok(row);
-        }
-        let woken = tokio::time::timeout_at(deadline, async {
-            loop {
-                match notices.recv().await {
-                    Ok(notice) if notice.tenant == slug => return,
-                    Ok(_) => {}
-                    // Missed some notices: look again in case one was ours.
-                    Err(RecvError::Lagged(_)) => return,
-                    Err(RecvError::Closed) => std::future::pending::<()>().await,
-                }
-            }
-        })
-        .await;
-        if woken.is_err() {
-            return Ok(row);
-        }
-    }
+    crate::events::until_ready(&app.db, &app.events, slug, limit).await
 }

@@ -5,7 +5,7 @@
 //! dashboard.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -21,8 +21,8 @@ use crate::domain::Role;
 use crate::error::Error;
 use crate::service::{self, Precondition};
 
-/// How long `kubectl create namespace` waits for the namespace to be in the
-/// cluster, so the next command can use it.
+/// How long `kubectl create namespace` waits for the tenant to be Ready with
+/// the new namespace, so the next command can use it.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
 
 /// `/api/v1/namespaces`: list, watch, create.
@@ -86,7 +86,8 @@ async fn list_or_watch(
     if is_watch(query) && answer.status().is_success() {
         let stream = Body::new(answer.into_body()).into_data_stream();
         let kept = events(stream).filter_map(move |mut event| {
-            let keep = event["type"] == "BOOKMARK" || rename(&names, &slug, &mut event["object"]);
+            let keep =
+                event["type"] == "BOOKMARK" || rename(&names, &slug, &mut event["object"], true);
             futures::future::ready(keep.then_some(event))
         });
         return Ok(watch_response(kept));
@@ -102,7 +103,7 @@ async fn list_or_watch(
                     } else {
                         &mut *item
                     };
-                    let kept = rename(&names, &slug, object);
+                    let kept = rename(&names, &slug, object, false);
                     if kept
                         && key == "rows"
                         && let Some(first) = item["cells"].get_mut(0)
@@ -171,10 +172,10 @@ fn namespace_field(names: &super::NameMap, term: &str) -> String {
 }
 
 /// Names a Namespace as the tenant does; `false` when it is not the tenant's.
-/// One made after the caller's request began (seen by a watch) is the
-/// tenant's when the portal labelled it so: only the portal labels
-/// namespaces, never for two tenants, and it never adopts one.
-fn rename(names: &super::NameMap, slug: &str, object: &mut Value) -> bool {
+/// A watch (`watching`) also sees namespaces made or removed after it began:
+/// the tenant's when the portal labelled them so, since only the portal
+/// labels namespaces, never for two tenants, and it never adopts one.
+fn rename(names: &super::NameMap, slug: &str, object: &mut Value, watching: bool) -> bool {
     let Some(full) = object["metadata"]["name"].as_str() else {
         return false;
     };
@@ -183,7 +184,7 @@ fn rename(names: &super::NameMap, slug: &str, object: &mut Value) -> bool {
     let short = match names.to_tenant(full) {
         Some(short) => short.to_string(),
         None => match full.strip_prefix(&format!("{slug}-")) {
-            Some(short) if labelled => short.to_string(),
+            Some(short) if labelled && watching => short.to_string(),
             _ => return false,
         },
     };
@@ -328,16 +329,12 @@ async fn create(ctx: &Context<'_>, request: Request<Body>) -> Result<Response, K
         .map(|n| n.full_name.clone())
         .unwrap_or_default();
     let names = ctx.caller.names.clone().plus(&name, &full);
-    let deadline = Instant::now() + CREATE_WAIT;
-    loop {
-        if let Some(mut found) = in_cluster(ctx, &full).await {
-            rename(&names, ctx.slug, &mut found);
-            return Ok(json_response(StatusCode::CREATED, &as_namespace(found)));
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Answer once the namespace, its quota and its bindings are in the
+    // cluster, so the next kubectl command can use it.
+    crate::events::until_ready(&ctx.app.db, &ctx.app.events, ctx.slug, CREATE_WAIT).await?;
+    if let Some(mut found) = in_cluster(ctx, &full).await {
+        rename(&names, ctx.slug, &mut found, false);
+        return Ok(json_response(StatusCode::CREATED, &as_namespace(found)));
     }
     // Accepted and on its way: the reconciler creates it shortly.
     Ok(json_response(
@@ -383,7 +380,7 @@ async fn delete(
     .map_err(|e| refused(e, name))?;
     ctx.gateway.forget(ctx.slug);
     let mut namespace = before.unwrap_or_else(|| json!({"metadata": {"name": full}}));
-    rename(&ctx.caller.names, ctx.slug, &mut namespace);
+    rename(&ctx.caller.names, ctx.slug, &mut namespace, false);
     namespace["status"] = json!({"phase": "Terminating"});
     Ok(json_response(StatusCode::OK, &as_namespace(namespace)))
 }
