@@ -172,6 +172,21 @@ async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<String>) -
     .unwrap()
 }
 
+/// A GET sent byte for byte, with no client normalising its path.
+async fn raw_get(base: &str, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: portal\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 fn lines(run: &Run) -> Vec<&str> {
     let mut lines: Vec<&str> = run.stdout.lines().map(str::trim).collect();
     lines.sort_unstable();
@@ -312,6 +327,29 @@ async fn an_owner_s_kubectl_sees_its_tenant_without_prefixes(db: PgPool) {
     assert!(classes.ok, "{}", classes.stderr);
     let exec = kubectl(&alice, &["exec", "-n", "dev", "web", "--", "true"]).await;
     assert!(!exec.ok, "exec is refused");
+    // No path climbs out of the tenant to what the portal itself may read:
+    // kubectl resolves dot segments itself, and the gateway refuses any it is sent.
+    for raw in [
+        "/openapi/../api/v1/namespaces",
+        "/openapi/%2e%2e/api/v1/namespaces",
+    ] {
+        let climbed = kubectl(&alice, &["get", "--raw", raw]).await;
+        let seen = format!("{}{}", climbed.stdout, climbed.stderr);
+        assert!(
+            !seen.contains("kube-system") && !seen.contains(&other.slug),
+            "{raw}: {seen}"
+        );
+        let sent = raw_get(
+            &app.base,
+            &format!("/k8s/tenants/{}{raw}", acme.slug),
+            &alice.token(),
+        )
+        .await;
+        assert!(
+            sent.starts_with("HTTP/1.1 400"),
+            "{raw} sent as it is: {sent}"
+        );
+    }
 
     // Namespaces are self-service for owners, through the portal.
     let can = kubectl(&alice, &["auth", "can-i", "create", "namespaces"]).await;

@@ -252,7 +252,7 @@ async fn hand_edits_and_deletes_are_repaired_within_seconds(db: PgPool) {
                     .iter()
                     .map(|s| s.name.as_str())
                     .collect::<Vec<_>>()
-                    == ["team-acme"]
+                    == ["team-acme", "tenant-owner"]
             })
         },
     )

@@ -48,9 +48,13 @@ pub fn classify(rest: &str) -> Result<Target, KubeStatus> {
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            percent_decode(s).ok_or_else(|| {
-                KubeStatus::bad_request(format!("the path segment \"{s}\" is not valid"))
-            })
+            // `..` (or an escaped `/`) would let a path climb out of the
+            // tenant's namespaces once the cluster's client normalises it.
+            percent_decode(s)
+                .filter(|d| d != "." && d != ".." && !d.contains(['/', '\\']))
+                .ok_or_else(|| {
+                    KubeStatus::bad_request(format!("the path segment \"{s}\" is not valid"))
+                })
         })
         .collect::<Result<_, _>>()?;
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -236,6 +240,19 @@ mod tests {
             ),
             "delete"
         );
+    }
+
+    #[test]
+    fn no_path_climbs_out_of_the_tenant() {
+        for path in [
+            "/openapi/../api/v1/namespaces",
+            "/openapi/%2e%2e/api/v1/namespaces",
+            "/api/v1/namespaces/dev/../../namespaces/kube-system/secrets",
+            "/openapi/v3%2F..%2F..%2Fapi/v1/secrets",
+            "/api/v1/namespaces/dev/./configmaps",
+        ] {
+            assert_eq!(classify(path).unwrap_err().code, 400, "{path}");
+        }
     }
 
     #[test]
