@@ -129,6 +129,115 @@ impl NameMap {
     }
 }
 
+impl NameMap {
+    /// An answer's namespace references renamed in its bytes, without
+    /// building a tree: the same fields as [`Self::body_outward`] (every
+    /// `namespace` outside the user's data, labels and annotations), for
+    /// answers that are not a `Status`. `None` when it is a `Status` or not
+    /// JSON the scanner reads; the caller then converts the tree.
+    pub fn bytes_outward(&self, json: &[u8]) -> Option<Vec<u8>> {
+        if contains(json, br#""kind":"Status""#) {
+            return None;
+        }
+        rewrite_namespaces(json, &|full| self.outward.get(full).map(String::as_str))
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Where the scanner is inside an object or an array.
+struct Frame {
+    is_object: bool,
+    /// Inside the user's data, labels or annotations.
+    opaque: bool,
+    expect_key: bool,
+    /// The current key's bytes (between the quotes).
+    key: (usize, usize),
+}
+
+/// One pass over JSON text: every string value of a key `namespace`
+/// outside [`OPAQUE`] subtrees that `rename` knows is replaced.
+fn rewrite_namespaces<'m>(
+    json: &[u8],
+    rename: &dyn Fn(&str) -> Option<&'m str>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(json.len());
+    let mut copied = 0;
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'{' | b'[' => {
+                let opaque = stack.last().is_some_and(|f| {
+                    f.opaque
+                        || (f.is_object
+                            && OPAQUE
+                                .iter()
+                                .any(|k| k.as_bytes() == &json[f.key.0..f.key.1]))
+                });
+                stack.push(Frame {
+                    is_object: json[i] == b'{',
+                    opaque,
+                    expect_key: json[i] == b'{',
+                    key: (0, 0),
+                });
+                i += 1;
+            }
+            b'}' | b']' => {
+                stack.pop()?;
+                i += 1;
+            }
+            b':' => {
+                stack.last_mut()?.expect_key = false;
+                i += 1;
+            }
+            b',' => {
+                let frame = stack.last_mut()?;
+                frame.expect_key = frame.is_object;
+                i += 1;
+            }
+            b'"' => {
+                let start = i + 1;
+                let mut end = start;
+                let mut escaped = false;
+                loop {
+                    match *json.get(end)? {
+                        b'\\' => {
+                            escaped = true;
+                            end += 2;
+                        }
+                        b'"' => break,
+                        _ => end += 1,
+                    }
+                }
+                let frame = stack.last_mut()?;
+                if frame.is_object && frame.expect_key {
+                    frame.key = (start, end);
+                } else if frame.is_object
+                    && !frame.opaque
+                    && !escaped
+                    && &json[frame.key.0..frame.key.1] == b"namespace"
+                    && let Some(short) =
+                        std::str::from_utf8(&json[start..end]).ok().and_then(rename)
+                {
+                    out.extend_from_slice(&json[copied..start]);
+                    out.extend_from_slice(short.as_bytes());
+                    copied = end;
+                }
+                i = end + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    if !stack.is_empty() {
+        return None;
+    }
+    out.extend_from_slice(&json[copied..]);
+    Some(out)
+}
+
 type Rename<'a> = &'a dyn Fn(&str) -> Option<String>;
 type Reword<'a> = Option<&'a dyn Fn(&str) -> String>;
 
@@ -244,6 +353,36 @@ mod tests {
             "pods is forbidden: User \"alice@example.com\" cannot list resource \"pods\" in API group \"\" in the namespace \"prod\""
         );
         assert_eq!(status["details"]["name"], "prod");
+    }
+
+    #[test]
+    fn the_byte_scanner_renames_exactly_what_the_tree_walk_does() {
+        let list = json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"},
+        "items": [
+            {"metadata": {"name": "a", "namespace": "acme-dev", "labels": {"namespace": "acme-dev"},
+                          "managedFields": [{"fieldsV1": {"f:data": {"f:namespace": {}}}}]},
+             "data": {"namespace": "acme-dev", "quoted": "\"namespace\":\"acme-dev\""}},
+            {"metadata": {"name": "b", "namespace": "acme-prod"}, "subjects": [{"namespace": "acme-prod"}, {"namespace": "other"}]},
+            {"metadata": {"name": "c", "namespace": "kube-system"}, "empty": [], "n": 1.5e3, "t": true}
+        ]});
+        let text = serde_json::to_vec(&list).unwrap();
+        let scanned: Value = serde_json::from_slice(&acme().bytes_outward(&text).unwrap()).unwrap();
+        let mut walked = list.clone();
+        acme().body_outward(&mut walked);
+        assert_eq!(scanned, walked);
+        assert_eq!(scanned["items"][0]["data"]["namespace"], "acme-dev");
+        assert_eq!(scanned["items"][1]["subjects"][0]["namespace"], "prod");
+    }
+
+    #[test]
+    fn the_byte_scanner_leaves_statuses_and_broken_json_to_the_tree_walk() {
+        let status = br#"{"kind":"Status","message":"namespaces \"acme-dev\" not found"}"#;
+        assert!(acme().bytes_outward(status).is_none());
+        assert!(
+            acme()
+                .bytes_outward(br#"{"metadata":{"namespace":"acme-dev""#)
+                .is_none()
+        );
     }
 
     #[test]

@@ -221,12 +221,16 @@ impl Context<'_> {
         let bytes = upstream.bytes().await.map_err(|e| {
             KubeStatus::unavailable(format!("the tenant's cluster broke off its answer: {e}"))
         })?;
-        let body = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(mut value) => {
-                self.caller.names.body_outward(&mut value);
-                Bytes::from(value.to_string())
-            }
-            Err(_) => bytes,
+        // One pass over the bytes where it can; the tree only for a Status.
+        let body = match self.caller.names.bytes_outward(&bytes) {
+            Some(renamed) => Bytes::from(renamed),
+            None => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(mut value) => {
+                    self.caller.names.body_outward(&mut value);
+                    Bytes::from(value.to_string())
+                }
+                Err(_) => bytes,
+            },
         };
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;
