@@ -139,20 +139,59 @@ async fn known_history(app: &TestApp) -> (DateTime<Utc>, DateTime<Utc>) {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 
     let dev_before = json!({"requests.cpu": "1500m", "requests.memory": "2Gi"});
-    sample(app, "acme-dev", t - h(5), dev_before, json!({"requests.cpu": "500m", "requests.memory": "1Gi", "pods": "3"})).await;
+    sample(
+        app,
+        "acme-dev",
+        t - h(5),
+        dev_before,
+        json!({"requests.cpu": "500m", "requests.memory": "1Gi", "pods": "3"}),
+    )
+    .await;
     let dev_after = json!({"requests.cpu": "1", "requests.memory": "2Gi"});
-    sample(app, "acme-dev", t - h(2), dev_after, json!({"requests.cpu": "1", "requests.memory": "2Gi"})).await;
+    sample(
+        app,
+        "acme-dev",
+        t - h(2),
+        dev_after,
+        json!({"requests.cpu": "1", "requests.memory": "2Gi"}),
+    )
+    .await;
     let prod = json!({"requests.cpu": "2", "requests.memory": "4Gi"});
-    sample(app, "acme-prod", t - h(3), prod, json!({"requests.cpu": "0", "requests.memory": "0"})).await;
+    sample(
+        app,
+        "acme-prod",
+        t - h(3),
+        prod,
+        json!({"requests.cpu": "0", "requests.memory": "0"}),
+    )
+    .await;
     let globex = json!({"requests.cpu": "1"});
-    sample(app, "globex-dev", t - h(6), globex.clone(), json!({"requests.cpu": "250m"})).await;
-    sample(app, "globex-dev", t - h(2), globex, json!({"requests.cpu": "1"})).await;
+    sample(
+        app,
+        "globex-dev",
+        t - h(6),
+        globex.clone(),
+        json!({"requests.cpu": "250m"}),
+    )
+    .await;
+    sample(
+        app,
+        "globex-dev",
+        t - h(2),
+        globex,
+        json!({"requests.cpu": "1"}),
+    )
+    .await;
     (t - h(4), t + h(2))
 }
 
 async fn report(app: &TestApp, from: DateTime<Utc>, to: DateTime<Utc>, group_by: &str) -> Value {
     let response = app
-        .get(&format!("/api/v1/showback?from={}&to={}&group_by={group_by}", at(from), at(to)))
+        .get(&format!(
+            "/api/v1/showback?from={}&to={}&group_by={group_by}",
+            at(from),
+            at(to)
+        ))
         .await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
@@ -167,7 +206,12 @@ fn lines(report: &Value) -> Vec<(String, String, [String; 4])> {
             out.push((
                 group["group"].as_str().unwrap().to_string(),
                 format!("{} ({})", s("resource"), s("unit")),
-                [s("allocated"), s("used"), s("allocated_cost"), s("used_cost")],
+                [
+                    s("allocated"),
+                    s("used"),
+                    s("allocated_cost"),
+                    s("used_cost"),
+                ],
             ));
         }
     }
@@ -192,9 +236,21 @@ async fn costs_are_time_weighted_at_the_price_of_each_instant_up_to_a_deletion(d
     assert_eq!(
         lines(&by_tenant),
         vec![
-            line("acme", "requests.cpu (core-hours)", ["17.000000", "5.000000", "1.220000", "0.380000"]),
-            line("acme", "requests.memory (GiB-hours)", ["32.000000", "10.000000", "0.160000", "0.050000"]),
-            line("globex", "requests.cpu (core-hours)", ["4.000000", "2.500000", "0.800000", "0.500000"]),
+            line(
+                "acme",
+                "requests.cpu (core-hours)",
+                ["17.000000", "5.000000", "1.220000", "0.380000"]
+            ),
+            line(
+                "acme",
+                "requests.memory (GiB-hours)",
+                ["32.000000", "10.000000", "0.160000", "0.050000"]
+            ),
+            line(
+                "globex",
+                "requests.cpu (core-hours)",
+                ["4.000000", "2.500000", "0.800000", "0.500000"]
+            ),
         ]
     );
     assert_eq!(by_tenant["groups"][0]["allocated_cost"], "1.380000");
@@ -208,11 +264,31 @@ async fn costs_are_time_weighted_at_the_price_of_each_instant_up_to_a_deletion(d
     assert_eq!(
         lines(&by_namespace),
         vec![
-            line("acme/dev", "requests.cpu (core-hours)", ["7.000000", "5.000000", "0.460000", "0.380000"]),
-            line("acme/dev", "requests.memory (GiB-hours)", ["12.000000", "10.000000", "0.060000", "0.050000"]),
-            line("acme/prod", "requests.cpu (core-hours)", ["10.000000", "0.000000", "0.760000", "0.000000"]),
-            line("acme/prod", "requests.memory (GiB-hours)", ["20.000000", "0.000000", "0.100000", "0.000000"]),
-            line("globex/dev", "requests.cpu (core-hours)", ["4.000000", "2.500000", "0.800000", "0.500000"]),
+            line(
+                "acme/dev",
+                "requests.cpu (core-hours)",
+                ["7.000000", "5.000000", "0.460000", "0.380000"]
+            ),
+            line(
+                "acme/dev",
+                "requests.memory (GiB-hours)",
+                ["12.000000", "10.000000", "0.060000", "0.050000"]
+            ),
+            line(
+                "acme/prod",
+                "requests.cpu (core-hours)",
+                ["10.000000", "0.000000", "0.760000", "0.000000"]
+            ),
+            line(
+                "acme/prod",
+                "requests.memory (GiB-hours)",
+                ["20.000000", "0.000000", "0.100000", "0.000000"]
+            ),
+            line(
+                "globex/dev",
+                "requests.cpu (core-hours)",
+                ["4.000000", "2.500000", "0.800000", "0.500000"]
+            ),
         ]
     );
 
@@ -221,7 +297,12 @@ async fn costs_are_time_weighted_at_the_price_of_each_instant_up_to_a_deletion(d
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["group"].as_str().unwrap(), g["allocated_cost"].as_str().unwrap()))
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap(),
+                g["allocated_cost"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(groups, vec![("edge", "0.800000"), ("local", "1.380000")]);
 
@@ -230,7 +311,12 @@ async fn costs_are_time_weighted_at_the_price_of_each_instant_up_to_a_deletion(d
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["group"].as_str().unwrap(), g["used_cost"].as_str().unwrap()))
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap(),
+                g["used_cost"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(groups, vec![("42", "0.430000"), ("7", "0.500000")]);
 
@@ -252,7 +338,11 @@ async fn the_report_is_csv_a_spreadsheet_opens(db: PgPool) {
     let response = app
         .request(
             Method::GET,
-            &format!("/api/v1/showback?from={}&to={}&group_by=tenant", at(from), at(to)),
+            &format!(
+                "/api/v1/showback?from={}&to={}&group_by=tenant",
+                at(from),
+                at(to)
+            ),
         )
         .header("accept", "text/csv")
         .send()
@@ -307,10 +397,22 @@ async fn owners_see_the_costs_of_their_own_tenants_and_admins_all(db: PgPool) {
 async fn bad_periods_and_groupings_are_refused_naming_the_field(db: PgPool) {
     let app = spawn(db).await;
     let cases = [
-        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "query.to"),
-        ("from=2024-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "query.to"),
-        ("from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&group_by=team", "query.group_by"),
-        ("from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&group_by=label:", "query.group_by"),
+        (
+            "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "query.to",
+        ),
+        (
+            "from=2024-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "query.to",
+        ),
+        (
+            "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&group_by=team",
+            "query.group_by",
+        ),
+        (
+            "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&group_by=label:",
+            "query.group_by",
+        ),
         ("from=yesterday&to=2026-02-01T00:00:00Z", "query.from"),
     ];
     for (query, field) in cases {
@@ -376,7 +478,11 @@ async fn prices_keep_their_history_and_only_platform_admins_set_them(db: PgPool)
     .await
     .unwrap();
     assert_eq!(audit.len(), 3);
-    assert_eq!(audit[2].1.as_ref().unwrap()["price"], "0.031000", "the price it follows");
+    assert_eq!(
+        audit[2].1.as_ref().unwrap()["price"],
+        "0.031000",
+        "the price it follows"
+    );
     assert_eq!(audit[2].2["price"], "0.035000");
     assert_eq!(audit[2].0, "token:test-admin");
 
@@ -392,7 +498,12 @@ async fn prices_keep_their_history_and_only_platform_admins_set_them(db: PgPool)
     let alice = login_as(&app, "ALICE").await;
     let before = app.table_counts().await;
     let (status, body) = problem(
-        put_prices(&app, &reader, json!([{"resource": "requests.cpu", "price": "0"}])).await,
+        put_prices(
+            &app,
+            &reader,
+            json!([{"resource": "requests.cpu", "price": "0"}]),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 403, "{body}");
@@ -405,10 +516,26 @@ async fn prices_keep_their_history_and_only_platform_admins_set_them(db: PgPool)
     assert_eq!(response.status(), 403, "only platform admins set prices");
 
     let refusals = [
-        (json!([{"resource": "pods", "price": "1"}]), 422, "prices[0].resource"),
-        (json!([{"resource": "requests.cpu", "price": "-1"}]), 422, "prices[0].price"),
-        (json!([{"resource": "requests.cpu", "price": "0.0000001"}]), 422, "prices[0].price"),
-        (json!([{"resource": "requests.cpu", "price": "1", "cluster": "mars"}]), 422, "prices[0].cluster"),
+        (
+            json!([{"resource": "pods", "price": "1"}]),
+            422,
+            "prices[0].resource",
+        ),
+        (
+            json!([{"resource": "requests.cpu", "price": "-1"}]),
+            422,
+            "prices[0].price",
+        ),
+        (
+            json!([{"resource": "requests.cpu", "price": "0.0000001"}]),
+            422,
+            "prices[0].price",
+        ),
+        (
+            json!([{"resource": "requests.cpu", "price": "1", "cluster": "mars"}]),
+            422,
+            "prices[0].cluster",
+        ),
         (json!([]), 422, "prices"),
         (
             json!([{"resource": "requests.cpu", "price": "1", "effective_from": "2026-02-01T00:00:00Z"}]),
@@ -421,7 +548,11 @@ async fn prices_keep_their_history_and_only_platform_admins_set_them(db: PgPool)
         assert_eq!(status, code, "{prices}: {body}");
         assert_eq!(body["errors"][0]["field"], field, "{prices}: {body}");
     }
-    assert_eq!(app.table_counts().await, before, "no refusal wrote anything");
+    assert_eq!(
+        app.table_counts().await,
+        before,
+        "no refusal wrote anything"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
@@ -432,7 +563,9 @@ async fn the_samplers_samples_carry_the_allocation_in_force(db: PgPool) {
     tenant_portal::db::sync::store_usage(&mut conn, "acme-dev", &json!({"requests.cpu": "1"}))
         .await
         .unwrap();
-    tenant_portal::db::sync::sample_usage(&mut conn).await.unwrap();
+    tenant_portal::db::sync::sample_usage(&mut conn)
+        .await
+        .unwrap();
     let allocated: Value = sqlx::query_scalar(
         "SELECT s.allocated FROM usage_samples s JOIN namespaces n ON n.id = s.namespace_id
          WHERE n.full_name = 'acme-dev'",
@@ -440,7 +573,10 @@ async fn the_samplers_samples_carry_the_allocation_in_force(db: PgPool) {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert_eq!(allocated, json!({"requests.cpu": "1500m", "requests.memory": "2Gi"}));
+    assert_eq!(
+        allocated,
+        json!({"requests.cpu": "1500m", "requests.memory": "2Gi"})
+    );
 }
 
 /// `namespace/resource` to `(p50, p95, idle, suggested)` from a utilisation answer.
@@ -466,12 +602,22 @@ async fn utilisation_shows_percentiles_idle_allocations_and_a_right_size(db: PgP
     let app = spawn(db).await;
     let (from, to) = known_history(&app).await;
     let response = app
-        .get(&format!("/api/v1/tenants/acme/utilisation?from={}&to={}", at(from), at(to)))
+        .get(&format!(
+            "/api/v1/tenants/acme/utilisation?from={}&to={}",
+            at(from),
+            at(to)
+        ))
         .await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     let u = |name: &str, p50: &str, p95: &str, idle: bool, suggested: &str| {
-        (name.to_string(), json!(p50), json!(p95), idle, suggested.to_string())
+        (
+            name.to_string(),
+            json!(p50),
+            json!(p95),
+            idle,
+            suggested.to_string(),
+        )
     };
     // dev CPU: 500m of 1500m, then 1 of 1; the 95th percentile of use is
     // 1 core, plus 20 %. prod was allocated and never used.
@@ -480,7 +626,13 @@ async fn utilisation_shows_percentiles_idle_allocations_and_a_right_size(db: PgP
         uses(&answer),
         vec![
             u("(tenant)/requests.cpu", "33.3%", "33.3%", false, "1200m"),
-            u("(tenant)/requests.memory", "33.3%", "50.0%", false, "2458Mi"),
+            u(
+                "(tenant)/requests.memory",
+                "33.3%",
+                "50.0%",
+                false,
+                "2458Mi"
+            ),
             u("dev/requests.cpu", "33.3%", "100.0%", false, "1200m"),
             u("dev/requests.memory", "50.0%", "100.0%", false, "2458Mi"),
             u("prod/requests.cpu", "0.0%", "0.0%", true, "0"),
@@ -488,8 +640,12 @@ async fn utilisation_shows_percentiles_idle_allocations_and_a_right_size(db: PgP
         ]
     );
     let (status, _) = problem(
-        app.get(&format!("/api/v1/tenants/acme/utilisation?from={}&to={}", at(to), at(from)))
-            .await,
+        app.get(&format!(
+            "/api/v1/tenants/acme/utilisation?from={}&to={}",
+            at(to),
+            at(from)
+        ))
+        .await,
     )
     .await;
     assert_eq!(status, 422);

@@ -45,11 +45,9 @@ async fn measure(options: &Options, portal: &Portal) -> anyhow::Result<Figures> 
     portal
         .clone_tenants("sbtemplate", "sb", options.tenants - 1)
         .await?;
-    sqlx::query(
-        "UPDATE tenants SET labels = jsonb_build_object('cost-center', (id % 40)::text)",
-    )
-    .execute(&portal.db)
-    .await?;
+    sqlx::query("UPDATE tenants SET labels = jsonb_build_object('cost-center', (id % 40)::text)")
+        .execute(&portal.db)
+        .await?;
     let now = chrono::Utc::now();
     let start = now - chrono::Duration::days(options.days);
     let prices = portal
@@ -118,7 +116,10 @@ async fn measure(options: &Options, portal: &Portal) -> anyhow::Result<Figures> 
     })
     .await?;
     figures.by_label_ms = timed(options.requests, || {
-        get(format!("/showback?{period}&group_by=label:cost-center"), false)
+        get(
+            format!("/showback?{period}&group_by=label:cost-center"),
+            false,
+        )
     })
     .await?;
     figures.csv_ms = timed(options.requests, || {

@@ -151,7 +151,10 @@ async fn get(
         );
         return Ok((
             [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8; header=present".to_string()),
+                (
+                    header::CONTENT_TYPE,
+                    "text/csv; charset=utf-8; header=present".to_string(),
+                ),
                 (header::CONTENT_DISPOSITION, name),
             ],
             report.to_csv(),
@@ -169,7 +172,13 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .unwrap_or("");
     accept
         .split(',')
-        .map(|m| m.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .find(|m| m == "text/csv" || m == "application/json" || m == "*/*")
         .is_some_and(|m| m == "text/csv")
 }

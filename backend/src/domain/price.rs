@@ -151,7 +151,10 @@ impl Price {
         if (0..MAX_PRICE_MICROS).contains(&micros) {
             Ok(Self(micros))
         } else {
-            Err(FieldError::new("price", format!("{micros} millionths is out of range")))
+            Err(FieldError::new(
+                "price",
+                format!("{micros} millionths is out of range"),
+            ))
         }
     }
 
@@ -255,7 +258,18 @@ mod tests {
         assert_eq!(Price::parse("12").unwrap().micros(), 12_000_000);
         assert_eq!(Price::parse("0.000001").unwrap().micros(), 1);
         assert_eq!(Price::parse("0").unwrap().to_string(), "0.000000");
-        for bad in ["", ".5", "1.", "-1", "1e3", "0.0000001", "1,5", " 1", "99999999999", "1000000000"] {
+        for bad in [
+            "",
+            ".5",
+            "1.",
+            "-1",
+            "1e3",
+            "0.0000001",
+            "1,5",
+            " 1",
+            "99999999999",
+            "1000000000",
+        ] {
             assert!(Price::parse(bad).is_err(), "{bad}");
         }
     }
@@ -263,11 +277,26 @@ mod tests {
     #[test]
     fn resources_have_their_units() {
         let cpu = PricedResource::parse("requests.cpu").unwrap();
-        assert_eq!((cpu.per(), cpu.amount_unit()), ("core-hour".into(), "core-hours".into()));
-        let fast = PricedResource::parse("fast.storageclass.storage.k8s.io/requests.storage").unwrap();
+        assert_eq!(
+            (cpu.per(), cpu.amount_unit()),
+            ("core-hour".into(), "core-hours".into())
+        );
+        let fast =
+            PricedResource::parse("fast.storageclass.storage.k8s.io/requests.storage").unwrap();
         assert_eq!(fast.per(), "GiB-month");
-        assert_eq!(PricedResource::parse("requests.nvidia.com/gpu").unwrap().per(), "unit-hour");
-        for bad in ["pods", "limits.cpu", "requests.cpus", "requests.kubernetes.io/x", "x.storageclass.storage.k8s.io/requests.cpu"] {
+        assert_eq!(
+            PricedResource::parse("requests.nvidia.com/gpu")
+                .unwrap()
+                .per(),
+            "unit-hour"
+        );
+        for bad in [
+            "pods",
+            "limits.cpu",
+            "requests.cpus",
+            "requests.kubernetes.io/x",
+            "x.storageclass.storage.k8s.io/requests.cpu",
+        ] {
             assert!(PricedResource::parse(bad).is_err(), "{bad}");
         }
     }

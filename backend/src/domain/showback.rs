@@ -27,7 +27,10 @@ impl PriceBook {
     pub fn new(rows: impl IntoIterator<Item = PriceRow>) -> Self {
         let mut by_resource: HashMap<String, Vec<PriceRow>> = HashMap::new();
         for row in rows {
-            by_resource.entry(row.resource.clone()).or_default().push(row);
+            by_resource
+                .entry(row.resource.clone())
+                .or_default()
+                .push(row);
         }
         for rows in by_resource.values_mut() {
             rows.sort_by_key(|r| r.from);
@@ -63,7 +66,11 @@ impl PriceBook {
             .map(|r| r.from)
             .collect();
         starts.dedup();
-        steps.extend(starts.into_iter().map(|t| (t, self.at(resource, cluster, t))));
+        steps.extend(
+            starts
+                .into_iter()
+                .map(|t| (t, self.at(resource, cluster, t))),
+        );
         steps
     }
 }
@@ -179,7 +186,9 @@ impl Ledger {
             if *step_from >= end {
                 break;
             }
-            let step_end = timeline.get(i + 1).map_or(end, |(next, _)| (*next).min(end));
+            let step_end = timeline
+                .get(i + 1)
+                .map_or(end, |(next, _)| (*next).min(end));
             let seconds = step_end - (*step_from).max(start);
             if seconds > 0 && *micros > 0 {
                 cost.add_product(nanos, i128::from(seconds), i128::from(*micros))?;
@@ -278,11 +287,16 @@ mod tests {
         ]);
         let mut ledger = Ledger::new(0, 4 * H, book);
         // 2 cores for 4 h: 2 h at 0.04, 2 h at 0.10.
-        ledger.book("acme", "local", 0, 4 * H, &cpu(2), &cpu(1)).unwrap();
+        ledger
+            .book("acme", "local", 0, 4 * H, &cpu(2), &cpu(1))
+            .unwrap();
         let lines = ledger.into_lines();
         let line = &lines[&("acme".into(), "requests.cpu".into())];
         assert_eq!(format_micros(line.allocated.micros().unwrap()), "8.000000");
-        assert_eq!(format_micros(line.allocated_cost.micros().unwrap()), "0.560000");
+        assert_eq!(
+            format_micros(line.allocated_cost.micros().unwrap()),
+            "0.560000"
+        );
         assert_eq!(format_micros(line.used_cost.micros().unwrap()), "0.280000");
     }
 
@@ -302,7 +316,9 @@ mod tests {
     fn time_outside_the_period_is_not_booked() {
         let book = PriceBook::new([price("requests.cpu", None, "1", -10 * H)]);
         let mut ledger = Ledger::new(H, 2 * H, book);
-        ledger.book("a", "local", 0, 3 * H, &cpu(1), &vec![]).unwrap();
+        ledger
+            .book("a", "local", 0, 3 * H, &cpu(1), &vec![])
+            .unwrap();
         let lines = ledger.into_lines();
         let line = &lines[&("a".into(), "requests.cpu".into())];
         assert_eq!(line.allocated_cost.micros().unwrap(), 1_000_000);
@@ -330,7 +346,13 @@ mod tests {
 
     #[test]
     fn each_sample_stands_until_the_next_and_the_last_until_the_stop() {
-        assert_eq!(standing(&[0, 10, 30], 100), vec![(0, 10), (10, 30), (30, 100)]);
-        assert_eq!(standing(&[0, 10, 30], 20), vec![(0, 10), (10, 20), (30, 20)]);
+        assert_eq!(
+            standing(&[0, 10, 30], 100),
+            vec![(0, 10), (10, 30), (30, 100)]
+        );
+        assert_eq!(
+            standing(&[0, 10, 30], 20),
+            vec![(0, 10), (10, 20), (30, 20)]
+        );
     }
 }

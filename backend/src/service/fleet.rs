@@ -97,14 +97,16 @@ pub async fn overview(
         })
         .collect();
     for ns in db::fleet::namespace_loads(conn).await? {
-        let load = loads.entry(ns.cluster.clone()).or_insert_with(|| ClusterLoad {
-            name: ns.cluster.clone(),
-            namespaces: 0,
-            cpu_allocated: 0,
-            cpu_used: 0,
-            memory_allocated: 0,
-            memory_used: 0,
-        });
+        let load = loads
+            .entry(ns.cluster.clone())
+            .or_insert_with(|| ClusterLoad {
+                name: ns.cluster.clone(),
+                namespaces: 0,
+                cpu_allocated: 0,
+                cpu_used: 0,
+                memory_allocated: 0,
+                memory_used: 0,
+            });
         let allocated = amounts(&ns.cluster, &ns.allocations)?;
         let used = amounts(&ns.cluster, &ns.usage)?;
         load.namespaces += 1;
@@ -144,7 +146,9 @@ pub async fn overview(
 /// Nano-units per resource of a stored resource list; a bad value fails the page.
 fn amounts(cluster: &str, raw: &str) -> Result<BTreeMap<String, i128>, Error> {
     let corrupt = |what: String| {
-        Error::Corrupt(anyhow::anyhow!("a namespace of cluster {cluster} stores {what}"))
+        Error::Corrupt(anyhow::anyhow!(
+            "a namespace of cluster {cluster} stores {what}"
+        ))
     };
     let map: BTreeMap<String, String> =
         serde_json::from_str(raw).map_err(|e| corrupt(format!("a bad resource list: {e}")))?;

@@ -142,7 +142,13 @@ pub async fn set(
             ));
         }
         if let (Some(resource), Some(price)) = (resource, price) {
-            parsed.push((field, resource, price, new.effective_from.unwrap_or(now), new));
+            parsed.push((
+                field,
+                resource,
+                price,
+                new.effective_from.unwrap_or(now),
+                new,
+            ));
         }
     }
     if !errors.is_empty() {

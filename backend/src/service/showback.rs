@@ -177,7 +177,10 @@ pub async fn compute(
                 continue;
             }
             let group = group_by.key(ns);
-            tenants.entry(group.clone()).or_default().insert(ns.slug.clone());
+            tenants
+                .entry(group.clone())
+                .or_default()
+                .insert(ns.slug.clone());
             let stop = ns.deleted_at.map_or(end, |d| d.min(end));
             let times: Vec<i64> = mine.iter().map(|s| s.sampled_at.timestamp()).collect();
             let mut parsed = Parsed::default();
@@ -333,7 +336,10 @@ mod tests {
 
     #[test]
     fn group_by_names_its_rule() {
-        assert_eq!(GroupBy::parse("label:cost-center").unwrap(), GroupBy::Label("cost-center".into()));
+        assert_eq!(
+            GroupBy::parse("label:cost-center").unwrap(),
+            GroupBy::Label("cost-center".into())
+        );
         assert_eq!(GroupBy::parse("namespace").unwrap(), GroupBy::Namespace);
         assert_eq!(GroupBy::parse("team").unwrap_err().field, "query.group_by");
         assert!(GroupBy::parse("label:").is_err());

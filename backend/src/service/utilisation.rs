@@ -96,10 +96,14 @@ pub async fn of_tenant_unchecked(
         namespace: None,
         resources: summarise(&whole),
     }];
-    out.extend(per_namespace.into_iter().map(|(namespace, series)| NamespaceUse {
-        namespace,
-        resources: summarise(&series),
-    }));
+    out.extend(
+        per_namespace
+            .into_iter()
+            .map(|(namespace, series)| NamespaceUse {
+                namespace,
+                resources: summarise(&series),
+            }),
+    );
     Ok(out)
 }
 

@@ -78,7 +78,11 @@ fn cluster_row(c: &ClusterLoad, max_cpu: i128) -> ClusterRow {
     ClusterRow {
         name: c.name.clone(),
         namespaces: c.namespaces,
-        cpu: format!("{} allocated, {} used", q(c.cpu_allocated, false), q(c.cpu_used, false)),
+        cpu: format!(
+            "{} allocated, {} used",
+            q(c.cpu_allocated, false),
+            q(c.cpu_used, false)
+        ),
         memory: format!(
             "{} allocated, {} used",
             q(c.memory_allocated, true),
@@ -116,13 +120,22 @@ pub async fn page(
         period,
     )
     .await?;
-    let max_cpu = fleet.clusters.iter().map(|c| c.cpu_allocated).max().unwrap_or(0);
+    let max_cpu = fleet
+        .clusters
+        .iter()
+        .map(|c| c.cpu_allocated)
+        .max()
+        .unwrap_or(0);
     render(&FleetPage {
         nav: viewer.nav("admin", None),
         month,
         allocated_cost: format_micros(fleet.report.allocated_cost),
         used_cost: format_micros(fleet.report.used_cost),
-        clusters: fleet.clusters.iter().map(|c| cluster_row(c, max_cpu)).collect(),
+        clusters: fleet
+            .clusters
+            .iter()
+            .map(|c| cluster_row(c, max_cpu))
+            .collect(),
         top_cost: bars(&fleet.top_cost, format_micros),
         top_waste: bars(&fleet.top_waste, format_micros),
         failing: fleet
@@ -134,7 +147,11 @@ pub async fn page(
                 message: f.message.unwrap_or_default(),
             })
             .collect(),
-        pending: fleet.pending.into_iter().map(RequestRow::from_row).collect(),
+        pending: fleet
+            .pending
+            .into_iter()
+            .map(RequestRow::from_row)
+            .collect(),
     })
 }
 
@@ -158,7 +175,10 @@ pub async fn csv(
     .await?;
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8; header=present".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present".to_string(),
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"showback-{month}.csv\""),

@@ -85,7 +85,10 @@ fn use_lines(uses: &[NamespaceUse]) -> Vec<UseLine> {
     uses.iter()
         .flat_map(|n| {
             n.resources.iter().map(|r| UseLine {
-                namespace: n.namespace.clone().unwrap_or_else(|| "(whole tenant)".into()),
+                namespace: n
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "(whole tenant)".into()),
                 resource: r.resource.clone(),
                 allocated: r.allocated.to_string(),
                 p50: r.p50.map(percent).unwrap_or_else(|| "–".into()),
