@@ -414,6 +414,10 @@ async fn bad_periods_and_groupings_are_refused_naming_the_field(db: PgPool) {
             "query.group_by",
         ),
         ("from=yesterday&to=2026-02-01T00:00:00Z", "query.from"),
+        (
+            "from=0001-01-01T00:00:00Z&to=0001-02-01T00:00:00Z",
+            "query.from",
+        ),
     ];
     for (query, field) in cases {
         let (status, body) = problem(app.get(&format!("/api/v1/showback?{query}")).await).await;
@@ -537,6 +541,11 @@ async fn prices_keep_their_history_and_only_platform_admins_set_them(db: PgPool)
             "prices[0].cluster",
         ),
         (json!([]), 422, "prices"),
+        (
+            json!([{"resource": "requests.cpu", "price": "1", "effective_from": "0001-01-01T00:00:00Z"}]),
+            422,
+            "prices[0].effective_from",
+        ),
         (
             json!([{"resource": "requests.cpu", "price": "1", "effective_from": "2026-02-01T00:00:00Z"}]),
             409,

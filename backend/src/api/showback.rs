@@ -241,7 +241,14 @@ async fn utilisation(
     ApiQuery(query): ApiQuery<UtilisationQuery>,
 ) -> Result<Json<UtilisationReport>, Error> {
     let to = query.to.unwrap_or_else(Utc::now);
-    let from = query.from.unwrap_or(to - chrono::Duration::days(7));
+    let from = match query.from {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(chrono::Duration::days(7))
+            .ok_or_else(|| {
+                Error::invalid("query.to", "must lie between the years 1970 and 9999")
+            })?,
+    };
     let period = Period::parse(from, to).map_err(|e| Error::Invalid(vec![e]))?;
     let mut conn = app.db.acquire().await?;
     let uses = crate::service::utilisation::of_tenant(&mut conn, &who, &slug, period).await?;

@@ -1,7 +1,7 @@
 //! Prices with their history: anyone who may read tenants reads them; only
 //! platform admins set them, each new price audited beside the one it follows.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use super::Actor;
@@ -139,6 +139,14 @@ pub async fn set(
                     "must be one of the configured clusters ({}), or left out for every cluster",
                     clusters.join(", ")
                 ),
+            ));
+        }
+        if let Some(from) = new.effective_from
+            && !(1970..=9999).contains(&from.year())
+        {
+            errors.push(FieldError::new(
+                format!("{field}.effective_from"),
+                "must lie between the years 1970 and 9999",
             ));
         }
         if let (Some(resource), Some(price)) = (resource, price) {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use sqlx::PgConnection;
 
 use super::access::visible_to;
@@ -82,6 +82,14 @@ impl Period {
     pub fn parse(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Self, FieldError> {
         let second = |t: DateTime<Utc>| DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
         let (from, to) = (second(from), second(to));
+        for (field, t) in [("query.from", from), ("query.to", to)] {
+            if !(1970..=9999).contains(&t.year()) {
+                return Err(FieldError::new(
+                    field,
+                    "must lie between the years 1970 and 9999",
+                ));
+            }
+        }
         if from >= to {
             return Err(FieldError::new("query.to", "must be later than from"));
         }
@@ -351,6 +359,7 @@ mod tests {
         assert!(Period::parse(t("2026-01-02T00:00:00Z"), t("2026-01-01T00:00:00Z")).is_err());
         assert!(Period::parse(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:00Z")).is_err());
         assert!(Period::parse(t("2025-01-01T00:00:00Z"), t("2026-06-01T00:00:00Z")).is_err());
+        assert!(Period::parse(t("1960-01-01T00:00:00Z"), t("1960-02-01T00:00:00Z")).is_err());
         let p = Period::parse(t("2026-01-01T00:00:00.9Z"), t("2026-02-01T00:00:00Z")).unwrap();
         assert_eq!(p.from, t("2026-01-01T00:00:00Z"));
     }
