@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::service::fleet::{self, ClusterLoad};
 
 /// A bar of a chart: its label, the number it stands for in text, and its
-/// length out of 300.
+/// length (out of 300 in the top lists, 150 in a cluster's chart).
 pub struct Bar {
     pub label: String,
     pub value: String,
@@ -74,7 +74,7 @@ fn bars(items: &[(String, i128)], show: impl Fn(i128) -> String) -> Vec<Bar> {
 
 fn cluster_row(c: &ClusterLoad, max_cpu: i128) -> ClusterRow {
     let q = ClusterLoad::quantity;
-    let scale = |v: i128| v * 300 / max_cpu.max(1);
+    let scale = |v: i128| v * 150 / max_cpu.max(1);
     ClusterRow {
         name: c.name.clone(),
         namespaces: c.namespaces,
