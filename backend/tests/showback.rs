@@ -218,6 +218,16 @@ fn lines(report: &Value) -> Vec<(String, String, [String; 4])> {
     out
 }
 
+/// Each group with one of its totals.
+fn totals<'a>(report: &'a Value, total: &str) -> Vec<(&'a str, &'a str)> {
+    report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["group"].as_str().unwrap(), g[total].as_str().unwrap()))
+        .collect()
+}
+
 fn line(group: &str, resource: &str, amounts: [&str; 4]) -> (String, String, [String; 4]) {
     (group.into(), resource.into(), amounts.map(String::from))
 }
@@ -293,31 +303,11 @@ async fn costs_are_time_weighted_at_the_price_of_each_instant_up_to_a_deletion(d
     );
 
     let by_cluster = report(&app, from, to, "cluster").await;
-    let groups: Vec<(&str, &str)> = by_cluster["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            (
-                g["group"].as_str().unwrap(),
-                g["allocated_cost"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let groups = totals(&by_cluster, "allocated_cost");
     assert_eq!(groups, vec![("edge", "0.800000"), ("local", "1.380000")]);
 
     let by_label = report(&app, from, to, "label:cost-center").await;
-    let groups: Vec<(&str, &str)> = by_label["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            (
-                g["group"].as_str().unwrap(),
-                g["used_cost"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let groups = totals(&by_label, "used_cost");
     assert_eq!(groups, vec![("42", "0.430000"), ("7", "0.500000")]);
 
     // The hour after the deletion costs globex nothing.
@@ -658,4 +648,73 @@ async fn utilisation_shows_percentiles_idle_allocations_and_a_right_size(db: PgP
     )
     .await;
     assert_eq!(status, 422);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_fleet_page_shows_the_months_top_tenants_and_its_csv_and_admins_alone_see_it(
+    db: PgPool,
+) {
+    let app = spawn(db).await;
+    let (_, end) = known_history(&app).await;
+    // acme's allocations end with the period, so its costs stop growing.
+    for namespace in ["acme-dev", "acme-prod"] {
+        sample(&app, namespace, end, json!({}), json!({})).await;
+    }
+    let now = Utc::now();
+    let month = now.format("%Y-%m").to_string();
+    let start = DateTime::parse_from_rfc3339(&format!("{month}-01T00:00:00Z"))
+        .unwrap()
+        .with_timezone(&Utc);
+    let api = report(&app, start, now, "tenant").await;
+
+    let admin = login_as(&app, "ADMIN").await;
+    let page = admin.get("/admin/fleet").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for group in api["groups"].as_array().unwrap() {
+        let row = format!(
+            "<tr><td><a href=\"/tenants/{0}\">{0}</a></td><td>{1}</td></tr>",
+            group["group"].as_str().unwrap(),
+            group["allocated_cost"].as_str().unwrap()
+        );
+        assert!(html.contains(&row), "the page shows {row} as the API does");
+    }
+    assert!(html.contains("aria-label=\"Top tenants by reserved cost\""));
+    assert!(
+        html.contains("local: 2 namespaces; CPU 3500m allocated"),
+        "{html}"
+    );
+
+    let csv = admin.get(&format!("/admin/fleet.csv?month={month}")).await;
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.text()
+            .await
+            .unwrap()
+            .starts_with("tenant,resource,unit,allocated,used,allocated_cost,used_cost\r\n")
+    );
+
+    let alice = login_as(&app, "ALICE").await;
+    assert_eq!(alice.get("/admin/fleet").await.status(), 403);
+    assert_eq!(alice.get("/admin/fleet.csv").await.status(), 403);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_pending_quota_request_shows_the_tenants_use_beside_it(db: PgPool) {
+    let app = spawn(db).await;
+    known_history(&app).await;
+    let asked = app
+        .post_json(
+            "/api/v1/quota-requests",
+            json!({"tenant": "acme", "resource": "requests.cpu", "amount": "8", "reason": "more builds"}),
+        )
+        .await;
+    assert_eq!(asked.status(), 201);
+    let admin = login_as(&app, "ADMIN").await;
+    let html = admin.get("/quota-requests").await.text().await.unwrap();
+    // The tenant at each sampling time: 500m of 1500m, 500m of 3500m, 1 of 3.
+    assert!(
+        html.contains("<td class=\"usage\">p50 33.3%, p95 33.3% of 3 allocated; fits 1200m</td>"),
+        "{html}"
+    );
 }

@@ -2,11 +2,11 @@
 //! days of hourly usage samples, then the month's report over the API, as
 //! JSON by tenant, by label and as CSV.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::bail;
 
-use crate::stack::{Env, Portal, f1, f2, percentile, table};
+use crate::stack::{Env, Portal, f1, f2, latencies, percentile, table};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -111,45 +111,27 @@ async fn measure(options: &Options, portal: &Portal) -> anyhow::Result<Figures> 
     if groups as i64 != options.tenants {
         bail!("the report has {groups} tenants, not {}", options.tenants);
     }
-    figures.by_tenant_ms = timed(options.requests, || {
+    figures.by_tenant_ms = latencies(options.requests, || {
         get(format!("/showback?{period}&group_by=tenant"), false)
     })
     .await?;
-    figures.by_label_ms = timed(options.requests, || {
+    figures.by_label_ms = latencies(options.requests, || {
         get(
             format!("/showback?{period}&group_by=label:cost-center"),
             false,
         )
     })
     .await?;
-    figures.csv_ms = timed(options.requests, || {
+    figures.csv_ms = latencies(options.requests, || {
         get(format!("/showback?{period}&group_by=namespace"), true)
     })
     .await?;
-    figures.one_tenant_ms = timed(options.requests, || {
+    figures.one_tenant_ms = latencies(options.requests, || {
         get(format!("/showback?{period}&tenant=sb00042"), false)
     })
     .await?;
     figures.rss_mib = portal.rss_mib()?;
     Ok(figures)
-}
-
-async fn timed(
-    count: usize,
-    request: impl Fn() -> reqwest::RequestBuilder,
-) -> anyhow::Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(count);
-    for _ in 0..count {
-        let started = Instant::now();
-        let response = request().timeout(Duration::from_secs(600)).send().await?;
-        let status = response.status();
-        response.bytes().await?;
-        if !status.is_success() {
-            bail!("showback request failed with {status}");
-        }
-        out.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    Ok(out)
 }
 
 pub fn report(options: &Options, figures: &Figures, command: &str) {

@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use super::access::visible_to;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, reach_limit};
-use crate::db::{self, showback::ScopeFilter, showback::ScopeRow};
+use crate::db::{self, showback::SampleRow, showback::ScopeFilter, showback::ScopeRow};
 use crate::domain::price::{Overflow, PricedResource, format_micros};
 use crate::domain::showback::{Amounts, Ledger, standing};
 use crate::domain::{FieldError, Quantity};
@@ -173,14 +173,7 @@ pub async fn compute(
     for batch in scope.chunks(BATCH) {
         let ids: Vec<i64> = batch.iter().map(|n| n.namespace_id).collect();
         let samples = db::showback::samples(conn, &ids, period.from, period.to).await?;
-        let mut rest = samples.as_slice();
-        for ns in batch {
-            let count = rest
-                .iter()
-                .take_while(|s| s.namespace_id == ns.namespace_id)
-                .count();
-            let (mine, later) = rest.split_at(count);
-            rest = later;
+        for (ns, mine) in by_namespace(batch, &samples) {
             if mine.is_empty() {
                 continue;
             }
@@ -277,6 +270,24 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Each namespace of `scope` with its samples, from samples in the order
+/// [`db::showback::samples`] answers (by namespace id, as `scope` is).
+pub(super) fn by_namespace<'a>(
+    scope: &'a [ScopeRow],
+    samples: &'a [SampleRow],
+) -> impl Iterator<Item = (&'a ScopeRow, &'a [SampleRow])> {
+    let mut rest = samples;
+    scope.iter().map(move |ns| {
+        let count = rest
+            .iter()
+            .take_while(|s| s.namespace_id == ns.namespace_id)
+            .count();
+        let (mine, later) = rest.split_at(count);
+        rest = later;
+        (ns, mine)
+    })
+}
+
 /// The priced amounts of the last sample read, kept while the next ones
 /// store the same JSON (most do), so each value is parsed once.
 #[derive(Default)]
@@ -290,7 +301,7 @@ impl Parsed {
     fn amounts(
         &mut self,
         ns: &ScopeRow,
-        sample: &db::showback::SampleRow,
+        sample: &SampleRow,
     ) -> Result<(&Amounts, &Amounts), Error> {
         let same = self
             .raw
@@ -307,11 +318,7 @@ impl Parsed {
 
 /// The priced resources of a stored resource list. A value that does not
 /// parse stops the report, naming where it is, instead of counting as zero.
-fn priced_amounts(
-    ns: &ScopeRow,
-    sample: &db::showback::SampleRow,
-    raw: &str,
-) -> Result<Amounts, Error> {
+fn priced_amounts(ns: &ScopeRow, sample: &SampleRow, raw: &str) -> Result<Amounts, Error> {
     let corrupt = |what: String| {
         Error::Corrupt(anyhow::anyhow!(
             "usage_samples of namespace {}/{} at {}: {what}",

@@ -68,15 +68,8 @@ pub async fn of_tenant_unchecked(
     let mut per_namespace: Vec<(Option<String>, Series)> = Vec::new();
     // Every sample of every namespace by time, for the tenant as a whole.
     let mut events: Vec<(i64, usize, Amounts, Amounts)> = Vec::new();
-    let mut rest = samples.as_slice();
-    for (index, ns) in scope.iter().enumerate() {
-        let count = rest
-            .iter()
-            .take_while(|s| s.namespace_id == ns.namespace_id)
-            .count();
-        let (mine, later) = rest.split_at(count);
-        rest = later;
-        let end = period.to.min(chrono::Utc::now());
+    let end = period.to.min(chrono::Utc::now());
+    for (index, (ns, mine)) in super::showback::by_namespace(&scope, &samples).enumerate() {
         let stop = ns.deleted_at.map_or(end, |d| d.min(end));
         let times: Vec<i64> = mine.iter().map(|s| s.sampled_at.timestamp()).collect();
         let mut series = Series::new();

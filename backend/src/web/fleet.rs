@@ -105,13 +105,16 @@ fn cluster_row(c: &ClusterLoad, max_cpu: i128) -> ClusterRow {
     }
 }
 
+fn month(q: &FleetQuery) -> Result<(String, crate::service::showback::Period), Error> {
+    fleet::month(q.month.as_deref(), Utc::now()).map_err(|e| Error::Invalid(vec![e]))
+}
+
 pub async fn page(
     State(app): State<AppState>,
     viewer: Viewer,
     Query(q): Query<FleetQuery>,
 ) -> Result<Response, PageError> {
-    let (month, period) =
-        fleet::month(q.month.as_deref(), Utc::now()).map_err(|e| Error::Invalid(vec![e]))?;
+    let (month, period) = month(&q)?;
     let mut conn = app.db.acquire().await?;
     let fleet = fleet::overview(
         &mut conn,
@@ -161,8 +164,7 @@ pub async fn csv(
     viewer: Viewer,
     Query(q): Query<FleetQuery>,
 ) -> Result<Response, PageError> {
-    let (month, period) =
-        fleet::month(q.month.as_deref(), Utc::now()).map_err(|e| Error::Invalid(vec![e]))?;
+    let (month, period) = month(&q)?;
     crate::auth::policy::authorize(&viewer.principal, crate::auth::policy::Action::ReadClusters)?;
     let mut conn = app.db.acquire().await?;
     let report = crate::service::showback::report(
