@@ -619,6 +619,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/quota-requests/{id}/approve"),
     ("post", "/quota-requests/{id}/reject"),
     ("get", "/audit-events"),
+    ("get", "/prices"),
+    ("put", "/prices"),
+    ("get", "/showback"),
+    ("get", "/tenants/{slug}/utilisation"),
 ];
 
 #[sqlx::test(migrator = "MIGRATIONS")]

@@ -6,6 +6,7 @@ mod api;
 mod gateway;
 mod provision;
 mod scale;
+mod showback;
 mod stack;
 
 use std::path::PathBuf;
@@ -90,6 +91,19 @@ enum Bench {
         watchers: usize,
         #[arg(long, default_value_t = 200)]
         events: usize,
+    },
+    /// The showback report over a fleet with days of usage samples (reconciler off).
+    Showback {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: i64,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        /// Minutes between a namespace's samples.
+        #[arg(long, default_value_t = 60)]
+        interval_mins: i64,
+        /// Sequential requests per latency figure.
+        #[arg(long, default_value_t = 5)]
+        requests: usize,
     },
     /// Every benchmark at its default size, or tiny with --quick (a smoke run for CI).
     All {
@@ -184,6 +198,26 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await
+        }
+        Bench::Showback {
+            tenants,
+            days,
+            interval_mins,
+            requests,
+        } => {
+            let options = showback::Options {
+                tenants,
+                days,
+                interval_mins,
+                requests,
+            };
+            let command = format!(
+                "scripts/bench showback --tenants {tenants} --days {days} --interval-mins {interval_mins} --requests {requests}"
+            );
+            eprintln!("{command}");
+            let figures = showback::run(&env, &options).await?;
+            showback::report(&options, &figures, &command);
+            Ok(())
         }
         Bench::All { quick } => {
             let (small, large, runs) = if quick { (5, 20, 1) } else { (100, 1000, 3) };

@@ -16,7 +16,9 @@ mod members;
 pub mod model;
 mod namespaces;
 mod policy;
+mod prices;
 mod quota_requests;
+mod showback;
 mod status;
 mod tenants;
 mod wait;
@@ -47,6 +49,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
         (name = "clusters", description = "The clusters tenants live on"),
         (name = "me", description = "The caller"),
         (name = "events", description = "The change stream"),
+        (name = "showback", description = "Prices, and what tenants cost"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +69,8 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(me::router())
         .merge(events::router())
         .merge(quota_requests::router())
+        .merge(prices::router())
+        .merge(showback::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
     contract::describe_requests(&mut doc, &app.config.cluster_names());

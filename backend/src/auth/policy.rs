@@ -20,6 +20,7 @@ pub enum Action {
     RequestQuota,
     ChangePolicy,
     ManageTokens,
+    SetPrices,
 }
 
 impl Action {
@@ -38,6 +39,7 @@ impl Action {
             Self::ReadClusters => "read the clusters",
             Self::RequestQuota => "ask for more quota",
             Self::ManageTokens => "issue or revoke service tokens",
+            Self::SetPrices => "set the prices of resources",
             Self::ChangePolicy => {
                 "change tenant policies (Pod Security, Service types, classes, registries, node pools, network)"
             }
@@ -54,7 +56,9 @@ impl Action {
             | Self::IssueKubeconfig
             | Self::RequestQuota => Scope::TenantsWrite,
             Self::ChangeBudget => Scope::QuotaWrite,
-            Self::SuspendTenant | Self::ChangePolicy | Self::ManageTokens => Scope::Admin,
+            Self::SuspendTenant | Self::ChangePolicy | Self::ManageTokens | Self::SetPrices => {
+                Scope::Admin
+            }
         }
     }
 
@@ -70,6 +74,7 @@ impl Action {
             Self::ChangeBudget
             | Self::ChangePolicy
             | Self::ManageTokens
+            | Self::SetPrices
             | Self::SuspendTenant
             | Self::ReadAudit
             | Self::ReadClusters

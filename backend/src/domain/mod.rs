@@ -4,8 +4,10 @@
 mod field;
 pub mod member;
 pub mod namespace;
+pub mod price;
 pub mod quantity;
 pub mod quota;
+pub mod showback;
 pub mod slug;
 pub mod tenant;
 pub mod tenant_policy;

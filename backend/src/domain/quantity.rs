@@ -133,6 +133,16 @@ impl Quantity {
         self.format
     }
 
+    /// The exact value in billionths of a unit.
+    pub fn nanos(&self) -> i128 {
+        self.nanos
+    }
+
+    /// The quantity of `nanos` billionths, printed in `format`; `None` at 10²¹ units or more.
+    pub fn from_nanos(nanos: i128, format: Format) -> Option<Self> {
+        (nanos.abs() < LIMIT_NANOS).then_some(Self { nanos, format })
+    }
+
     /// Whether the value is below zero (`-0` is not).
     pub fn is_negative(&self) -> bool {
         self.nanos < 0

@@ -5,9 +5,11 @@
 mod admin;
 mod display;
 mod edit;
+mod fleet;
 mod home;
 mod policy;
 mod quota;
+mod showback;
 mod tenant;
 
 use std::collections::BTreeMap;
@@ -57,6 +59,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(admin::page))
         .route("/admin/tokens", post(admin::create_token))
         .route("/admin/tokens/{name}/revoke", post(admin::revoke_token))
+        .route("/admin/fleet", get(fleet::page))
+        .route("/admin/fleet.csv", get(fleet::csv))
         .route(
             "/static/app.css",
             get(|| {

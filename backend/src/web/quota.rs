@@ -58,10 +58,13 @@ pub async fn queue(
 ) -> Result<Response, PageError> {
     let mut conn = app.db.acquire().await?;
     let rows = quota_requests::list(&mut conn, &viewer.principal, None, None).await?;
-    let (pending, decided): (Vec<_>, Vec<_>) = rows
+    let (mut pending, decided): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .map(RequestRow::from_row)
         .partition(|r| r.status == "pending");
+    for r in &mut pending {
+        r.usage = super::showback::use_of(&mut conn, &r.tenant, &r.resource).await?;
+    }
     render(&QueuePage {
         nav: viewer.nav("quota", q.notice),
         pending,

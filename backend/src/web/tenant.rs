@@ -66,6 +66,8 @@ pub struct RequestRow {
     pub granted: Option<String>,
     pub decided_by: String,
     pub comment: String,
+    /// The tenant's use of the resource, beside a pending request.
+    pub usage: String,
 }
 
 impl RequestRow {
@@ -82,6 +84,7 @@ impl RequestRow {
             granted: r.granted_amount,
             decided_by: r.decided_by.unwrap_or_default(),
             comment: r.comment.unwrap_or_default(),
+            usage: String::new(),
         }
     }
 }
@@ -140,6 +143,7 @@ struct TenantPage {
     policy: Vec<super::policy::PolicyLine>,
     policy_is_default: bool,
     audit: Vec<AuditLine>,
+    cost: super::showback::TenantCost,
 }
 
 /// Resources an owner may ask quota for: what the budget has, and the usual ones.
@@ -223,7 +227,9 @@ pub async fn show(
         tenant: a.tenant_slug.unwrap_or_default(),
     })
     .collect();
+    let cost = super::showback::of_tenant(&mut conn, &viewer.principal, &slug).await?;
     let page = TenantPage {
+        cost,
         nav: viewer.nav("tenants", q.notice),
         can_edit: may(Action::EditTenant),
         can_kubeconfig: may(Action::IssueKubeconfig),
