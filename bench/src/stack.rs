@@ -296,12 +296,21 @@ impl Portal {
 
     /// Resident memory of the portal process, in MiB.
     pub fn rss_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    /// The most the portal process has held resident since it started, in MiB.
+    pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    fn status_mib(&self, field: &str) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kib: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
-            .context("no VmRSS")?
+            .with_context(|| format!("no {field} in /proc/PID/status"))?
             .parse()?;
         Ok(kib / 1024.0)
     }

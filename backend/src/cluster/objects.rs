@@ -117,7 +117,7 @@ pub fn is_satisfied_value(desired: &Value, live: &Value, owned_exactly: &[&str])
 
 /// The API server omits empty fields (`omitempty`), so null, `{}` and `[]`
 /// all mean "nothing here".
-fn is_empty(value: &Value) -> bool {
+pub(crate) fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Object(map) => map.values().all(is_empty),
