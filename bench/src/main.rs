@@ -3,6 +3,7 @@
 //! `scripts/bench`, which starts the local stack and builds in release.
 
 mod api;
+mod clusters;
 mod provision;
 mod scale;
 mod stack;
@@ -74,6 +75,17 @@ enum Bench {
         /// cluster takes seconds).
         #[arg(long)]
         keep_namespaces: bool,
+    },
+    /// One portal, several independent control planes: convergence per cluster, one cut.
+    Clusters {
+        /// Tenants created in each phase.
+        #[arg(long, default_value_t = 300)]
+        tenants: usize,
+        /// Clusters in all, the stack's own among them (the others are started and removed).
+        #[arg(long, default_value_t = 3)]
+        clusters: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
     /// Every benchmark at its default size, or tiny with --quick (a smoke run for CI).
     All {
@@ -148,6 +160,22 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Bench::Clusters {
+            tenants,
+            clusters: count,
+            concurrency,
+        } => {
+            clusters(
+                &env,
+                clusters::Options {
+                    tenants,
+                    clusters: count,
+                    concurrency,
+                    timeout,
+                },
+            )
+            .await
+        }
         Bench::All { quick } => {
             let (small, large, runs) = if quick { (5, 20, 1) } else { (100, 1000, 3) };
             provision(&env, small, 1, runs, None, false, timeout).await?;
@@ -172,6 +200,16 @@ async fn main() -> anyhow::Result<()> {
                     resyncs: if quick { 1 } else { 3 },
                     workers: None,
                     keep_namespaces: false,
+                    timeout,
+                },
+            )
+            .await?;
+            clusters(
+                &env,
+                clusters::Options {
+                    tenants: if quick { 6 } else { 300 },
+                    clusters: 3,
+                    concurrency: 16,
                     timeout,
                 },
             )
@@ -246,6 +284,17 @@ async fn api(env: &Env, options: api::Options) -> anyhow::Result<()> {
     eprintln!("{command}");
     let results = api::run(env, &options).await?;
     api::report(&options, &results, &command);
+    Ok(())
+}
+
+async fn clusters(env: &Env, options: clusters::Options) -> anyhow::Result<()> {
+    let command = format!(
+        "scripts/bench clusters --tenants {} --clusters {} --concurrency {}",
+        options.tenants, options.clusters, options.concurrency
+    );
+    eprintln!("{command}");
+    let rows = clusters::run(env, &options).await?;
+    clusters::report(&options, &rows, &command);
     Ok(())
 }
 

@@ -185,10 +185,18 @@ async fn measure(
     }
     figures.peak_rss_mib = portal.peak_rss_mib()?;
     eprintln!(
-        "  VmRSS after apply {:.1} MiB, after the pages {:.1} MiB, after each resync {:?} MiB; peak VmHWM {:.1} MiB",
-        figures.rss_after_apply_mib, figures.rss_mib, figures.rss_resync_mib, figures.peak_rss_mib
+        "  VmRSS after apply {:.1} MiB, after the pages {:.1} MiB, after each resync {} MiB; peak VmHWM {:.1} MiB",
+        figures.rss_after_apply_mib,
+        figures.rss_mib,
+        mib_list(&figures.rss_resync_mib),
+        figures.peak_rss_mib
     );
     Ok(figures)
+}
+
+fn mib_list(values: &[f64]) -> String {
+    let values: Vec<String> = values.iter().map(|m| f1(*m)).collect();
+    format!("[{}]", values.join(", "))
 }
 
 pub fn report(options: &Options, figures: &Figures, command: &str) {
@@ -255,15 +263,7 @@ pub fn report(options: &Options, figures: &Figures, command: &str) {
             ],
             vec![
                 "portal resident memory after each resync, VmRSS (MiB)".into(),
-                format!(
-                    "[{}]",
-                    figures
-                        .rss_resync_mib
-                        .iter()
-                        .map(|m| f1(*m))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                mib_list(&figures.rss_resync_mib),
             ],
             vec![
                 "portal peak resident memory over the run, VmHWM (MiB)".into(),
