@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 
 use super::Cluster;
@@ -53,11 +52,11 @@ pub fn describe(error: &kube::Error) -> String {
 }
 
 pub fn key_of(kind: Kind, object: &DynamicObject) -> ObjectKey {
-    ObjectKey {
+    ObjectKey::interned(
         kind,
-        namespace: object.namespace(),
-        name: object.name_any(),
-    }
+        object.metadata.namespace.as_deref(),
+        object.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn belongs_to(object: &super::LiveObject, slug: &str) -> bool {
@@ -75,7 +74,7 @@ pub async fn sync(
             ObjectKey {
                 kind: Kind::Namespace,
                 namespace: None,
-                name: slug.to_string(),
+                name: slug.into(),
             },
             message,
         )],

@@ -10,7 +10,8 @@
 //! for the whole objects (each desired label and annotation present with the
 //! same value, the owned fields equal once empty values are dropped).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -24,13 +25,74 @@ pub const ANNOTATION_PREFIX: &str = "tenant-portal.dev/";
 /// 128 bits of SHA-256: a changed field never passes for the desired one.
 pub type Digest = [u8; 16];
 
-type Pairs = Box<[(Box<str>, Box<str>)]>;
+type Pairs = Box<[(Arc<str>, Arc<str>)]>;
+
+/// Every name, label and annotation the caches hold, once: most are the same
+/// few strings in every tenant ("tenant-portal", "baseline", the label keys,
+/// the object names), the rest one per tenant or namespace instead of one per
+/// object and index.
+struct Interner {
+    strings: HashSet<Arc<str>>,
+    /// The size after the last sweep; the next sweep comes at twice as many.
+    swept_at: usize,
+}
+
+static INTERNER: LazyLock<Mutex<Interner>> = LazyLock::new(|| {
+    Mutex::new(Interner {
+        strings: HashSet::new(),
+        swept_at: 1024,
+    })
+});
+
+/// The shared copy of `s`. Strings nobody holds any more are dropped in
+/// sweeps, each after the set has doubled, so the set stays within twice
+/// what the caches hold at a constant cost per call.
+pub fn intern(s: &str) -> Arc<str> {
+    let Ok(mut interner) = INTERNER.lock() else {
+        return s.into();
+    };
+    if let Some(shared) = interner.strings.get(s) {
+        return shared.clone();
+    }
+    if interner.strings.len() >= 2 * interner.swept_at {
+        interner.strings.retain(|held| Arc::strong_count(held) > 1);
+        interner.swept_at = interner.strings.len().max(1024);
+    }
+    let shared: Arc<str> = s.into();
+    interner.strings.insert(shared.clone());
+    shared
+}
+
+/// `metadata.resourceVersion`: a number in practice, kept as text otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceVersion {
+    Number(u64),
+    Text(Box<str>),
+}
+
+impl ResourceVersion {
+    fn of(version: String) -> Self {
+        match version.parse::<u64>() {
+            Ok(n) if n.to_string() == version => Self::Number(n),
+            _ => Self::Text(version.into_boxed_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(t) => f.write_str(t),
+        }
+    }
+}
 
 /// A managed object as the watch last reported it, reduced to what the
 /// portal reads. Its identity is the key it is cached under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveObject {
-    pub resource_version: Option<Box<str>>,
+    pub resource_version: Option<ResourceVersion>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
     /// Every label, sorted by key.
@@ -42,9 +104,8 @@ pub struct LiveObject {
 }
 
 fn sorted(pairs: impl Iterator<Item = (String, String)>) -> Pairs {
-    let mut pairs: Vec<(Box<str>, Box<str>)> = pairs
-        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-        .collect();
+    let mut pairs: Vec<(Arc<str>, Arc<str>)> =
+        pairs.map(|(k, v)| (intern(&k), intern(&v))).collect();
     pairs.sort();
     pairs.into_boxed_slice()
 }
@@ -62,7 +123,7 @@ impl LiveObject {
     pub fn of(kind: Kind, object: DynamicObject) -> Self {
         let metadata = object.metadata;
         Self {
-            resource_version: metadata.resource_version.map(String::into_boxed_str),
+            resource_version: metadata.resource_version.map(ResourceVersion::of),
             deleting: metadata.deletion_timestamp.is_some(),
             labels: sorted(metadata.labels.unwrap_or_default().into_iter()),
             annotations: sorted(
@@ -445,7 +506,13 @@ mod tests {
         object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
         let cached = live(Kind::ResourceQuota, object);
         assert!(cached.deleting);
-        assert_eq!(cached.resource_version.as_deref(), Some("7"));
+        assert_eq!(cached.resource_version, Some(ResourceVersion::Number(7)));
+        assert_eq!(
+            ResourceVersion::of("007".into()).to_string(),
+            "007",
+            "kept as given"
+        );
+        assert!(Arc::ptr_eq(&intern("acme-dev"), &intern("acme-dev")));
         assert_eq!(cached.label("tenant-portal.dev/tenant"), Some("acme"));
         assert_eq!(
             digest(&json!({"a": 1, "b": 2})),

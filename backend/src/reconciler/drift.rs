@@ -21,6 +21,11 @@ struct ClusterIndex {
 #[derive(Default)]
 pub struct DriftIndex(Mutex<HashMap<String, ClusterIndex>>);
 
+/// The key with shared names: one allocation for a name however many keys hold it.
+fn interned(key: &ObjectKey) -> ObjectKey {
+    ObjectKey::interned(key.kind, key.namespace.as_deref(), &key.name)
+}
+
 /// What a watch event means.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -49,11 +54,11 @@ impl DriftIndex {
                     }
                 })
             });
-            index.desired.insert(object.key.clone(), fingerprint);
+            index.desired.insert(interned(&object.key), fingerprint);
         }
         index.by_tenant.insert(
             slug.to_string(),
-            objects.iter().map(|o| o.key.clone()).collect(),
+            objects.iter().map(|o| interned(&o.key)).collect(),
         );
     }
 
