@@ -85,9 +85,21 @@ impl Extra {
     /// Stops the API server only: the cluster is cut off, its data kept.
     fn cut(&self) -> anyhow::Result<()> {
         let pid = std::fs::read_to_string(self.state.join("kube-apiserver.pid"))?;
-        let status = Command::new("kill").arg(pid.trim()).status()?;
+        let pid = pid.trim();
+        let status = Command::new("kill").arg(pid).status()?;
         if !status.success() {
             bail!("could not stop the API server of cluster {}", self.name);
+        }
+        // It shuts down gracefully; cut means gone, and `up` restarts only what is.
+        let started = Instant::now();
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "the API server of cluster {} did not stop in 60 s",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
     }
