@@ -92,7 +92,14 @@ impl Extra {
         }
         // It shuts down gracefully; cut means gone, and `up` restarts only what is.
         let started = Instant::now();
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // Gone, or a zombie nobody reaps (a container's init may not).
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
+        };
+        while running() {
             if started.elapsed() > Duration::from_secs(60) {
                 bail!(
                     "the API server of cluster {} did not stop in 60 s",
