@@ -99,10 +99,17 @@ impl Extra {
                     .is_some_and(|(_, rest)| !rest.starts_with('Z'))
             })
         };
+        // As `deploy/dev/cluster down` does: TERM, then KILL after 10 s
+        // (open watches hold a graceful shutdown up to a minute).
+        let mut killed = false;
         while running() {
-            if started.elapsed() > Duration::from_secs(60) {
+            if !killed && started.elapsed() > Duration::from_secs(10) {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+                killed = true;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
                 bail!(
-                    "the API server of cluster {} did not stop in 60 s",
+                    "the API server of cluster {} did not stop in 30 s",
                     self.name
                 );
             }
