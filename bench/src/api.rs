@@ -30,7 +30,7 @@ pub struct Load {
 
 /// What is measured, each with the row its rate is compared with: one
 /// object against one namespace, a page of 50 against 50 namespaces.
-const TARGETS: [(&str, usize); 6] = [
+const TARGETS: [(&str, usize); 7] = [
     ("GET /api/v1/tenants/{slug}", GET_REFERENCE),
     (
         "GET /api/v1/tenants?page_size=50 (first page)",
@@ -38,6 +38,10 @@ const TARGETS: [(&str, usize); 6] = [
     ),
     (
         "GET /api/v1/tenants?page_size=50&page_token=… (deep page)",
+        LIST_REFERENCE,
+    ),
+    (
+        "GET /api/v1/tenants?page_size=50&q={slug} (searched)",
         LIST_REFERENCE,
     ),
     ("POST /api/v1/tenants (2 namespaces)", GET_REFERENCE),
@@ -50,8 +54,8 @@ const TARGETS: [(&str, usize); 6] = [
         LIST_REFERENCE,
     ),
 ];
-const GET_REFERENCE: usize = 4;
-const LIST_REFERENCE: usize = 5;
+const GET_REFERENCE: usize = 5;
+const LIST_REFERENCE: usize = 6;
 /// Namespaces the list reference pages through.
 const REFERENCE_NAMESPACES: usize = 60;
 
@@ -121,6 +125,7 @@ async fn measure(
             (format!("{api}/tenants/{one}"), &auth, &auth),
             (format!("{api}/tenants?page_size=50"), &auth, &auth),
             (deep_url, &auth, &auth),
+            (format!("{api}/tenants?page_size=50&q={one}"), &auth, &auth),
             (format!("{api}/tenants"), &post_run, &post_warm),
             (
                 format!("{server}/api/v1/namespaces/bench-reference"),

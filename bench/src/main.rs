@@ -3,6 +3,7 @@
 //! `scripts/bench`, which starts the local stack and builds in release.
 
 mod api;
+mod clusters;
 mod gateway;
 mod provision;
 mod scale;
@@ -105,6 +106,17 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         requests: usize,
     },
+    /// One portal, several independent control planes: convergence per cluster, one cut.
+    Clusters {
+        /// Tenants created in each phase.
+        #[arg(long, default_value_t = 300)]
+        tenants: usize,
+        /// Clusters in all, the stack's own among them (the others are started and removed).
+        #[arg(long, default_value_t = 3)]
+        clusters: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Every benchmark at its default size, or tiny with --quick (a smoke run for CI).
     All {
         #[arg(long)]
@@ -199,6 +211,22 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Bench::Clusters {
+            tenants,
+            clusters: count,
+            concurrency,
+        } => {
+            clusters(
+                &env,
+                clusters::Options {
+                    tenants,
+                    clusters: count,
+                    concurrency,
+                    timeout,
+                },
+            )
+            .await
+        }
         Bench::Showback {
             tenants,
             days,
@@ -255,6 +283,16 @@ async fn main() -> anyhow::Result<()> {
                     resyncs: if quick { 1 } else { 3 },
                     workers: None,
                     keep_namespaces: false,
+                    timeout,
+                },
+            )
+            .await?;
+            clusters(
+                &env,
+                clusters::Options {
+                    tenants: if quick { 6 } else { 300 },
+                    clusters: 3,
+                    concurrency: 16,
                     timeout,
                 },
             )
@@ -345,6 +383,17 @@ async fn gateway(env: &Env, options: gateway::Options) -> anyhow::Result<()> {
     eprintln!("{command}");
     let figures = gateway::run(env, &options).await?;
     gateway::report(&options, &figures, &command);
+    Ok(())
+}
+
+async fn clusters(env: &Env, options: clusters::Options) -> anyhow::Result<()> {
+    let command = format!(
+        "scripts/bench clusters --tenants {} --clusters {} --concurrency {}",
+        options.tenants, options.clusters, options.concurrency
+    );
+    eprintln!("{command}");
+    let rows = clusters::run(env, &options).await?;
+    clusters::report(&options, &rows, &command);
     Ok(())
 }
 

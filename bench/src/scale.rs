@@ -30,7 +30,12 @@ pub struct Figures {
     pub dashboard_search_ms: Vec<f64>,
     pub dashboard_tenant_ms: Vec<f64>,
     pub dashboard_home_ms: Vec<f64>,
+    /// VmRSS right after the initial apply, after the page figures, and after each resync.
+    pub rss_after_apply_mib: f64,
     pub rss_mib: f64,
+    pub rss_resync_mib: Vec<f64>,
+    /// VmHWM at the end: the peak over the whole run.
+    pub peak_rss_mib: f64,
     pub resync_s: Vec<f64>,
     pub resync_writes: Vec<usize>,
     pub managed_namespaces: usize,
@@ -117,6 +122,7 @@ async fn measure(
     figures.managed_namespaces = namespaces.lines().count();
     // Let watches and the drift check settle before timing anything.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    figures.rss_after_apply_mib = portal.rss_mib()?;
 
     let deep = crate::api::deep_page_token(portal, options.tenants * 9 / 10)
         .await
@@ -175,8 +181,22 @@ async fn measure(
         );
         figures.resync_s.push(took.as_secs_f64());
         figures.resync_writes.push(writes);
+        figures.rss_resync_mib.push(portal.rss_mib()?);
     }
+    figures.peak_rss_mib = portal.peak_rss_mib()?;
+    eprintln!(
+        "  VmRSS after apply {:.1} MiB, after the pages {:.1} MiB, after each resync {} MiB; peak VmHWM {:.1} MiB",
+        figures.rss_after_apply_mib,
+        figures.rss_mib,
+        mib_list(&figures.rss_resync_mib),
+        figures.peak_rss_mib
+    );
     Ok(figures)
+}
+
+fn mib_list(values: &[f64]) -> String {
+    let values: Vec<String> = values.iter().map(|m| f1(*m)).collect();
+    format!("[{}]", values.join(", "))
 }
 
 pub fn report(options: &Options, figures: &Figures, command: &str) {
@@ -234,8 +254,20 @@ pub fn report(options: &Options, figures: &Figures, command: &str) {
                 format!("{home50} / {home99}"),
             ],
             vec![
-                "portal resident memory, VmRSS (MiB)".into(),
+                "portal resident memory after the initial apply, VmRSS (MiB)".into(),
+                f1(figures.rss_after_apply_mib),
+            ],
+            vec![
+                "portal resident memory after the page figures, VmRSS (MiB)".into(),
                 f1(figures.rss_mib),
+            ],
+            vec![
+                "portal resident memory after each resync, VmRSS (MiB)".into(),
+                mib_list(&figures.rss_resync_mib),
+            ],
+            vec![
+                "portal peak resident memory over the run, VmHWM (MiB)".into(),
+                f1(figures.peak_rss_mib),
             ],
             vec![
                 format!(

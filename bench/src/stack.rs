@@ -164,12 +164,25 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// Creates database `bench_<run>_<label>`, a token, and starts `serve`.
+    /// Creates database `bench_<run>_<label>`, a token, and starts `serve`
+    /// on the stack's cluster.
     pub async fn start(
         env: &Env,
         label: &str,
         reconciler: bool,
         workers: Option<u16>,
+    ) -> anyhow::Result<Self> {
+        let clusters = [("local".to_string(), env.kubeconfig.clone())];
+        Self::start_on(env, label, reconciler, workers, &clusters).await
+    }
+
+    /// [`Portal::start`] on these clusters (name, kubeconfig).
+    pub async fn start_on(
+        env: &Env,
+        label: &str,
+        reconciler: bool,
+        workers: Option<u16>,
+        clusters: &[(String, String)],
     ) -> anyhow::Result<Self> {
         let db_name = format!("bench_{}_{label}", env.run_id);
         let admin = PgPoolOptions::new()
@@ -207,7 +220,9 @@ impl Portal {
         command
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--cluster", &format!("local={}", env.kubeconfig)])
+            .args(clusters.iter().flat_map(|(name, kubeconfig)| {
+                ["--cluster".into(), format!("{name}={kubeconfig}")]
+            }))
             .args(["--reconciler", if reconciler { "true" } else { "false" }])
             .env("DATABASE_URL", &url)
             .stdout(log.try_clone()?)
@@ -296,12 +311,21 @@ impl Portal {
 
     /// Resident memory of the portal process, in MiB.
     pub fn rss_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    /// The most the portal process has held resident since it started, in MiB.
+    pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    fn status_mib(&self, field: &str) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kib: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
-            .context("no VmRSS")?
+            .with_context(|| format!("no {field} in /proc/PID/status"))?
             .parse()?;
         Ok(kib / 1024.0)
     }

@@ -5,13 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 
 use super::Cluster;
-use super::objects::{
-    Desired, Kind, MANAGED_SELECTOR, MANAGER, ObjectKey, TENANT_LABEL, is_satisfied,
-};
+use super::objects::{Desired, Kind, MANAGED_SELECTOR, MANAGER, ObjectKey, TENANT_LABEL};
 
 /// What one sync did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -55,20 +52,15 @@ pub fn describe(error: &kube::Error) -> String {
 }
 
 pub fn key_of(kind: Kind, object: &DynamicObject) -> ObjectKey {
-    ObjectKey {
+    ObjectKey::interned(
         kind,
-        namespace: object.namespace(),
-        name: object.name_any(),
-    }
+        object.metadata.namespace.as_deref(),
+        object.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
-fn belongs_to(object: &DynamicObject, slug: &str) -> bool {
-    object
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(TENANT_LABEL))
-        .is_some_and(|t| t == slug)
+fn belongs_to(object: &super::LiveObject, slug: &str) -> bool {
+    object.label(TENANT_LABEL) == Some(slug)
 }
 
 /// Brings the tenant's objects in `cluster` to `desired`.
@@ -82,7 +74,7 @@ pub async fn sync(
             ObjectKey {
                 kind: Kind::Namespace,
                 namespace: None,
-                name: slug.to_string(),
+                name: slug.into(),
             },
             message,
         )],
@@ -123,10 +115,8 @@ pub async fn sync(
                 }
             }
         }
-        let current = cluster
-            .live(&object.key)
-            .and_then(|live| serde_json::to_value(live.as_ref()).ok());
-        if current.is_some_and(|live| is_satisfied(object.key.kind, &object.body, &live)) {
+        let current = cluster.live(&object.key);
+        if current.is_some_and(|live| live.satisfies(object.key.kind, &object.body)) {
             report.unchanged += 1;
             continue;
         }
@@ -157,7 +147,7 @@ pub async fn sync(
         if key.kind == Kind::Namespace {
             doomed_namespaces.insert(key.name.clone());
         }
-        if live.metadata.deletion_timestamp.is_some() {
+        if live.deleting {
             continue;
         }
         match api(cluster, &key)
@@ -201,20 +191,18 @@ async fn claim_namespace(cluster: &Cluster, slug: &str, object: &Desired) -> Res
             )
         }
     };
-    let verdict = |live: &DynamicObject| match live.metadata.labels.as_ref() {
-        Some(labels)
-            if labels.get(super::objects::MANAGED_BY).map(String::as_str) == Some(MANAGER) =>
-        {
-            match labels.get(TENANT_LABEL) {
-                Some(tenant) if tenant == slug => Ok(Claim::Ours),
-                Some(_) => Err(refusal(true)),
-                None => Err(refusal(false)),
-            }
+    let verdict = |label: &dyn Fn(&str) -> Option<String>| {
+        if label(super::objects::MANAGED_BY).as_deref() != Some(MANAGER) {
+            return Err(refusal(false));
         }
-        _ => Err(refusal(false)),
+        match label(TENANT_LABEL) {
+            Some(tenant) if tenant == slug => Ok(Claim::Ours),
+            Some(_) => Err(refusal(true)),
+            None => Err(refusal(false)),
+        }
     };
     if let Some(live) = cluster.live(&object.key) {
-        return verdict(&live);
+        return verdict(&|key| live.label(key).map(str::to_string));
     }
     // Not in the cache of managed namespaces: create it, and if it exists
     // after all, look at whose it is. Creating first leaves no gap in which
@@ -235,12 +223,8 @@ async fn claim_namespace(cluster: &Cluster, slug: &str, object: &Desired) -> Res
                 .map_err(|e| describe(&e))?;
             match found.items.first() {
                 Some(live) => {
-                    let live = DynamicObject {
-                        types: None,
-                        metadata: live.metadata.clone(),
-                        data: serde_json::Value::Null,
-                    };
-                    verdict(&live)
+                    let labels = live.metadata.labels.as_ref();
+                    verdict(&|key| labels.and_then(|l| l.get(key)).cloned())
                 }
                 None => Err(format!(
                     "namespace \"{name}\" was being deleted; will retry"

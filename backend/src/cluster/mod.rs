@@ -4,25 +4,24 @@
 mod apply;
 pub mod guardrails;
 pub mod kubeconfig;
+pub mod live;
 pub mod objects;
 pub mod render;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use kube::api::DynamicObject;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
 pub use apply::{
     SyncError, SyncReport, describe, key_of as apply_key, namespace_refusal, remaining_namespaces,
     sync,
 };
-use objects::Kind;
+pub use live::LiveObject;
+use objects::{Kind, ObjectKey};
 
 use crate::config::ClusterSpec;
 
@@ -41,16 +40,18 @@ pub struct Cluster {
     /// Where a downloaded kubeconfig points, and the CA that signs it.
     pub server_url: String,
     pub ca_pem: Option<String>,
-    stores: BTreeMap<Kind, Store<DynamicObject>>,
-    writers: Mutex<BTreeMap<Kind, Writer<DynamicObject>>>,
+    /// The live managed objects of each kind, as the watches report them,
+    /// each reduced to what the portal reads ([`LiveObject`]).
+    caches: BTreeMap<Kind, RwLock<HashMap<ObjectKey, Arc<LiveObject>>>>,
+    /// The kinds a watcher fills; one watcher a kind.
+    watched: Mutex<BTreeSet<Kind>>,
+    /// The kinds listed whole at least once.
+    listed: Mutex<BTreeSet<Kind>>,
+    /// True once every kind has been listed whole.
+    ready: tokio::sync::watch::Sender<bool>,
     /// The live objects of each tenant, so a sync visits its own objects
     /// rather than the whole cache. Kept by the watchers.
-    by_tenant: Mutex<HashMap<String, HashSet<objects::ObjectKey>>>,
-    /// Set once every cache holds a full listing.
-    ready: AtomicBool,
-    /// One task at a time waits for the caches: kube's readiness future wakes
-    /// only its last poller, so concurrent waiters would sleep until their timeout.
-    ready_gate: tokio::sync::Mutex<()>,
+    by_tenant: Mutex<HashMap<String, HashSet<ObjectKey>>>,
     health: Mutex<Health>,
     guardrails: tokio::sync::watch::Sender<GuardrailState>,
 }
@@ -99,61 +100,69 @@ impl Cluster {
             .map(|der| pem("CERTIFICATE", der));
         let client = kube::Client::try_from(config)
             .with_context(|| format!("failed to build a client for cluster \"{}\"", spec.name))?;
-        let mut stores = BTreeMap::new();
-        let mut writers = BTreeMap::new();
-        for kind in Kind::ALL {
-            let writer = Writer::new(kind.api_resource());
-            stores.insert(kind, writer.as_reader());
-            writers.insert(kind, writer);
-        }
         Ok(Arc::new(Self {
             name: spec.name.clone(),
             client,
             server_url,
             ca_pem,
-            stores,
-            writers: Mutex::new(writers),
+            caches: Kind::ALL
+                .into_iter()
+                .map(|kind| (kind, RwLock::default()))
+                .collect(),
+            watched: Mutex::default(),
+            listed: Mutex::default(),
+            ready: tokio::sync::watch::Sender::new(false),
             by_tenant: Mutex::new(HashMap::new()),
-            ready: AtomicBool::new(false),
-            ready_gate: tokio::sync::Mutex::new(()),
             health: Mutex::new(Health::default()),
             guardrails: tokio::sync::watch::Sender::new(GuardrailState::Unmanaged),
         }))
     }
 
-    /// The writer that fills a kind's cache; taken once by its watcher.
-    pub fn take_writer(&self, kind: Kind) -> Option<Writer<DynamicObject>> {
-        self.writers.lock().ok()?.remove(&kind)
-    }
-
-    pub fn store(&self, kind: Kind) -> &Store<DynamicObject> {
-        &self.stores[&kind]
+    /// Whether the caller is the one watcher of a kind's cache (the first to ask).
+    pub fn claim_watch(&self, kind: Kind) -> bool {
+        self.watched
+            .lock()
+            .is_ok_and(|mut watched| watched.insert(kind))
     }
 
     /// The cached live object, if the cluster has it.
-    pub fn live(&self, key: &objects::ObjectKey) -> Option<Arc<DynamicObject>> {
-        let mut reference = ObjectRef::new_with(&key.name, key.kind.api_resource());
-        if let Some(ns) = &key.namespace {
-            reference = reference.within(ns);
+    pub fn live(&self, key: &ObjectKey) -> Option<Arc<LiveObject>> {
+        self.caches[&key.kind].read().ok()?.get(key).cloned()
+    }
+
+    /// Notes an object the watch reported as it is now.
+    pub fn cache(&self, key: ObjectKey, object: LiveObject) {
+        if let Ok(mut cache) = self.caches[&key.kind].write() {
+            cache.insert(key, Arc::new(object));
         }
-        self.store(key.kind).get(&reference)
+    }
+
+    /// Forgets an object the watch reported deleted.
+    pub fn uncache(&self, key: &ObjectKey) {
+        if let Ok(mut cache) = self.caches[&key.kind].write() {
+            cache.remove(key);
+        }
+    }
+
+    /// Replaces a kind's whole cache with a complete listing.
+    pub fn cache_listing(&self, kind: Kind, listing: HashMap<ObjectKey, Arc<LiveObject>>) {
+        if let Ok(mut cache) = self.caches[&kind].write() {
+            *cache = listing;
+        }
+        if let Ok(mut listed) = self.listed.lock() {
+            listed.insert(kind);
+            if listed.len() == Kind::ALL.len() {
+                self.ready.send_replace(true);
+            }
+        }
     }
 
     /// Waits until every cache holds a full listing, or fails after `timeout`.
     pub async fn caches_ready(&self, timeout: Duration) -> Result<(), String> {
-        if self.ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let wait = async {
-            let _turn = self.ready_gate.lock().await;
-            if !self.ready.load(Ordering::Acquire) {
-                futures::future::join_all(self.stores.values().map(Store::wait_until_ready)).await;
-                self.ready.store(true, Ordering::Release);
-            }
-        };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!(
+        let mut ready = self.ready.subscribe();
+        match tokio::time::timeout(timeout, ready.wait_for(|ready| *ready)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(format!(
                 "cluster \"{}\" has not answered yet{}; will retry",
                 self.name,
                 self.health()
@@ -165,7 +174,7 @@ impl Cluster {
     }
 
     /// Notes that a live object of `tenant` exists (`present`) or is gone.
-    pub fn index(&self, tenant: &str, key: objects::ObjectKey, present: bool) {
+    pub fn index(&self, tenant: &str, key: ObjectKey, present: bool) {
         let Ok(mut index) = self.by_tenant.lock() else {
             return;
         };
@@ -190,7 +199,7 @@ impl Cluster {
     }
 
     /// The live objects of a tenant, as the watches last reported them.
-    pub fn tenant_objects(&self, tenant: &str) -> Vec<objects::ObjectKey> {
+    pub fn tenant_objects(&self, tenant: &str) -> Vec<ObjectKey> {
         let mut keys: Vec<_> = self
             .by_tenant
             .lock()

@@ -1,5 +1,7 @@
 //! The kinds of object the portal manages, and one desired object.
 
+use std::sync::Arc;
+
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
@@ -76,12 +78,27 @@ impl Kind {
     }
 }
 
-/// Identifies one object in a cluster.
+/// Identifies one object in a cluster. The names are shared strings: the
+/// caches, their per-tenant indexes and the drift index each hold the key of
+/// every managed object, and a copy is a reference count, not an allocation
+/// (see [`super::live::intern`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
     pub kind: Kind,
-    pub namespace: Option<String>,
-    pub name: String,
+    pub namespace: Option<Arc<str>>,
+    pub name: Arc<str>,
+}
+
+impl ObjectKey {
+    /// A key whose names come from the interner, shared with every other
+    /// key naming the same namespace or object name.
+    pub fn interned(kind: Kind, namespace: Option<&str>, name: &str) -> Self {
+        Self {
+            kind,
+            namespace: namespace.map(super::live::intern),
+            name: super::live::intern(name),
+        }
+    }
 }
 
 impl std::fmt::Display for ObjectKey {
@@ -117,7 +134,7 @@ pub fn is_satisfied_value(desired: &Value, live: &Value, owned_exactly: &[&str])
 
 /// The API server omits empty fields (`omitempty`), so null, `{}` and `[]`
 /// all mean "nothing here".
-fn is_empty(value: &Value) -> bool {
+pub(crate) fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Object(map) => map.values().all(is_empty),

@@ -95,8 +95,8 @@ fn desired<T: Serialize + k8s_openapi::Resource>(
     Desired {
         key: ObjectKey {
             kind,
-            namespace: namespace.map(str::to_string),
-            name: name.to_string(),
+            namespace: namespace.map(Into::into),
+            name: name.into(),
         },
         body,
     }
@@ -653,8 +653,8 @@ pub(crate) mod tests {
         assert_eq!(account.key.namespace.as_deref(), Some("acme-dev"));
         let bound_in: Vec<_> = objects
             .iter()
-            .filter(|o| o.key.name == "tenant-automation-edit")
-            .map(|o| o.key.namespace.clone().unwrap())
+            .filter(|o| &*o.key.name == "tenant-automation-edit")
+            .map(|o| o.key.namespace.as_deref().unwrap())
             .collect();
         assert_eq!(bound_in, ["acme-dev", "acme-prod"]);
     }

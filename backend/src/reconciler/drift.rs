@@ -1,21 +1,30 @@
 //! What the reconciler last wanted each object to be, so a watch event can
 //! tell drift (someone else's edit or delete) from the echo of its own apply.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
-
-use crate::cluster::objects::{Desired, ObjectKey, is_satisfied};
+use crate::cluster::LiveObject;
+use crate::cluster::live::{Fingerprint, Keys, Wanted};
+use crate::cluster::objects::{Desired, ObjectKey};
 
 #[derive(Default)]
 struct ClusterIndex {
-    desired: HashMap<ObjectKey, Value>,
+    /// Each wanted object's fingerprint, not its body; `None`: it sets
+    /// something the cache does not keep, so it is never taken as in place.
+    desired: HashMap<ObjectKey, Option<Fingerprint>>,
     by_tenant: HashMap<String, Vec<ObjectKey>>,
+    /// The key lists of the fingerprints, one copy of each (a handful).
+    keys: HashSet<Arc<Keys>>,
 }
 
 #[derive(Default)]
 pub struct DriftIndex(Mutex<HashMap<String, ClusterIndex>>);
+
+/// The key with shared names: one allocation for a name however many keys hold it.
+fn interned(key: &ObjectKey) -> ObjectKey {
+    ObjectKey::interned(key.kind, key.namespace.as_deref(), &key.name)
+}
 
 /// What a watch event means.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,24 +44,32 @@ impl DriftIndex {
             index.desired.remove(&old);
         }
         for object in objects {
-            index
-                .desired
-                .insert(object.key.clone(), object.body.clone());
+            let fingerprint = Wanted::of(object.key.kind, &object.body).map(|wanted| {
+                wanted.fingerprint(|keys| match index.keys.get(&keys) {
+                    Some(shared) => shared.clone(),
+                    None => {
+                        let shared = Arc::new(keys);
+                        index.keys.insert(shared.clone());
+                        shared
+                    }
+                })
+            });
+            index.desired.insert(interned(&object.key), fingerprint);
         }
         index.by_tenant.insert(
             slug.to_string(),
-            objects.iter().map(|o| o.key.clone()).collect(),
+            objects.iter().map(|o| interned(&o.key)).collect(),
         );
     }
 
     /// Judges a live object (`None`: it was deleted).
-    pub fn judge(&self, cluster: &str, key: &ObjectKey, live: Option<&Value>) -> Verdict {
+    pub fn judge(&self, cluster: &str, key: &ObjectKey, live: Option<&LiveObject>) -> Verdict {
         let Ok(all) = self.0.lock() else {
             return Verdict::Check;
         };
         let desired = all.get(cluster).and_then(|index| index.desired.get(key));
         match (desired, live) {
-            (Some(want), Some(have)) if is_satisfied(key.kind, want, have) => Verdict::AsDesired,
+            (Some(Some(want)), Some(have)) if want.met_by(have) => Verdict::AsDesired,
             // Pruned by the portal itself.
             (None, None) => Verdict::AsDesired,
             _ => Verdict::Check,
@@ -62,10 +79,17 @@ impl DriftIndex {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::cluster::objects::Kind;
+
+    fn live(body: &Value) -> LiveObject {
+        LiveObject::of(
+            Kind::ResourceQuota,
+            serde_json::from_value(body.clone()).unwrap(),
+        )
+    }
 
     fn key(name: &str) -> ObjectKey {
         ObjectKey {
@@ -78,7 +102,7 @@ mod tests {
     #[test]
     fn the_echo_of_an_apply_is_not_drift_but_an_edit_or_delete_is() {
         let index = DriftIndex::default();
-        let body = json!({"spec": {"hard": {"pods": "10"}}});
+        let body = json!({"metadata": {"name": "tenant-quota"}, "spec": {"hard": {"pods": "10"}}});
         index.remember(
             "local",
             "acme",
@@ -88,12 +112,13 @@ mod tests {
             }],
         );
         assert_eq!(
-            index.judge("local", &key("tenant-quota"), Some(&body)),
+            index.judge("local", &key("tenant-quota"), Some(&live(&body))),
             Verdict::AsDesired
         );
-        let edited = json!({"spec": {"hard": {"pods": "99"}}});
+        let edited =
+            json!({"metadata": {"name": "tenant-quota"}, "spec": {"hard": {"pods": "99"}}});
         assert_eq!(
-            index.judge("local", &key("tenant-quota"), Some(&edited)),
+            index.judge("local", &key("tenant-quota"), Some(&live(&edited))),
             Verdict::Check
         );
         assert_eq!(

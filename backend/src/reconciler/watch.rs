@@ -6,16 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
-use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::drift::Verdict;
-use crate::cluster::Cluster;
+use crate::cluster::live::{Digest, digest};
 use crate::cluster::objects::{Kind, MANAGED_SELECTOR, ObjectKey, TENANT_LABEL};
+use crate::cluster::{Cluster, LiveObject};
 use crate::db;
 
 pub async fn run(
@@ -24,19 +23,18 @@ pub async fn run(
     kind: Kind,
     stop: CancellationToken,
 ) {
-    let Some(writer) = cluster.take_writer(kind) else {
+    if !cluster.claim_watch(kind) {
         return;
-    };
+    }
     let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &kind.api_resource());
     let config = watcher::Config::default().labels(MANAGED_SELECTOR);
-    // managedFields are a third or more of each object and never read here.
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|object| object.metadata.managed_fields = None);
-    let events = reflector::reflector(writer, stream);
+    let events = watcher(api, config).default_backoff();
     tokio::pin!(events);
-    let mut usage_seen: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut usage_seen: HashMap<String, Digest> = HashMap::new();
     let mut initial_listing = true;
+    // A listing in progress: it replaces the cache whole when complete, so
+    // objects deleted while the watch was away leave the cache too.
+    let mut listing: HashMap<ObjectKey, Arc<LiveObject>> = HashMap::new();
     loop {
         let event = tokio::select! {
             event = events.next() => event,
@@ -53,34 +51,45 @@ pub async fn run(
         if !cluster.health().reachable {
             cluster.set_health(true, None);
         }
-        match &event {
-            watcher::Event::Init => cluster.forget_kind(kind),
-            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                index(&cluster, kind, object, true)
-            }
-            watcher::Event::Delete(object) => index(&cluster, kind, object, false),
-            watcher::Event::InitDone => {}
-        }
         match event {
-            watcher::Event::Init => initial_listing = true,
-            watcher::Event::InitDone => initial_listing = false,
+            watcher::Event::Init => {
+                cluster.forget_kind(kind);
+                listing.clear();
+                initial_listing = true;
+            }
+            watcher::Event::InitDone => {
+                cluster.cache_listing(kind, std::mem::take(&mut listing));
+                initial_listing = false;
+            }
             // The resync at start checks every tenant; the initial listing only fills the cache.
             watcher::Event::InitApply(object) => {
                 if kind == Kind::ResourceQuota {
                     store_usage(&context, &object, &mut usage_seen).await;
                 }
+                let key = crate::cluster::apply_key(kind, &object);
+                let live = LiveObject::of(kind, object);
+                index(&cluster, &key, &live, true);
+                listing.insert(key, Arc::new(live));
             }
             watcher::Event::Apply(object) => {
                 if kind == Kind::ResourceQuota {
                     store_usage(&context, &object, &mut usage_seen).await;
                 }
-                let live = serde_json::to_value(&object).ok();
-                check(&context, &cluster, kind, &object, live.as_ref()).await;
+                let key = crate::cluster::apply_key(kind, &object);
+                let live = LiveObject::of(kind, object);
+                cluster.cache(key.clone(), live.clone());
+                index(&cluster, &key, &live, true);
+                check(&context, &cluster, &key, &live, Some(&live)).await;
             }
-            watcher::Event::Delete(object) if !initial_listing => {
-                check(&context, &cluster, kind, &object, None).await
+            watcher::Event::Delete(object) => {
+                let key = crate::cluster::apply_key(kind, &object);
+                let live = LiveObject::of(kind, object);
+                cluster.uncache(&key);
+                index(&cluster, &key, &live, false);
+                if !initial_listing {
+                    check(&context, &cluster, &key, &live, None).await;
+                }
             }
-            watcher::Event::Delete(_) => {}
         }
     }
 }
@@ -90,45 +99,40 @@ pub async fn run(
 /// an object neither hides it from its tenant's repair nor hands it to
 /// another tenant's pruning. The object's label is the fallback only until
 /// the namespace is in the cache.
-fn tenant_of(cluster: &Cluster, object: &DynamicObject) -> Option<String> {
-    let label = |o: &DynamicObject| o.metadata.labels.as_ref()?.get(TENANT_LABEL).cloned();
-    if let Some(namespace) = object.namespace() {
+fn tenant_of(cluster: &Cluster, key: &ObjectKey, object: &LiveObject) -> Option<String> {
+    if let Some(namespace) = &key.namespace {
         let key = ObjectKey {
             kind: Kind::Namespace,
             namespace: None,
-            name: namespace,
+            name: namespace.clone(),
         };
         if let Some(owner) = cluster.live(&key) {
-            return label(&owner);
+            return owner.label(TENANT_LABEL).map(str::to_string);
         }
     }
-    label(object)
+    object.label(TENANT_LABEL).map(str::to_string)
 }
 
-fn index(cluster: &Cluster, kind: Kind, object: &DynamicObject, present: bool) {
-    if let Some(slug) = tenant_of(cluster, object) {
-        cluster.index(&slug, crate::cluster::apply_key(kind, object), present);
+fn index(cluster: &Cluster, key: &ObjectKey, object: &LiveObject, present: bool) {
+    if let Some(slug) = tenant_of(cluster, key, object) {
+        cluster.index(&slug, key.clone(), present);
     }
 }
 
-/// Queues a check of the object's tenant unless the object is as wanted.
+/// Queues a check of the object's tenant unless the object is as wanted
+/// (`live`: the object as it is now; `None`: it was deleted).
 async fn check(
     context: &Context,
     cluster: &Cluster,
-    kind: Kind,
-    object: &DynamicObject,
-    live: Option<&serde_json::Value>,
+    key: &ObjectKey,
+    object: &LiveObject,
+    live: Option<&LiveObject>,
 ) {
-    let Some(slug) = tenant_of(cluster, object) else {
+    let Some(slug) = tenant_of(cluster, key, object) else {
         return;
     };
     let slug = slug.as_str();
-    let key = ObjectKey {
-        kind,
-        namespace: object.namespace(),
-        name: object.name_any(),
-    };
-    if context.drift.judge(&cluster.name, &key, live) == Verdict::AsDesired {
+    if context.drift.judge(&cluster.name, key, live) == Verdict::AsDesired {
         return;
     }
     let queued = match context.db.acquire().await {
@@ -152,12 +156,8 @@ async fn check(
 }
 
 /// Keeps the namespace's `status.used` in the database when it changes.
-async fn store_usage(
-    context: &Context,
-    quota: &DynamicObject,
-    seen: &mut HashMap<String, serde_json::Value>,
-) {
-    let Some(namespace) = quota.namespace() else {
+async fn store_usage(context: &Context, quota: &DynamicObject, seen: &mut HashMap<String, Digest>) {
+    let Some(namespace) = quota.metadata.namespace.clone() else {
         return;
     };
     let used = quota
@@ -166,7 +166,8 @@ async fn store_usage(
         .and_then(|s| s.get("used"))
         .cloned()
         .unwrap_or_else(|| serde_json::json!({}));
-    if seen.get(&namespace) == Some(&used) {
+    let used_digest = digest(&used);
+    if seen.get(&namespace) == Some(&used_digest) {
         return;
     }
     let stored = match context.db.acquire().await {
@@ -177,7 +178,7 @@ async fn store_usage(
     };
     match stored {
         Ok(()) => {
-            seen.insert(namespace, used);
+            seen.insert(namespace, used_digest);
         }
         Err(e) => {
             tracing::warn!(%namespace, error = %e, "failed to store quota usage; the next change retries")

@@ -117,7 +117,7 @@ impl Failure {
                 } else {
                     key.namespace.clone()
                 };
-                Some((namespace?, message.clone()))
+                Some((namespace?.to_string(), message.clone()))
             })
             .collect();
         Self::Cluster {
@@ -275,7 +275,7 @@ async fn reconcile(
             let key = crate::cluster::objects::ObjectKey {
                 kind: Kind::Namespace,
                 namespace: None,
-                name: row.slug.clone(),
+                name: row.slug.as_str().into(),
             };
             let error = SyncError {
                 failures: vec![(key, message)],
