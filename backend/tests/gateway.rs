@@ -488,14 +488,12 @@ async fn editors_and_viewers_act_with_their_own_rights_only(db: PgPool) {
 
     // A kubeconfig that signs in with the identity provider holds no secret.
     let browser = login_as(app, "BOB").await;
+    let idp_path = format!(
+        "/api/v1/tenants/{}/kubeconfig?view=tenant&credentials=idp",
+        acme.slug
+    );
     let idp = browser
-        .change(
-            reqwest::Method::POST,
-            &format!(
-                "/api/v1/tenants/{}/kubeconfig?view=tenant&credentials=idp",
-                acme.slug
-            ),
-        )
+        .change(reqwest::Method::POST, &idp_path)
         .send()
         .await
         .unwrap();
@@ -511,13 +509,7 @@ async fn editors_and_viewers_act_with_their_own_rights_only(db: PgPool) {
     );
     assert!(idp["users"][0]["user"].get("token").is_none());
     let refused = app
-        .request(
-            reqwest::Method::POST,
-            &format!(
-                "/api/v1/tenants/{}/kubeconfig?view=tenant&credentials=idp",
-                acme.slug
-            ),
-        )
+        .request(reqwest::Method::POST, &idp_path)
         .send()
         .await
         .unwrap();

@@ -228,39 +228,32 @@ pub async fn machine_token() -> String {
 
 /// An ID token for the portal's own client, by the password grant.
 pub async fn password_grant_id_token(user: &str) -> String {
-    let response: Value = reqwest::Client::new()
-        .post(format!("{}/token", env("TP_IDP_ISSUER")))
-        .basic_auth(env("TP_IDP_CLIENT_ID"), Some(env("TP_IDP_CLIENT_SECRET")))
-        .form(&[
-            ("grant_type", "password"),
-            ("scope", "openid email groups"),
-            ("username", &env(&format!("TP_IDP_{user}_EMAIL"))),
-            ("password", &env(&format!("TP_IDP_{user}_PASSWORD"))),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    response["id_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no ID token: {response}"))
-        .to_string()
+    id_token_by_password(user, None).await
 }
 
 /// An ID token for the public client `kubectl oidc-login` uses, by the
 /// password grant (no secret, as a public client has none).
 pub async fn kubectl_client_id_token(user: &str) -> String {
-    let response: Value = reqwest::Client::new()
-        .post(format!("{}/token", env("TP_IDP_ISSUER")))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", &env("TP_IDP_KUBECTL_CLIENT_ID")),
-            ("scope", "openid email groups"),
-            ("username", &env(&format!("TP_IDP_{user}_EMAIL"))),
-            ("password", &env(&format!("TP_IDP_{user}_PASSWORD"))),
-        ])
+    id_token_by_password(user, Some(env("TP_IDP_KUBECTL_CLIENT_ID"))).await
+}
+
+async fn id_token_by_password(user: &str, public_client: Option<String>) -> String {
+    let mut form = vec![
+        ("grant_type", "password".to_string()),
+        ("scope", "openid email groups".to_string()),
+        ("username", env(&format!("TP_IDP_{user}_EMAIL"))),
+        ("password", env(&format!("TP_IDP_{user}_PASSWORD"))),
+    ];
+    let request = reqwest::Client::new().post(format!("{}/token", env("TP_IDP_ISSUER")));
+    let request = match public_client {
+        Some(client_id) => {
+            form.push(("client_id", client_id));
+            request
+        }
+        None => request.basic_auth(env("TP_IDP_CLIENT_ID"), Some(env("TP_IDP_CLIENT_SECRET"))),
+    };
+    let response: Value = request
+        .form(&form)
         .send()
         .await
         .unwrap()
