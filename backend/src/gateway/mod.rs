@@ -48,6 +48,8 @@ use crate::service::views::TenantView;
 /// its entry at once through the change stream.
 const TENANT_TTL: Duration = Duration::from_secs(5);
 const CREDENTIAL_TTL: Duration = Duration::from_secs(30);
+/// Past this many cached tokens, the stale ones are dropped.
+const MAX_CACHED_CREDENTIALS: usize = 10_000;
 
 /// The gateway's shared state: clients per cluster, caches, fair shares.
 pub struct Gateway {
@@ -185,8 +187,12 @@ impl Gateway {
                 None => {
                     let credential =
                         crate::service::gateway::authenticate(&app.db, &secret).await?;
-                    self.lock_credentials()
-                        .insert(key, (Instant::now(), credential.clone()));
+                    let mut credentials = self.lock_credentials();
+                    // Tokens come and go; stale entries go before the map grows.
+                    if credentials.len() >= MAX_CACHED_CREDENTIALS {
+                        credentials.retain(|_, (at, _)| at.elapsed() < CREDENTIAL_TTL);
+                    }
+                    credentials.insert(key, (Instant::now(), credential.clone()));
                     credential
                 }
             };
