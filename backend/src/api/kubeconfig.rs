@@ -108,17 +108,12 @@ pub fn sign_in(
 ) -> Result<service::kubeconfig::SignIn<'_>, Error> {
     match credentials {
         None | Some(KubeconfigCredentials::Token) => Ok(service::kubeconfig::SignIn::Token { ttl }),
-        Some(KubeconfigCredentials::Idp) => {
-            let login = &app.config.login;
-            match (&login.oidc_issuer, &login.oidc_kubectl_client_id) {
-                (Some(issuer), Some(client_id)) => {
-                    Ok(service::kubeconfig::SignIn::IdentityProvider { issuer, client_id })
-                }
-                _ => Err(Error::invalid(
+        Some(KubeconfigCredentials::Idp) => service::kubeconfig::SignIn::identity_provider(&app.config.login)
+            .ok_or_else(|| {
+                Error::invalid(
                     "credentials",
                     "idp needs an identity provider client for kubectl, which this portal does not have (--oidc-kubectl-client-id)",
-                )),
-            }
-        }
+                )
+            }),
     }
 }

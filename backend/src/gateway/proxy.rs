@@ -183,7 +183,12 @@ impl Context<'_> {
             .map(|q| convert_query(q, &self.caller.names, &[], false))
             .unwrap_or_default();
         let body = read_body(body).await?;
-        let body = body_inward(&self.caller.names, &parts.headers, body)?;
+        let body = body_inward(
+            &self.caller.names,
+            &parts.headers,
+            body,
+            super::protobuf::METADATA_NAMESPACE,
+        )?;
         let upstream = self
             .send_as_role(
                 parts.method,
@@ -373,17 +378,12 @@ impl Context<'_> {
             if let Some(answer) = namespaces::review(self, &body) {
                 return Ok(answer);
             }
-            let body = if super::protobuf::is_protobuf(&body) {
-                let field = if resource == "selfsubjectrulesreviews" {
-                    super::protobuf::RULES_REVIEW_NAMESPACE
-                } else {
-                    super::protobuf::ACCESS_REVIEW_NAMESPACE
-                };
-                let rename = |ns: &str| self.caller.names.to_cluster(ns).map(str::to_string);
-                super::protobuf::rename_at(&body, field, &rename).map_or(body, Bytes::from)
+            let field = if resource == "selfsubjectrulesreviews" {
+                super::protobuf::RULES_REVIEW_NAMESPACE
             } else {
-                body_inward(&self.caller.names, &parts.headers, body)?
+                super::protobuf::ACCESS_REVIEW_NAMESPACE
             };
+            let body = body_inward(&self.caller.names, &parts.headers, body, field)?;
             let path = format!("{}/{resource}", api.path);
             let upstream = self
                 .send_as_role(Method::POST, &path, &parts.headers, body)
@@ -466,11 +466,13 @@ pub async fn read_body(body: Body) -> Result<Bytes, KubeStatus> {
 }
 
 /// A request body with the cluster's names. JSON in every patch flavour,
-/// server-side apply's YAML, and the namespace of a protobuf object.
+/// server-side apply's YAML, and in a protobuf object the namespace field
+/// at `protobuf_namespace` (an object's metadata, or a review's).
 pub fn body_inward(
     names: &super::NameMap,
     headers: &HeaderMap,
     body: Bytes,
+    protobuf_namespace: &[u64],
 ) -> Result<Bytes, KubeStatus> {
     if body.is_empty() {
         return Ok(body);
@@ -479,11 +481,13 @@ pub fn body_inward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    if content_type.contains("protobuf") {
+    if content_type.contains("protobuf") || super::protobuf::is_protobuf(&body) {
         let rename = |ns: &str| names.to_cluster(ns).map(str::to_string);
         // What cannot be read goes on as it is: the API server says what is wrong.
-        let path = super::protobuf::METADATA_NAMESPACE;
-        return Ok(super::protobuf::rename_at(&body, path, &rename).map_or(body, Bytes::from));
+        return Ok(
+            super::protobuf::rename_at(&body, protobuf_namespace, &rename)
+                .map_or(body, Bytes::from),
+        );
     }
     let parsed = serde_json::from_slice::<Value>(&body).ok().or_else(|| {
         content_type

@@ -75,6 +75,17 @@ pub enum SignIn<'a> {
     IdentityProvider { issuer: &'a str, client_id: &'a str },
 }
 
+impl<'a> SignIn<'a> {
+    /// Signing in with the identity provider, when this portal has a
+    /// client for kubectl at it (`--oidc-kubectl-client-id`).
+    pub fn identity_provider(login: &'a crate::config::LoginConfig) -> Option<Self> {
+        Some(Self::IdentityProvider {
+            issuer: login.oidc_issuer.as_deref()?,
+            client_id: login.oidc_kubectl_client_id.as_deref()?,
+        })
+    }
+}
+
 /// A kubeconfig for the tenant API, one context per namespace by the
 /// tenant's names. With a token: an employee acts with their own role, a
 /// service token gets the automation account. With the identity provider:

@@ -233,7 +233,7 @@ pub async fn show(
         nav: viewer.nav("tenants", q.notice),
         can_edit: may(Action::EditTenant),
         can_kubeconfig: may(Action::IssueKubeconfig),
-        idp_kubeconfig: app.config.login.oidc_kubectl_client_id.is_some(),
+        idp_kubeconfig: service::kubeconfig::SignIn::identity_provider(&app.config.login).is_some(),
         t: facts(&tenant),
         namespaces,
         budget,
@@ -293,10 +293,9 @@ pub async fn kubeconfig(
         }
         view => {
             let login = &app.config.login;
-            let sign_in = match (view, &login.oidc_issuer, &login.oidc_kubectl_client_id) {
-                (Some("tenant-idp"), Some(issuer), Some(client_id)) => {
-                    service::kubeconfig::SignIn::IdentityProvider { issuer, client_id }
-                }
+            let idp = service::kubeconfig::SignIn::identity_provider(login);
+            let sign_in = match (view, idp) {
+                (Some("tenant-idp"), Some(idp)) => idp,
                 _ => service::kubeconfig::SignIn::Token { ttl },
             };
             let public_url = &login.public_url;
