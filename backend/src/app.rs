@@ -111,6 +111,13 @@ pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let db = crate::db::connect(&config.database).await?;
     crate::db::migrate(&db).await?;
+    let counted = crate::db::clusters::count_old_budgets(&db).await?;
+    if counted > 0 {
+        tracing::info!(
+            tenants = counted,
+            "counted the budgets of existing tenants into their clusters' load"
+        );
+    }
     let clusters = Clusters::connect(&config.clusters).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -121,7 +128,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(address = %listener.local_addr()?, clusters = ?config.cluster_names(), "tenant portal listening");
-    spawn_housekeeping(db.clone(), config.idempotency_ttl, config.event_retention);
+    spawn_housekeeping(db.clone(), Retention::of(&config));
     let stop = CancellationToken::new();
     let mut reconciler = config.reconciler.then(|| {
         let settings = crate::reconciler::Settings::from_config(&config);
@@ -139,33 +146,50 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets idempotency keys, ended sessions, old events and expired
-/// tenant-API tokens, hourly.
-fn spawn_housekeeping(db: PgPool, idempotency_ttl: Duration, event_retention: Duration) {
+/// How long the housekeeping keeps what it forgets.
+struct Retention {
+    idempotency: Duration,
+    events: Duration,
+    usage: Duration,
+}
+
+impl Retention {
+    fn of(config: &ServeConfig) -> Self {
+        Self {
+            idempotency: config.idempotency_ttl,
+            events: config.event_retention,
+            usage: config.usage_retention,
+        }
+    }
+}
+
+/// Forgets idempotency keys, ended sessions, old events, expired tenant-API
+/// tokens and old usage history, hourly.
+fn spawn_housekeeping(db: PgPool, keep: Retention) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
-            if let Err(e) = crate::db::idempotency::expire(&db, idempotency_ttl).await {
+            if let Err(e) = crate::db::idempotency::expire(&db, keep.idempotency).await {
                 tracing::warn!(error = %e, "failed to expire old idempotency keys; will retry in an hour");
             }
-            let sessions = match db.acquire().await {
-                Ok(mut conn) => match crate::db::sessions::expire(&mut conn).await {
-                    Ok(()) => match crate::db::events::expire(&mut conn, event_retention).await {
-                        Ok(_) => crate::db::gateway_tokens::delete_expired(&mut conn)
-                            .await
-                            .map(drop),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = sessions {
-                tracing::warn!(error = %e, "failed to forget ended sessions; will retry in an hour");
+            if let Err(e) = forget(&db, &keep).await {
+                tracing::warn!(error = %e, "failed to forget ended sessions, old events, expired tokens or old usage history; will retry in an hour");
             }
         }
     });
+}
+
+async fn forget(db: &PgPool, keep: &Retention) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
+    crate::db::sessions::expire(&mut conn).await?;
+    crate::db::events::expire(&mut conn, keep.events).await?;
+    crate::db::gateway_tokens::delete_expired(&mut conn).await?;
+    let samples = crate::db::sync::expire_usage(&mut conn, keep.usage).await?;
+    if samples > 0 {
+        tracing::info!(samples, "forgot usage history older than --usage-retention");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

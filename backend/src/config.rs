@@ -467,6 +467,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TP_USAGE_SAMPLE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub usage_sample_interval: Duration,
 
+    /// How long usage history is kept; showback reports only what is kept,
+    /// and a report covers at most 366 days.
+    #[arg(long, env = "TP_USAGE_RETENTION", default_value = "400d", value_parser = parse_duration)]
+    pub usage_retention: Duration,
+
     /// Lifetime of the token in a downloaded kubeconfig (at least 10m).
     #[arg(long, env = "TP_KUBECONFIG_TTL", default_value = "1h", value_parser = parse_duration)]
     pub kubeconfig_ttl: Duration,

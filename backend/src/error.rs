@@ -231,6 +231,8 @@ impl From<sqlx::Error> for Error {
         if crate::db::health::is_connection_error(&e) {
             crate::db::health::connection_lost();
             Self::DatabaseUnavailable(anyhow::Error::new(e).context("lost the database"))
+        } else if let Some(refusal) = crate::db::clusters::over_capacity(&e) {
+            refusal
         } else if crate::db::decode::is_corrupt(&e) {
             Self::Corrupt(anyhow::Error::new(e).context("a stored row does not parse"))
         } else {

@@ -668,3 +668,212 @@ async fn quota_requests_change_the_budget_only_when_an_admin_approves(db: PgPool
             && actions.contains(&"quota_request.rejected".to_string())
     );
 }
+
+async fn clusters(app: &common::TestApp) -> Vec<Value> {
+    let response = app.get("/api/v1/clusters").await;
+    assert_eq!(response.status(), 200);
+    response.json::<Vec<Value>>().await.unwrap()
+}
+
+fn cluster<'a>(all: &'a [Value], name: &str) -> &'a Value {
+    all.iter().find(|c| c["name"] == name).unwrap()
+}
+
+async fn put_capacity(app: &common::TestApp, name: &str, body: Value) -> reqwest::Response {
+    app.request(Method::PUT, &format!("/api/v1/clusters/{name}/capacity"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn placement_spreads_a_burst_and_places_nothing_past_a_declared_capacity(db: PgPool) {
+    let app = spawn_app(db).await;
+    // Twenty creates at once over two clusters: each must not see the same
+    // counts and pick the same cluster.
+    let creates = (0..20).map(|i| {
+        app.post_json(
+            "/api/v1/tenants",
+            json!({"slug": format!("burst-{i}"), "budget": {"requests.cpu": "2", "requests.memory": "4Gi"},
+                   "namespaces": [{"name": "dev"}]}),
+        )
+    });
+    for response in futures::future::join_all(creates).await {
+        assert_eq!(response.status(), 201);
+    }
+    let all = clusters(&app).await;
+    let (local, edge) = (cluster(&all, "local"), cluster(&all, "edge"));
+    let placed = (
+        local["tenants"].as_i64().unwrap(),
+        edge["tenants"].as_i64().unwrap(),
+    );
+    assert_eq!(placed.0 + placed.1, 20);
+    assert!(
+        placed.0 >= 5 && placed.1 >= 5,
+        "a burst spreads: {placed:?}"
+    );
+    assert_eq!(local["placed"]["namespaces"], placed.0);
+    assert_eq!(
+        local["placed"]["cpu"],
+        (2 * placed.0).to_string(),
+        "{local}"
+    );
+    assert_eq!(edge["placed"]["memory"], format!("{}Gi", 4 * placed.1));
+    assert_eq!(edge["capacity"]["namespaces"], Value::Null);
+
+    // Declaring capacity is for platform admins, and every bad field is named.
+    let writer = create_token(&app.db, "writer", &[Scope::TenantsWrite], None).await;
+    let refused = app
+        .client
+        .put(format!("{}/api/v1/clusters/edge/capacity", app.base))
+        .bearer_auth(&writer)
+        .json(&json!({"namespaces": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(refused).await.0, 403);
+    let (status, body) = problem(
+        put_capacity(
+            &app,
+            "edge",
+            json!({"namespaces": -1, "cpu": "lots", "memory": "-1Gi"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["namespaces", "cpu", "memory"]);
+    assert_eq!(
+        problem(put_capacity(&app, "moon", json!({})).await).await.0,
+        404
+    );
+    let (status, body) = problem(put_capacity(&app, "edge", json!({"disks": 3})).await).await;
+    assert_eq!(
+        (status, &body["errors"][0]["field"]),
+        (422, &json!("disks")),
+        "{body}"
+    );
+
+    // Local is full; a new tenant goes to edge though edge may hold more tenants.
+    let full = put_capacity(&app, "local", json!({"namespaces": placed.0})).await;
+    assert_eq!(full.status(), 200);
+    let full: Value = full.json().await.unwrap();
+    assert_eq!(full["capacity"]["namespaces"], placed.0);
+    assert_eq!(full["capacity"]["set_by"], "token:test-admin");
+    for i in 0..3 {
+        let tenant = app
+            .create_tenant(
+                json!({"slug": format!("late-{i}"), "namespaces": [{"name": "dev"}],
+                                  "budget": {"requests.cpu": "2", "requests.memory": "4Gi"}}),
+            )
+            .await;
+        assert_eq!(tenant["cluster"], "edge");
+    }
+
+    // Edge has room for one more namespace and 6 CPU more in budgets.
+    let edge_cpu = 2 * placed.1 + 12;
+    let declared = put_capacity(
+        &app,
+        "edge",
+        json!({"namespaces": placed.1 + 4, "cpu": edge_cpu.to_string(), "memory": "1Ti"}),
+    )
+    .await;
+    assert_eq!(declared.status(), 200);
+    let before = app.table_counts().await;
+    let (status, body) = problem(
+        app.post_json(
+            "/api/v1/tenants",
+            json!({"slug": "wide", "namespaces": [{"name": "a"}, {"name": "b"}]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["errors"][0]["field"], "cluster");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("\"local\" has room for {} namespaces", placed.0))
+            && detail.contains(&format!(
+                "\"edge\" has room for {} namespaces",
+                placed.1 + 4
+            )),
+        "{detail}"
+    );
+    // Naming a full cluster gets the same answer from the database's own rule.
+    let (status, body) = problem(
+        app.post_json(
+            "/api/v1/tenants",
+            json!({"slug": "pinned", "cluster": "local", "namespaces": [{"name": "a"}]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cluster \"local\" has room for"),
+        "{body}"
+    );
+    assert_eq!(
+        app.table_counts().await,
+        before,
+        "no refusal wrote anything"
+    );
+
+    // A budget rise past edge's CPU is refused; one within it is not.
+    let raise = |cpu: &str| {
+        app.request(Method::PUT, "/api/v1/tenants/late-0/budget")
+            .json(&json!({"budget": {"requests.cpu": cpu, "requests.memory": "4Gi", "namespaces": "10"}}))
+            .send()
+    };
+    let (status, body) = problem(raise("9").await.unwrap()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("CPU in budgets"),
+        "{body}"
+    );
+    assert_eq!(raise("8").await.unwrap().status(), 200);
+    let all = clusters(&app).await;
+    assert_eq!(
+        cluster(&all, "edge")["placed"]["cpu"],
+        edge_cpu.to_string(),
+        "the rise is counted"
+    );
+
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'cluster.capacity_set' AND actor = 'token:test-admin'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        audited, 2,
+        "each declaration is audited, each refusal is not"
+    );
+
+    // A tenant the reconciler has deleted frees its room, namespaces and all.
+    let before = cluster(&clusters(&app).await, "edge")["placed"].clone();
+    tenant_portal::db::sync::tombstone(&mut app.db.acquire().await.unwrap(), {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE slug = 'late-2'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let after = cluster(&clusters(&app).await, "edge")["placed"].clone();
+    assert_eq!(
+        after["namespaces"].as_i64().unwrap(),
+        before["namespaces"].as_i64().unwrap() - 1
+    );
+    assert_eq!(after["cpu"], (edge_cpu - 2).to_string());
+}

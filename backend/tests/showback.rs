@@ -562,7 +562,7 @@ async fn the_samplers_samples_carry_the_allocation_in_force(db: PgPool) {
     tenant_portal::db::sync::store_usage(&mut conn, "acme-dev", &json!({"requests.cpu": "1"}))
         .await
         .unwrap();
-    tenant_portal::db::sync::sample_usage(&mut conn)
+    tenant_portal::db::sync::sample_usage(&mut conn, std::time::Duration::from_secs(60))
         .await
         .unwrap();
     let allocated: Value = sqlx::query_scalar(

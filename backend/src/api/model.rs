@@ -434,18 +434,6 @@ pub struct TenantUsage {
     pub total: BTreeMap<String, ResourceUsage>,
 }
 
-/// A cluster tenants can live on.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ClusterInfo {
-    pub name: String,
-    /// Whether the portal reached the API server at its last try.
-    pub reachable: bool,
-    pub last_error: Option<String>,
-    pub checked_at: Option<DateTime<Utc>>,
-    /// Tenants placed on it, deleted ones aside.
-    pub tenants: i64,
-}
-
 #[derive(Debug, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct KubeconfigRequest {

@@ -21,6 +21,7 @@ pub enum Action {
     ChangePolicy,
     ManageTokens,
     SetPrices,
+    SetClusterCapacity,
 }
 
 impl Action {
@@ -40,6 +41,7 @@ impl Action {
             Self::RequestQuota => "ask for more quota",
             Self::ManageTokens => "issue or revoke service tokens",
             Self::SetPrices => "set the prices of resources",
+            Self::SetClusterCapacity => "declare what a cluster can hold",
             Self::ChangePolicy => {
                 "change tenant policies (Pod Security, Service types, classes, registries, node pools, network)"
             }
@@ -56,9 +58,11 @@ impl Action {
             | Self::IssueKubeconfig
             | Self::RequestQuota => Scope::TenantsWrite,
             Self::ChangeBudget => Scope::QuotaWrite,
-            Self::SuspendTenant | Self::ChangePolicy | Self::ManageTokens | Self::SetPrices => {
-                Scope::Admin
-            }
+            Self::SuspendTenant
+            | Self::ChangePolicy
+            | Self::ManageTokens
+            | Self::SetPrices
+            | Self::SetClusterCapacity => Scope::Admin,
         }
     }
 
@@ -75,6 +79,7 @@ impl Action {
             | Self::ChangePolicy
             | Self::ManageTokens
             | Self::SetPrices
+            | Self::SetClusterCapacity
             | Self::SuspendTenant
             | Self::ReadAudit
             | Self::ReadClusters

@@ -2,6 +2,7 @@
 //! transaction; the service layer owns the transaction boundary.
 
 pub mod audit;
+pub mod clusters;
 pub mod decode;
 pub mod events;
 pub mod fleet;

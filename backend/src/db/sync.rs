@@ -129,16 +129,50 @@ pub async fn store_usage(
     Ok(())
 }
 
-/// Adds every namespace's current usage to the history.
-pub async fn sample_usage(conn: &mut PgConnection) -> Result<u64, Error> {
+/// Adds every namespace's current usage to the history, unless a sample
+/// was taken less than `gap` ago. Every replica runs the sampler; the lock
+/// and the check make one sample per interval for the fleet, not one per
+/// replica. Answers how many namespaces were sampled.
+pub async fn sample_usage(conn: &mut PgConnection, gap: std::time::Duration) -> Result<u64, Error> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('usage_samples'))")
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query!(
         "INSERT INTO usage_samples (namespace_id, used)
          SELECT n.id, n.usage FROM namespaces n JOIN tenants t ON t.id = n.tenant_id
-         WHERE t.state <> 'deleted' AND n.usage_at IS NOT NULL"
+         WHERE t.state <> 'deleted' AND n.usage_at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM usage_samples
+                           WHERE sampled_at > clock_timestamp() - make_interval(secs => $1))",
+        gap.as_secs_f64()
     )
-    .execute(conn)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
+}
+
+/// Forgets usage samples older than `retention`, a batch at a time so that
+/// no single statement holds a year of rows. Answers how many went.
+pub async fn expire_usage(
+    conn: &mut PgConnection,
+    retention: std::time::Duration,
+) -> Result<u64, Error> {
+    let mut gone = 0;
+    loop {
+        let done = sqlx::query!(
+            "DELETE FROM usage_samples WHERE ctid = ANY (ARRAY(
+                 SELECT ctid FROM usage_samples
+                 WHERE sampled_at < now() - make_interval(secs => $1) LIMIT 10000))",
+            retention.as_secs_f64()
+        )
+        .execute(&mut *conn)
+        .await?;
+        gone += done.rows_affected();
+        if done.rows_affected() < 10_000 {
+            return Ok(gone);
+        }
+    }
 }
 
 /// Turns a tenant whose namespaces are gone into a tombstone.

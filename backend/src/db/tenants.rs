@@ -68,10 +68,12 @@ pub struct TenantSpec<'a> {
 }
 
 pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<TenantRow, Error> {
+    let demand = new.budget.cluster_demand();
     sqlx::query_as!(
         TenantRow,
-        r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+        r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget, expires_at,
+                                cpu_millis, memory_bytes)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
            RETURNING id, slug, display_name, description,
                      labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                      sync_status, observed_generation, sync_message, last_synced_at,
@@ -83,6 +85,8 @@ pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<Tenan
         new.cluster,
         Json(new.budget.to_strings()) as _,
         new.expires_at,
+        demand.cpu_millis,
+        demand.memory_bytes,
     )
     .fetch_one(conn)
     .await
@@ -155,10 +159,13 @@ pub async fn set_budget(
     id: i64,
     budget: &ResourceList,
 ) -> Result<(), Error> {
+    let demand = budget.cluster_demand();
     sqlx::query!(
-        "UPDATE tenants SET budget = $2 WHERE id = $1",
+        "UPDATE tenants SET budget = $2, cpu_millis = $3, memory_bytes = $4 WHERE id = $1",
         id,
-        Json(budget.to_strings()) as _
+        Json(budget.to_strings()) as _,
+        demand.cpu_millis,
+        demand.memory_bytes,
     )
     .execute(conn)
     .await?;
@@ -343,28 +350,6 @@ pub async fn get_by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Tenant
                   created_at, updated_at, deleted_at, expires_at
            FROM tenants WHERE id = $1"#,
         id
-    )
-    .fetch_optional(conn)
-    .await?)
-}
-
-/// The configured cluster with the fewest live tenants, for placing a new one.
-pub async fn least_loaded_cluster(
-    conn: &mut PgConnection,
-    clusters: &[&str],
-) -> Result<Option<String>, Error> {
-    // With one cluster there is nothing to count, and counting costs a scan.
-    if let [only] = clusters {
-        return Ok(Some(only.to_string()));
-    }
-    let names: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
-    Ok(sqlx::query_scalar!(
-        r#"SELECT c.name AS "name!" FROM unnest($1::text[]) WITH ORDINALITY AS c(name, position)
-           LEFT JOIN tenants t ON t.cluster = c.name AND t.state <> 'deleted'
-           GROUP BY c.name, c.position
-           ORDER BY count(t.id), c.position
-           LIMIT 1"#,
-        &names
     )
     .fetch_optional(conn)
     .await?)

@@ -103,6 +103,13 @@ impl fmt::Display for QuotaResource {
     }
 }
 
+/// A budget's CPU and memory requests as plain numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterDemand {
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+}
+
 /// Resource name to amount, as in a ResourceQuota's `spec.hard`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -189,6 +196,27 @@ impl ResourceList {
             total.add(list)?;
         }
         Ok(total)
+    }
+
+    /// What this budget promises of a cluster's CPU (millicores) and memory
+    /// (bytes), rounded up and saturating, for placement to add up. The
+    /// requests count: they are what the scheduler reserves.
+    pub fn cluster_demand(&self) -> ClusterDemand {
+        let amount = |names: [&str; 2]| {
+            names
+                .iter()
+                .filter_map(|name| self.0.get(&QuotaResource(name.to_string())))
+                .map(Quantity::nanos)
+                .max()
+                .unwrap_or(0)
+        };
+        let whole = |nanos: i128, unit: i128| {
+            i64::try_from((nanos + unit - 1).div_euclid(unit)).unwrap_or(i64::MAX)
+        };
+        ClusterDemand {
+            cpu_millis: whole(amount(["requests.cpu", "cpu"]), 1_000_000),
+            memory_bytes: whole(amount(["requests.memory", "memory"]), 1_000_000_000),
+        }
     }
 
     /// As a map of canonical strings, the form stored and served.
@@ -306,6 +334,24 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         ResourceList::parse(&raw, "budget").unwrap()
+    }
+
+    #[test]
+    fn a_budget_demands_its_cpu_and_memory_requests_rounded_up() {
+        let demand = list(&[
+            ("requests.cpu", "1500m"),
+            ("requests.memory", "2Gi"),
+            ("pods", "9"),
+        ])
+        .cluster_demand();
+        assert_eq!(demand.cpu_millis, 1500);
+        assert_eq!(demand.memory_bytes, 2 << 30);
+        let bare = list(&[("cpu", "0.0001"), ("memory", "1.5")]).cluster_demand();
+        assert_eq!((bare.cpu_millis, bare.memory_bytes), (1, 2));
+        assert_eq!(
+            list(&[("limits.cpu", "4")]).cluster_demand(),
+            ClusterDemand::default()
+        );
     }
 
     #[test]

@@ -240,7 +240,9 @@ async fn sample_usage(context: Arc<Context>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         if let Ok(mut conn) = context.db.acquire().await
-            && let Err(e) = crate::db::sync::sample_usage(&mut conn).await
+            && let Err(e) =
+                crate::db::sync::sample_usage(&mut conn, context.settings.usage_sample_interval / 2)
+                    .await
         {
             tracing::warn!(error = %e, "failed to record usage history; next interval retries");
         }

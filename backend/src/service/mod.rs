@@ -7,6 +7,7 @@ pub mod access;
 pub mod budget;
 pub mod change;
 mod cluster_check;
+pub mod clusters;
 pub mod fleet;
 pub mod gateway;
 pub mod grant;

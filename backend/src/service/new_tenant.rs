@@ -66,10 +66,20 @@ pub async fn create(
     let mut tx = db.begin().await?;
     super::grant::check_tenant_limit(&mut tx, who, config).await?;
     let cluster = match &new.cluster {
+        // The capacity trigger still checks the named cluster's room.
         Some(named) => named.clone(),
-        None => db::tenants::least_loaded_cluster(&mut tx, &config.cluster_names())
-            .await?
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no cluster is configured")))?,
+        None => {
+            let candidates: Vec<_> = config
+                .cluster_names()
+                .into_iter()
+                .map(|name| db::clusters::Candidate {
+                    name,
+                    reachable: clusters.get(name).is_none_or(|c| c.health().reachable),
+                })
+                .collect();
+            let demand = db::clusters::Demand::of(new.namespaces.len(), &new.budget);
+            db::clusters::place(&mut tx, &candidates, &demand, spread(new.slug.as_str())).await?
+        }
     };
     let full_names = new
         .namespaces
@@ -118,6 +128,15 @@ pub async fn create(
     .await?;
     tx.commit().await?;
     Ok(tenant)
+}
+
+/// Where a create waiting for a busy cluster looks first: a hash of its slug,
+/// so that a burst of creates scatters over the clusters with room.
+fn spread(slug: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    slug.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The value, or `None` with the error noted.

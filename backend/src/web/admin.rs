@@ -16,7 +16,6 @@ use crate::app::RequestId;
 use crate::auth::Scope;
 use crate::auth::policy::{Action, authorize};
 use crate::db::{self, audit::AuditFilter};
-use crate::domain::ResourceList;
 use crate::error::Error;
 use crate::service::tokens::{self, Issuer, TokenRequest};
 
@@ -24,7 +23,10 @@ pub struct ClusterLine {
     pub name: String,
     pub reachable: bool,
     pub tenants: i64,
-    pub allocated: String,
+    /// Namespaces placed, with the declared capacity when there is one.
+    pub namespaces: String,
+    /// CPU / memory the tenants' budgets promise, with the capacity.
+    pub budgets: String,
     pub error: String,
 }
 
@@ -76,55 +78,33 @@ async fn admin_page(
     new_secret: Option<String>,
     token_problem: Option<String>,
 ) -> Result<Response, PageError> {
-    authorize(&viewer.principal, Action::ReadClusters)?;
-    let mut conn = app.db.acquire().await?;
-    let counts = db::tenants::count_by_cluster(&mut conn).await?;
-    let allocated = sqlx::query!(
-        r#"SELECT t.cluster, n.allocations AS "allocations!" FROM namespaces n JOIN tenants t ON t.id = n.tenant_id
-           WHERE t.state <> 'deleted'"#
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(Error::from)?;
-    let clusters = app
-        .config
-        .cluster_names()
-        .into_iter()
-        .map(|name| {
-            let health = app
-                .clusters
-                .get(name)
-                .map(|c| c.health())
-                .unwrap_or_default();
-            let mut total = ResourceList::default();
-            for row in allocated.iter().filter(|r| r.cluster == name) {
-                if let Some(map) = row.allocations.as_object() {
-                    let raw: BTreeMap<String, String> = map
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect();
-                    if let Ok(list) = ResourceList::parse(&raw, "") {
-                        let _ = total.add(&list);
-                    }
+    let clusters =
+        crate::service::clusters::list(&app.db, &app.config, &app.clusters, &viewer.principal)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let of = |placed: String, max: Option<String>| match max {
+                    Some(max) => format!("{placed} of {max}"),
+                    None => placed,
+                };
+                ClusterLine {
+                    namespaces: of(
+                        c.placed.namespaces.to_string(),
+                        c.capacity.namespaces.map(|n| n.to_string()),
+                    ),
+                    budgets: format!(
+                        "{} / {}",
+                        of(c.placed.cpu, c.capacity.cpu),
+                        of(c.placed.memory, c.capacity.memory)
+                    ),
+                    name: c.name,
+                    reachable: c.reachable,
+                    tenants: c.tenants,
+                    error: c.last_error.unwrap_or_default(),
                 }
-            }
-            let totals = total.to_strings();
-            ClusterLine {
-                name: name.to_string(),
-                reachable: health.reachable,
-                tenants: counts
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(0, |(_, c)| *c),
-                allocated: format!(
-                    "{} CPU / {} memory",
-                    totals.get("requests.cpu").map_or("0", String::as_str),
-                    totals.get("requests.memory").map_or("0", String::as_str)
-                ),
-                error: health.last_error.unwrap_or_default(),
-            }
-        })
-        .collect();
+            })
+            .collect();
+    let mut conn = app.db.acquire().await?;
     let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(when).unwrap_or_else(|| "–".into());
     let tokens = db::tokens::list(&mut conn)
         .await?
