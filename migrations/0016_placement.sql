@@ -50,22 +50,23 @@ BEGIN
         cpu_millis = k.cpu_millis + EXCLUDED.cpu_millis,
         memory_bytes = k.memory_bytes + EXCLUDED.memory_bytes
     RETURNING * INTO c;
+    -- The messages name the declared limit and what was asked, never the
+    -- load: a tenant told its cluster is full learns nothing of the others.
     IF add_namespaces > 0 AND c.namespaces > c.max_namespaces THEN
-        RAISE EXCEPTION 'cluster "%" has room for % namespaces and % are placed on it', c.name, c.max_namespaces, c.namespaces - add_namespaces
-            USING ERRCODE = 'TPC01', DETAIL = 'namespaces';
+        RAISE EXCEPTION 'cluster "%" cannot take % more namespace(s) within its declared %',
+            c.name, add_namespaces, c.max_namespaces
+            USING ERRCODE = 'TPC01';
     END IF;
     IF add_cpu_millis > 0 AND c.cpu_millis > c.max_cpu_millis THEN
-        RAISE EXCEPTION 'cluster "%" has room for % CPU in budgets, % are promised and this needs % more', c.name,
-            trim_scale(c.max_cpu_millis / 1000.0), trim_scale((c.cpu_millis - add_cpu_millis) / 1000.0),
-            trim_scale(add_cpu_millis / 1000.0)
-            USING ERRCODE = 'TPC01', DETAIL = 'cpu';
+        RAISE EXCEPTION 'cluster "%" cannot take % more CPU in budgets within its declared %',
+            c.name, trim_scale(add_cpu_millis / 1000.0), trim_scale(c.max_cpu_millis / 1000.0)
+            USING ERRCODE = 'TPC01';
     END IF;
     IF add_memory_bytes > 0 AND c.memory_bytes > c.max_memory_bytes THEN
-        RAISE EXCEPTION 'cluster "%" has room for % GiB of memory in budgets, % GiB are promised and this needs % GiB more', c.name,
-            trim_scale(round(c.max_memory_bytes / 1073741824.0, 2)),
-            trim_scale(round((c.memory_bytes - add_memory_bytes) / 1073741824.0, 2)),
-            trim_scale(round(add_memory_bytes / 1073741824.0, 2))
-            USING ERRCODE = 'TPC01', DETAIL = 'memory';
+        RAISE EXCEPTION 'cluster "%" cannot take % GiB more memory in budgets within its declared % GiB',
+            c.name, trim_scale(round(add_memory_bytes / 1073741824.0, 2)),
+            trim_scale(round(c.max_memory_bytes / 1073741824.0, 2))
+            USING ERRCODE = 'TPC01';
     END IF;
 END $$;
 

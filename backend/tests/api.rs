@@ -799,11 +799,13 @@ async fn placement_spreads_a_burst_and_places_nothing_past_a_declared_capacity(d
     assert_eq!(body["errors"][0]["field"], "cluster");
     let detail = body["detail"].as_str().unwrap();
     assert!(
-        detail.contains(&format!("\"local\" has room for {} namespaces", placed.0))
-            && detail.contains(&format!(
-                "\"edge\" has room for {} namespaces",
-                placed.1 + 4
-            )),
+        detail.contains(&format!(
+            "\"local\" cannot take 2 more namespace(s) within its declared {}",
+            placed.0
+        )) && detail.contains(&format!(
+            "\"edge\" cannot take 2 more namespace(s) within its declared {}",
+            placed.1 + 4
+        )),
         "{detail}"
     );
     // Naming a full cluster gets the same answer from the database's own rule.
@@ -820,7 +822,7 @@ async fn placement_spreads_a_burst_and_places_nothing_past_a_declared_capacity(d
         body["detail"]
             .as_str()
             .unwrap()
-            .contains("cluster \"local\" has room for"),
+            .contains("cluster \"local\" cannot take 1 more namespace(s) within its declared"),
         "{body}"
     );
     assert_eq!(
@@ -838,7 +840,10 @@ async fn placement_spreads_a_burst_and_places_nothing_past_a_declared_capacity(d
     let (status, body) = problem(raise("9").await.unwrap()).await;
     assert_eq!(status, 409, "{body}");
     assert!(
-        body["detail"].as_str().unwrap().contains("CPU in budgets"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot take 7 more CPU in budgets within its declared"),
         "{body}"
     );
     assert_eq!(raise("8").await.unwrap().status(), 200);

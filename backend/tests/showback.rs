@@ -718,3 +718,47 @@ async fn a_pending_quota_request_shows_the_tenants_use_beside_it(db: PgPool) {
         "{html}"
     );
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn usage_is_sampled_once_per_interval_for_all_replicas_and_forgotten_after_retention(
+    db: PgPool,
+) {
+    let app = spawn(db).await;
+    app.create_tenant(common::acme()).await;
+    let mut conn = app.db.acquire().await.unwrap();
+    tenant_portal::db::sync::store_usage(&mut conn, "acme-dev", &json!({"requests.cpu": "1"}))
+        .await
+        .unwrap();
+    let gap = std::time::Duration::from_secs(60);
+    let sample = || {
+        let db = app.db.clone();
+        async move {
+            let mut conn = db.acquire().await.unwrap();
+            tenant_portal::db::sync::sample_usage(&mut conn, gap)
+                .await
+                .unwrap()
+        }
+    };
+    // Three replicas' samplers at once: one sample between them.
+    let taken = futures::future::join_all([sample(), sample(), sample()]).await;
+    assert_eq!(taken.iter().sum::<u64>(), 1, "{taken:?}");
+    assert_eq!(sample().await, 0, "none again within the interval");
+
+    sqlx::query(
+        "INSERT INTO usage_samples (namespace_id, sampled_at, used)
+         SELECT id, now() - interval '500 days', '{}' FROM namespaces WHERE full_name = 'acme-dev'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let retention = std::time::Duration::from_secs(400 * 86_400);
+    let gone = tenant_portal::db::sync::expire_usage(&mut conn, retention)
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_samples")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "the recent sample stays");
+}

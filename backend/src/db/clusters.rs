@@ -73,22 +73,24 @@ pub fn memory(bytes: i64) -> String {
 
 impl ClusterLoad {
     /// Why `demand` does not fit on this cluster, or `None` when it does.
+    /// Like the trigger's, the reason names the declared limit and the
+    /// demand, never the load: it tells nobody what the other tenants hold.
     pub fn lacks_room(&self, demand: &Demand) -> Option<String> {
         let over = |have: i64, asks: i64, max: Option<i64>| {
             max.filter(|&max| asks > 0 && have.saturating_add(asks) > max)
         };
+        let name = &self.name;
         if let Some(max) = over(self.namespaces, demand.namespaces, self.max_namespaces) {
             return Some(format!(
-                "\"{}\" has room for {max} namespaces and {} are placed on it",
-                self.name, self.namespaces
+                "\"{name}\" cannot take {} more namespace(s) within its declared {max}",
+                demand.namespaces
             ));
         }
         if let Some(max) = over(self.cpu_millis, demand.cpu_millis, self.max_cpu_millis) {
             return Some(format!(
-                "\"{}\" has room for {} CPU in budgets and {} are promised",
-                self.name,
-                cpu(max),
-                cpu(self.cpu_millis)
+                "\"{name}\" cannot take {} more CPU in budgets within its declared {}",
+                cpu(demand.cpu_millis),
+                cpu(max)
             ));
         }
         if let Some(max) = over(
@@ -97,10 +99,9 @@ impl ClusterLoad {
             self.max_memory_bytes,
         ) {
             return Some(format!(
-                "\"{}\" has room for {} memory in budgets and {} are promised",
-                self.name,
-                memory(max),
-                memory(self.memory_bytes)
+                "\"{name}\" cannot take {} more memory in budgets within its declared {}",
+                memory(demand.memory_bytes),
+                memory(max)
             ));
         }
         None
@@ -411,11 +412,11 @@ mod tests {
         assert_eq!(load(8, 6000).lacks_room(&two), None);
         assert_eq!(
             load(9, 0).lacks_room(&two).unwrap(),
-            "\"edge\" has room for 10 namespaces and 9 are placed on it"
+            "\"edge\" cannot take 2 more namespace(s) within its declared 10"
         );
         assert_eq!(
             load(0, 6500).lacks_room(&two).unwrap(),
-            "\"edge\" has room for 8 CPU in budgets and 6500m are promised"
+            "\"edge\" cannot take 2 more CPU in budgets within its declared 8"
         );
         // Nothing asked, nothing refused, even on a cluster already over its limit.
         assert_eq!(load(12, 9000).lacks_room(&Demand::default()), None);
