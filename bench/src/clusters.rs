@@ -179,15 +179,18 @@ async fn phases(
 
     let prefix = format!("m{}a", env.run_id);
     let started = Instant::now();
-    create(portal, &prefix, options).await?;
     let all: Vec<&str> = clusters.iter().map(|(n, _)| n.as_str()).collect();
+    create(portal, &prefix, options, None).await?;
     rows.extend(wait(portal, "all up", &prefix, &all, started, options.timeout).await?);
 
     cut.cut()?;
     eprintln!("  cut cluster {cut_name} (its API server stopped)");
     let prefix_b = format!("m{}b", env.run_id);
     let started = Instant::now();
-    create(portal, &prefix_b, options).await?;
+    // Placement would steer new tenants away from a cluster it finds
+    // unreachable; naming the clusters in turn gives the cut one its share
+    // of work that cannot finish, which the others must not feel.
+    create(portal, &prefix_b, options, Some(&all)).await?;
     let healthy: Vec<&str> = all.iter().copied().filter(|n| n != cut_name).collect();
     rows.extend(
         wait(
@@ -233,14 +236,23 @@ async fn phases(
     Ok(rows)
 }
 
-async fn create(portal: &Portal, prefix: &str, options: &Options) -> anyhow::Result<()> {
+/// Creates the phase's tenants: placed by the portal, or with `pinned`,
+/// naming those clusters in turn.
+async fn create(
+    portal: &Portal,
+    prefix: &str,
+    options: &Options,
+    pinned: Option<&[&str]>,
+) -> anyhow::Result<()> {
     let limit = Arc::new(Semaphore::new(options.concurrency));
     let mut tasks = JoinSet::new();
     for i in 0..options.tenants {
         let permit = limit.clone().acquire_owned().await?;
-        let request = portal
-            .post("/tenants")
-            .json(&stack::tenant_body(&format!("{prefix}{i:05}")));
+        let mut body = stack::tenant_body(&format!("{prefix}{i:05}"));
+        if let Some(clusters) = pinned {
+            body["cluster"] = clusters[i % clusters.len()].into();
+        }
+        let request = portal.post("/tenants").json(&body);
         tasks.spawn(async move {
             let answer = request.send().await;
             drop(permit);

@@ -13,10 +13,11 @@ use crate::auth::policy::{Action, authorize};
 use crate::cluster::Clusters;
 use crate::config::ServeConfig;
 use crate::db;
-use crate::db::clusters::{Capacity, ClusterLoad, cpu, memory};
+use crate::db::clusters::{Capacity, ClusterLoad};
 use crate::domain::FieldError;
 use crate::domain::quantity::Quantity;
 use crate::error::Error;
+use crate::service::placement::{cpu, memory};
 
 /// A cluster tenants can live on.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

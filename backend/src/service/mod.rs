@@ -17,6 +17,7 @@ pub mod members;
 pub mod namespaces;
 mod new_tenant;
 pub mod pagination;
+pub mod placement;
 pub mod policy;
 pub mod prices;
 pub mod quota_requests;

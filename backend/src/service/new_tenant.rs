@@ -72,13 +72,14 @@ pub async fn create(
             let candidates: Vec<_> = config
                 .cluster_names()
                 .into_iter()
-                .map(|name| db::clusters::Candidate {
+                .map(|name| super::placement::Candidate {
                     name,
                     reachable: clusters.get(name).is_none_or(|c| c.health().reachable),
                 })
                 .collect();
-            let demand = db::clusters::Demand::of(new.namespaces.len(), &new.budget);
-            db::clusters::place(&mut tx, &candidates, &demand, spread(new.slug.as_str())).await?
+            let demand = super::placement::Demand::of(new.namespaces.len(), &new.budget);
+            super::placement::place(&mut tx, &candidates, &demand, spread(new.slug.as_str()))
+                .await?
         }
     };
     let full_names = new
