@@ -612,6 +612,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/tenants/{slug}/usage"),
     ("post", "/tenants/{slug}/kubeconfig"),
     ("get", "/clusters"),
+    ("put", "/clusters/{name}/capacity"),
     ("get", "/me"),
     ("get", "/events"),
     ("get", "/quota-requests"),

@@ -258,6 +258,9 @@ fn properties() -> Vec<(&'static str, &'static str, Grammar)> {
             },
         ),
         ("Decision", "amount", text(QUANTITY)),
+        ("CapacityRequest", "namespaces", Grammar::AtLeast(0.0)),
+        ("CapacityRequest", "cpu", text(QUANTITY)),
+        ("CapacityRequest", "memory", text(QUANTITY)),
         (
             "KubeconfigRequest",
             "expiration_seconds",
