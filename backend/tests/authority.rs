@@ -974,3 +974,62 @@ async fn an_employee_who_gives_up_their_role_gets_a_receipt_not_the_tenant(db: P
         404
     );
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn only_an_admin_declares_a_clusters_capacity_from_the_dashboard(db: PgPool) {
+    let app = spawn(db).await;
+    two_tenants(&app).await;
+    let admin = login_as(&app, "ADMIN").await;
+    let carol = login_as(&app, "CAROL").await;
+    let form = |csrf: &str, cpu: &str| {
+        vec![
+            ("_csrf".to_string(), csrf.to_string()),
+            ("cluster".to_string(), "edge".to_string()),
+            ("namespaces".to_string(), "50".to_string()),
+            ("cpu".to_string(), cpu.to_string()),
+            ("memory".to_string(), String::new()),
+        ]
+    };
+    let refused = carol
+        .change(Method::POST, "/admin/capacity")
+        .form(&form(&carol.csrf_token, "40"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let forged = admin
+        .change(Method::POST, "/admin/capacity")
+        .form(&form("not-the-token", "40"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403, "a form without the session's token");
+
+    let bad = admin
+        .change(Method::POST, "/admin/capacity")
+        .form(&form(&admin.csrf_token, "forty"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let page = bad.text().await.unwrap();
+    assert!(page.contains("cpu: "), "the form names the field: {page}");
+
+    let declared = admin
+        .change(Method::POST, "/admin/capacity")
+        .form(&form(&admin.csrf_token, "40"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 303);
+    let page = admin.get("/admin").await.text().await.unwrap();
+    assert!(page.contains(" of 50</td>"), "{page}");
+    assert!(page.contains(" of 40 / "), "{page}");
+    let actors: Vec<String> = sqlx::query_scalar(
+        "SELECT actor FROM audit_events WHERE action = 'cluster.capacity_set'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(actors, ["user:admin@example.com"]);
+}

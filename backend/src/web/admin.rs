@@ -17,6 +17,7 @@ use crate::auth::Scope;
 use crate::auth::policy::{Action, authorize};
 use crate::db::{self, audit::AuditFilter};
 use crate::error::Error;
+use crate::service::clusters::CapacityRequest;
 use crate::service::tokens::{self, Issuer, TokenRequest};
 
 pub struct ClusterLine {
@@ -49,6 +50,7 @@ struct AdminPage {
     scopes: Vec<&'static str>,
     new_secret: Option<String>,
     token_problem: Option<String>,
+    capacity_problem: Option<String>,
     audit: Vec<AuditLine>,
     filter_tenant: String,
     filter_actor: String,
@@ -68,15 +70,22 @@ pub async fn page(
     viewer: Viewer,
     Query(q): Query<AdminQuery>,
 ) -> Result<Response, PageError> {
-    admin_page(&app, &viewer, q, None, None).await
+    admin_page(&app, &viewer, q, Answer::default()).await
+}
+
+/// What the page says after a form: a new token's secret, or a form's problem.
+#[derive(Default)]
+struct Answer {
+    new_secret: Option<String>,
+    token_problem: Option<String>,
+    capacity_problem: Option<String>,
 }
 
 async fn admin_page(
     app: &AppState,
     viewer: &Viewer,
     q: AdminQuery,
-    new_secret: Option<String>,
-    token_problem: Option<String>,
+    answer: Answer,
 ) -> Result<Response, PageError> {
     let clusters =
         crate::service::clusters::list(&app.db, &app.config, &app.clusters, &viewer.principal)
@@ -148,7 +157,7 @@ async fn admin_page(
             tenant: a.tenant_slug.unwrap_or_default(),
         })
         .collect();
-    let status = if token_problem.is_some() {
+    let status = if answer.token_problem.is_some() || answer.capacity_problem.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
@@ -158,8 +167,9 @@ async fn admin_page(
         clusters,
         tokens,
         scopes: Scope::ALL.iter().map(|s| s.as_str()).collect(),
-        new_secret,
-        token_problem,
+        new_secret: answer.new_secret,
+        token_problem: answer.token_problem,
+        capacity_problem: answer.capacity_problem,
         audit,
         filter_tenant: q.tenant.unwrap_or_default(),
         filter_actor: q.actor.unwrap_or_default(),
@@ -189,7 +199,13 @@ pub async fn create_token(
         .map(|(_, v)| v.parse())
         .collect();
     let expires = value("expires_in");
-    let problem = |text: String| admin_page(&app, &viewer, AdminQuery::default(), None, Some(text));
+    let problem = |text: String| {
+        let answer = Answer {
+            token_problem: Some(text),
+            ..Answer::default()
+        };
+        admin_page(&app, &viewer, AdminQuery::default(), answer)
+    };
     let scopes = match scopes {
         Ok(scopes) => scopes,
         Err(rule) => return problem(format!("scopes: {rule}")).await,
@@ -224,24 +240,78 @@ pub async fn create_token(
     let actor = request_id.actor(&viewer.principal);
     match tokens::create(&app.db, Issuer::Caller(&viewer.principal), &actor, request).await {
         Ok((_, secret)) => {
-            admin_page(
-                &app,
-                &viewer,
-                AdminQuery::default(),
-                Some(secret.reveal()),
-                None,
-            )
-            .await
+            let answer = Answer {
+                new_secret: Some(secret.reveal()),
+                ..Answer::default()
+            };
+            admin_page(&app, &viewer, AdminQuery::default(), answer).await
         }
         Err(Error::Conflict { detail, .. }) => problem(detail).await,
-        Err(Error::Invalid(errors)) => {
-            let text = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.rule))
-                .collect::<Vec<_>>()
-                .join("; ");
-            problem(text).await
+        Err(Error::Invalid(errors)) => problem(fields(&errors)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn fields(errors: &[crate::domain::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.rule))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Declares a cluster's capacity from the admin page's form; an empty field
+/// has no limit.
+pub async fn set_capacity(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    request_id: RequestId,
+    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+) -> Result<Response, PageError> {
+    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let field = |name: &str| {
+        form.get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let problem = |text: String| {
+        let answer = Answer {
+            capacity_problem: Some(text),
+            ..Answer::default()
+        };
+        admin_page(&app, &viewer, AdminQuery::default(), answer)
+    };
+    let namespaces = match field("namespaces").map(|n| n.parse::<i64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return problem("namespaces: must be a whole number from 0 to 1000000000".into()).await;
         }
+    };
+    let cluster = field("cluster").unwrap_or_default();
+    let request = CapacityRequest {
+        namespaces,
+        cpu: field("cpu"),
+        memory: field("memory"),
+    };
+    let actor = request_id.actor(&viewer.principal);
+    match crate::service::clusters::set_capacity(
+        &app.db,
+        &app.config,
+        &app.clusters,
+        &viewer.principal,
+        &actor,
+        &cluster,
+        &request,
+    )
+    .await
+    {
+        Ok(_) => Ok(see_other(
+            "/admin",
+            &format!("Capacity of cluster {cluster} declared."),
+        )),
+        Err(Error::Invalid(errors)) => problem(fields(&errors)).await,
+        Err(Error::NotFound(detail)) => problem(detail).await,
         Err(e) => Err(e.into()),
     }
 }

@@ -58,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/quota-requests/{id}/decide", post(quota::decide))
         .route("/admin", get(admin::page))
         .route("/admin/tokens", post(admin::create_token))
+        .route("/admin/capacity", post(admin::set_capacity))
         .route("/admin/tokens/{name}/revoke", post(admin::revoke_token))
         .route("/admin/fleet", get(fleet::page))
         .route("/admin/fleet.csv", get(fleet::csv))
