@@ -882,3 +882,26 @@ async fn placement_spreads_a_burst_and_places_nothing_past_a_declared_capacity(d
     );
     assert_eq!(after["cpu"], (edge_cpu - 2).to_string());
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn budgets_of_tenants_from_before_placement_are_counted_at_start(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    // As migration 0016 leaves a tenant that existed before it.
+    sqlx::query("UPDATE tenants SET cpu_millis = NULL, memory_bytes = NULL")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let local = |all: Vec<Value>| cluster(&all, "local")["placed"].clone();
+    assert_eq!(local(clusters(&app).await)["cpu"], "0");
+    let counted = tenant_portal::db::clusters::count_old_budgets(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(counted, 1);
+    let placed = local(clusters(&app).await);
+    assert_eq!(
+        (&placed["cpu"], &placed["memory"]),
+        (&json!("4"), &json!("8Gi"))
+    );
+    assert_eq!(placed["namespaces"], 2);
+}

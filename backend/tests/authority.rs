@@ -1025,11 +1025,10 @@ async fn only_an_admin_declares_a_clusters_capacity_from_the_dashboard(db: PgPoo
     let page = admin.get("/admin").await.text().await.unwrap();
     assert!(page.contains(" of 50</td>"), "{page}");
     assert!(page.contains(" of 40 / "), "{page}");
-    let actors: Vec<String> = sqlx::query_scalar(
-        "SELECT actor FROM audit_events WHERE action = 'cluster.capacity_set'",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let actors: Vec<String> =
+        sqlx::query_scalar("SELECT actor FROM audit_events WHERE action = 'cluster.capacity_set'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
     assert_eq!(actors, ["user:admin@example.com"]);
 }
