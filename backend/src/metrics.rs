@@ -34,6 +34,12 @@ pub struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// claim, load, apply or record.
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: String,
 }
@@ -86,6 +92,7 @@ pub struct Metrics {
     pub http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Family<ReconcileLabels, Histogram, fn() -> Histogram>,
+    pub reconcile_phase_duration: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     pub outbox_depth: Gauge,
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
     pub tenants: Family<StateLabels, Gauge>,
@@ -107,6 +114,7 @@ pub fn global() -> &'static Metrics {
             http_duration: Family::new_with_constructor(seconds_histogram),
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(seconds_histogram),
+            reconcile_phase_duration: Family::new_with_constructor(seconds_histogram),
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             tenants: Family::default(),
@@ -137,6 +145,11 @@ pub fn global() -> &'static Metrics {
             "reconcile_duration_seconds",
             "Time to reconcile one tenant",
             metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_phase_duration_seconds",
+            "Time a reconcile spends claiming the outbox row, loading the tenant, applying and recording the outcome",
+            metrics.reconcile_phase_duration.clone(),
         );
         registry.register(
             "outbox_depth",
@@ -201,6 +214,13 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(seconds);
+    }
+
+    /// One phase of one reconcile: `claim`, `load`, `apply` or `record`.
+    pub fn reconcile_phase(&self, phase: &'static str, took: std::time::Duration) {
+        self.reconcile_phase_duration
+            .get_or_create(&PhaseLabels { phase })
+            .observe(took.as_secs_f64());
     }
 
     pub fn idp_discovery(&self, reason: &str) {

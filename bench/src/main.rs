@@ -4,6 +4,7 @@
 
 mod api;
 mod clusters;
+mod cpu;
 mod gateway;
 mod provision;
 mod scale;
@@ -47,6 +48,14 @@ enum Bench {
         /// Only the portal, without the baselines.
         #[arg(long)]
         portal_only: bool,
+        /// Without the kubectl baseline (about 170 s per 1,000 tenants).
+        #[arg(long)]
+        no_kubectl: bool,
+        /// After each phase, recreate the private control plane named by
+        /// TP_BENCH_CLUSTER (seconds) instead of deleting the namespaces
+        /// (minutes per 1,000 tenants).
+        #[arg(long)]
+        fresh_cluster: bool,
     },
     /// Requests per second and p99 with wrk, against the API server as reference.
     Api {
@@ -139,17 +148,33 @@ async fn main() -> anyhow::Result<()> {
             runs,
             workers,
             portal_only,
+            no_kubectl,
+            fresh_cluster,
         } => {
-            provision(
-                &env,
+            let fresh_cluster = match (fresh_cluster, std::env::var("TP_BENCH_CLUSTER")) {
+                (false, _) => None,
+                (true, Ok(name)) if !name.is_empty() => Some(name),
+                (true, _) => anyhow::bail!(
+                    "--fresh-cluster recreates a private control plane: set TP_BENCH_CLUSTER (deploy/dev/cluster up NAME)"
+                ),
+            };
+            let modes = if portal_only {
+                vec![Mode::Portal]
+            } else if no_kubectl {
+                vec![Mode::Direct, Mode::Portal]
+            } else {
+                vec![Mode::Direct, Mode::Kubectl, Mode::Portal]
+            };
+            let options = provision::Options {
                 tenants,
                 concurrency,
                 runs,
                 workers,
-                portal_only,
+                modes,
                 timeout,
-            )
-            .await
+                fresh_cluster,
+            };
+            provision(&env, options).await
         }
         Bench::Api {
             tenants,
@@ -249,9 +274,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Bench::All { quick } => {
             let (small, large, runs) = if quick { (5, 20, 1) } else { (100, 1000, 3) };
-            provision(&env, small, 1, runs, None, false, timeout).await?;
-            provision(&env, small, 16, runs, None, false, timeout).await?;
-            provision(&env, large, 16, 1, None, false, timeout).await?;
+            let all = || vec![Mode::Direct, Mode::Kubectl, Mode::Portal];
+            let options = |tenants, concurrency, runs| provision::Options {
+                tenants,
+                concurrency,
+                runs,
+                workers: None,
+                modes: all(),
+                timeout,
+                fresh_cluster: None,
+            };
+            provision(&env, options(small, 1, runs)).await?;
+            provision(&env, options(small, 16, runs)).await?;
+            provision(&env, options(large, 16, 1)).await?;
             api(
                 &env,
                 api::Options {
@@ -319,35 +354,24 @@ fn machine() {
     println!("machine: {cpus} CPUs ({model}), {mem_gib:.1} GiB memory\n");
 }
 
-async fn provision(
-    env: &Env,
-    tenants: usize,
-    concurrency: usize,
-    runs: usize,
-    workers: Option<u16>,
-    portal_only: bool,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let options = provision::Options {
-        tenants,
-        concurrency,
-        runs,
-        workers,
-        modes: if portal_only {
-            vec![Mode::Portal]
-        } else {
-            vec![Mode::Direct, Mode::Kubectl, Mode::Portal]
-        },
-        timeout,
-    };
+async fn provision(env: &Env, options: provision::Options) -> anyhow::Result<()> {
+    let portal_only = options.modes == [Mode::Portal];
+    let no_kubectl = !portal_only && !options.modes.contains(&Mode::Kubectl);
     let mut command = format!(
-        "scripts/bench provision --tenants {tenants} --concurrency {concurrency} --runs {runs}"
+        "scripts/bench provision --tenants {} --concurrency {} --runs {}",
+        options.tenants, options.concurrency, options.runs
     );
-    if let Some(w) = workers {
+    if let Some(w) = options.workers {
         command += &format!(" --workers {w}");
     }
     if portal_only {
         command += " --portal-only";
+    }
+    if no_kubectl {
+        command += " --no-kubectl";
+    }
+    if let Some(name) = &options.fresh_cluster {
+        command = format!("TP_BENCH_CLUSTER={name} {command} --fresh-cluster");
     }
     eprintln!("{command}");
     let results = provision::run(env, &options).await?;

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use tenant_portal::cluster::guardrails::{self, Guardrails};
 use tenant_portal::cluster::render::render;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 
+use crate::cpu;
 use crate::stack::{self, Env, Portal, f1, f2, median, percentile, table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,24 @@ pub struct Outcome {
     pub total: Duration,
     /// Per tenant, from the first request to Ready, in ms.
     pub latencies: Vec<f64>,
+    pub cpu: CpuUse,
+    /// The portal's time per tenant in each step, in ms (empty for the baselines).
+    pub steps: Vec<(String, f64)>,
+}
+
+/// CPU seconds used during one mode's run, by who used them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    /// etcd, kube-apiserver and the controller manager.
+    pub control_plane: f64,
+    /// The client under test: the portal process, or this benchmark for the
+    /// direct apply (kubectl's processes are not counted).
+    pub client: f64,
+    /// The portal database's PostgreSQL backends.
+    pub database: f64,
+    /// This benchmark while it drives the portal: its POSTs, and the Ready
+    /// poller with the PostgreSQL backends that answer it.
+    pub driver: f64,
 }
 
 impl Outcome {
@@ -62,6 +82,9 @@ pub struct Options {
     pub workers: Option<u16>,
     pub modes: Vec<Mode>,
     pub timeout: Duration,
+    /// The private control plane (`deploy/dev/cluster up NAME`) to recreate
+    /// after each phase instead of waiting for its namespaces to be deleted.
+    pub fresh_cluster: Option<String>,
 }
 
 pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Outcome>>> {
@@ -71,15 +94,30 @@ pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Outcome
         let mut outcomes = Vec::new();
         for &mode in &options.modes {
             let prefix = format!("{}{}{run}", mode.letter(), env.run_id);
+            // Every client meets the same admission policies, also on a
+            // control plane no portal has started on yet.
+            guardrails::install(&env.kube().await?, &Guardrails::default().objects())
+                .await
+                .map_err(|e| anyhow::anyhow!("installing the admission policies: {e}"))?;
+            let control_plane = cpu::ControlPlane::of_kubeconfig(&env.kubeconfig);
             let outcome = match mode {
                 Mode::Portal => {
                     let portal =
                         Portal::start(env, &format!("prov{run}"), true, options.workers).await?;
-                    let result = provision(env, options, mode, &prefix, Some(&portal)).await;
+                    let result =
+                        measured_portal(env, options, &prefix, &portal, &control_plane).await;
                     portal.stop().await?;
                     result?
                 }
-                _ => provision(env, options, mode, &prefix, None).await?,
+                _ => {
+                    let (plane, own) = (control_plane.seconds(), cpu::own());
+                    let mut outcome = provision(env, options, mode, &prefix, None).await?;
+                    outcome.cpu.control_plane = control_plane.seconds() - plane;
+                    if mode == Mode::Direct {
+                        outcome.cpu.client = cpu::own() - own;
+                    }
+                    outcome
+                }
             };
             eprintln!(
                 "  run {run} {:<28} {:>8.2} s  {:>7.1} tenants/s  p50 {:>7.1} ms  p99 {:>7.1} ms",
@@ -91,15 +129,106 @@ pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Outcome
             );
             outcomes.push(outcome);
             let started = Instant::now();
-            let removed = stack::delete_namespaces(&client, &prefix, options.timeout).await?;
-            eprintln!(
-                "  cleaned up {removed} namespaces in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
+            match &options.fresh_cluster {
+                Some(name) => {
+                    recreate_cluster(name)?;
+                    eprintln!(
+                        "  recreated control plane {name} in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                None => {
+                    let removed =
+                        stack::delete_namespaces(&client, &prefix, options.timeout).await?;
+                    eprintln!(
+                        "  cleaned up {removed} namespaces in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
         }
         runs.push(outcomes);
     }
     Ok(runs)
+}
+
+/// Stops the private control plane `name` and starts it again empty (new
+/// certificates and ports; its kubeconfig stays where it was).
+fn recreate_cluster(name: &str) -> anyhow::Result<()> {
+    for verb in ["down", "up"] {
+        let status = std::process::Command::new("deploy/dev/cluster")
+            .args([verb, name])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("deploy/dev/cluster {verb} {name} failed");
+        }
+    }
+    Ok(())
+}
+
+/// [`provision`] through the portal, with the CPU each process used and the
+/// portal's time per tenant in each step, read from its metrics.
+async fn measured_portal(
+    env: &Env,
+    options: &Options,
+    prefix: &str,
+    portal: &Portal,
+    control_plane: &cpu::ControlPlane,
+) -> anyhow::Result<Outcome> {
+    let plane = control_plane.seconds();
+    let client = cpu::seconds(portal.pid());
+    let (database, poller) = cpu::database_backends(&portal.db, portal.db_name()).await?;
+    let own = cpu::own();
+    let before = portal.metrics().await?;
+    let mut outcome = provision(env, options, Mode::Portal, prefix, Some(portal)).await?;
+    let (database_after, poller_after) =
+        cpu::database_backends(&portal.db, portal.db_name()).await?;
+    outcome.cpu = CpuUse {
+        control_plane: control_plane.seconds() - plane,
+        client: cpu::seconds(portal.pid()) - client,
+        database: database_after - database,
+        driver: cpu::own() - own + poller_after - poller,
+    };
+    let after = portal.metrics().await?;
+    let tenants = options.tenants as f64;
+    let per_tenant = |sum: &str| (metric(&after, sum) - metric(&before, sum)) * 1000.0 / tenants;
+    outcome.steps = STEPS
+        .iter()
+        .map(|(step, series)| (step.to_string(), per_tenant(series)))
+        .collect();
+    Ok(outcome)
+}
+
+/// The portal's steps for one tenant and the series that sums their time.
+const STEPS: [(&str, &str); 5] = [
+    (
+        "POST /tenants (one transaction)",
+        r#"http_request_duration_seconds_sum{method="POST",route="/api/v1/tenants",status="201"}"#,
+    ),
+    (
+        "outbox claim",
+        r#"reconcile_phase_duration_seconds_sum{phase="claim"}"#,
+    ),
+    (
+        "load tenant",
+        r#"reconcile_phase_duration_seconds_sum{phase="load"}"#,
+    ),
+    (
+        "13 applies",
+        r#"reconcile_phase_duration_seconds_sum{phase="apply"}"#,
+    ),
+    (
+        "record status, audit, change event",
+        r#"reconcile_phase_duration_seconds_sum{phase="record"}"#,
+    ),
+];
+
+/// The value of one series in Prometheus' text format; 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 async fn provision(
@@ -156,6 +285,8 @@ async fn provision(
         mode,
         total,
         latencies,
+        cpu: CpuUse::default(),
+        steps: Vec::new(),
     })
 }
 
@@ -332,4 +463,70 @@ pub fn report(options: &Options, runs: &[Vec<Outcome>], command: &str) {
         ],
         &rows,
     );
+    breakdown(options, runs);
+}
+
+/// Where each client's time goes: the CPU every process used per tenant
+/// (the machine is CPU-bound at concurrency 16), and the portal's own
+/// steps per tenant; medians over the runs.
+fn breakdown(options: &Options, runs: &[Vec<Outcome>]) {
+    let tenants = options.tenants as f64;
+    let of_mode = |mode: Mode| -> Vec<&Outcome> {
+        runs.iter().flatten().filter(|o| o.mode == mode).collect()
+    };
+    let per_tenant = |outcomes: &[&Outcome], part: fn(&CpuUse) -> f64| {
+        median(
+            &outcomes
+                .iter()
+                .map(|o| part(&o.cpu) * 1000.0 / tenants)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut rows = Vec::new();
+    for &mode in &options.modes {
+        if mode == Mode::Kubectl {
+            continue;
+        }
+        let outcomes = of_mode(mode);
+        let total = |c: &CpuUse| c.control_plane + c.client + c.database + c.driver;
+        rows.push(vec![
+            mode.name().to_string(),
+            f2(per_tenant(&outcomes, |c| c.control_plane)),
+            f2(per_tenant(&outcomes, |c| c.client)),
+            f2(per_tenant(&outcomes, |c| c.database)),
+            f2(per_tenant(&outcomes, |c| c.driver)),
+            f2(per_tenant(&outcomes, total)),
+        ]);
+    }
+    println!("\nCPU per tenant (ms; the machine has 2 cores):\n");
+    table(
+        &[
+            "client",
+            "control plane",
+            "client process",
+            "PostgreSQL (portal's database)",
+            "benchmark driving the portal (with its queries)",
+            "sum",
+        ],
+        &rows,
+    );
+    let portal = of_mode(Mode::Portal);
+    if portal.is_empty() {
+        return;
+    }
+    let steps: Vec<Vec<String>> = STEPS
+        .iter()
+        .enumerate()
+        .map(|(i, (step, _))| {
+            let ms = median(
+                &portal
+                    .iter()
+                    .filter_map(|o| o.steps.get(i).map(|(_, ms)| *ms))
+                    .collect::<Vec<_>>(),
+            );
+            vec![step.to_string(), f2(ms)]
+        })
+        .collect();
+    println!("\nThe portal's wall time per tenant in each step (ms, from its metrics):\n");
+    table(&["step", "ms per tenant"], &steps);
 }

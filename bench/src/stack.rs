@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tenant_portal::cluster::guardrails::Guardrails;
 use tenant_portal::cluster::objects::{MANAGED_SELECTOR, TENANT_LABEL};
 use tenant_portal::cluster::render::TenantState;
@@ -152,6 +152,9 @@ pub fn tenant_state(
     })
 }
 
+/// The `application_name` of the benchmark's own connections to a portal's database.
+pub const BENCH_APPLICATION: &str = "tenant-portal-bench";
+
 /// A portal process serving on loopback, on a database of its own.
 pub struct Portal {
     child: Child,
@@ -231,9 +234,14 @@ impl Portal {
             command.args(["--reconcile-workers", &workers.to_string()]);
         }
         // Everything that can fail comes before the spawn, so no process is left behind.
+        // Named, so the CPU of the benchmark's own queries (the Ready poller)
+        // is told apart from the portal's in the same database.
+        let options = url
+            .parse::<PgConnectOptions>()?
+            .application_name(BENCH_APPLICATION);
         let db = PgPoolOptions::new()
             .max_connections(4)
-            .connect(&url)
+            .connect_with(options)
             .await?;
         let http = reqwest::Client::new();
         let portal = Self {
@@ -269,6 +277,23 @@ impl Portal {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The portal's own database.
+    pub fn db_name(&self) -> &str {
+        &self.db_name
+    }
+
+    /// The portal's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

@@ -48,8 +48,7 @@ async fn list(
         search: query.q,
     };
     let mut conn = app.db.acquire().await?;
-    let (rows, next) = service::tenants::list_page(&mut conn, &who, filter, after, limit).await?;
-    let items = views::tenants(&mut conn, rows).await?;
+    let (items, next) = service::tenants::list_views(&mut conn, &who, filter, after, limit).await?;
     Ok(axum::Json(TenantPage {
         items: items.into_iter().map(Tenant::from).collect(),
         next_page_token: next.map(|id| pagination::token("tenants", id)),

@@ -217,15 +217,104 @@ pub async fn list_page(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<TenantRow>, Error> {
+    let rows = page(conn, filter, after_id, limit, false).await?;
+    Ok(rows.into_iter().map(|row| row.split().0).collect())
+}
+
+/// [`list_page`] with each tenant's [`Children`], read in the same query:
+/// one round trip for a page a reader is shown whole.
+pub async fn list_page_with_children(
+    conn: &mut PgConnection,
+    filter: &ListFilter,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<(TenantRow, Children)>, Error> {
+    let rows = page(conn, filter, after_id, limit, true).await?;
+    Ok(rows.into_iter().map(PageRow::split).collect())
+}
+
+/// A tenant row of a page and, when asked for, its children aggregated by
+/// PostgreSQL (empty when not).
+struct PageRow {
+    id: i64,
+    slug: String,
+    display_name: String,
+    description: String,
+    labels: Json<BTreeMap<String, String>>,
+    cluster: String,
+    state: TenantState,
+    budget: ResourceList,
+    generation: i64,
+    sync_status: String,
+    observed_generation: i64,
+    sync_message: Option<String>,
+    last_synced_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    namespaces: Json<Vec<NamespaceRow>>,
+    members: Json<Vec<MemberRow>>,
+    policy: Option<Json<serde_json::Value>>,
+}
+
+impl PageRow {
+    fn split(self) -> (TenantRow, Children) {
+        let children = Children {
+            namespaces: self.namespaces.0,
+            members: self.members.0,
+            policy: self.policy.map(|Json(policy)| policy),
+        };
+        let row = TenantRow {
+            id: self.id,
+            slug: self.slug,
+            display_name: self.display_name,
+            description: self.description,
+            labels: self.labels,
+            cluster: self.cluster,
+            state: self.state,
+            budget: self.budget,
+            generation: self.generation,
+            sync_status: self.sync_status,
+            observed_generation: self.observed_generation,
+            sync_message: self.sync_message,
+            last_synced_at: self.last_synced_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            deleted_at: self.deleted_at,
+            expires_at: self.expires_at,
+        };
+        (row, children)
+    }
+}
+
+// The children's subqueries sit behind `CASE WHEN $with_children`, which
+// PostgreSQL evaluates lazily: a page read without them costs no lookups.
+async fn page(
+    conn: &mut PgConnection,
+    filter: &ListFilter,
+    after_id: i64,
+    limit: i64,
+    with_children: bool,
+) -> Result<Vec<PageRow>, Error> {
     if let Some(search) = filter.search.as_deref() {
-        return search_page(conn, filter, search, after_id, limit).await;
+        return search_page(conn, filter, search, after_id, limit, with_children).await;
     }
     Ok(sqlx::query_as!(
-        TenantRow,
+        PageRow,
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at, expires_at
+                  created_at, updated_at, deleted_at, expires_at,
+                  CASE WHEN $9 THEN (SELECT COALESCE(json_agg(n ORDER BY n.name), '[]') FROM namespaces n
+                                     WHERE n.tenant_id = tenants.id) ELSE '[]' END
+                      AS "namespaces!: Json<Vec<NamespaceRow>>",
+                  CASE WHEN $9 THEN (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
+                                     WHERE m.tenant_id = tenants.id) ELSE '[]' END
+                      AS "members!: Json<Vec<MemberRow>>",
+                  CASE WHEN $9 THEN (SELECT p.policy FROM tenant_policies p
+                                     WHERE p.tenant_id = tenants.id) END
+                      AS "policy?: Json<serde_json::Value>"
            FROM tenants
            WHERE id > $1
              AND (CASE WHEN $2::text IS NULL THEN state <> 'deleted' ELSE state = $2 END)
@@ -245,12 +334,13 @@ pub async fn list_page(
         filter.member.as_ref().map(|(email, _)| email.as_str()),
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
         filter.reach.as_deref(),
+        with_children,
     )
     .fetch_all(conn)
     .await?)
 }
 
-/// [`list_page`] narrowed to tenants whose slug or display name contains
+/// [`page`] narrowed to tenants whose slug or display name contains
 /// `search`: the trigram indexes (migration 0014) find the matching ids, and
 /// the page is read by primary key, so no query reads every tenant. A query
 /// of its own, since one plan that also serves the unsearched list (where
@@ -261,18 +351,28 @@ async fn search_page(
     search: &str,
     after_id: i64,
     limit: i64,
-) -> Result<Vec<TenantRow>, Error> {
+    with_children: bool,
+) -> Result<Vec<PageRow>, Error> {
     let escaped = search
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");
     let pattern = format!("%{escaped}%");
     Ok(sqlx::query_as!(
-        TenantRow,
+        PageRow,
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at, expires_at
+                  created_at, updated_at, deleted_at, expires_at,
+                  CASE WHEN $10 THEN (SELECT COALESCE(json_agg(n ORDER BY n.name), '[]') FROM namespaces n
+                                      WHERE n.tenant_id = tenants.id) ELSE '[]' END
+                      AS "namespaces!: Json<Vec<NamespaceRow>>",
+                  CASE WHEN $10 THEN (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
+                                      WHERE m.tenant_id = tenants.id) ELSE '[]' END
+                      AS "members!: Json<Vec<MemberRow>>",
+                  CASE WHEN $10 THEN (SELECT p.policy FROM tenant_policies p
+                                      WHERE p.tenant_id = tenants.id) END
+                      AS "policy?: Json<serde_json::Value>"
            FROM tenants
            WHERE id = ANY(ARRAY(SELECT id FROM tenants WHERE slug ILIKE $5
                                 UNION SELECT id FROM tenants WHERE display_name ILIKE $5))
@@ -295,6 +395,7 @@ async fn search_page(
         filter.member.as_ref().map(|(email, _)| email.as_str()),
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
         filter.reach.as_deref(),
+        with_children,
     )
     .fetch_all(conn)
     .await?)

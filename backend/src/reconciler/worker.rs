@@ -29,8 +29,10 @@ pub async fn run(context: Arc<Context>, cluster: Arc<Cluster>, n: u16, stop: Can
         woken.as_mut().enable();
         claims += 1;
         let holder = format!("{worker}#{claims}");
+        let claiming = Instant::now();
         match claim(&context, &cluster, &holder).await {
             Ok(Some(job)) => {
+                crate::metrics::global().reconcile_phase("claim", claiming.elapsed());
                 process(&context, &cluster, job).await;
                 continue;
             }
@@ -140,7 +142,9 @@ async fn process(context: &Context, cluster: &Cluster, job: Claimed) {
             return;
         }
     };
+    let recording = Instant::now();
     let recorded = record(context, &job, &result).await;
+    crate::metrics::global().reconcile_phase("record", recording.elapsed());
     let outcome = match (&result, &recorded) {
         (_, Ok(Recorded::Dropped { .. })) => Some("overtaken"),
         (Ok(Outcome::Synced { .. }), _) => Some("ready"),
@@ -227,6 +231,7 @@ async fn reconcile(
     lease: &Claimed,
 ) -> Result<Outcome, Failure> {
     let tenant_id = lease.tenant_id;
+    let loading = Instant::now();
     let loaded = {
         let mut conn = context.db.acquire().await.map_err(Error::from)?;
         match load_state(&mut conn, tenant_id, &context.settings.guardrails).await {
@@ -240,6 +245,7 @@ async fn reconcile(
             other => other?,
         }
     };
+    crate::metrics::global().reconcile_phase("load", loading.elapsed());
     let Some((row, desired_state)) = loaded else {
         return Ok(Outcome::Nothing);
     };
@@ -250,18 +256,20 @@ async fn reconcile(
     let desired = render::render(&desired_state);
     context.drift.remember(&cluster.name, &row.slug, &desired);
     let timeout = context.settings.sync_timeout;
-    let report =
-        match tokio::time::timeout(timeout, cluster::sync(cluster, &row.slug, &desired)).await {
-            Ok(synced) => synced.map_err(|e| Failure::cluster(&row.slug, generation, &e))?,
-            Err(_) => {
-                return Err(Failure::Cluster {
-                    slug: row.slug.clone(),
-                    generation,
-                    message: format!("the API server did not finish the apply within {timeout:?}"),
-                    per_namespace: Vec::new(),
-                });
-            }
-        };
+    let applying = Instant::now();
+    let synced = tokio::time::timeout(timeout, cluster::sync(cluster, &row.slug, &desired)).await;
+    crate::metrics::global().reconcile_phase("apply", applying.elapsed());
+    let report = match synced {
+        Ok(synced) => synced.map_err(|e| Failure::cluster(&row.slug, generation, &e))?,
+        Err(_) => {
+            return Err(Failure::Cluster {
+                slug: row.slug.clone(),
+                generation,
+                message: format!("the API server did not finish the apply within {timeout:?}"),
+                per_namespace: Vec::new(),
+            });
+        }
+    };
     if row.state() != TenantState::Deleting {
         return Ok(Outcome::Synced {
             slug: row.slug,

@@ -48,8 +48,28 @@ pub async fn list_page(
     after: i64,
     limit: i64,
 ) -> Result<(Vec<TenantRow>, Option<i64>), Error> {
+    let filter = list_filter(who, query)?;
+    let rows = db::tenants::list_page(conn, &filter, after, limit + 1).await?;
+    Ok(next_position(rows, limit, |row| row.id))
+}
+
+/// [`list_page`] as the tenants' whole views, read in one query.
+pub async fn list_views(
+    conn: &mut PgConnection,
+    who: &Principal,
+    query: ListQuery,
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<TenantView>, Option<i64>), Error> {
+    let filter = list_filter(who, query)?;
+    let rows = db::tenants::list_page_with_children(conn, &filter, after, limit + 1).await?;
+    let (rows, next) = next_position(rows, limit, |(row, _)| row.id);
+    Ok((super::views::assemble_all(rows)?, next))
+}
+
+fn list_filter(who: &Principal, query: ListQuery) -> Result<ListFilter, Error> {
     authorize(who, Action::ReadTenants)?;
-    let filter = ListFilter {
+    Ok(ListFilter {
         state: query.state,
         cluster: query.cluster,
         labels: query.labels,
@@ -58,15 +78,19 @@ pub async fn list_page(
         member: visible_to(who),
         // Tokens and machine clients see the tenants they reach.
         reach: reach_limit(who),
-    };
-    let mut rows = db::tenants::list_page(conn, &filter, after, limit + 1).await?;
+    })
+}
+
+/// Cuts the one row read past the page, which says whether a next page
+/// exists; the position to continue from is the last row kept.
+fn next_position<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|last| last.id)
+        rows.last().map(id)
     } else {
         None
     };
-    Ok((rows, next))
+    (rows, next)
 }
 
 /// Changes the display name, description, labels or expiry.
@@ -148,4 +172,23 @@ pub async fn delete(
     let id = change.tenant.id;
     db::tenants::set_state(&mut change.tx, id, TenantState::Deleting).await?;
     change.commit(actor, "tenant.deletion_requested").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_position;
+
+    #[test]
+    fn a_page_read_one_row_past_its_size_continues_after_its_last_row() {
+        let (rows, next) = next_position(vec![3, 5, 8], 2, |id| *id);
+        assert_eq!(rows, [3, 5]);
+        assert_eq!(next, Some(5));
+    }
+
+    #[test]
+    fn a_page_that_holds_every_row_left_has_no_next_page() {
+        let (rows, next) = next_position(vec![3, 5], 2, |id| *id);
+        assert_eq!(rows, [3, 5]);
+        assert_eq!(next, None);
+    }
 }

@@ -146,9 +146,19 @@ pub async fn tenants(
 ) -> Result<Vec<TenantView>, Error> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut children = db::tenants::children(conn, &ids).await?;
+    let rows = rows.into_iter().map(|row| {
+        let own = children.remove(&row.id).unwrap_or_default();
+        (row, own)
+    });
+    assemble_all(rows)
+}
+
+/// The views of tenants whose children were read with them.
+pub fn assemble_all(
+    rows: impl IntoIterator<Item = (TenantRow, db::tenants::Children)>,
+) -> Result<Vec<TenantView>, Error> {
     rows.into_iter()
-        .map(|row| {
-            let own = children.remove(&row.id).unwrap_or_default();
+        .map(|(row, own)| {
             let policy = own
                 .policy
                 .as_ref()
