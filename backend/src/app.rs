@@ -61,6 +61,8 @@ pub struct AppState {
     pub streams: crate::api::events::OpenStreams,
     /// The tenant API: clients per cluster, caches and fair shares.
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// The JSON of tenants as lists answer them, by view version.
+    pub tenant_json: Arc<crate::api::tenant_json::TenantJson>,
     pub openapi: Arc<OpenApi>,
 }
 
@@ -79,6 +81,7 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
         events,
         streams: Default::default(),
         gateway,
+        tenant_json: Default::default(),
         openapi: Arc::new(OpenApi::default()),
     };
     Ok(crate::router::build(app))

@@ -905,3 +905,80 @@ async fn budgets_of_tenants_from_before_placement_are_counted_at_start(db: PgPoo
     );
     assert_eq!(placed["namespaces"], 2);
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_listed_tenant_shows_every_change_at_once(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    app.create_tenant(json!({"slug": "globex"})).await;
+    let listed = || async {
+        let page: Value = app.get("/api/v1/tenants").await.json().await.unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["slug"] == "acme")
+            .cloned()
+            .unwrap()
+    };
+    let first = listed().await;
+    let one: Value = app.get("/api/v1/tenants/acme").await.json().await.unwrap();
+    assert_eq!(first, one, "a listed tenant is the tenant as read alone");
+    assert_eq!(listed().await, first, "and the same when listed again");
+
+    let send = |method: Method, path: &'static str, body: Value| {
+        let request = app.request(method, path).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
+        }
+    };
+    send(
+        Method::PATCH,
+        "/api/v1/tenants/acme",
+        json!({"display_name": "Acme Pay"}),
+    )
+    .await;
+    assert_eq!(listed().await["display_name"], "Acme Pay");
+    send(
+        Method::POST,
+        "/api/v1/tenants/acme/members",
+        json!({"kind": "user", "subject": "dana@example.com", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(listed().await["members"].as_array().unwrap().len(), 2);
+    send(
+        Method::PATCH,
+        "/api/v1/tenants/acme/namespaces/dev",
+        json!({"allocations": {"requests.cpu": "1", "requests.memory": "2Gi"}}),
+    )
+    .await;
+    assert_eq!(listed().await["allocated"]["requests.cpu"], "3");
+    send(
+        Method::PUT,
+        "/api/v1/tenants/acme/policy",
+        json!({"pod_security": "baseline"}),
+    )
+    .await;
+    assert_eq!(listed().await["policy"]["pod_security"], "baseline");
+    // Written by the reconciler (or anyone) straight into the database.
+    sqlx::query("UPDATE tenants SET sync_status = 'Ready', observed_generation = generation WHERE slug = 'acme'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(listed().await["sync"]["status"], "Ready");
+    let response = app
+        .request(Method::DELETE, "/api/v1/tenants/acme/namespaces/prod")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let last = listed().await;
+    assert_eq!(last["namespaces"].as_array().unwrap().len(), 1);
+    let one: Value = app.get("/api/v1/tenants/acme").await.json().await.unwrap();
+    assert_eq!(last, one);
+}

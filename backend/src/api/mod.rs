@@ -20,6 +20,7 @@ mod prices;
 mod quota_requests;
 mod showback;
 mod status;
+pub mod tenant_json;
 mod tenants;
 mod wait;
 

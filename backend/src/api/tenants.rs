@@ -1,3 +1,4 @@
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -12,7 +13,7 @@ use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, precheck};
 use crate::domain::tenant::parse_label_selector;
 use crate::error::Error;
-use crate::service::tenants::ListQuery;
+use crate::service::tenants::{ListQuery, PageEntry};
 use crate::service::{self, access, pagination, views};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -28,7 +29,7 @@ async fn list(
     State(app): State<AppState>,
     who: Principal,
     ApiQuery(query): ApiQuery<TenantListQuery>,
-) -> Result<axum::Json<TenantPage>, Error> {
+) -> Result<Response, Error> {
     authorize(&who, Action::ReadTenants)?;
     let limit = pagination::page_size(query.page_size)?;
     let after = match &query.page_token {
@@ -48,11 +49,54 @@ async fn list(
         search: query.q,
     };
     let mut conn = app.db.acquire().await?;
-    let (items, next) = service::tenants::list_views(&mut conn, &who, filter, after, limit).await?;
-    Ok(axum::Json(TenantPage {
-        items: items.into_iter().map(Tenant::from).collect(),
-        next_page_token: next.map(|id| pagination::token("tenants", id)),
-    }))
+    let held = std::sync::Mutex::new(std::collections::HashMap::new());
+    let (entries, next) =
+        service::tenants::list_views(&mut conn, &who, filter, after, limit, |id, version| {
+            let Some(json) = app.tenant_json.get(id, version) else {
+                return false;
+            };
+            held.lock().map(|mut held| held.insert(id, json)).is_ok()
+        })
+        .await?;
+    let held = held.into_inner().unwrap_or_default();
+    // The page as `TenantPage` serializes, with each tenant's JSON from the
+    // replica's cache when its view has not changed.
+    let mut body = b"{\"items\":[".to_vec();
+    for (i, entry) in entries.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        match entry {
+            PageEntry::Held { id, .. } => match held.get(&id) {
+                Some(json) => body.extend_from_slice(json),
+                None => {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "tenant {id} was held and is gone"
+                    )));
+                }
+            },
+            PageEntry::Fresh { id, version, view } => {
+                let keep = view.expires_at.is_none();
+                let json = Bytes::from(
+                    serde_json::to_vec(&Tenant::from(*view)).map_err(anyhow::Error::from)?,
+                );
+                body.extend_from_slice(&json);
+                if keep {
+                    app.tenant_json.put(id, version, json);
+                }
+            }
+        }
+    }
+    body.extend_from_slice(b"],\"next_page_token\":");
+    serde_json::to_writer(&mut body, &next.map(|id| pagination::token("tenants", id)))
+        .map_err(anyhow::Error::from)?;
+    body.push(b'}');
+    let mut response = Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 /// Create a tenant, optionally with namespaces, allocations and members.

@@ -217,24 +217,23 @@ pub async fn list_page(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<TenantRow>, Error> {
-    let rows = page(conn, filter, after_id, limit, false).await?;
+    let rows = page(conn, filter, after_id, limit).await?;
     Ok(rows.into_iter().map(|row| row.split().0).collect())
 }
 
-/// [`list_page`] with each tenant's [`Children`], read in the same query:
-/// one round trip for a page a reader is shown whole.
-pub async fn list_page_with_children(
+/// [`list_page`] with each tenant's `view_version` (migration 0017): what a
+/// reader that keeps views needs to tell which of them are still current.
+pub async fn list_page_versions(
     conn: &mut PgConnection,
     filter: &ListFilter,
     after_id: i64,
     limit: i64,
-) -> Result<Vec<(TenantRow, Children)>, Error> {
-    let rows = page(conn, filter, after_id, limit, true).await?;
+) -> Result<Vec<(TenantRow, i64)>, Error> {
+    let rows = page(conn, filter, after_id, limit).await?;
     Ok(rows.into_iter().map(PageRow::split).collect())
 }
 
-/// A tenant row of a page and, when asked for, its children aggregated by
-/// PostgreSQL (empty when not).
+/// A tenant row of a page, with the version of its view.
 struct PageRow {
     id: i64,
     slug: String,
@@ -253,18 +252,11 @@ struct PageRow {
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
-    namespaces: Json<Vec<NamespaceRow>>,
-    members: Json<Vec<MemberRow>>,
-    policy: Option<Json<serde_json::Value>>,
+    view_version: i64,
 }
 
 impl PageRow {
-    fn split(self) -> (TenantRow, Children) {
-        let children = Children {
-            namespaces: self.namespaces.0,
-            members: self.members.0,
-            policy: self.policy.map(|Json(policy)| policy),
-        };
+    fn split(self) -> (TenantRow, i64) {
         let row = TenantRow {
             id: self.id,
             slug: self.slug,
@@ -284,37 +276,25 @@ impl PageRow {
             deleted_at: self.deleted_at,
             expires_at: self.expires_at,
         };
-        (row, children)
+        (row, self.view_version)
     }
 }
 
-// The children's subqueries sit behind `CASE WHEN $with_children`, which
-// PostgreSQL evaluates lazily: a page read without them costs no lookups.
 async fn page(
     conn: &mut PgConnection,
     filter: &ListFilter,
     after_id: i64,
     limit: i64,
-    with_children: bool,
 ) -> Result<Vec<PageRow>, Error> {
     if let Some(search) = filter.search.as_deref() {
-        return search_page(conn, filter, search, after_id, limit, with_children).await;
+        return search_page(conn, filter, search, after_id, limit).await;
     }
     Ok(sqlx::query_as!(
         PageRow,
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at, expires_at,
-                  CASE WHEN $9 THEN (SELECT COALESCE(json_agg(n ORDER BY n.name), '[]') FROM namespaces n
-                                     WHERE n.tenant_id = tenants.id) ELSE '[]' END
-                      AS "namespaces!: Json<Vec<NamespaceRow>>",
-                  CASE WHEN $9 THEN (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
-                                     WHERE m.tenant_id = tenants.id) ELSE '[]' END
-                      AS "members!: Json<Vec<MemberRow>>",
-                  CASE WHEN $9 THEN (SELECT p.policy FROM tenant_policies p
-                                     WHERE p.tenant_id = tenants.id) END
-                      AS "policy?: Json<serde_json::Value>"
+                  created_at, updated_at, deleted_at, expires_at, view_version
            FROM tenants
            WHERE id > $1
              AND (CASE WHEN $2::text IS NULL THEN state <> 'deleted' ELSE state = $2 END)
@@ -334,7 +314,6 @@ async fn page(
         filter.member.as_ref().map(|(email, _)| email.as_str()),
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
         filter.reach.as_deref(),
-        with_children,
     )
     .fetch_all(conn)
     .await?)
@@ -351,7 +330,6 @@ async fn search_page(
     search: &str,
     after_id: i64,
     limit: i64,
-    with_children: bool,
 ) -> Result<Vec<PageRow>, Error> {
     let escaped = search
         .replace('\\', "\\\\")
@@ -363,16 +341,7 @@ async fn search_page(
         r#"SELECT id, slug, display_name, description,
                   labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                   sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at, expires_at,
-                  CASE WHEN $10 THEN (SELECT COALESCE(json_agg(n ORDER BY n.name), '[]') FROM namespaces n
-                                      WHERE n.tenant_id = tenants.id) ELSE '[]' END
-                      AS "namespaces!: Json<Vec<NamespaceRow>>",
-                  CASE WHEN $10 THEN (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
-                                      WHERE m.tenant_id = tenants.id) ELSE '[]' END
-                      AS "members!: Json<Vec<MemberRow>>",
-                  CASE WHEN $10 THEN (SELECT p.policy FROM tenant_policies p
-                                      WHERE p.tenant_id = tenants.id) END
-                      AS "policy?: Json<serde_json::Value>"
+                  created_at, updated_at, deleted_at, expires_at, view_version
            FROM tenants
            WHERE id = ANY(ARRAY(SELECT id FROM tenants WHERE slug ILIKE $5
                                 UNION SELECT id FROM tenants WHERE display_name ILIKE $5))
@@ -395,7 +364,6 @@ async fn search_page(
         filter.member.as_ref().map(|(email, _)| email.as_str()),
         filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
         filter.reach.as_deref(),
-        with_children,
     )
     .fetch_all(conn)
     .await?)

@@ -53,18 +53,66 @@ pub async fn list_page(
     Ok(next_position(rows, limit, |row| row.id))
 }
 
-/// [`list_page`] as the tenants' whole views, read in one query.
+/// A tenant of a page: its whole view, or only its version when the reader
+/// said it holds the view at that version already.
+pub enum PageEntry {
+    Held {
+        id: i64,
+        version: i64,
+    },
+    Fresh {
+        id: i64,
+        version: i64,
+        view: Box<TenantView>,
+    },
+}
+
+/// [`list_page`] as the tenants' whole views, for a reader that keeps the
+/// views it has seen: `held(id, version)` says whether it has that one, and
+/// only the others are loaded, all in one more query. The version changes
+/// with every write to any part of a view (migration 0017), so a held view
+/// is never stale.
 pub async fn list_views(
     conn: &mut PgConnection,
     who: &Principal,
     query: ListQuery,
     after: i64,
     limit: i64,
-) -> Result<(Vec<TenantView>, Option<i64>), Error> {
+    held: impl Fn(i64, i64) -> bool,
+) -> Result<(Vec<PageEntry>, Option<i64>), Error> {
     let filter = list_filter(who, query)?;
-    let rows = db::tenants::list_page_with_children(conn, &filter, after, limit + 1).await?;
+    let rows = db::tenants::list_page_versions(conn, &filter, after, limit + 1).await?;
     let (rows, next) = next_position(rows, limit, |(row, _)| row.id);
-    Ok((super::views::assemble_all(rows)?, next))
+    let missing: Vec<i64> = rows
+        .iter()
+        .filter(|(row, version)| !held(row.id, *version))
+        .map(|(row, _)| row.id)
+        .collect();
+    let mut children = if missing.is_empty() {
+        BTreeMap::new()
+    } else {
+        db::tenants::children(conn, &missing).await?
+    };
+    rows.into_iter()
+        .map(|(row, version)| {
+            let id = row.id;
+            if !missing.contains(&id) {
+                return Ok(PageEntry::Held { id, version });
+            }
+            let own = children.remove(&id).unwrap_or_default();
+            let view = super::views::assemble_all([(row, own)])?
+                .pop()
+                .ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!("tenant {id} assembled to nothing"))
+                })?;
+            Ok(PageEntry::Fresh {
+                id,
+                version,
+                view: Box::new(view),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()
+        .map(|entries| (entries, next))
 }
 
 fn list_filter(who: &Principal, query: ListQuery) -> Result<ListFilter, Error> {
