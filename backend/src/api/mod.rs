@@ -151,7 +151,7 @@ fn document_errors_and_security(doc: &mut OpenApiDoc) {
         ("404", "No such tenant or item"),
         (
             "409",
-            "Conflicts with the current state (taken name, over budget, tenant being deleted)",
+            "Conflicts with the current state (taken name, over budget, no cluster with room, tenant being deleted)",
         ),
         ("412", "If-Match did not match the current ETag"),
         ("413", "Body too large"),
