@@ -982,3 +982,45 @@ async fn a_listed_tenant_shows_every_change_at_once(db: PgPool) {
     let one: Value = app.get("/api/v1/tenants/acme").await.json().await.unwrap();
     assert_eq!(last, one);
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_burst_of_creates_never_fills_a_cluster_past_its_capacity(db: PgPool) {
+    let app = spawn_app(db).await;
+    let declared = put_capacity(&app, "local", json!({"namespaces": 5})).await;
+    assert_eq!(declared.status(), 200);
+    // Named and placed creates at once: each holds the cluster's row from
+    // the moment it counts until it commits, so none may overfill it.
+    let creates = (0..12).map(|i| {
+        let cluster = if i % 2 == 0 { json!("local") } else { Value::Null };
+        app.post_json(
+            "/api/v1/tenants",
+            json!({"slug": format!("rush-{i}"), "cluster": cluster, "namespaces": [{"name": "dev"}]}),
+        )
+    });
+    let statuses: Vec<u16> = futures::future::join_all(creates)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    let on_local: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM namespaces n JOIN tenants t ON t.id = n.tenant_id WHERE t.cluster = 'local'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(on_local, 5, "exactly the capacity: {statuses:?}");
+    let all = clusters(&app).await;
+    assert_eq!(cluster(&all, "local")["placed"]["namespaces"], 5);
+    let created = statuses.iter().filter(|s| **s == 201).count() as i64;
+    assert_eq!(
+        cluster(&all, "edge")["placed"]["namespaces"]
+            .as_i64()
+            .unwrap(),
+        created - 5,
+        "the placed ones that did not fit on local went to edge"
+    );
+}
