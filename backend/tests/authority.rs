@@ -1032,3 +1032,40 @@ async fn only_an_admin_declares_a_clusters_capacity_from_the_dashboard(db: PgPoo
             .unwrap();
     assert_eq!(actors, ["user:admin@example.com"]);
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_list_served_from_the_replicas_cache_still_shows_each_caller_only_its_tenants(
+    db: PgPool,
+) {
+    let app = spawn(db).await;
+    two_tenants(&app).await;
+    let slugs = |page: Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["slug"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // An admin's list puts both tenants' JSON in the replica's cache.
+    let all: Value = app.get("/api/v1/tenants").await.json().await.unwrap();
+    assert_eq!(slugs(all), ["globex", "initech"]);
+    let ci = create_token_reaching(&app.db, "ci", &[Scope::TenantsRead], &["globex"]).await;
+    let page: Value = get_as(&app, &ci, "/api/v1/tenants")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        slugs(page),
+        ["globex"],
+        "a token lists only what it reaches"
+    );
+    let carol = login_as(&app, "CAROL").await;
+    let page: Value = carol.get("/api/v1/tenants").await.json().await.unwrap();
+    assert_eq!(
+        slugs(page),
+        Vec::<String>::new(),
+        "an employee with no role lists nothing"
+    );
+}
