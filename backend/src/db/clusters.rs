@@ -26,21 +26,56 @@ pub struct ClusterLoad {
     pub capacity_set_at: Option<DateTime<Utc>>,
 }
 
-/// The loads of `names`, in that order; a cluster that holds nothing yet
-/// gets its row now, so that placement can lock it.
+impl ClusterLoad {
+    /// A cluster with nothing placed on it and no declared limit.
+    pub fn empty(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            tenants: 0,
+            namespaces: 0,
+            cpu_millis: 0,
+            memory_bytes: 0,
+            max_namespaces: None,
+            max_cpu_millis: None,
+            max_memory_bytes: None,
+            capacity_set_by: None,
+            capacity_set_at: None,
+        }
+    }
+}
+
+/// The loads of `names`, in that order; a cluster that never held a tenant
+/// nor was given a capacity has an empty load and no limit. Only reads.
 pub async fn list(conn: &mut PgConnection, names: &[&str]) -> Result<Vec<ClusterLoad>, Error> {
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let rows = read(conn, &names).await?;
-    if rows.len() == names.len() {
+    let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut rows = read(conn, &owned).await?.into_iter().peekable();
+    Ok(names
+        .iter()
+        .map(|name| match rows.next_if(|row| row.name == *name) {
+            Some(row) => row,
+            None => ClusterLoad::empty(name),
+        })
+        .collect())
+}
+
+/// [`list`] for placement, which must be able to lock each cluster's row: a
+/// cluster without one gets it now.
+pub async fn list_for_placement(
+    conn: &mut PgConnection,
+    names: &[&str],
+) -> Result<Vec<ClusterLoad>, Error> {
+    let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let rows = read(conn, &owned).await?;
+    if rows.len() == owned.len() {
         return Ok(rows);
     }
     sqlx::query!(
         "INSERT INTO clusters (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING",
-        &names
+        &owned
     )
     .execute(&mut *conn)
     .await?;
-    read(conn, &names).await
+    read(conn, &owned).await
 }
 
 async fn read(conn: &mut PgConnection, names: &[String]) -> Result<Vec<ClusterLoad>, Error> {
@@ -123,12 +158,16 @@ pub async fn set_capacity(
     let before = list(conn, &[name])
         .await?
         .pop()
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("cluster row {name} was not created")))?;
+        .unwrap_or_else(|| ClusterLoad::empty(name));
     let after = sqlx::query_as!(
         ClusterLoad,
-        "UPDATE clusters SET max_namespaces = $2, max_cpu_millis = $3, max_memory_bytes = $4,
-                capacity_set_by = $5, capacity_set_at = now()
-         WHERE name = $1
+        "INSERT INTO clusters AS k (name, max_namespaces, max_cpu_millis, max_memory_bytes,
+                                    capacity_set_by, capacity_set_at)
+         VALUES ($1, $2, $3, $4, $5, now())
+         ON CONFLICT (name) DO UPDATE SET
+             max_namespaces = EXCLUDED.max_namespaces, max_cpu_millis = EXCLUDED.max_cpu_millis,
+             max_memory_bytes = EXCLUDED.max_memory_bytes,
+             capacity_set_by = EXCLUDED.capacity_set_by, capacity_set_at = EXCLUDED.capacity_set_at
          RETURNING name, tenants, namespaces, cpu_millis, memory_bytes,
                    max_namespaces, max_cpu_millis, max_memory_bytes, capacity_set_by, capacity_set_at",
         name,

@@ -424,18 +424,6 @@ pub async fn get_by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Tenant
     .await?)
 }
 
-/// Live tenants per cluster.
-pub async fn count_by_cluster(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, Error> {
-    Ok(sqlx::query!(
-        r#"SELECT cluster, count(*) AS "count!" FROM tenants WHERE state <> 'deleted' GROUP BY cluster"#
-    )
-    .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.cluster, r.count))
-    .collect())
-}
-
 /// Tenants whose time is up. Collecting one locks and checks it again, so
 /// replicas that see the same list delete each tenant once.
 pub async fn expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<String>, Error> {

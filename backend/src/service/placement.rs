@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 
-use crate::db::clusters::{ClusterLoad, list, lock};
+use crate::db::clusters::{ClusterLoad, list, list_for_placement, lock};
 use crate::domain::quantity::{Format, Quantity};
 use crate::domain::{FieldError, ResourceList};
 use crate::error::Error;
@@ -158,7 +158,7 @@ pub async fn place(
     }
     let mut refusals = Vec::new();
     for _ in 0..3 {
-        let loads = list(conn, &names).await?;
+        let loads = list_for_placement(conn, &names).await?;
         let mut fitting = Vec::new();
         refusals.clear();
         for (candidate, load) in candidates.iter().zip(&loads) {

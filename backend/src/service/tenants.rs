@@ -1,6 +1,6 @@
 //! Changing, deleting and listing tenants; creating one is in `new_tenant.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -83,7 +83,7 @@ pub async fn list_views(
     let filter = list_filter(who, query)?;
     let rows = db::tenants::list_page_versions(conn, &filter, after, limit + 1).await?;
     let (rows, next) = next_position(rows, limit, |(row, _)| row.id);
-    let missing: Vec<i64> = rows
+    let missing: BTreeSet<i64> = rows
         .iter()
         .filter(|(row, version)| !held(row.id, *version))
         .map(|(row, _)| row.id)
@@ -91,7 +91,8 @@ pub async fn list_views(
     let mut children = if missing.is_empty() {
         BTreeMap::new()
     } else {
-        db::tenants::children(conn, &missing).await?
+        let ids: Vec<i64> = missing.iter().copied().collect();
+        db::tenants::children(conn, &ids).await?
     };
     rows.into_iter()
         .map(|(row, version)| {
@@ -100,15 +101,10 @@ pub async fn list_views(
                 return Ok(PageEntry::Held { id, version });
             }
             let own = children.remove(&id).unwrap_or_default();
-            let view = super::views::assemble_all([(row, own)])?
-                .pop()
-                .ok_or_else(|| {
-                    Error::Internal(anyhow::anyhow!("tenant {id} assembled to nothing"))
-                })?;
             Ok(PageEntry::Fresh {
                 id,
                 version,
-                view: Box::new(view),
+                view: Box::new(super::views::assemble_with(row, &own)?),
             })
         })
         .collect::<Result<Vec<_>, Error>>()

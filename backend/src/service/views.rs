@@ -158,15 +158,18 @@ pub fn assemble_all(
     rows: impl IntoIterator<Item = (TenantRow, db::tenants::Children)>,
 ) -> Result<Vec<TenantView>, Error> {
     rows.into_iter()
-        .map(|(row, own)| {
-            let policy = own
-                .policy
-                .as_ref()
-                .map(|stored| super::policy::decode(row.id, stored))
-                .transpose()?;
-            assemble(row, &own.namespaces, &own.members, policy)
-        })
+        .map(|(row, own)| assemble_with(row, &own))
         .collect()
+}
+
+/// The view of one tenant whose children were read with it.
+pub fn assemble_with(row: TenantRow, own: &db::tenants::Children) -> Result<TenantView, Error> {
+    let policy = own
+        .policy
+        .as_ref()
+        .map(|stored| super::policy::decode(row.id, stored))
+        .transpose()?;
+    assemble(row, &own.namespaces, &own.members, policy)
 }
 
 pub async fn tenant(conn: &mut PgConnection, row: TenantRow) -> Result<TenantView, Error> {
