@@ -37,7 +37,9 @@ pub struct Claimed {
 /// Leases the most overdue row of a tenant on `cluster` to `holder`. `SKIP
 /// LOCKED` lets workers of every replica claim side by side, and the lease
 /// keeps one tenant with one worker; a worker that dies loses its lease when
-/// it expires.
+/// it expires. Each candidate row looks up its tenant's cluster by primary
+/// key: written as a join, a planner whose statistics still describe a
+/// young table walks every tenant in id order to match a few outbox rows.
 pub async fn claim(
     conn: &mut PgConnection,
     cluster: &str,
@@ -49,9 +51,10 @@ pub async fn claim(
         r#"UPDATE outbox o
            SET leased_by = $2, leased_until = now() + make_interval(secs => $3), attempts = o.attempts + 1
            WHERE o.tenant_id = (
-               SELECT c.tenant_id FROM outbox c JOIN tenants t ON t.id = c.tenant_id
-               WHERE t.cluster = $1 AND c.not_before <= now()
+               SELECT c.tenant_id FROM outbox c
+               WHERE c.not_before <= now()
                  AND (c.leased_until IS NULL OR c.leased_until < now())
+                 AND (SELECT t.cluster FROM tenants t WHERE t.id = c.tenant_id) = $1
                ORDER BY c.not_before
                LIMIT 1
                FOR UPDATE OF c SKIP LOCKED)

@@ -9,6 +9,7 @@ mod load;
 mod watch;
 mod worker;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +67,7 @@ pub struct Context {
     pub db: PgPool,
     pub settings: Settings,
     /// Woken when a change commits (LISTEN/NOTIFY on the outbox).
-    pub wake: Notify,
+    pub wake: Wakes,
     pub drift: drift::DriftIndex,
     /// Names this replica in leases, so a lease can be traced to its holder.
     pub identity: String,
@@ -90,10 +91,19 @@ pub fn start(
         "{replica}/{}",
         uuid::Uuid::new_v4().simple().to_string().split_at(4).0
     );
+    let served: Vec<(Arc<Cluster>, Arc<Notify>)> = clusters
+        .iter()
+        .map(|cluster| (cluster.clone(), Arc::new(Notify::new())))
+        .collect();
     let context = Arc::new(Context {
         db,
         settings,
-        wake: Notify::new(),
+        wake: Wakes(
+            served
+                .iter()
+                .map(|(cluster, wake)| (cluster.name.clone(), wake.clone()))
+                .collect(),
+        ),
         drift: Default::default(),
         identity,
     });
@@ -101,8 +111,8 @@ pub fn start(
     tasks.spawn(listen(context.clone(), stop.clone()));
     tasks.spawn(sample_usage(context.clone(), stop.clone()));
     tasks.spawn(expiry::run(context.clone(), stop.clone()));
-    for cluster in clusters.iter() {
-        start_cluster(&mut tasks, &context, cluster, &stop);
+    for (cluster, wake) in &served {
+        start_cluster(&mut tasks, &context, cluster, wake, &stop);
     }
     tasks
 }
@@ -111,6 +121,7 @@ fn start_cluster(
     tasks: &mut JoinSet<()>,
     context: &Arc<Context>,
     cluster: &Arc<Cluster>,
+    wake: &Arc<Notify>,
     stop: &CancellationToken,
 ) {
     for kind in crate::cluster::objects::Kind::ALL {
@@ -125,6 +136,7 @@ fn start_cluster(
         tasks.spawn(worker::run(
             context.clone(),
             cluster.clone(),
+            wake.clone(),
             n,
             stop.clone(),
         ));
@@ -174,6 +186,34 @@ async fn keep_guardrails(context: Arc<Context>, cluster: Arc<Cluster>, stop: Can
     }
 }
 
+/// The idle workers of each cluster, woken when one of its tenants changes.
+pub struct Wakes(HashMap<String, Arc<Notify>>);
+
+impl Wakes {
+    /// One outbox row changed (`<tenant id> <cluster>`): one idle worker of
+    /// its cluster claims it. Waking one is enough because a worker that
+    /// finishes claims again before it waits, so rows that arrive while all
+    /// are busy are taken as workers come free. A tenant of a cluster this
+    /// replica does not serve wakes nobody; a payload without a cluster
+    /// (written before migration 0019) wakes everyone.
+    fn one_for(&self, payload: &str) {
+        match payload.split_once(' ') {
+            Some((_, cluster)) => {
+                if let Some(wake) = self.0.get(cluster) {
+                    wake.notify_one();
+                }
+            }
+            None => self.everyone(),
+        }
+    }
+
+    /// Every idle worker looks for work: after (re)connecting, when
+    /// notifications may have been missed.
+    fn everyone(&self) {
+        self.0.values().for_each(|wake| wake.notify_waiters());
+    }
+}
+
 /// Wakes workers when a change commits; polling is only the backstop.
 /// Notifications sent while the connection was down are lost, so every
 /// (re)connection wakes the workers once to look for what they missed.
@@ -182,14 +222,17 @@ async fn listen(context: Arc<Context>, stop: CancellationToken) {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&context.db).await?;
             listener.listen("tenant_outbox").await?;
-            context.wake.notify_waiters();
+            context.wake.everyone();
             loop {
-                // `None`: the connection was lost; the next call reconnects.
-                if listener.try_recv().await?.is_none() {
-                    crate::db::health::connection_lost();
-                    tracing::warn!("lost the outbox notifications; reconnecting");
+                match listener.try_recv().await? {
+                    Some(notification) => context.wake.one_for(notification.payload()),
+                    // The connection was lost; the next call reconnects.
+                    None => {
+                        crate::db::health::connection_lost();
+                        tracing::warn!("lost the outbox notifications; reconnecting");
+                        context.wake.everyone();
+                    }
                 }
-                context.wake.notify_waiters();
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
@@ -246,5 +289,48 @@ async fn sample_usage(context: Arc<Context>, stop: CancellationToken) {
         {
             tracing::warn!(error = %e, "failed to record usage history; next interval retries");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn wakes(names: &[&str]) -> Wakes {
+        Wakes(
+            names
+                .iter()
+                .map(|name| (name.to_string(), Arc::new(Notify::new())))
+                .collect(),
+        )
+    }
+
+    fn woken(wakes: &Wakes, cluster: &str) -> bool {
+        wakes.0[cluster].notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_change_wakes_one_worker_of_its_own_cluster_only() {
+        let wakes = wakes(&["local", "edge"]);
+        wakes.one_for("42 edge");
+        assert!(woken(&wakes, "edge"));
+        assert!(!woken(&wakes, "edge"), "one change, one worker");
+        assert!(!woken(&wakes, "local"));
+
+        wakes.one_for("43 elsewhere");
+        assert!(!woken(&wakes, "local") && !woken(&wakes, "edge"));
+    }
+
+    #[test]
+    fn a_payload_without_a_cluster_wakes_every_waiting_worker() {
+        let wakes = wakes(&["local", "edge"]);
+        let local = wakes.0["local"].notified();
+        let edge = wakes.0["edge"].notified();
+        tokio::pin!(local, edge);
+        local.as_mut().enable();
+        edge.as_mut().enable();
+        wakes.one_for("42");
+        assert!(local.now_or_never().is_some() && edge.now_or_never().is_some());
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, backoff, load_state};
@@ -19,12 +20,18 @@ pub const ACTOR: &str = "system:reconciler";
 /// How soon a tenant waiting for its namespaces to terminate is looked at again.
 const DELETION_RECHECK: Duration = Duration::from_secs(1);
 
-pub async fn run(context: Arc<Context>, cluster: Arc<Cluster>, n: u16, stop: CancellationToken) {
+pub async fn run(
+    context: Arc<Context>,
+    cluster: Arc<Cluster>,
+    wake: Arc<Notify>,
+    n: u16,
+    stop: CancellationToken,
+) {
     let worker = format!("{}/{}/{n}", context.identity, cluster.name);
     let mut claims: u64 = 0;
     while !stop.is_cancelled() {
         // Registered before claiming, so a change committed in between still wakes us.
-        let woken = context.wake.notified();
+        let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         claims += 1;
