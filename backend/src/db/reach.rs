@@ -5,19 +5,6 @@ use sqlx::PgConnection;
 
 use crate::error::Error;
 
-/// Records the principal (its key: `token:<id>`, `client:<id>`,
-/// `user:<subject>`) that created the tenant.
-pub async fn set_creator(conn: &mut PgConnection, tenant_id: i64, key: &str) -> Result<(), Error> {
-    sqlx::query!(
-        "UPDATE tenants SET created_by = $2 WHERE id = $1",
-        tenant_id,
-        key
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Serializes tenant creations by one creator until the transaction ends,
 /// so two at once cannot both pass the tenants-per-owner count.
 pub async fn lock_creator(conn: &mut PgConnection, key: &str) -> Result<(), Error> {

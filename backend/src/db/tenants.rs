@@ -57,6 +57,9 @@ pub struct NewTenant<'a> {
     pub cluster: &'a str,
     pub budget: &'a ResourceList,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The principal's key (`token:<id>`, `client:<id>`, `user:<subject>`):
+    /// what a token or machine client reaches (`db::reach`).
+    pub created_by: &'a str,
 }
 
 /// The descriptive part of a tenant, written as a whole.
@@ -72,8 +75,8 @@ pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<Tenan
     sqlx::query_as!(
         TenantRow,
         r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget, expires_at,
-                                cpu_millis, memory_bytes)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                cpu_millis, memory_bytes, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            RETURNING id, slug, display_name, description,
                      labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
                      sync_status, observed_generation, sync_message, last_synced_at,
@@ -87,6 +90,7 @@ pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<Tenan
         new.expires_at,
         demand.cpu_millis,
         demand.memory_bytes,
+        new.created_by,
     )
     .fetch_one(conn)
     .await

@@ -100,10 +100,10 @@ pub async fn create(
             cluster: &cluster,
             budget: &new.budget,
             expires_at: new.expires_at,
+            created_by: &who.key(),
         },
     )
     .await?;
-    db::reach::set_creator(&mut tx, row.id, &who.key()).await?;
     for (name, allocations) in &new.namespaces {
         let full_name = name.full_name(&new.slug)?;
         db::namespaces::insert(&mut tx, row.id, name.as_str(), &full_name, allocations).await?;
