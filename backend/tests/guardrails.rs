@@ -547,10 +547,26 @@ async fn foreign_namespace(name: &str) {
         .unwrap();
     let secret: Secret =
         object(json!({"metadata": {"name": "signing-key"}, "stringData": {"key": "s3cret"}}));
-    Api::<Secret>::namespaced(admin, name)
+    Api::<Secret>::namespaced(admin.clone(), name)
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+    // The portal's check at request time reads the API server's watch cache
+    // (the reconciler's refusal is the guarantee, tested below); let the
+    // cache have it, as it does within milliseconds.
+    let cached = ListParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .match_any();
+    eventually("the API server's cache has the namespace", READY, || {
+        let (admin, cached) = (admin.clone(), cached.clone());
+        async move {
+            Api::<Namespace>::all(admin)
+                .list_metadata(&cached)
+                .await
+                .is_ok_and(|found| !found.items.is_empty())
+        }
+    })
+    .await;
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]

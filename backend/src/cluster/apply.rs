@@ -238,7 +238,9 @@ async fn claim_namespace(cluster: &Cluster, slug: &str, object: &Desired) -> Res
 /// Why the tenant may not have namespace `name` in this cluster, if the
 /// cluster already holds it for someone else; asked before a namespace is
 /// accepted, so the caller hears of it at once. The reconciler refuses the
-/// namespace all the same if it appears later.
+/// namespace all the same if it appears later, so this reads the API
+/// server's watch cache (`resourceVersion=0`), which costs it no etcd read;
+/// a namespace created a moment ago may be missed here and is caught there.
 pub async fn namespace_refusal(
     cluster: &Cluster,
     slug: &str,
@@ -246,7 +248,11 @@ pub async fn namespace_refusal(
 ) -> Result<Option<String>, String> {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
     let found = api
-        .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .list_metadata(
+            &ListParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .match_any(),
+        )
         .await
         .map_err(|e| describe(&e))?;
     let Some(live) = found.items.first() else {

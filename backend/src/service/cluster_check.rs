@@ -23,10 +23,15 @@ pub async fn namespaces_free(
     let Some(cluster) = clusters.get(cluster) else {
         return Ok(());
     };
+    let answers =
+        futures::future::join_all(names.iter().map(|(_, name)| {
+            tokio::time::timeout(ASK_FOR, namespace_refusal(cluster, slug, name))
+        }))
+        .await;
     let mut errors = Vec::new();
     let mut details = Vec::new();
-    for (field, name) in names {
-        match tokio::time::timeout(ASK_FOR, namespace_refusal(cluster, slug, name)).await {
+    for ((field, name), answer) in names.iter().zip(answers) {
+        match answer {
             Ok(Ok(Some(refusal))) => {
                 errors.push(FieldError::new(field.clone(), refusal.clone()));
                 details.push(refusal);
