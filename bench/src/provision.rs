@@ -239,7 +239,10 @@ async fn provision(
     portal: Option<&Portal>,
 ) -> anyhow::Result<Outcome> {
     let client = env.kube().await?;
-    let ready = portal.map(|p| ReadyWatch::start(p.db.clone()));
+    let ready = match portal {
+        Some(p) => Some(ReadyWatch::start(p.db.clone()).await?),
+        None => None,
+    };
     let limit = Arc::new(Semaphore::new(options.concurrency));
     let mut tasks = JoinSet::new();
     let mut latencies = Vec::with_capacity(options.tenants);
@@ -345,47 +348,70 @@ fn apply_kubectl(env: &Env, slug: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches the tenants table for tenants turning Ready, polling every 5 ms
-/// while someone waits, and tells each waiter when its tenant is.
+/// Tells each waiter when its tenant is Ready. It listens to the portal's
+/// change stream (`tenant_events`, whose payload names the tenant) and reads
+/// the rows of the tenants just named that someone waits for, as a platform
+/// following the stream would; every second it also reads all it waits for,
+/// in case a notification was lost.
 #[derive(Clone)]
 struct ReadyWatch {
     waiting: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
 }
 
 impl ReadyWatch {
-    fn start(db: sqlx::PgPool) -> Self {
+    /// Listens before returning, so no change of the phase goes unheard.
+    async fn start(db: sqlx::PgPool) -> anyhow::Result<Self> {
         let watch = Self {
             waiting: Arc::default(),
         };
+        let mut listener = sqlx::postgres::PgListener::connect_with(&db).await?;
+        listener.listen("tenant_events").await?;
         let weak = Arc::downgrade(&watch.waiting);
         tokio::spawn(async move {
-            while let Some(waiting) = weak.upgrade() {
-                let slugs: Vec<String> = waiting
-                    .lock()
-                    .map(|w| w.keys().cloned().collect())
-                    .unwrap_or_default();
-                if !slugs.is_empty() {
-                    let ready: Vec<String> = sqlx::query_scalar(
-                        "SELECT slug FROM tenants WHERE slug = ANY($1)
-                           AND sync_status = 'Ready' AND observed_generation >= generation",
-                    )
-                    .bind(&slugs)
-                    .fetch_all(&db)
-                    .await
-                    .unwrap_or_default();
-                    if let Ok(mut waiting) = waiting.lock() {
-                        for slug in ready {
-                            if let Some(tx) = waiting.remove(&slug) {
-                                let _ = tx.send(());
+            let mut named = std::collections::HashSet::new();
+            while weak.strong_count() > 0 {
+                let heard = tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await;
+                let everyone = match heard {
+                    Ok(Ok(Some(first))) => {
+                        let mut next = Some(first);
+                        while let Some(notification) = next {
+                            if let Some((_, slug)) = notification.payload().split_once(' ') {
+                                named.insert(slug.to_string());
                             }
+                            next = listener.next_buffered();
+                        }
+                        false
+                    }
+                    Ok(Ok(None) | Err(_)) | Err(_) => true,
+                };
+                let Some(waiting) = weak.upgrade() else { break };
+                let slugs: Vec<String> = match waiting.lock() {
+                    Ok(w) if everyone => w.keys().cloned().collect(),
+                    Ok(w) => named.drain().filter(|s| w.contains_key(s)).collect(),
+                    Err(_) => break,
+                };
+                named.clear();
+                if slugs.is_empty() {
+                    continue;
+                }
+                let ready: Vec<String> = sqlx::query_scalar(
+                    "SELECT slug FROM tenants WHERE slug = ANY($1)
+                       AND sync_status = 'Ready' AND observed_generation >= generation",
+                )
+                .bind(&slugs)
+                .fetch_all(&db)
+                .await
+                .unwrap_or_default();
+                if let Ok(mut waiting) = waiting.lock() {
+                    for slug in ready {
+                        if let Some(tx) = waiting.remove(&slug) {
+                            let _ = tx.send(());
                         }
                     }
                 }
-                drop(waiting);
-                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
-        watch
+        Ok(watch)
     }
 
     fn expect(&self, slug: &str) -> oneshot::Receiver<()> {
