@@ -35,11 +35,17 @@ log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 
 # A free loopback TCP port: the preferred one if nothing listens on it.
+# Ports are drawn below the kernel's ephemeral range: a port an outgoing
+# connection holds answers no connect, so port_in_use cannot see it, yet a
+# listener's bind on it fails.
 free_port() {
-  local preferred=${1:-} p
+  local preferred=${1:-} p low=32768 span
   if [[ -n $preferred ]] && ! port_in_use "$preferred"; then echo "$preferred"; return; fi
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  span=$(( low - 20000 ))
+  (( span >= 1000 )) || span=30000
   for _ in $(seq 50); do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( 20000 + RANDOM % span ))
     port_in_use "$p" || { echo "$p"; return; }
   done
   die "no free port found on 127.0.0.1"
