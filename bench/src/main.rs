@@ -51,6 +51,10 @@ enum Bench {
         /// Without the kubectl baseline (about 170 s per 1,000 tenants).
         #[arg(long)]
         no_kubectl: bool,
+        /// Also the direct apply with the portal's watches open (its drift
+        /// detection) in the benchmark: what watching costs, apart from the portal.
+        #[arg(long)]
+        watched: bool,
         /// After each phase, recreate the private control plane named by
         /// TP_BENCH_CLUSTER (seconds) instead of deleting the namespaces
         /// (minutes per 1,000 tenants).
@@ -149,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
             workers,
             portal_only,
             no_kubectl,
+            watched,
             fresh_cluster,
         } => {
             let fresh_cluster = match (fresh_cluster, std::env::var("TP_BENCH_CLUSTER")) {
@@ -158,13 +163,16 @@ async fn main() -> anyhow::Result<()> {
                     "--fresh-cluster recreates a private control plane: set TP_BENCH_CLUSTER (deploy/dev/cluster up NAME)"
                 ),
             };
-            let modes = if portal_only {
+            let mut modes = if portal_only {
                 vec![Mode::Portal]
             } else if no_kubectl {
                 vec![Mode::Direct, Mode::Portal]
             } else {
                 vec![Mode::Direct, Mode::Kubectl, Mode::Portal]
             };
+            if watched {
+                modes.insert(modes.len() - 1, Mode::Watched);
+            }
             let options = provision::Options {
                 tenants,
                 concurrency,
@@ -357,6 +365,7 @@ fn machine() {
 async fn provision(env: &Env, options: provision::Options) -> anyhow::Result<()> {
     let portal_only = options.modes == [Mode::Portal];
     let no_kubectl = !portal_only && !options.modes.contains(&Mode::Kubectl);
+    let watched = options.modes.contains(&Mode::Watched);
     let mut command = format!(
         "scripts/bench provision --tenants {} --concurrency {} --runs {}",
         options.tenants, options.concurrency, options.runs
@@ -369,6 +378,9 @@ async fn provision(env: &Env, options: provision::Options) -> anyhow::Result<()>
     }
     if no_kubectl {
         command += " --no-kubectl";
+    }
+    if watched {
+        command += " --watched";
     }
     if let Some(name) = &options.fresh_cluster {
         command = format!("TP_BENCH_CLUSTER={name} {command} --fresh-cluster");

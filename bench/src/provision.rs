@@ -20,6 +20,9 @@ use crate::stack::{self, Env, Portal, f1, f2, median, percentile, table};
 pub enum Mode {
     Portal,
     Direct,
+    /// The direct apply while this benchmark holds the watches the portal
+    /// holds for drift detection, decoding every event as the portal does.
+    Watched,
     Kubectl,
 }
 
@@ -28,6 +31,7 @@ impl Mode {
         match self {
             Mode::Portal => "portal (REST API -> Ready)",
             Mode::Direct => "kube-rs server-side apply",
+            Mode::Watched => "kube-rs apply, watched",
             Mode::Kubectl => "kubectl apply --server-side",
         }
     }
@@ -36,6 +40,7 @@ impl Mode {
         match self {
             Mode::Portal => 'p',
             Mode::Direct => 'd',
+            Mode::Watched => 'w',
             Mode::Kubectl => 'c',
         }
     }
@@ -110,10 +115,17 @@ pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Outcome
                     result?
                 }
                 _ => {
+                    let watches = match mode {
+                        Mode::Watched => Some(watch_as_the_portal(env).await?),
+                        _ => None,
+                    };
                     let (plane, own) = (control_plane.seconds(), cpu::own());
                     let mut outcome = provision(env, options, mode, &prefix, None).await?;
                     outcome.cpu.control_plane = control_plane.seconds() - plane;
-                    if mode == Mode::Direct {
+                    if let Some(mut watches) = watches {
+                        watches.abort_all();
+                    }
+                    if mode != Mode::Kubectl {
                         outcome.cpu.client = cpu::own() - own;
                     }
                     outcome
@@ -260,7 +272,7 @@ async fn provision(
                 (Mode::Portal, Some((request, _)), Some(ready)) => {
                     create_via_api(request, &ready, &slug).await
                 }
-                (Mode::Direct, ..) => apply_direct(&client, &slug).await,
+                (Mode::Direct | Mode::Watched, ..) => apply_direct(&client, &slug).await,
                 (Mode::Kubectl, ..) => {
                     tokio::task::spawn_blocking(move || apply_kubectl(&env, &slug)).await?
                 }
@@ -322,6 +334,38 @@ async fn apply_direct(client: &kube::Client, slug: &str) -> anyhow::Result<()> {
             .with_context(|| format!("apply {}", object.key))?;
     }
     Ok(())
+}
+
+/// The portal's watches (every managed kind, by its label), each event
+/// decoded into an object as the portal's watch decodes it, then dropped.
+/// Returns once every watch has listed and is watching.
+async fn watch_as_the_portal(env: &Env) -> anyhow::Result<JoinSet<()>> {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    use tenant_portal::cluster::objects::{Kind, MANAGED_SELECTOR};
+    let (listed, mut all_listed) = tokio::sync::mpsc::channel(Kind::ALL.len());
+    let mut watches = JoinSet::new();
+    for kind in Kind::ALL {
+        let api: Api<DynamicObject> = Api::all_with(env.kube().await?, &kind.api_resource());
+        let listed = listed.clone();
+        watches.spawn(async move {
+            let events = watcher(api, watcher::Config::default().labels(MANAGED_SELECTOR));
+            events
+                .for_each(|event| {
+                    if let Ok(watcher::Event::InitDone) = event {
+                        let _ = listed.try_send(());
+                    }
+                    async {}
+                })
+                .await;
+        });
+    }
+    for _ in Kind::ALL {
+        tokio::time::timeout(Duration::from_secs(30), all_listed.recv())
+            .await
+            .context("the benchmark's watches did not start in 30 s")?;
+    }
+    Ok(watches)
 }
 
 /// One `kubectl apply --server-side` of a multi-document file per tenant.
