@@ -155,17 +155,21 @@ async fn check(
     }
 }
 
-/// Keeps the namespace's `status.used` in the database when it changes.
+/// Keeps the namespace's `status.used` in the database when it changes. A
+/// quota the controller manager has not counted yet (just created) has no
+/// `status.used`: that is no news, so nothing is written for it.
 async fn store_usage(context: &Context, quota: &DynamicObject, seen: &mut HashMap<String, Digest>) {
     let Some(namespace) = quota.metadata.namespace.clone() else {
         return;
     };
-    let used = quota
+    let Some(used) = quota
         .data
         .get("status")
         .and_then(|s| s.get("used"))
         .cloned()
-        .unwrap_or_else(|| serde_json::json!({}));
+    else {
+        return;
+    };
     let used_digest = digest(&used);
     if seen.get(&namespace) == Some(&used_digest) {
         return;
