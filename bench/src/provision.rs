@@ -131,13 +131,19 @@ pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Outcome
                     outcome
                 }
             };
+            let per_tenant = |seconds: f64| seconds * 1000.0 / options.tenants as f64;
             eprintln!(
-                "  run {run} {:<28} {:>8.2} s  {:>7.1} tenants/s  p50 {:>7.1} ms  p99 {:>7.1} ms",
+                "  run {run} {:<28} {:>8.2} s  {:>7.1} tenants/s  p50 {:>7.1} ms  p99 {:>7.1} ms  \
+                 CPU ms/tenant: control plane {:.1}, client {:.1}, PostgreSQL {:.1}, driver {:.1}",
                 mode.name(),
                 outcome.total.as_secs_f64(),
                 outcome.rate(),
                 percentile(&outcome.latencies, 0.5),
-                percentile(&outcome.latencies, 0.99)
+                percentile(&outcome.latencies, 0.99),
+                per_tenant(outcome.cpu.control_plane),
+                per_tenant(outcome.cpu.client),
+                per_tenant(outcome.cpu.database),
+                per_tenant(outcome.cpu.driver),
             );
             outcomes.push(outcome);
             let started = Instant::now();
