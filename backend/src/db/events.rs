@@ -23,19 +23,17 @@ pub async fn append(
     tenant_slug: &str,
     data: &serde_json::Value,
 ) -> Result<i64, Error> {
-    let id =
-        sqlx::query_scalar!("UPDATE event_sequence SET last_id = last_id + 1 RETURNING last_id")
-            .fetch_one(&mut *conn)
-            .await?;
-    sqlx::query!(
-        "INSERT INTO events (id, type, tenant_id, tenant_slug, data) VALUES ($1, $2, $3, $4, $5)",
-        id,
+    let id = sqlx::query_scalar!(
+        r#"WITH next AS (UPDATE event_sequence SET last_id = last_id + 1 RETURNING last_id)
+           INSERT INTO events (id, type, tenant_id, tenant_slug, data)
+           SELECT last_id, $1, $2, $3, $4 FROM next
+           RETURNING id"#,
         kind,
         tenant_id,
         tenant_slug,
         data
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
     Ok(id)
 }

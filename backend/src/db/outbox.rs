@@ -87,12 +87,14 @@ pub async fn renew(
     Ok(done.rows_affected() == 1)
 }
 
-/// Locks the tenant's row for the rest of the transaction and answers who
-/// holds its lease now (`None`: nobody, or the row is gone). The outcome of
-/// a claim is written only while this is still the claim's holder.
+/// Locks the tenant's row, then its outbox row, for the rest of the
+/// transaction (the order every change takes them in), and answers who holds
+/// the lease now (`None`: nobody, or the row is gone). The outcome of a claim
+/// is written only while this is still the claim's holder.
 pub async fn holder(conn: &mut PgConnection, tenant_id: i64) -> Result<Option<String>, Error> {
     Ok(sqlx::query_scalar!(
-        "SELECT leased_by FROM outbox WHERE tenant_id = $1 FOR UPDATE",
+        "SELECT o.leased_by FROM tenants t JOIN outbox o ON o.tenant_id = t.id
+         WHERE t.id = $1 FOR UPDATE OF t, o",
         tenant_id
     )
     .fetch_optional(conn)
@@ -104,7 +106,7 @@ pub async fn holder(conn: &mut PgConnection, tenant_id: i64) -> Result<Option<St
 /// a newer change stays, released for the next worker. Only the lease's
 /// holder can do either.
 pub async fn complete(conn: &mut PgConnection, lease: &Claimed, applied: i64) -> Result<(), Error> {
-    sqlx::query!(
+    let removed = sqlx::query!(
         "DELETE FROM outbox
          WHERE tenant_id = $1 AND generation <= $2 AND NOT recheck AND leased_by = $3",
         lease.tenant_id,
@@ -113,6 +115,9 @@ pub async fn complete(conn: &mut PgConnection, lease: &Claimed, applied: i64) ->
     )
     .execute(&mut *conn)
     .await?;
+    if removed.rows_affected() == 1 {
+        return Ok(());
+    }
     sqlx::query!(
         "UPDATE outbox SET leased_by = NULL, leased_until = NULL, recheck = false, not_before = now()
          WHERE tenant_id = $1 AND leased_by = $2",

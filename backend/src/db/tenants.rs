@@ -455,13 +455,3 @@ pub async fn slug_and_generation(
             .map(|r| (r.slug, r.generation)),
     )
 }
-
-/// Locks the tenant's row until the transaction ends, taken first as every
-/// write to a tenant does (before its outbox row), so writers never wait on
-/// each other in opposite orders.
-pub async fn lock_by_id(conn: &mut PgConnection, id: i64) -> Result<(), Error> {
-    sqlx::query!("SELECT id FROM tenants WHERE id = $1 FOR UPDATE", id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(())
-}

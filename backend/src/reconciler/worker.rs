@@ -304,7 +304,6 @@ async fn reconcile(
         });
     }
     let mut tx = context.db.begin().await.map_err(Error::from)?;
-    db::tenants::lock_by_id(&mut tx, row.id).await?;
     let holder = db::outbox::holder(&mut tx, row.id).await?;
     if holder.as_deref() != Some(&lease.holder) {
         return Ok(Outcome::Overtaken);
@@ -332,7 +331,6 @@ async fn record(
     let mut tx = context.db.begin().await?;
     // The tenant's row first, as every change takes it; then the outbox row,
     // which no other worker can claim until this commits.
-    db::tenants::lock_by_id(&mut tx, tenant_id).await?;
     let holder = db::outbox::holder(&mut tx, tenant_id).await?;
     if holder.as_deref() != Some(&job.holder) {
         return Ok(Recorded::Dropped { holder });
