@@ -466,9 +466,13 @@ async fn a_suspended_tenant_is_read_only_through_every_binding(db: PgPool) {
     let maps: Api<ConfigMap> =
         Api::namespaced(as_user("mallory@example.com", &[]).await, &namespace);
     let map = |name: &str| -> ConfigMap { object(json!({"metadata": {"name": name}})) };
-    maps.create(&PostParams::default(), &map("before"))
-        .await
-        .unwrap();
+    // RBAC's authorizer learns of a new binding through its own cache, a
+    // moment after the binding is written.
+    eventually("the side door lets mallory write", READY, || {
+        let (maps, before) = (maps.clone(), map("before"));
+        async move { maps.create(&PostParams::default(), &before).await.is_ok() }
+    })
+    .await;
     Api::<Pod>::namespaced(as_owner().await, &namespace)
         .create(&PostParams::default(), &pod("worker", json!({})))
         .await
