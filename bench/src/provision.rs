@@ -442,11 +442,13 @@ impl ReadyWatch {
         listener.listen("tenant_events").await?;
         let weak = Arc::downgrade(&watch.waiting);
         tokio::spawn(async move {
-            let mut named = std::collections::HashSet::new();
             while weak.strong_count() > 0 {
                 let heard = tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await;
-                let everyone = match heard {
+                // The tenants the stream just named; `None`: look at all
+                // (nothing heard for a second, or the connection dropped).
+                let named = match heard {
                     Ok(Ok(Some(first))) => {
+                        let mut named = std::collections::HashSet::new();
                         let mut next = Some(first);
                         while let Some(notification) = next {
                             if let Some((_, slug)) = notification.payload().split_once(' ') {
@@ -454,17 +456,18 @@ impl ReadyWatch {
                             }
                             next = listener.next_buffered();
                         }
-                        false
+                        Some(named)
                     }
-                    Ok(Ok(None) | Err(_)) | Err(_) => true,
+                    Ok(Ok(None) | Err(_)) | Err(_) => None,
                 };
                 let Some(waiting) = weak.upgrade() else { break };
-                let slugs: Vec<String> = match waiting.lock() {
-                    Ok(w) if everyone => w.keys().cloned().collect(),
-                    Ok(w) => named.drain().filter(|s| w.contains_key(s)).collect(),
-                    Err(_) => break,
+                let slugs: Vec<String> = match (waiting.lock(), named) {
+                    (Ok(w), None) => w.keys().cloned().collect(),
+                    (Ok(w), Some(named)) => {
+                        named.into_iter().filter(|s| w.contains_key(s)).collect()
+                    }
+                    (Err(_), _) => break,
                 };
-                named.clear();
                 if slugs.is_empty() {
                     continue;
                 }
