@@ -21,6 +21,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tenant_portal::auth::Scope;
+use tenant_portal::cluster::SeenNamespace;
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 const READY: Duration = Duration::from_secs(30);
@@ -579,6 +580,15 @@ async fn asking_for_a_namespace_the_cluster_already_has_is_refused_naming_it(db:
     let slug = unique("taken");
     let existing = format!("{slug}-manager");
     foreign_namespace(&existing).await;
+    // The check reads the portal's own watch of the cluster's namespaces,
+    // which has the new one within milliseconds.
+    let cluster = portal.clusters.get("local").unwrap().clone();
+    eventually("the portal's watch has the namespace", READY, || {
+        let cluster = cluster.clone();
+        let existing = existing.clone();
+        async move { cluster.seen_namespace(&existing) == Some(SeenNamespace::Foreign) }
+    })
+    .await;
 
     let response = portal
         .app
@@ -623,6 +633,48 @@ async fn asking_for_a_namespace_the_cluster_already_has_is_refused_naming_it(db:
     let (status, problem) = common::problem(response).await;
     assert_eq!(status, 409, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
+    Api::<Namespace>::all(kube().await)
+        .delete(&existing, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn without_a_reconciler_to_watch_the_cluster_the_check_asks_the_api_server(db: PgPool) {
+    // An API-only replica keeps no watches: it cannot tell from memory, so
+    // it asks the API server, and refuses all the same.
+    let spec = tenant_portal::config::ClusterSpec {
+        name: "local".into(),
+        kubeconfig: Some(kubeconfig_path().into()),
+        context: None,
+    };
+    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    let config = tenant_portal::config::ServeConfig {
+        clusters: vec![spec],
+        ..common::config()
+    };
+    let app = common::spawn_app_config(db, config, clusters.clone()).await;
+    let slug = unique("asked");
+    let existing = format!("{slug}-ops");
+    foreign_namespace(&existing).await;
+    let response = app
+        .post_json(
+            "/api/v1/tenants",
+            json!({"slug": slug, "cluster": "local", "namespaces": [{"name": "ops"}]}),
+        )
+        .await;
+    let (status, problem) = common::problem(response).await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], "namespaces[0].name",
+        "{problem}"
+    );
+    assert_eq!(
+        clusters.get("local").unwrap().seen_namespace(&existing),
+        None
+    );
     Api::<Namespace>::all(kube().await)
         .delete(&existing, &DeleteParams::default())
         .await

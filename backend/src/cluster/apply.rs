@@ -238,14 +238,29 @@ async fn claim_namespace(cluster: &Cluster, slug: &str, object: &Desired) -> Res
 /// Why the tenant may not have namespace `name` in this cluster, if the
 /// cluster already holds it for someone else; asked before a namespace is
 /// accepted, so the caller hears of it at once. The reconciler refuses the
-/// namespace all the same if it appears later, so this reads the API
-/// server's watch cache (`resourceVersion=0`), which costs it no etcd read;
-/// a namespace created a moment ago may be missed here and is caught there.
+/// namespace all the same if it appears later, so this reads what the
+/// portal's own watches know when they can tell, and otherwise the API
+/// server's watch cache (`resourceVersion=0`, no etcd read); a namespace
+/// created a moment ago may be missed here and is caught there.
 pub async fn namespace_refusal(
     cluster: &Cluster,
     slug: &str,
     name: &str,
 ) -> Result<Option<String>, String> {
+    let seen = match cluster.seen_namespace(name) {
+        Some(seen) => seen,
+        None => ask_for_namespace(cluster, name).await?,
+    };
+    let ours = match seen {
+        super::SeenNamespace::Absent => return Ok(None),
+        super::SeenNamespace::Foreign => false,
+        super::SeenNamespace::Managed { tenant } => tenant.as_deref() == Some(slug),
+    };
+    Ok((!ours).then(|| format!("the cluster already has a namespace \"{name}\", not created by the portal for this tenant; choose another name")))
+}
+
+/// Namespace `name` as the API server's watch cache holds it.
+async fn ask_for_namespace(cluster: &Cluster, name: &str) -> Result<super::SeenNamespace, String> {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
     let found = api
         .list_metadata(
@@ -256,12 +271,15 @@ pub async fn namespace_refusal(
         .await
         .map_err(|e| describe(&e))?;
     let Some(live) = found.items.first() else {
-        return Ok(None);
+        return Ok(super::SeenNamespace::Absent);
     };
     let labels = live.metadata.labels.clone().unwrap_or_default();
-    let ours = labels.get(super::objects::MANAGED_BY).map(String::as_str) == Some(MANAGER)
-        && labels.get(TENANT_LABEL).map(String::as_str) == Some(slug);
-    Ok((!ours).then(|| format!("the cluster already has a namespace \"{name}\", not created by the portal for this tenant; choose another name")))
+    if labels.get(super::objects::MANAGED_BY).map(String::as_str) != Some(MANAGER) {
+        return Ok(super::SeenNamespace::Foreign);
+    }
+    Ok(super::SeenNamespace::Managed {
+        tenant: labels.get(TENANT_LABEL).cloned(),
+    })
 }
 
 /// How many of the tenant's namespaces still exist, asked of the API server

@@ -54,6 +54,23 @@ pub struct Cluster {
     by_tenant: Mutex<HashMap<String, HashSet<ObjectKey>>>,
     health: Mutex<Health>,
     guardrails: tokio::sync::watch::Sender<GuardrailState>,
+    /// The names of the namespaces the portal did not label as its own, as
+    /// a watch reports them; `None` until its first complete listing.
+    foreign_namespaces: RwLock<Option<HashSet<String>>>,
+    /// Whether a watcher fills `foreign_namespaces` (one watcher a cluster).
+    foreign_watched: std::sync::atomic::AtomicBool,
+}
+
+/// A namespace as the watches last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeenNamespace {
+    Absent,
+    /// Not labelled as the portal's.
+    Foreign,
+    /// Labelled as the portal's, for this tenant (`None`: no tenant label).
+    Managed {
+        tenant: Option<String>,
+    },
 }
 
 /// Whether the cluster-wide admission policies are in place.
@@ -115,6 +132,8 @@ impl Cluster {
             by_tenant: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
             guardrails: tokio::sync::watch::Sender::new(GuardrailState::Unmanaged),
+            foreign_namespaces: RwLock::new(None),
+            foreign_watched: Default::default(),
         }))
     }
 
@@ -208,6 +227,61 @@ impl Cluster {
             .unwrap_or_default();
         keys.sort();
         keys
+    }
+
+    /// Whether the caller is the one watcher of the foreign namespaces.
+    pub fn claim_foreign_watch(&self) -> bool {
+        !self
+            .foreign_watched
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Replaces the foreign namespaces with a complete listing.
+    pub fn list_foreign_namespaces(&self, names: HashSet<String>) {
+        if let Ok(mut foreign) = self.foreign_namespaces.write() {
+            *foreign = Some(names);
+        }
+    }
+
+    /// Notes a foreign namespace the watch reported (`present`) or deleted.
+    pub fn note_foreign_namespace(&self, name: &str, present: bool) {
+        if let Ok(mut foreign) = self.foreign_namespaces.write()
+            && let Some(names) = foreign.as_mut()
+        {
+            if present {
+                names.insert(name.to_string());
+            } else {
+                names.remove(name);
+            }
+        }
+    }
+
+    /// What the watches know of namespace `name`, or `None` when they cannot
+    /// tell: not listed whole yet (no reconciler here, or still starting),
+    /// or the cluster is not answering them.
+    pub fn seen_namespace(&self, name: &str) -> Option<SeenNamespace> {
+        let listed = self
+            .listed
+            .lock()
+            .is_ok_and(|listed| listed.contains(&Kind::Namespace));
+        if !listed || !self.health().reachable {
+            return None;
+        }
+        let foreign = self.foreign_namespaces.read().ok()?;
+        if foreign.as_ref()?.contains(name) {
+            return Some(SeenNamespace::Foreign);
+        }
+        let key = ObjectKey {
+            kind: Kind::Namespace,
+            namespace: None,
+            name: name.into(),
+        };
+        Some(match self.live(&key) {
+            Some(live) => SeenNamespace::Managed {
+                tenant: live.label(objects::TENANT_LABEL).map(str::to_string),
+            },
+            None => SeenNamespace::Absent,
+        })
     }
 
     pub fn set_guardrails(&self, state: GuardrailState) {

@@ -149,6 +149,7 @@ fn start_cluster(
     ));
     tasks.spawn(resync(context.clone(), cluster.clone(), stop.clone()));
     tasks.spawn(watch::probe_health(cluster.clone(), stop.clone()));
+    tasks.spawn(watch::foreign_namespaces(cluster.clone(), stop.clone()));
 }
 
 /// Installs the cluster-wide admission policies before any tenant is

@@ -61,6 +61,8 @@ pub fn fast_settings() -> Settings {
 /// A portal process: the API and a reconciler, stoppable or killable.
 pub struct Portal {
     pub app: TestApp,
+    /// The clients and caches the portal's reconciler keeps.
+    pub clusters: Clusters,
     pub reconciler: JoinSet<()>,
     pub stop: CancellationToken,
 }
@@ -99,6 +101,7 @@ pub async fn spawn_portal_config(
     let reconciler = tenant_portal::reconciler::start(db, &clusters, fast_settings(), stop.clone());
     Portal {
         app,
+        clusters,
         reconciler,
         stop,
     }
