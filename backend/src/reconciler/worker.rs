@@ -31,8 +31,7 @@ pub async fn run(
     let mut claims: u64 = 0;
     while !stop.is_cancelled() {
         // Registered before claiming, so a change committed in between still wakes us.
-        let woken = wake.notified();
-        tokio::pin!(woken);
+        let mut woken = Box::pin(wake.notified());
         woken.as_mut().enable();
         claims += 1;
         let holder = format!("{worker}#{claims}");
@@ -40,6 +39,10 @@ pub async fn run(
         match claim(&context, &cluster, &holder).await {
             Ok(Some(job)) => {
                 crate::metrics::global().reconcile_phase("claim", claiming.elapsed());
+                // Waiters are woken oldest first: a busy worker still waiting
+                // would take the next change's wake-up and sit on it until
+                // done. Dropped, it hands a wake-up it got to an idle worker.
+                drop(woken);
                 process(&context, &cluster, job).await;
                 continue;
             }
