@@ -769,7 +769,8 @@ async fn a_namespace_name_is_never_given_to_a_second_tenant(db: PgPool) {
     let response = app
         .post_json(
             "/api/v1/tenants",
-            json!({"slug": second, "namespaces": [{"name": "dev"}]}),
+            // The free name first: the answer names the taken one, not the first.
+            json!({"slug": second, "namespaces": [{"name": "apps"}, {"name": "dev"}]}),
         )
         .await;
     let (status, problem) = common::problem(response).await;

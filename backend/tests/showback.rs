@@ -559,7 +559,7 @@ async fn the_samplers_samples_carry_the_allocation_in_force(db: PgPool) {
     let app = spawn(db).await;
     app.create_tenant(common::acme()).await;
     let mut conn = app.db.acquire().await.unwrap();
-    tenant_portal::db::sync::store_usage(&mut conn, "acme-dev", &json!({"requests.cpu": "1"}))
+    tenant_portal::db::sync::store_usage(&mut conn, &[("acme-dev", &json!({"requests.cpu": "1"}))])
         .await
         .unwrap();
     tenant_portal::db::sync::sample_usage(&mut conn, std::time::Duration::from_secs(60))
@@ -726,7 +726,7 @@ async fn usage_is_sampled_once_per_interval_for_all_replicas_and_forgotten_after
     let app = spawn(db).await;
     app.create_tenant(common::acme()).await;
     let mut conn = app.db.acquire().await.unwrap();
-    tenant_portal::db::sync::store_usage(&mut conn, "acme-dev", &json!({"requests.cpu": "1"}))
+    tenant_portal::db::sync::store_usage(&mut conn, &[("acme-dev", &json!({"requests.cpu": "1"}))])
         .await
         .unwrap();
     let gap = std::time::Duration::from_secs(60);

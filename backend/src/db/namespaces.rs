@@ -33,24 +33,76 @@ pub async fn insert(
     full_name: &str,
     allocations: &ResourceList,
 ) -> Result<NamespaceRow, Error> {
+    let mut rows = insert_all(conn, tenant_id, &[(name, full_name, allocations)]).await?;
+    rows.pop()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("an inserted namespace was not returned")))
+}
+
+/// Inserts (short name, full name, allocations) namespaces of one tenant in
+/// one statement; a name taken is reported by the namespace it belongs to.
+pub async fn insert_all(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    namespaces: &[(&str, &str, &ResourceList)],
+) -> Result<Vec<NamespaceRow>, Error> {
+    let names: Vec<&str> = namespaces.iter().map(|n| n.0).collect();
+    let full_names: Vec<&str> = namespaces.iter().map(|n| n.1).collect();
+    let allocations: Vec<serde_json::Value> = namespaces
+        .iter()
+        .map(|n| serde_json::to_value(n.2.to_strings()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Internal(e.into()))?;
     sqlx::query_as!(
         NamespaceRow,
-        r#"INSERT INTO namespaces (tenant_id, name, full_name, allocations) VALUES ($1, $2, $3, $4)
+        r#"INSERT INTO namespaces (tenant_id, name, full_name, allocations)
+           SELECT $1, n.name, n.full_name, n.allocations
+           FROM unnest($2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS n(name, full_name, allocations, i)
+           ORDER BY n.i
            RETURNING id, tenant_id, name, full_name, allocations AS "allocations: _", created_at,
                      sync_status, sync_message, usage, usage_at"#,
         tenant_id,
-        name,
-        full_name,
-        Json(allocations.to_strings()) as _,
+        &names as &[&str],
+        &full_names as &[&str],
+        &allocations,
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
-    .map_err(|e| match super::violated_constraint(&e) {
-        Some("namespaces_tenant_name_key") => Error::Conflict {
+    .map_err(|e| {
+        let constraint = super::violated_constraint(&e);
+        // The error names the value that was taken: PostgreSQL's detail
+        // says "Key (...)=(value) already exists.", the name-claim trigger
+        // (`claim_namespace_name`) says "the namespace name value was used".
+        let said = e.as_database_error().map_or_else(String::new, |d| {
+            let detail = d
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|d| d.detail())
+                .unwrap_or_default();
+            format!("{} {detail}", d.message())
+        });
+        let taken = namespaces
+            .iter()
+            .find(|(name, full_name, _)| {
+                said.contains(&format!("=({full_name})"))
+                    || said.contains(&format!(" {full_name} "))
+                    || said.contains(&format!(", {name})"))
+            })
+            .or(namespaces.first());
+        match (constraint, taken) {
+            (Some(constraint), Some((name, full_name, _))) => conflict(constraint, name, full_name)
+                .unwrap_or_else(|| e.into()),
+            _ => e.into(),
+        }
+    })
+}
+
+/// The answer for a namespace whose name the database already holds.
+fn conflict(constraint: &str, name: &str, full_name: &str) -> Option<Error> {
+    Some(match constraint {
+        "namespaces_tenant_name_key" => Error::Conflict {
             detail: format!("the tenant already has a namespace \"{name}\""),
             errors: vec![FieldError::new("name", "must be unique within the tenant")],
         },
-        Some("namespaces_full_name_key") => Error::Conflict {
+        "namespaces_full_name_key" => Error::Conflict {
             detail: format!(
                 "the cluster namespace \"{full_name}\" already belongs to another tenant"
             ),
@@ -59,7 +111,7 @@ pub async fn insert(
                 "the full namespace name must be unique in the cluster",
             )],
         },
-        Some("namespace_names_pkey") => Error::Conflict {
+        "namespace_names_pkey" => Error::Conflict {
             detail: format!(
                 "the cluster namespace \"{full_name}\" was used by another tenant; a namespace name is never given to a second tenant"
             ),
@@ -68,7 +120,7 @@ pub async fn insert(
                 "the full namespace name must never have belonged to another tenant",
             )],
         },
-        _ => e.into(),
+        _ => return None,
     })
 }
 

@@ -15,54 +15,42 @@ pub struct Marked {
 }
 
 /// Marks `generation` applied, if `lease` is still its writer's; `None`
-/// (nothing written) when another worker has taken the tenant since.
+/// (nothing written) when another worker has taken the tenant since. One
+/// statement: every part of it reads the rows as they were before it, so
+/// `before` is the status this changes from.
 pub async fn mark_ready(
     conn: &mut PgConnection,
     lease: &Claimed,
     generation: i64,
 ) -> Result<Option<Marked>, Error> {
-    let tenant_id = lease.tenant_id;
-    let before = sqlx::query!(
-        r#"SELECT t.observed_generation, t.sync_status,
-                  EXISTS (SELECT 1 FROM outbox o WHERE o.tenant_id = t.id AND o.leased_by = $2) AS "held!"
-           FROM tenants t WHERE t.id = $1 FOR UPDATE OF t"#,
-        tenant_id,
+    let marked = sqlx::query!(
+        r#"WITH held AS (
+               SELECT 1 FROM outbox WHERE tenant_id = $1 AND leased_by = $3),
+           before AS (
+               SELECT observed_generation, sync_status FROM tenants
+               WHERE id = $1 AND EXISTS (SELECT 1 FROM held)),
+           marked AS (
+               UPDATE tenants
+               SET observed_generation = GREATEST(observed_generation, $2),
+                   sync_status = CASE WHEN generation <= $2 THEN 'Ready' ELSE 'Pending' END,
+                   sync_message = NULL, last_synced_at = now()
+               WHERE id = $1 AND EXISTS (SELECT 1 FROM held)
+                 AND (observed_generation < $2 OR sync_status <> 'Ready')
+               RETURNING sync_status),
+           namespaces_marked AS (
+               UPDATE namespaces SET sync_status = 'Ready', sync_message = NULL
+               WHERE tenant_id = $1 AND sync_status <> 'Ready' AND EXISTS (SELECT 1 FROM marked))
+           SELECT b.observed_generation, b.sync_status AS "was!", m.sync_status AS "now?"
+           FROM before b LEFT JOIN marked m ON true"#,
+        lease.tenant_id,
+        generation,
         lease.holder
     )
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    if !before.held {
-        return Ok(None);
-    }
-    let newly_observed = before.observed_generation < generation;
-    if !newly_observed && before.sync_status == "Ready" {
-        return Ok(Some(Marked {
-            newly_observed,
-            became_ready: false,
-        }));
-    }
-    let status = sqlx::query_scalar!(
-        "UPDATE tenants
-         SET observed_generation = GREATEST(observed_generation, $2),
-             sync_status = CASE WHEN generation <= $2 THEN 'Ready' ELSE 'Pending' END,
-             sync_message = NULL, last_synced_at = now()
-         WHERE id = $1
-         RETURNING sync_status",
-        tenant_id,
-        generation
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "UPDATE namespaces SET sync_status = 'Ready', sync_message = NULL
-         WHERE tenant_id = $1 AND sync_status <> 'Ready'",
-        tenant_id
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(Some(Marked {
-        newly_observed,
-        became_ready: status == "Ready" && before.sync_status != "Ready",
+    Ok(marked.map(|m| Marked {
+        newly_observed: m.observed_generation < generation,
+        became_ready: m.now.as_deref() == Some("Ready") && m.was != "Ready",
     }))
 }
 
@@ -113,16 +101,19 @@ pub async fn mark_failed(
     Ok(Some(was.sync_status != "Failed"))
 }
 
-/// Stores a namespace's quota usage when it changed.
+/// Stores the quota usage of each (full namespace name, `status.used`)
+/// pair, where it changed, in one statement.
 pub async fn store_usage(
     conn: &mut PgConnection,
-    full_name: &str,
-    used: &serde_json::Value,
+    changes: &[(&str, &serde_json::Value)],
 ) -> Result<(), Error> {
+    let (names, used): (Vec<&str>, Vec<&serde_json::Value>) = changes.iter().copied().unzip();
     sqlx::query!(
-        "UPDATE namespaces SET usage = $2, usage_at = now() WHERE full_name = $1 AND usage IS DISTINCT FROM $2",
-        full_name,
-        used
+        "UPDATE namespaces n SET usage = c.used, usage_at = now()
+         FROM unnest($1::text[], $2::jsonb[]) AS c(full_name, used)
+         WHERE n.full_name = c.full_name AND n.usage IS DISTINCT FROM c.used",
+        &names as &[&str],
+        &used as &[&serde_json::Value]
     )
     .execute(conn)
     .await?;

@@ -390,7 +390,7 @@ pub async fn children(
 ) -> Result<BTreeMap<i64, Children>, Error> {
     let rows = sqlx::query!(
         r#"SELECT t.id AS "tenant_id!",
-                  (SELECT COALESCE(json_agg(n ORDER BY n.name), '[]') FROM namespaces n
+                  (SELECT COALESCE(json_agg(n ORDER BY n.name COLLATE "C"), '[]') FROM namespaces n
                    WHERE n.tenant_id = t.id) AS "namespaces!: Json<Vec<NamespaceRow>>",
                   (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
                    WHERE m.tenant_id = t.id) AS "members!: Json<Vec<MemberRow>>",

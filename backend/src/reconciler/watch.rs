@@ -32,7 +32,7 @@ pub async fn run(
     let config = watcher::Config::default().labels(MANAGED_SELECTOR);
     let events = watcher(api, config).default_backoff();
     tokio::pin!(events);
-    let mut usage_seen: HashMap<String, Digest> = HashMap::new();
+    let mut usage = Usage::default();
     let mut initial_listing = true;
     // A listing in progress: it replaces the cache whole when complete, so
     // objects deleted while the watch was away leave the cache too.
@@ -40,6 +40,10 @@ pub async fn run(
     loop {
         let event = tokio::select! {
             event = events.next() => event,
+            () = tokio::time::sleep(USAGE_BATCH), if usage.is_pending() => {
+                usage.flush(&context).await;
+                continue;
+            }
             () = stop.cancelled() => return,
         };
         let Some(event) = event else { return };
@@ -66,7 +70,7 @@ pub async fn run(
             // The resync at start checks every tenant; the initial listing only fills the cache.
             watcher::Event::InitApply(object) => {
                 if kind == Kind::ResourceQuota {
-                    store_usage(&context, &object, &mut usage_seen).await;
+                    usage.note(&object);
                 }
                 let key = crate::cluster::apply_key(kind, &object);
                 let live = LiveObject::of(kind, object);
@@ -75,7 +79,7 @@ pub async fn run(
             }
             watcher::Event::Apply(object) => {
                 if kind == Kind::ResourceQuota {
-                    store_usage(&context, &object, &mut usage_seen).await;
+                    usage.note(&object);
                 }
                 let key = crate::cluster::apply_key(kind, &object);
                 let live = LiveObject::of(kind, object);
@@ -202,37 +206,66 @@ async fn check(
     }
 }
 
-/// Keeps the namespace's `status.used` in the database when it changes. A
-/// quota the controller manager has not counted yet (just created) has no
-/// `status.used`: that is no news, so nothing is written for it.
-async fn store_usage(context: &Context, quota: &DynamicObject, seen: &mut HashMap<String, Digest>) {
-    let Some(namespace) = quota.metadata.namespace.clone() else {
-        return;
-    };
-    let Some(used) = quota
-        .data
-        .get("status")
-        .and_then(|s| s.get("used"))
-        .cloned()
-    else {
-        return;
-    };
-    let used_digest = digest(&used);
-    if seen.get(&namespace) == Some(&used_digest) {
-        return;
+/// How long a quota's new `status.used` waits for others to be written with
+/// it: a burst of new tenants changes many quotas at once.
+const USAGE_BATCH: Duration = Duration::from_millis(200);
+
+/// Keeps each namespace's `status.used` in the database when it changes, in
+/// batches: one statement for every quota that changed within
+/// [`USAGE_BATCH`]. A quota the controller manager has not counted yet (just
+/// created) has no `status.used`: that is no news, so nothing is written.
+#[derive(Default)]
+struct Usage {
+    /// What is stored for each namespace, as far as this watch knows.
+    stored: HashMap<String, Digest>,
+    /// Changes not written yet, by namespace; a later one replaces an earlier.
+    pending: HashMap<String, (serde_json::Value, Digest)>,
+}
+
+impl Usage {
+    fn is_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
-    let stored = match context.db.acquire().await {
-        Ok(mut conn) => db::sync::store_usage(&mut conn, &namespace, &used)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match stored {
-        Ok(()) => {
-            seen.insert(namespace, used_digest);
+
+    fn note(&mut self, quota: &DynamicObject) {
+        let Some(namespace) = &quota.metadata.namespace else {
+            return;
+        };
+        let Some(used) = quota.data.get("status").and_then(|s| s.get("used")) else {
+            return;
+        };
+        let used_digest = digest(used);
+        if self.stored.get(namespace) == Some(&used_digest) {
+            self.pending.remove(namespace);
+            return;
         }
-        Err(e) => {
-            tracing::warn!(%namespace, error = %e, "failed to store quota usage; the next change retries")
+        self.pending
+            .insert(namespace.clone(), (used.clone(), used_digest));
+    }
+
+    /// Writes every pending change. On failure nothing is remembered as
+    /// stored, so the next change of each quota tries again.
+    async fn flush(&mut self, context: &Context) {
+        let pending = std::mem::take(&mut self.pending);
+        let changes: Vec<(&str, &serde_json::Value)> = pending
+            .iter()
+            .map(|(namespace, (used, _))| (namespace.as_str(), used))
+            .collect();
+        let stored = match context.db.acquire().await {
+            Ok(mut conn) => db::sync::store_usage(&mut conn, &changes)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => {
+                for (namespace, (_, used_digest)) in pending {
+                    self.stored.insert(namespace, used_digest);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(namespaces = pending.len(), error = %e, "failed to store quota usage; the next change retries")
+            }
         }
     }
 }

@@ -104,15 +104,23 @@ pub async fn create(
         },
     )
     .await?;
-    for (name, allocations) in &new.namespaces {
-        let full_name = name.full_name(&new.slug)?;
-        db::namespaces::insert(&mut tx, row.id, name.as_str(), &full_name, allocations).await?;
-    }
+    let wanted: Vec<(&str, &str, &ResourceList)> = new
+        .namespaces
+        .iter()
+        .zip(&full_names)
+        .map(|((name, allocations), (_, full_name))| {
+            (name.as_str(), full_name.as_str(), allocations)
+        })
+        .collect();
+    let namespaces = db::namespaces::insert_all(&mut tx, row.id, &wanted).await?;
+    let mut members = Vec::with_capacity(new.members.len());
     for (kind, subject, role) in &new.members {
-        db::members::insert(&mut tx, row.id, *kind, subject, *role).await?;
+        members.push(db::members::insert(&mut tx, row.id, *kind, subject, *role).await?);
     }
     let id = row.id;
-    let tenant = views::tenant(&mut tx, row).await?;
+    // The answer is built from the rows just written: a new tenant has no
+    // policy yet, and nobody else sees its rows before this commits.
+    let tenant = views::new_tenant(row, namespaces, members)?;
     let action = "tenant.created";
     write(
         &mut tx,

@@ -172,6 +172,19 @@ pub fn assemble_with(row: TenantRow, own: &db::tenants::Children) -> Result<Tena
     assemble(row, &own.namespaces, &own.members, policy)
 }
 
+/// The view of a tenant created in this transaction, from the rows it wrote,
+/// in the order the stored view lists them (namespaces by name, byte by
+/// byte as `db::tenants::children` sorts them; members as added).
+pub fn new_tenant(
+    row: TenantRow,
+    mut namespaces: Vec<NamespaceRow>,
+    mut members: Vec<MemberRow>,
+) -> Result<TenantView, Error> {
+    namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    members.sort_by_key(|m| m.id);
+    assemble(row, &namespaces, &members, None)
+}
+
 pub async fn tenant(conn: &mut PgConnection, row: TenantRow) -> Result<TenantView, Error> {
     let mut all = tenants(conn, vec![row]).await?;
     all.pop()
