@@ -922,7 +922,13 @@ async fn requeue(db: &PgPool, slug: &str) {
             .await
             .unwrap();
     let mut conn = db.acquire().await.unwrap();
-    tenant_portal::db::outbox::enqueue(&mut conn, id, generation)
+    let trail = tenant_portal::db::trail::Trail {
+        tenant: (id, slug),
+        audit: None,
+        enqueue: Some(generation),
+        events: &[],
+    };
+    tenant_portal::db::trail::write(&mut conn, trail)
         .await
         .unwrap();
 }

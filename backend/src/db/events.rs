@@ -16,26 +16,24 @@ pub struct EventRow {
     pub data: serde_json::Value,
 }
 
+/// Appends one event of the tenant, numbered as `db::trail` numbers them.
 pub async fn append(
     conn: &mut PgConnection,
     kind: &str,
     tenant_id: i64,
     tenant_slug: &str,
     data: &serde_json::Value,
-) -> Result<i64, Error> {
-    let id = sqlx::query_scalar!(
-        r#"WITH next AS (UPDATE event_sequence SET last_id = last_id + 1 RETURNING last_id)
-           INSERT INTO events (id, type, tenant_id, tenant_slug, data)
-           SELECT last_id, $1, $2, $3, $4 FROM next
-           RETURNING id"#,
-        kind,
-        tenant_id,
-        tenant_slug,
-        data
+) -> Result<(), Error> {
+    super::trail::write(
+        conn,
+        super::trail::Trail {
+            tenant: (tenant_id, tenant_slug),
+            audit: None,
+            enqueue: None,
+            events: &[(kind, data)],
+        },
     )
-    .fetch_one(conn)
-    .await?;
-    Ok(id)
+    .await
 }
 
 /// Which events a reader may and wants to see.

@@ -21,6 +21,7 @@ pub mod showback;
 pub mod sync;
 pub mod tenants;
 pub mod tokens;
+pub mod trail;
 
 use std::time::Duration;
 

@@ -350,25 +350,30 @@ async fn record(
             let Some(marked) = db::sync::mark_ready(&mut tx, job, *generation).await? else {
                 return Ok(dropped());
             };
-            if marked.newly_observed {
-                let after = serde_json::json!({
-                    "generation": generation, "applied": report.applied, "deleted": report.deleted,
-                });
-                let event = db::audit::NewEvent {
-                    actor: ACTOR,
-                    action: "tenant.applied",
-                    tenant: Some((tenant_id, slug)),
-                    before: None,
-                    after: Some(&after),
-                    request_id: None,
-                };
-                db::audit::record(&mut tx, event).await?;
-            }
             db::outbox::complete(&mut tx, job, *generation).await?;
-            if marked.became_ready {
-                let data = serde_json::json!({"generation": generation});
-                db::events::append(&mut tx, "tenant.ready", tenant_id, slug, &data).await?;
-            }
+            let after = serde_json::json!({
+                "generation": generation, "applied": report.applied, "deleted": report.deleted,
+            });
+            let ready = serde_json::json!({"generation": generation});
+            let events = [("tenant.ready", &ready)];
+            db::trail::write(
+                &mut tx,
+                db::trail::Trail {
+                    tenant: (tenant_id, slug),
+                    // The application of each generation is audited once.
+                    audit: marked.newly_observed.then_some(db::audit::NewEvent {
+                        actor: ACTOR,
+                        action: "tenant.applied",
+                        tenant: Some((tenant_id, slug)),
+                        before: None,
+                        after: Some(&after),
+                        request_id: None,
+                    }),
+                    enqueue: None,
+                    events: if marked.became_ready { &events } else { &[] },
+                },
+            )
+            .await?;
         }
         Ok(Outcome::Deleting { generation, .. }) => {
             db::outbox::retry_later(&mut tx, job, *generation, DELETION_RECHECK, None).await?;

@@ -213,31 +213,33 @@ pub(crate) struct Record<'a> {
     pub events: Vec<StreamEvent>,
 }
 
-/// Writes a change's audit event, outbox row and change-stream events, in
-/// that order: the events go last, so a reader who sees an event's sequence
-/// number sees everything the transaction wrote. The only writer of audit
-/// events, outbox rows and events for changes made through this layer.
+/// Writes a change's audit event, outbox row and change-stream events (one
+/// statement, `db::trail`). The only writer of audit events, outbox rows and
+/// events for changes made through this layer.
 pub(crate) async fn write(tx: &mut Tx, record: Record<'_>) -> Result<(), Error> {
     let (tenant_id, slug) = record.tenant;
-    db::audit::record(
+    let events: Vec<(&str, &Value)> = record
+        .events
+        .iter()
+        .map(|(kind, data)| (*kind, data))
+        .collect();
+    db::trail::write(
         tx,
-        db::audit::NewEvent {
-            actor: &record.actor.name,
-            action: record.action,
-            tenant: Some((tenant_id, slug)),
-            before: record.before.as_ref(),
-            after: record.after.as_ref(),
-            request_id: record.actor.request_id.as_deref(),
+        db::trail::Trail {
+            tenant: (tenant_id, slug),
+            audit: Some(db::audit::NewEvent {
+                actor: &record.actor.name,
+                action: record.action,
+                tenant: Some((tenant_id, slug)),
+                before: record.before.as_ref(),
+                after: record.after.as_ref(),
+                request_id: record.actor.request_id.as_deref(),
+            }),
+            enqueue: record.enqueue,
+            events: &events,
         },
     )
-    .await?;
-    if let Some(generation) = record.enqueue {
-        db::outbox::enqueue(tx, tenant_id, generation).await?;
-    }
-    for (kind, data) in &record.events {
-        db::events::append(tx, kind, tenant_id, slug, data).await?;
-    }
-    Ok(())
+    .await
 }
 
 /// The tenant's own change-stream event for an audited action.
