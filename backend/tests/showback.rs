@@ -555,6 +555,47 @@ async fn prices_keep_their_history_and_only_platform_admins_set_them(db: PgPool)
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_usage_writer_never_waits_for_a_row_another_transaction_holds(db: PgPool) {
+    // A batch that waited for a tenant being recorded could deadlock with
+    // it; it skips the held row instead and writes it once free.
+    let app = spawn(db).await;
+    app.create_tenant(common::acme()).await;
+    let used = json!({"requests.cpu": "1"});
+    let changes = [
+        ("acme-dev", &used),
+        ("acme-prod", &used),
+        ("not-a-tenant-ns", &used),
+    ];
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("UPDATE namespaces SET sync_status = 'Ready' WHERE full_name = 'acme-dev'")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tenant_portal::db::sync::store_usage(&mut conn, &changes),
+    )
+    .await
+    .expect("the usage writer waited for a held row")
+    .unwrap();
+    let mut done: Vec<&str> = done.iter().map(String::as_str).collect();
+    done.sort();
+    assert_eq!(done, ["acme-prod", "not-a-tenant-ns"]);
+    holder.commit().await.unwrap();
+    let done = tenant_portal::db::sync::store_usage(&mut conn, &changes[..1])
+        .await
+        .unwrap();
+    assert_eq!(done, ["acme-dev"]);
+    let stored: Vec<Value> =
+        sqlx::query_scalar("SELECT usage FROM namespaces WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'acme') ORDER BY name")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, [used.clone(), used]);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
 async fn the_samplers_samples_carry_the_allocation_in_force(db: PgPool) {
     let app = spawn(db).await;
     app.create_tenant(common::acme()).await;

@@ -102,22 +102,37 @@ pub async fn mark_failed(
 }
 
 /// Stores the quota usage of each (full namespace name, `status.used`)
-/// pair, where it changed, in one statement.
+/// pair, where it changed, in one statement, and answers the names it is
+/// done with: stored, already as given, or not a namespace of this
+/// database. It never waits for a row another transaction holds (a tenant
+/// being recorded or changed): those are skipped and left out of the
+/// answer, to be written later. Waiting there, a statement that locks many
+/// rows in its own order could close a cycle with a transaction that
+/// locks a few of them in another, and one of the two would be aborted.
 pub async fn store_usage(
     conn: &mut PgConnection,
     changes: &[(&str, &serde_json::Value)],
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let (names, used): (Vec<&str>, Vec<&serde_json::Value>) = changes.iter().copied().unzip();
-    sqlx::query!(
-        "UPDATE namespaces n SET usage = c.used, usage_at = now()
-         FROM unnest($1::text[], $2::jsonb[]) AS c(full_name, used)
-         WHERE n.full_name = c.full_name AND n.usage IS DISTINCT FROM c.used",
+    Ok(sqlx::query_scalar!(
+        r#"WITH wanted AS (
+               SELECT * FROM unnest($1::text[], $2::jsonb[]) AS c(full_name, used)),
+           held AS (
+               SELECT n.id, n.full_name, w.used, n.usage IS DISTINCT FROM w.used AS changed
+               FROM namespaces n JOIN wanted w ON w.full_name = n.full_name
+               FOR UPDATE OF n SKIP LOCKED),
+           stored AS (
+               UPDATE namespaces n SET usage = h.used, usage_at = now()
+               FROM held h WHERE n.id = h.id AND h.changed)
+           SELECT full_name AS "full_name!" FROM held
+           UNION ALL
+           SELECT w.full_name FROM wanted w
+           WHERE NOT EXISTS (SELECT 1 FROM namespaces n WHERE n.full_name = w.full_name)"#,
         &names as &[&str],
         &used as &[&serde_json::Value]
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_all(conn)
+    .await?)
 }
 
 /// Adds every namespace's current usage to the history, unless a sample

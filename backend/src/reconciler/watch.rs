@@ -40,7 +40,7 @@ pub async fn run(
     loop {
         let event = tokio::select! {
             event = events.next() => event,
-            () = tokio::time::sleep(USAGE_BATCH), if usage.is_pending() => {
+            () = usage.due(), if usage.is_pending() => {
                 usage.flush(&context).await;
                 continue;
             }
@@ -220,11 +220,21 @@ struct Usage {
     stored: HashMap<String, Digest>,
     /// Changes not written yet, by namespace; a later one replaces an earlier.
     pending: HashMap<String, (serde_json::Value, Digest)>,
+    /// When the pending changes are written: [`USAGE_BATCH`] after the
+    /// first of them, however many follow.
+    due_at: Option<tokio::time::Instant>,
 }
 
 impl Usage {
     fn is_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    async fn due(&self) {
+        match self.due_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
     }
 
     fn note(&mut self, quota: &DynamicObject) {
@@ -241,31 +251,42 @@ impl Usage {
         }
         self.pending
             .insert(namespace.clone(), (used.clone(), used_digest));
+        self.due_at
+            .get_or_insert_with(|| tokio::time::Instant::now() + USAGE_BATCH);
     }
 
-    /// Writes every pending change. On failure nothing is remembered as
-    /// stored, so the next change of each quota tries again.
+    /// Writes the pending changes. A change whose row another transaction
+    /// holds stays pending for the next batch; on failure nothing is
+    /// remembered as stored, so each quota's next change tries again.
     async fn flush(&mut self, context: &Context) {
         let pending = std::mem::take(&mut self.pending);
+        self.due_at = None;
         let changes: Vec<(&str, &serde_json::Value)> = pending
             .iter()
             .map(|(namespace, (used, _))| (namespace.as_str(), used))
             .collect();
-        let stored = match context.db.acquire().await {
+        let done = match context.db.acquire().await {
             Ok(mut conn) => db::sync::store_usage(&mut conn, &changes)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        match stored {
-            Ok(()) => {
-                for (namespace, (_, used_digest)) in pending {
-                    self.stored.insert(namespace, used_digest);
-                }
-            }
+        let done: HashSet<String> = match done {
+            Ok(done) => done.into_iter().collect(),
             Err(e) => {
-                tracing::warn!(namespaces = pending.len(), error = %e, "failed to store quota usage; the next change retries")
+                tracing::warn!(namespaces = pending.len(), error = %e, "failed to store quota usage; the next change retries");
+                return;
             }
+        };
+        for (namespace, change) in pending {
+            if done.contains(&namespace) {
+                self.stored.insert(namespace, change.1);
+            } else {
+                self.pending.entry(namespace).or_insert(change);
+            }
+        }
+        if self.is_pending() {
+            self.due_at = Some(tokio::time::Instant::now() + USAGE_BATCH);
         }
     }
 }
