@@ -209,6 +209,8 @@ async fn check(
 /// How long a quota's new `status.used` waits for others to be written with
 /// it: a burst of new tenants changes many quotas at once.
 const USAGE_BATCH: Duration = Duration::from_millis(200);
+/// The most changes a batch waits with.
+const USAGE_BATCH_ROWS: usize = 1_000;
 
 /// Keeps each namespace's `status.used` in the database when it changes, in
 /// batches: one statement for every quota that changed within
@@ -251,8 +253,13 @@ impl Usage {
         }
         self.pending
             .insert(namespace.clone(), (used.clone(), used_digest));
-        self.due_at
-            .get_or_insert_with(|| tokio::time::Instant::now() + USAGE_BATCH);
+        let now = tokio::time::Instant::now();
+        if self.pending.len() >= USAGE_BATCH_ROWS {
+            // A listing of a large fleet: written in batches of this size,
+            // rather than held whole in memory.
+            self.due_at = Some(now);
+        }
+        self.due_at.get_or_insert(now + USAGE_BATCH);
     }
 
     /// Writes the pending changes. A change whose row another transaction
