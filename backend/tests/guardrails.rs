@@ -643,19 +643,8 @@ async fn asking_for_a_namespace_the_cluster_already_has_is_refused_naming_it(db:
 async fn without_a_reconciler_to_watch_the_cluster_the_check_asks_the_api_server(db: PgPool) {
     // An API-only replica keeps no watches: it cannot tell from memory, so
     // it asks the API server, and refuses all the same.
-    let spec = tenant_portal::config::ClusterSpec {
-        name: "local".into(),
-        kubeconfig: Some(kubeconfig_path().into()),
-        context: None,
-    };
-    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
-        .await
-        .unwrap();
-    let config = tenant_portal::config::ServeConfig {
-        clusters: vec![spec],
-        ..common::config()
-    };
-    let app = common::spawn_app_config(db, config, clusters.clone()).await;
+    let (spec, clusters) = common::cluster::local_cluster(&kubeconfig_path()).await;
+    let app = common::spawn_app_with(db, vec![spec], clusters.clone()).await;
     let slug = unique("asked");
     let existing = format!("{slug}-ops");
     foreign_namespace(&existing).await;

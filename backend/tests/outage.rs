@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::cluster::{fast_settings, kubeconfig_path, outbox_drained, unique};
 use common::postgres::PrivatePostgres;
 use serde_json::json;
-use tenant_portal::config::{ClusterSpec, DatabaseConfig, Secret};
+use tenant_portal::config::{DatabaseConfig, Secret};
 use tokio_util::sync::CancellationToken;
 
 const UP: u8 = 0;
@@ -105,14 +105,7 @@ async fn a_database_restart_under_load_is_answered_with_503s_and_loses_nothing()
     };
     let db = tenant_portal::db::connect(&config).await.unwrap();
     tenant_portal::db::migrate(&db).await.unwrap();
-    let spec = ClusterSpec {
-        name: "local".into(),
-        kubeconfig: Some(kubeconfig_path().into()),
-        context: None,
-    };
-    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
-        .await
-        .unwrap();
+    let (spec, clusters) = common::cluster::local_cluster(&kubeconfig_path()).await;
     let app = Arc::new(common::spawn_app_with(db.clone(), vec![spec], clusters.clone()).await);
     // Workers poll only once a minute: within this test only notifications wake them.
     let settings = tenant_portal::reconciler::Settings {

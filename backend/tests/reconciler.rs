@@ -955,14 +955,7 @@ async fn a_worker_slower_than_its_lease_is_overtaken_and_only_the_newer_outcome_
         ..fast_settings()
     };
     let (_a, _stop_a) = spawn_reconciler_with(db.clone(), &hang.kubeconfig, slow).await;
-    let spec = tenant_portal::config::ClusterSpec {
-        name: "local".into(),
-        kubeconfig: Some(kubeconfig_path().into()),
-        context: None,
-    };
-    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
-        .await
-        .unwrap();
+    let (spec, clusters) = common::cluster::local_cluster(&kubeconfig_path()).await;
     let app = common::spawn_app_with(db.clone(), vec![spec], clusters).await;
     let slug = unique("lease");
     app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
@@ -1146,14 +1139,7 @@ async fn a_slow_worker_that_renews_its_lease_keeps_the_tenant_until_its_apply_ti
         ..fast_settings()
     };
     let (_a, stop_a) = spawn_reconciler_with(db.clone(), &hang.kubeconfig, slow).await;
-    let spec = tenant_portal::config::ClusterSpec {
-        name: "local".into(),
-        kubeconfig: Some(kubeconfig_path().into()),
-        context: None,
-    };
-    let clusters = tenant_portal::cluster::Clusters::connect(std::slice::from_ref(&spec))
-        .await
-        .unwrap();
+    let (spec, clusters) = common::cluster::local_cluster(&kubeconfig_path()).await;
     let app = common::spawn_app_with(db.clone(), vec![spec], clusters).await;
     let slug = unique("renew");
     app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))

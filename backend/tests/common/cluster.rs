@@ -78,12 +78,8 @@ pub async fn spawn_portal(db: PgPool, kubeconfig: &str) -> Portal {
     spawn_portal_config(db, kubeconfig, super::config()).await
 }
 
-/// A portal with these settings, on the local cluster only.
-pub async fn spawn_portal_config(
-    db: PgPool,
-    kubeconfig: &str,
-    config: tenant_portal::config::ServeConfig,
-) -> Portal {
+/// The cluster `kubeconfig` reaches, configured as `local`, with its clients.
+pub async fn local_cluster(kubeconfig: &str) -> (ClusterSpec, Clusters) {
     let spec = ClusterSpec {
         name: "local".into(),
         kubeconfig: Some(kubeconfig.into()),
@@ -92,6 +88,16 @@ pub async fn spawn_portal_config(
     let clusters = Clusters::connect(std::slice::from_ref(&spec))
         .await
         .unwrap();
+    (spec, clusters)
+}
+
+/// A portal with these settings, on the local cluster only.
+pub async fn spawn_portal_config(
+    db: PgPool,
+    kubeconfig: &str,
+    config: tenant_portal::config::ServeConfig,
+) -> Portal {
+    let (spec, clusters) = local_cluster(kubeconfig).await;
     let config = tenant_portal::config::ServeConfig {
         clusters: vec![spec],
         ..config
