@@ -5,17 +5,26 @@
 
 use sqlx::PgConnection;
 
-use super::audit::NewEvent;
 use crate::error::Error;
 
 /// The trail of one change of tenant `tenant` (id, slug).
 pub struct Trail<'a> {
     pub tenant: (i64, &'a str),
-    pub audit: Option<NewEvent<'a>>,
+    pub audit: Option<Audit<'a>>,
     /// The generation to hand the reconciler; `None` when the cluster need not change.
     pub enqueue: Option<i64>,
     /// (type, data) of each change-stream event, numbered in this order.
     pub events: &'a [(&'a str, &'a serde_json::Value)],
+}
+
+/// The audit event of the change: what happened and by whom (the tenant is
+/// the trail's).
+pub struct Audit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub before: Option<&'a serde_json::Value>,
+    pub after: Option<&'a serde_json::Value>,
+    pub request_id: Option<&'a str>,
 }
 
 /// Writes the trail. The events take their numbers from `event_sequence`,

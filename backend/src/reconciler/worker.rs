@@ -361,10 +361,9 @@ async fn record(
                 db::trail::Trail {
                     tenant: (tenant_id, slug),
                     // The application of each generation is audited once.
-                    audit: marked.newly_observed.then_some(db::audit::NewEvent {
+                    audit: marked.newly_observed.then_some(db::trail::Audit {
                         actor: ACTOR,
                         action: "tenant.applied",
-                        tenant: Some((tenant_id, slug)),
                         before: None,
                         after: Some(&after),
                         request_id: None,

@@ -227,10 +227,9 @@ pub(crate) async fn write(tx: &mut Tx, record: Record<'_>) -> Result<(), Error> 
         tx,
         db::trail::Trail {
             tenant: (tenant_id, slug),
-            audit: Some(db::audit::NewEvent {
+            audit: Some(db::trail::Audit {
                 actor: &record.actor.name,
                 action: record.action,
-                tenant: Some((tenant_id, slug)),
                 before: record.before.as_ref(),
                 after: record.after.as_ref(),
                 request_id: record.actor.request_id.as_deref(),
