@@ -43,6 +43,42 @@ fn api(cluster: &Cluster, key: &ObjectKey) -> Api<DynamicObject> {
     }
 }
 
+/// Server-side applies `body` as `key`. The answer (the whole object with
+/// its managed fields) is left unread: the watch brings the object to the
+/// cache, and decoding it here cost more than the request's own encoding.
+async fn apply(
+    cluster: &Cluster,
+    key: &ObjectKey,
+    params: &PatchParams,
+    body: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let api = api(cluster, key);
+    let mut request = kube::core::Request::new(api.resource_url())
+        .patch(&key.name, params, &Patch::Apply(body))
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("patch");
+    cluster.client.request_text(request).await.map(drop)
+}
+
+/// Creates `body` through `api` as the portal's field manager, the answer
+/// left unread as in [`apply`].
+async fn create(
+    cluster: &Cluster,
+    api: &Api<DynamicObject>,
+    body: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let post = PostParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
+    let body = serde_json::to_vec(body).map_err(kube::Error::SerdeError)?;
+    let mut request = kube::core::Request::new(api.resource_url())
+        .create(&post, body)
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("create");
+    cluster.client.request_text(request).await.map(drop)
+}
+
 /// The API server's words for a failed request.
 pub fn describe(error: &kube::Error) -> String {
     match error {
@@ -120,11 +156,8 @@ pub async fn sync(
             report.unchanged += 1;
             continue;
         }
-        match api(cluster, &object.key)
-            .patch(&object.key.name, &params, &Patch::Apply(&object.body))
-            .await
-        {
-            Ok(_) => report.applied += 1,
+        match apply(cluster, &object.key, &params, &object.body).await {
+            Ok(()) => report.applied += 1,
             Err(e) => failures.push((object.key.clone(), describe(&e))),
         }
     }
@@ -208,14 +241,8 @@ async fn claim_namespace(cluster: &Cluster, slug: &str, object: &Desired) -> Res
     // after all, look at whose it is. Creating first leaves no gap in which
     // someone else's namespace could appear between a look and a write.
     let api = self::api(cluster, &object.key);
-    let new: DynamicObject =
-        serde_json::from_value(object.body.clone()).map_err(|e| e.to_string())?;
-    let post = PostParams {
-        field_manager: Some(MANAGER.to_string()),
-        ..Default::default()
-    };
-    match api.create(&post, &new).await {
-        Ok(_) => Ok(Claim::Created),
+    match create(cluster, &api, &object.body).await {
+        Ok(()) => Ok(Claim::Created),
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let found = api
                 .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
