@@ -1029,6 +1029,125 @@ async fn a_worker_slower_than_its_lease_is_overtaken_and_only_the_newer_outcome_
     );
 }
 
+/// The status, observed generation and outbox row (generation, holder) of a tenant.
+async fn recorded_state(db: &PgPool, id: i64) -> (String, i64, Option<(i64, Option<String>)>) {
+    let (status, observed): (String, i64) =
+        sqlx::query_as("SELECT sync_status, observed_generation FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    let outbox = sqlx::query_as("SELECT generation, leased_by FROM outbox WHERE tenant_id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .unwrap();
+    (status, observed, outbox)
+}
+
+async fn count(db: &PgPool, query: &'static str, id: i64) -> i64 {
+    sqlx::query_scalar(query)
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_change_committed_while_an_outcome_waits_for_its_locks_goes_to_the_next_worker(
+    db: PgPool,
+) {
+    use tenant_portal::db::sync::{ReadyRecord, record_ready};
+    use tenant_portal::db::{outbox, trail};
+    let app = common::spawn_app(db.clone()).await;
+    let slug = unique("waits");
+    app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "a"}]}))
+        .await;
+    let (id, cluster): (i64, String) =
+        sqlx::query_as("SELECT id, cluster FROM tenants WHERE slug = $1")
+            .bind(&slug)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let mut conn = db.acquire().await.unwrap();
+    let lease_a = outbox::claim(&mut conn, &cluster, "a#1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the create is due");
+    assert_eq!(lease_a.generation, 1);
+
+    // Worker A has applied generation 1; meanwhile an edit of the tenant is
+    // committing and holds its rows, as every change does.
+    let mut edit = db.begin().await.unwrap();
+    sqlx::query("UPDATE tenants SET generation = 2, sync_status = 'Pending' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *edit)
+        .await
+        .unwrap();
+    let enqueue = trail::Trail {
+        tenant: (id, &slug),
+        audit: None,
+        enqueue: Some(2),
+        events: &[],
+    };
+    trail::write(&mut edit, enqueue).await.unwrap();
+    let after = json!({"generation": 1, "applied": 9, "deleted": 0});
+    let recording = tokio::spawn({
+        let (db, lease, slug, after) = (db.clone(), lease_a.clone(), slug.clone(), after.clone());
+        async move {
+            let mut conn = db.acquire().await.unwrap();
+            record_ready(&mut conn, &lease, 1, &slug, "system:reconciler", &after).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !recording.is_finished(),
+        "A's outcome waits for the edit's locks"
+    );
+    edit.commit().await.unwrap();
+    let recorded = recording.await.unwrap().unwrap();
+    assert_eq!(recorded, ReadyRecord::Kept);
+    assert_eq!(
+        recorded_state(&db, id).await,
+        ("Pending".to_string(), 1, Some((2, None))),
+        "generation 1 is recorded, and the outbox row is released for generation 2, not removed or left leased"
+    );
+    let applied =
+        "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'tenant.applied'";
+    let ready = "SELECT count(*) FROM events WHERE tenant_id = $1 AND type = 'tenant.ready'";
+    assert_eq!(count(&db, applied, id).await, 1);
+    assert_eq!(count(&db, ready, id).await, 0, "not Ready at generation 2");
+
+    // The next worker may take generation 2 at once; A's lease is over.
+    let lease_b = outbox::claim(&mut conn, &cluster, "b#1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the edit is due at once");
+    assert_eq!(lease_b.generation, 2);
+    assert_eq!(
+        record_ready(&mut conn, &lease_a, 1, &slug, "system:reconciler", &after)
+            .await
+            .unwrap(),
+        ReadyRecord::Dropped {
+            holder: Some("b#1".to_string())
+        },
+        "a second outcome of A writes nothing"
+    );
+    let after = json!({"generation": 2, "applied": 1, "deleted": 0});
+    assert_eq!(
+        record_ready(&mut conn, &lease_b, 2, &slug, "system:reconciler", &after)
+            .await
+            .unwrap(),
+        ReadyRecord::Kept
+    );
+    assert_eq!(
+        recorded_state(&db, id).await,
+        ("Ready".to_string(), 2, None)
+    );
+    assert_eq!(count(&db, applied, id).await, 2);
+    assert_eq!(count(&db, ready, id).await, 1);
+}
+
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn a_stored_row_that_does_not_parse_fails_its_tenant_and_never_unlimits_its_quota(
     db: PgPool,

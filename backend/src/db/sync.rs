@@ -5,53 +5,96 @@ use sqlx::PgConnection;
 use super::outbox::Claimed;
 use crate::error::Error;
 
-/// What marking a tenant Ready changed.
-#[derive(Debug, Clone, Copy)]
-pub struct Marked {
-    /// This generation was not applied before: record the application once.
-    pub newly_observed: bool,
-    /// The status turned Ready now.
-    pub became_ready: bool,
+/// What recording an applied generation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyRecord {
+    /// Written: the status, the outbox row and the trail.
+    Kept,
+    /// The outbox row is `holder`'s now (or gone): nothing was written.
+    Dropped { holder: Option<String> },
 }
 
-/// Marks `generation` applied, if `lease` is still its writer's; `None`
-/// (nothing written) when another worker has taken the tenant since. One
-/// statement: every part of it reads the rows as they were before it, so
-/// `before` is the status this changes from.
-pub async fn mark_ready(
+/// Records `generation` applied, if `lease` still holds the tenant's outbox
+/// row, in one statement and so one transaction: under the tenant's and the
+/// outbox row's locks it marks the tenant Ready (Pending while a newer
+/// generation waits) with its namespaces, removes the outbox row or, for a
+/// newer change, releases it, audits the first application of each
+/// generation as `tenant.applied` (`after` its figures) and appends
+/// `tenant.ready` when the status turns Ready. The trail is written last,
+/// once the rest is done, as `tenant_trail` asks.
+///
+/// Every decision is taken from the rows as locked, not as the statement's
+/// snapshot shows them: a change committed while the statement waited for
+/// the locks (a newer generation enqueued) must release the outbox row for
+/// the next worker, where the snapshot would have it removed or kept leased.
+pub async fn record_ready(
     conn: &mut PgConnection,
     lease: &Claimed,
     generation: i64,
-) -> Result<Option<Marked>, Error> {
-    let marked = sqlx::query!(
-        r#"WITH held AS (
-               SELECT 1 FROM outbox WHERE tenant_id = $1 AND leased_by = $3),
-           before AS (
-               SELECT observed_generation, sync_status FROM tenants
-               WHERE id = $1 AND EXISTS (SELECT 1 FROM held)),
+    slug: &str,
+    actor: &str,
+    after: &serde_json::Value,
+) -> Result<ReadyRecord, Error> {
+    let ready = serde_json::json!({ "generation": generation });
+    let found = sqlx::query!(
+        r#"WITH locked AS (
+               SELECT t.observed_generation, t.sync_status, o.leased_by,
+                      o.generation <= $2 AND NOT o.recheck AS done
+               FROM tenants t JOIN outbox o ON o.tenant_id = t.id
+               WHERE t.id = $1
+               FOR UPDATE OF t, o),
+           held AS (
+               SELECT observed_generation, sync_status, done FROM locked WHERE leased_by = $3),
            marked AS (
                UPDATE tenants
                SET observed_generation = GREATEST(observed_generation, $2),
                    sync_status = CASE WHEN generation <= $2 THEN 'Ready' ELSE 'Pending' END,
                    sync_message = NULL, last_synced_at = now()
-               WHERE id = $1 AND EXISTS (SELECT 1 FROM held)
-                 AND (observed_generation < $2 OR sync_status <> 'Ready')
+               WHERE id = $1
+                 AND (SELECT observed_generation < $2 OR sync_status <> 'Ready' FROM held)
                RETURNING sync_status),
            namespaces_marked AS (
                UPDATE namespaces SET sync_status = 'Ready', sync_message = NULL
-               WHERE tenant_id = $1 AND sync_status <> 'Ready' AND EXISTS (SELECT 1 FROM marked))
-           SELECT b.observed_generation, b.sync_status AS "was!", m.sync_status AS "now?"
-           FROM before b LEFT JOIN marked m ON true"#,
+               WHERE tenant_id = $1 AND sync_status <> 'Ready' AND EXISTS (SELECT 1 FROM marked)
+               RETURNING 1),
+           completed AS (
+               DELETE FROM outbox WHERE tenant_id = $1 AND (SELECT done FROM held)
+               RETURNING 1),
+           released AS (
+               UPDATE outbox
+               SET leased_by = NULL, leased_until = NULL, recheck = false, not_before = now()
+               WHERE tenant_id = $1 AND NOT (SELECT done FROM held)
+               RETURNING 1),
+           trailed AS (
+               SELECT tenant_trail($1, $4, $5,
+                   CASE WHEN h.observed_generation < $2 THEN 'tenant.applied' END, NULL, $6, NULL,
+                   NULL,
+                   CASE WHEN m.sync_status = 'Ready' AND h.sync_status <> 'Ready'
+                        THEN ARRAY['tenant.ready'] ELSE ARRAY[]::text[] END,
+                   CASE WHEN m.sync_status = 'Ready' AND h.sync_status <> 'Ready'
+                        THEN ARRAY[$7::jsonb] ELSE ARRAY[]::jsonb[] END)
+               FROM held h LEFT JOIN marked m ON true
+               -- Uncorrelated, so run once before the first row: the
+               -- trail comes after every other write.
+               WHERE (SELECT count(*) FROM namespaces_marked) >= 0
+                 AND (SELECT count(*) FROM completed) + (SELECT count(*) FROM released) >= 0)
+           SELECT l.leased_by AS holder, EXISTS (SELECT 1 FROM trailed) AS "kept!"
+           FROM locked l"#,
         lease.tenant_id,
         generation,
-        lease.holder
+        lease.holder,
+        slug,
+        actor,
+        after,
+        ready,
     )
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(marked.map(|m| Marked {
-        newly_observed: m.observed_generation < generation,
-        became_ready: m.now.as_deref() == Some("Ready") && m.was != "Ready",
-    }))
+    Ok(match found {
+        Some(row) if row.kept => ReadyRecord::Kept,
+        Some(row) => ReadyRecord::Dropped { holder: row.holder },
+        None => ReadyRecord::Dropped { holder: None },
+    })
 }
 
 /// Records a failed attempt at `generation` with the API server's words, per

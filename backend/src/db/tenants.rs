@@ -390,13 +390,10 @@ pub async fn children(
 ) -> Result<BTreeMap<i64, Children>, Error> {
     let rows = sqlx::query!(
         r#"SELECT t.id AS "tenant_id!",
-                  (SELECT COALESCE(json_agg(n ORDER BY n.name COLLATE "C"), '[]') FROM namespaces n
-                   WHERE n.tenant_id = t.id) AS "namespaces!: Json<Vec<NamespaceRow>>",
-                  (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM members m
-                   WHERE m.tenant_id = t.id) AS "members!: Json<Vec<MemberRow>>",
-                  (SELECT p.policy FROM tenant_policies p
-                   WHERE p.tenant_id = t.id) AS "policy?: Json<serde_json::Value>"
-           FROM unnest($1::bigint[]) AS t(id)"#,
+                  c.namespaces AS "namespaces!: Json<Vec<NamespaceRow>>",
+                  c.members AS "members!: Json<Vec<MemberRow>>",
+                  c.policy AS "policy?: Json<serde_json::Value>"
+           FROM unnest($1::bigint[]) AS t(id), LATERAL tenant_children(t.id) c"#,
         tenant_ids
     )
     .fetch_all(conn)
@@ -414,18 +411,81 @@ pub async fn children(
         .collect())
 }
 
-pub async fn get_by_id(conn: &mut PgConnection, id: i64) -> Result<Option<TenantRow>, Error> {
-    Ok(sqlx::query_as!(
-        TenantRow,
-        r#"SELECT id, slug, display_name, description,
-                  labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
-                  sync_status, observed_generation, sync_message, last_synced_at,
-                  created_at, updated_at, deleted_at, expires_at
-           FROM tenants WHERE id = $1"#,
+/// A tenant's children as stored text, read beside its row by
+/// [`with_children`] and parsed apart, so that a caller can tell a row of
+/// the tenant that does not parse from one of its children.
+pub struct StoredChildren {
+    namespaces: String,
+    members: String,
+    policy: Option<String>,
+}
+
+impl StoredChildren {
+    pub fn parse(&self) -> Result<Children, Error> {
+        let corrupt = |e: serde_json::Error| {
+            Error::Corrupt(anyhow::Error::new(e).context("a stored row does not parse"))
+        };
+        Ok(Children {
+            namespaces: serde_json::from_str(&self.namespaces).map_err(corrupt)?,
+            members: serde_json::from_str(&self.members).map_err(corrupt)?,
+            policy: self
+                .policy
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(corrupt)?,
+        })
+    }
+}
+
+/// The tenant `id` with its children, in one round trip (the reconciler's
+/// read of a tenant). A column of the tenant's row that does not parse fails
+/// the read; its children are parsed by the caller.
+pub async fn with_children(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<(TenantRow, StoredChildren)>, Error> {
+    let row = sqlx::query!(
+        r#"SELECT t.id, t.slug, t.display_name, t.description,
+                  t.labels AS "labels: Json<BTreeMap<String, String>>", t.cluster,
+                  t.state AS "state: TenantState", t.budget AS "budget: ResourceList",
+                  t.generation, t.sync_status, t.observed_generation, t.sync_message,
+                  t.last_synced_at, t.created_at, t.updated_at, t.deleted_at, t.expires_at,
+                  c.namespaces::text AS "namespaces!", c.members::text AS "members!",
+                  c.policy::text AS "policy?"
+           FROM tenants t, LATERAL tenant_children(t.id) c
+           WHERE t.id = $1"#,
         id
     )
     .fetch_optional(conn)
-    .await?)
+    .await?;
+    Ok(row.map(|r| {
+        let tenant = TenantRow {
+            id: r.id,
+            slug: r.slug,
+            display_name: r.display_name,
+            description: r.description,
+            labels: r.labels,
+            cluster: r.cluster,
+            state: r.state,
+            budget: r.budget,
+            generation: r.generation,
+            sync_status: r.sync_status,
+            observed_generation: r.observed_generation,
+            sync_message: r.sync_message,
+            last_synced_at: r.last_synced_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            deleted_at: r.deleted_at,
+            expires_at: r.expires_at,
+        };
+        let children = StoredChildren {
+            namespaces: r.namespaces,
+            members: r.members,
+            policy: r.policy,
+        };
+        (tenant, children)
+    }))
 }
 
 /// Tenants whose time is up. Collecting one locks and checks it again, so

@@ -16,24 +16,20 @@ pub async fn load_state(
     tenant_id: i64,
     guardrails: &Arc<Guardrails>,
 ) -> Result<Option<(TenantRow, Desired)>, Error> {
-    let row = db::tenants::get_by_id(conn, tenant_id)
+    let loaded = db::tenants::with_children(conn, tenant_id)
         .await
         .map_err(|e| naming(e, format!("its row in tenants (id {tenant_id})")))?;
-    let Some(row) = row else {
+    let Some((row, children)) = loaded else {
         return Ok(None);
     };
     let state = row.state();
     let keeps_objects = matches!(state, TenantState::Active | TenantState::Suspended);
-    let children = db::tenants::children(conn, &[row.id])
-        .await
-        .map_err(|e| {
-            naming(
-                e,
-                format!("its rows in namespaces or members (tenant_id {tenant_id})"),
-            )
-        })?
-        .remove(&row.id)
-        .unwrap_or_default();
+    let children = children.parse().map_err(|e| {
+        naming(
+            e,
+            format!("its rows in namespaces or members (tenant_id {tenant_id})"),
+        )
+    })?;
     let namespaces = if keeps_objects {
         children
             .namespaces

@@ -331,6 +331,23 @@ async fn record(
         // Written under the lease already; the outbox row went with it.
         return Ok(Recorded::Kept);
     }
+    if let Ok(Outcome::Synced {
+        slug,
+        generation,
+        report,
+    }) = result
+    {
+        let after = serde_json::json!({
+            "generation": generation, "applied": report.applied, "deleted": report.deleted,
+        });
+        let mut conn = context.db.acquire().await?;
+        return Ok(
+            match db::sync::record_ready(&mut conn, job, *generation, slug, ACTOR, &after).await? {
+                db::sync::ReadyRecord::Kept => Recorded::Kept,
+                db::sync::ReadyRecord::Dropped { holder } => Recorded::Dropped { holder },
+            },
+        );
+    }
     let mut tx = context.db.begin().await?;
     // The tenant's row first, as every change takes it; then the outbox row,
     // which no other worker can claim until this commits.
@@ -342,38 +359,8 @@ async fn record(
         holder: holder.clone(),
     };
     match result {
-        Ok(Outcome::Synced {
-            slug,
-            generation,
-            report,
-        }) => {
-            let Some(marked) = db::sync::mark_ready(&mut tx, job, *generation).await? else {
-                return Ok(dropped());
-            };
-            db::outbox::complete(&mut tx, job, *generation).await?;
-            let after = serde_json::json!({
-                "generation": generation, "applied": report.applied, "deleted": report.deleted,
-            });
-            let ready = serde_json::json!({"generation": generation});
-            let events = [("tenant.ready", &ready)];
-            db::trail::write(
-                &mut tx,
-                db::trail::Trail {
-                    tenant: (tenant_id, slug),
-                    // The application of each generation is audited once.
-                    audit: marked.newly_observed.then_some(db::trail::Audit {
-                        actor: ACTOR,
-                        action: "tenant.applied",
-                        before: None,
-                        after: Some(&after),
-                        request_id: None,
-                    }),
-                    enqueue: None,
-                    events: if marked.became_ready { &events } else { &[] },
-                },
-            )
-            .await?;
-        }
+        // Recorded above, in a statement of its own.
+        Ok(Outcome::Synced { .. }) => {}
         Ok(Outcome::Deleting { generation, .. }) => {
             db::outbox::retry_later(&mut tx, job, *generation, DELETION_RECHECK, None).await?;
         }
