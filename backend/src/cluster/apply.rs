@@ -45,7 +45,7 @@ fn api(cluster: &Cluster, key: &ObjectKey) -> Api<DynamicObject> {
 
 /// Server-side applies `body` as `key`. The answer (the whole object with
 /// its managed fields) is left unread: the watch brings the object to the
-/// cache, and decoding it here cost more than the request's own encoding.
+/// cache, so decoding it here was work thrown away.
 async fn apply(
     cluster: &Cluster,
     key: &ObjectKey,
