@@ -214,7 +214,7 @@ pub(crate) struct Record<'a> {
 }
 
 /// Writes a change's audit event, outbox row and change-stream events (one
-/// statement, `db::trail`). The only writer of audit events, outbox rows and
+/// call, `db::trail`). The only writer of audit events, outbox rows and
 /// events for changes made through this layer.
 pub(crate) async fn write(tx: &mut Tx, record: Record<'_>) -> Result<(), Error> {
     let (tenant_id, slug) = record.tenant;
