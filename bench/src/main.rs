@@ -55,6 +55,11 @@ enum Bench {
         /// detection) in the benchmark: what watching costs, apart from the portal.
         #[arg(long)]
         watched: bool,
+        /// Also a direct client that creates each object (POST) instead of
+        /// applying it: the cheapest way to write new objects, as the portal
+        /// writes what its cache does not hold.
+        #[arg(long)]
+        created: bool,
         /// After each phase, recreate the private control plane named by
         /// TP_BENCH_CLUSTER (seconds) instead of deleting the namespaces
         /// (minutes per 1,000 tenants).
@@ -154,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
             portal_only,
             no_kubectl,
             watched,
+            created,
             fresh_cluster,
         } => {
             let fresh_cluster = match (fresh_cluster, std::env::var("TP_BENCH_CLUSTER")) {
@@ -172,6 +178,9 @@ async fn main() -> anyhow::Result<()> {
             };
             if watched {
                 modes.insert(modes.len() - 1, Mode::Watched);
+            }
+            if created && !portal_only {
+                modes.insert(1, Mode::Created);
             }
             let options = provision::Options {
                 tenants,
@@ -282,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Bench::All { quick } => {
             let (small, large, runs) = if quick { (5, 20, 1) } else { (100, 1000, 3) };
-            let all = || vec![Mode::Direct, Mode::Kubectl, Mode::Portal];
+            let all = || vec![Mode::Direct, Mode::Created, Mode::Kubectl, Mode::Portal];
             let options = |tenants, concurrency, runs| provision::Options {
                 tenants,
                 concurrency,
@@ -366,6 +375,7 @@ async fn provision(env: &Env, options: provision::Options) -> anyhow::Result<()>
     let portal_only = options.modes == [Mode::Portal];
     let no_kubectl = !portal_only && !options.modes.contains(&Mode::Kubectl);
     let watched = options.modes.contains(&Mode::Watched);
+    let created = options.modes.contains(&Mode::Created);
     let mut command = format!(
         "scripts/bench provision --tenants {} --concurrency {} --runs {}",
         options.tenants, options.concurrency, options.runs
@@ -381,6 +391,9 @@ async fn provision(env: &Env, options: provision::Options) -> anyhow::Result<()>
     }
     if watched {
         command += " --watched";
+    }
+    if created {
+        command += " --created";
     }
     if let Some(name) = &options.fresh_cluster {
         command = format!("TP_BENCH_CLUSTER={name} {command} --fresh-cluster");

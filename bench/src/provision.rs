@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use tenant_portal::cluster::guardrails::{self, Guardrails};
 use tenant_portal::cluster::render::render;
 use tokio::sync::{Semaphore, oneshot};
@@ -23,6 +23,8 @@ pub enum Mode {
     /// The direct apply while this benchmark holds the watches the portal
     /// holds for drift detection, decoding every event as the portal does.
     Watched,
+    /// Each object created (POST) rather than applied.
+    Created,
     Kubectl,
 }
 
@@ -32,6 +34,7 @@ impl Mode {
             Mode::Portal => "portal (REST API -> Ready)",
             Mode::Direct => "kube-rs server-side apply",
             Mode::Watched => "kube-rs apply, watched",
+            Mode::Created => "kube-rs create",
             Mode::Kubectl => "kubectl apply --server-side",
         }
     }
@@ -41,6 +44,7 @@ impl Mode {
             Mode::Portal => 'p',
             Mode::Direct => 'd',
             Mode::Watched => 'w',
+            Mode::Created => 'n',
             Mode::Kubectl => 'c',
         }
     }
@@ -309,6 +313,7 @@ async fn provision(
                     create_via_api(request, &ready, &slug).await
                 }
                 (Mode::Direct | Mode::Watched, ..) => apply_direct(&client, &slug).await,
+                (Mode::Created, ..) => create_direct(&client, &slug).await,
                 (Mode::Kubectl, ..) => {
                     tokio::task::spawn_blocking(move || apply_kubectl(&env, &slug)).await?
                 }
@@ -368,6 +373,25 @@ async fn apply_direct(client: &kube::Client, slug: &str) -> anyhow::Result<()> {
         api.patch(&object.key.name, &params, &Patch::Apply(&object.body))
             .await
             .with_context(|| format!("apply {}", object.key))?;
+    }
+    Ok(())
+}
+
+async fn create_direct(client: &kube::Client, slug: &str) -> anyhow::Result<()> {
+    let params = PostParams {
+        field_manager: Some("bench-direct".into()),
+        ..Default::default()
+    };
+    for object in render(&stack::tenant_state(slug, &Default::default())?) {
+        let resource = object.key.kind.api_resource();
+        let api: Api<DynamicObject> = match &object.key.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let body: DynamicObject = serde_json::from_value(object.body)?;
+        api.create(&params, &body)
+            .await
+            .with_context(|| format!("create {}", object.key))?;
     }
     Ok(())
 }
@@ -516,6 +540,7 @@ pub fn report(options: &Options, runs: &[Vec<Outcome>], command: &str) {
         runs.len()
     );
     println!("`{command}`\n");
+    let with_created = options.modes.contains(&Mode::Created);
     let mut rows = Vec::new();
     for &mode in &options.modes {
         let of_mode: Vec<&Outcome> = runs.iter().flatten().filter(|o| o.mode == mode).collect();
@@ -538,40 +563,49 @@ pub fn report(options: &Options, runs: &[Vec<Outcome>], command: &str) {
                 .map(|o| percentile(&o.latencies, 0.99))
                 .collect::<Vec<_>>(),
         );
-        let ratio = median(
-            &runs
-                .iter()
-                .filter_map(|run| {
-                    let this = run.iter().find(|o| o.mode == mode)?;
-                    let direct = run.iter().find(|o| o.mode == Mode::Direct)?;
-                    Some(this.total.as_secs_f64() / direct.total.as_secs_f64())
-                })
-                .collect::<Vec<_>>(),
-        );
-        rows.push(vec![
+        // Each ratio taken within a run, then the median over runs.
+        let ratio_to = |base: Mode| {
+            let ratio = median(
+                &runs
+                    .iter()
+                    .filter_map(|run| {
+                        let this = run.iter().find(|o| o.mode == mode)?;
+                        let base = run.iter().find(|o| o.mode == base)?;
+                        Some(this.total.as_secs_f64() / base.total.as_secs_f64())
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            if ratio.is_nan() {
+                "-".into()
+            } else {
+                f2(ratio)
+            }
+        };
+        let mut row = vec![
             mode.name().to_string(),
             f2(total),
             f1(rate),
             f1(p50),
             f1(p99),
-            if ratio.is_nan() {
-                "-".into()
-            } else {
-                f2(ratio)
-            },
-        ]);
+            ratio_to(Mode::Direct),
+        ];
+        if with_created {
+            row.push(ratio_to(Mode::Created));
+        }
+        rows.push(row);
     }
-    table(
-        &[
-            "client",
-            "all Ready (s)",
-            "tenants/s",
-            "p50 to Ready (ms)",
-            "p99 to Ready (ms)",
-            "time ÷ direct",
-        ],
-        &rows,
-    );
+    let mut header = vec![
+        "client",
+        "all Ready (s)",
+        "tenants/s",
+        "p50 to Ready (ms)",
+        "p99 to Ready (ms)",
+        "time ÷ direct",
+    ];
+    if with_created {
+        header.push("time ÷ create");
+    }
+    table(&header, &rows);
     breakdown(options, runs);
 }
 

@@ -1,7 +1,8 @@
-//! Server-side apply of a tenant's desired objects, and pruning of what the
-//! portal manages for the tenant but no longer wants. Objects the cache shows
-//! already as desired are not sent at all, so an unchanged fleet costs the
-//! API server no writes.
+//! Writes a tenant's desired objects, and prunes what the portal manages for
+//! the tenant but no longer wants. Objects the cache does not hold are
+//! created; objects that differ are server-side applied; objects the cache
+//! shows already as desired are not sent at all, so an unchanged fleet costs
+//! the API server no writes.
 
 use std::collections::BTreeSet;
 
@@ -79,6 +80,54 @@ async fn create(
     cluster.client.request_text(request).await.map(drop)
 }
 
+/// Makes the portal's hold on an object it created an applier's, before its
+/// first apply: a create leaves the portal an update entry in
+/// `metadata.managedFields`, and fields held only by an update entry stay
+/// when an apply no longer sets them, so a field the portal drops would
+/// linger (and a spec compared whole would be applied again forever). The
+/// entry's operation is rewritten to `Apply`, the upgrade kubectl makes for
+/// client-side-applied objects; if the portal also applies already (it
+/// applied over a create the watch had not shown yet), the update entry holds
+/// what the apply entry holds and is removed. A JSON patch whose tests pin
+/// the resourceVersion the watch reported, so a changed object is refused
+/// and this sync fails for a retry with the watch's newer view.
+async fn hold_as_applier(
+    cluster: &Cluster,
+    key: &ObjectKey,
+    live: &super::LiveObject,
+) -> Result<(), kube::Error> {
+    let (Some(index), Some(version)) = (live.ownership.update_entry, &live.resource_version) else {
+        return Ok(());
+    };
+    let entry = format!("/metadata/managedFields/{index}");
+    let rewrite = if live.ownership.applies {
+        serde_json::json!({"op": "remove", "path": entry})
+    } else {
+        serde_json::json!({"op": "replace", "path": format!("{entry}/operation"), "value": "Apply"})
+    };
+    let patch = serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version.to_string()},
+        {"op": "test", "path": format!("{entry}/manager"), "value": MANAGER},
+        {"op": "test", "path": format!("{entry}/operation"), "value": "Update"},
+        rewrite,
+    ]);
+    let url = format!(
+        "{}/{}?fieldManager={MANAGER}",
+        api(cluster, key).resource_url(),
+        key.name
+    );
+    let body = serde_json::to_vec(&patch).map_err(kube::Error::SerdeError)?;
+    let mut request = axum::http::Request::patch(url)
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            "application/json-patch+json",
+        )
+        .body(body)
+        .map_err(|e| kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e)))?;
+    request.extensions_mut().insert("patch");
+    cluster.client.request_text(request).await.map(drop)
+}
+
 /// The API server's words for a failed request.
 pub fn describe(error: &kube::Error) -> String {
     match error {
@@ -151,10 +200,35 @@ pub async fn sync(
                 }
             }
         }
-        let current = cluster.live(&object.key);
-        if current.is_some_and(|live| live.satisfies(object.key.kind, &object.body)) {
-            report.unchanged += 1;
-            continue;
+        match cluster.live(&object.key) {
+            Some(live) if live.satisfies(object.key.kind, &object.body) => {
+                report.unchanged += 1;
+                continue;
+            }
+            Some(live) => {
+                if let Err(e) = hold_as_applier(cluster, &object.key, &live).await {
+                    failures.push((object.key.clone(), describe(&e)));
+                    continue;
+                }
+            }
+            // Not in the cache: created, which costs the API server about a
+            // third less than an apply that creates (BENCHMARKS.md §1). An
+            // object that exists after all (not labelled as the portal's,
+            // or not yet seen by the watch) is applied over as before.
+            None if object.key.kind != Kind::Namespace => {
+                match create(cluster, &api(cluster, &object.key), &object.body).await {
+                    Ok(()) => {
+                        report.applied += 1;
+                        continue;
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(e) => {
+                        failures.push((object.key.clone(), describe(&e)));
+                        continue;
+                    }
+                }
+            }
+            None => {}
         }
         match apply(cluster, &object.key, &params, &object.body).await {
             Ok(()) => report.applied += 1,

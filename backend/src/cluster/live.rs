@@ -13,11 +13,12 @@
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::DynamicObject;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::objects::{Kind, is_empty};
+use super::objects::{Kind, MANAGER, is_empty};
 
 /// Annotations the portal writes all start with this; no other annotation is kept.
 pub const ANNOTATION_PREFIX: &str = "tenant-portal.dev/";
@@ -101,6 +102,39 @@ pub struct LiveObject {
     annotations: Pairs,
     /// The fields the kind's portal owns whole ([`Kind::owned_exactly`]).
     owned: Digest,
+    /// How the portal holds the object's fields, from `metadata.managedFields`.
+    pub ownership: Ownership,
+}
+
+/// The portal's entries in an object's `metadata.managedFields`. An object
+/// the portal created holds its fields as an update (the entry a create
+/// makes); only an apply entry lets a later apply remove the fields the
+/// portal no longer sets, so that entry is turned into one before the
+/// portal's first apply ([`super::apply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ownership {
+    /// The position of the portal's update entry for the object itself (not
+    /// a subresource) in `metadata.managedFields`, if it has one.
+    pub update_entry: Option<u16>,
+    /// The portal also has an apply entry.
+    pub applies: bool,
+}
+
+impl Ownership {
+    fn of(entries: &[ManagedFieldsEntry]) -> Self {
+        let ours = |e: &ManagedFieldsEntry, operation: &str| {
+            e.manager.as_deref() == Some(MANAGER)
+                && e.operation.as_deref() == Some(operation)
+                && e.subresource.as_deref().is_none_or(str::is_empty)
+        };
+        Self {
+            update_entry: entries
+                .iter()
+                .position(|e| ours(e, "Update"))
+                .and_then(|i| u16::try_from(i).ok()),
+            applies: entries.iter().any(|e| ours(e, "Apply")),
+        }
+    }
 }
 
 fn sorted(pairs: impl Iterator<Item = (String, String)>) -> Pairs {
@@ -123,6 +157,7 @@ impl LiveObject {
     pub fn of(kind: Kind, object: DynamicObject) -> Self {
         let metadata = object.metadata;
         Self {
+            ownership: Ownership::of(metadata.managed_fields.as_deref().unwrap_or_default()),
             resource_version: metadata.resource_version.map(ResourceVersion::of),
             deleting: metadata.deletion_timestamp.is_some(),
             labels: sorted(metadata.labels.unwrap_or_default().into_iter()),
