@@ -207,7 +207,15 @@ pub async fn sync(
             }
             Some(live) => {
                 if let Err(e) = hold_as_applier(cluster, &object.key, &live).await {
-                    failures.push((object.key.clone(), describe(&e)));
+                    let message = match &e {
+                        // A test of the patch failed: the API server says only "Invalid".
+                        kube::Error::Api(status) if status.code == 422 => {
+                            "changed since the portal's watch last showed it; written again at the next sync"
+                                .to_string()
+                        }
+                        other => describe(other),
+                    };
+                    failures.push((object.key.clone(), message));
                     continue;
                 }
             }
