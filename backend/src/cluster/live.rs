@@ -1,9 +1,10 @@
 //! What the portal keeps of each live object it manages, instead of the
 //! object: its resourceVersion, whether it is being deleted, its labels (whose
-//! tenant it is, whether the portal made it), the portal's own annotations and
-//! a digest of the fields the portal owns whole. That is everything drift
-//! detection, pruning and the namespace claim read, at a few hundred bytes an
-//! object rather than a JSON tree of kilobytes.
+//! tenant it is, whether the portal made it), the portal's own annotations, a
+//! digest of the fields the portal owns whole and which `managedFields`
+//! entries the portal has. That is everything drift detection, pruning, the
+//! namespace claim and the next write read, at a few hundred bytes an object
+//! rather than a JSON tree of kilobytes.
 //!
 //! [`Wanted`] and [`Fingerprint`] are the desired side of the same comparison:
 //! together they answer exactly what [`super::objects::is_satisfied`] answers
