@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use tenant_portal::cluster::guardrails::{self, Guardrails};
+use tenant_portal::cluster::objects::ObjectKey;
 use tenant_portal::cluster::render::render;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
@@ -362,15 +363,20 @@ async fn create_via_api(
     Ok(())
 }
 
+/// Where a rendered object lives: its kind, in its namespace if it has one.
+fn object_api(client: &kube::Client, key: &ObjectKey) -> Api<DynamicObject> {
+    let resource = key.kind.api_resource();
+    match &key.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
 async fn apply_direct(client: &kube::Client, slug: &str) -> anyhow::Result<()> {
     let params = PatchParams::apply("bench-direct").force();
     for object in render(&stack::tenant_state(slug, &Default::default())?) {
-        let resource = object.key.kind.api_resource();
-        let api: Api<DynamicObject> = match &object.key.namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        api.patch(&object.key.name, &params, &Patch::Apply(&object.body))
+        object_api(client, &object.key)
+            .patch(&object.key.name, &params, &Patch::Apply(&object.body))
             .await
             .with_context(|| format!("apply {}", object.key))?;
     }
@@ -383,13 +389,9 @@ async fn create_direct(client: &kube::Client, slug: &str) -> anyhow::Result<()> 
         ..Default::default()
     };
     for object in render(&stack::tenant_state(slug, &Default::default())?) {
-        let resource = object.key.kind.api_resource();
-        let api: Api<DynamicObject> = match &object.key.namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
         let body: DynamicObject = serde_json::from_value(object.body)?;
-        api.create(&params, &body)
+        object_api(client, &object.key)
+            .create(&params, &body)
             .await
             .with_context(|| format!("create {}", object.key))?;
     }

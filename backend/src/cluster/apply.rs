@@ -95,7 +95,7 @@ async fn hold_as_applier(
     cluster: &Cluster,
     key: &ObjectKey,
     live: &super::LiveObject,
-) -> Result<(), kube::Error> {
+) -> Result<(), String> {
     let (Some(index), Some(version)) = (live.ownership.update_entry, &live.resource_version) else {
         return Ok(());
     };
@@ -116,16 +116,23 @@ async fn hold_as_applier(
         api(cluster, key).resource_url(),
         key.name
     );
-    let body = serde_json::to_vec(&patch).map_err(kube::Error::SerdeError)?;
     let mut request = axum::http::Request::patch(url)
         .header(
             axum::http::header::CONTENT_TYPE,
             "application/json-patch+json",
         )
-        .body(body)
-        .map_err(|e| kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e)))?;
+        .body(patch.to_string().into_bytes())
+        .map_err(|e| e.to_string())?;
     request.extensions_mut().insert("patch");
-    cluster.client.request_text(request).await.map(drop)
+    match cluster.client.request_text(request).await {
+        Ok(_) => Ok(()),
+        // A test of the patch failed; the API server says only "Invalid".
+        Err(kube::Error::Api(status)) if status.code == 422 => Err(
+            "changed since the portal's watch last showed it; written again at the next sync"
+                .to_string(),
+        ),
+        Err(e) => Err(describe(&e)),
+    }
 }
 
 /// The API server's words for a failed request.
@@ -206,15 +213,7 @@ pub async fn sync(
                 continue;
             }
             Some(live) => {
-                if let Err(e) = hold_as_applier(cluster, &object.key, &live).await {
-                    let message = match &e {
-                        // A test of the patch failed: the API server says only "Invalid".
-                        kube::Error::Api(status) if status.code == 422 => {
-                            "changed since the portal's watch last showed it; written again at the next sync"
-                                .to_string()
-                        }
-                        other => describe(other),
-                    };
+                if let Err(message) = hold_as_applier(cluster, &object.key, &live).await {
                     failures.push((object.key.clone(), message));
                     continue;
                 }
