@@ -109,6 +109,18 @@ pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> 
     Ok("ready")
 }
 
+impl AppState {
+    /// Where kubeconfigs send kubectl, with the CA to trust, read now so a
+    /// renewed CA file is what the next download carries.
+    pub fn public_endpoint(&self) -> Result<crate::service::kubeconfig::PublicEndpoint<'_>, Error> {
+        let ca_data = self.config.tls.ca_data().map_err(Error::Internal)?;
+        Ok(crate::service::kubeconfig::PublicEndpoint {
+            url: &self.config.login.public_url,
+            ca_data,
+        })
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests and
 /// reconciles finish and releases their leases.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -130,17 +142,35 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 config.listen
             )
         })?;
-    tracing::info!(address = %listener.local_addr()?, clusters = ?config.cluster_names(), "tenant portal listening");
+    let scheme = if config.tls.key_pair().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(address = %listener.local_addr()?, scheme, clusters = ?config.cluster_names(), "tenant portal listening");
     spawn_housekeeping(db.clone(), Retention::of(&config));
     let stop = CancellationToken::new();
     let mut reconciler = config.reconciler.then(|| {
         let settings = crate::reconciler::Settings::from_config(&config);
         crate::reconciler::start(db.clone(), &clusters, settings, stop.clone())
     });
-    axum::serve(listener, router(db, config, clusters)?)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let tls = config.tls.key_pair();
+    let router = router(db, config, clusters)?;
+    match tls {
+        Some(pair) => {
+            let listener =
+                crate::tls::TlsListener::new(listener, crate::tls::server_config(pair)?)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    }
+    .context("the HTTP server failed")?;
     stop.cancel();
     if let Some(tasks) = reconciler.as_mut() {
         while tasks.join_next().await.is_some() {}

@@ -387,6 +387,48 @@ pub struct TenantApiConfig {
     #[arg(long = "tenant-api-max-watches", env = "TP_TENANT_API_MAX_WATCHES", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_watches: u32,
+
+    /// exec, attach and port-forward sessions one tenant may keep open at
+    /// the tenant API.
+    #[arg(long = "tenant-api-max-sessions", env = "TP_TENANT_API_MAX_SESSIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions: u32,
+}
+
+/// HTTPS served by the portal itself.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM) to serve HTTPS with, beside --tls-key; read
+    /// again whenever the file changes (as cert-manager renews it). Without
+    /// both the portal serves plain HTTP, for an ingress that terminates TLS.
+    #[arg(long, env = "TP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "TP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificate (PEM) that signed the certificate clients see at
+    /// --public-url, whether the portal or an ingress serves it; tenant-API
+    /// kubeconfigs carry it as certificate-authority-data. Leave unset for a
+    /// certificate from a CA that clients already trust.
+    #[arg(long, env = "TP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The files to serve HTTPS with, when both are given.
+    pub fn key_pair(&self) -> Option<crate::tls::KeyPair> {
+        Some(crate::tls::KeyPair {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    /// The kubeconfig's certificate-authority-data, when a CA is named.
+    pub fn ca_data(&self) -> anyhow::Result<Option<String>> {
+        self.tls_ca.as_deref().map(crate::tls::ca_data).transpose()
+    }
 }
 
 impl TenantApiConfig {
@@ -396,6 +438,7 @@ impl TenantApiConfig {
             burst: self.burst,
             max_in_flight: self.max_in_flight,
             max_watches: self.max_watches,
+            max_sessions: self.max_sessions,
         }
     }
 }
@@ -407,6 +450,7 @@ impl Default for TenantApiConfig {
             burst: 100,
             max_in_flight: 20,
             max_watches: 20,
+            max_sessions: 10,
         }
     }
 }
@@ -434,6 +478,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub tenant_api: TenantApiConfig,
+
+    #[command(flatten)]
+    pub tls: TlsConfig,
 
     /// Address and port the HTTP server listens on.
     #[arg(long, env = "TP_LISTEN", default_value = "127.0.0.1:8080")]
@@ -550,6 +597,15 @@ impl ServeConfig {
                 "--public-url {} is plain http on another host: session cookies would travel unencrypted; use https",
                 login.public_url
             ));
+        }
+        if self.tls.key_pair().is_some() && login.public_url.starts_with("http://") {
+            return Err(format!(
+                "--tls-cert makes the portal serve HTTPS, but --public-url {} is plain http: kubeconfigs and sign-in redirects would point at it; set --public-url to the https:// address",
+                login.public_url
+            ));
+        }
+        if let Err(e) = self.tls.ca_data() {
+            return Err(format!("--tls-ca: {e:#}"));
         }
         if login.session_idle_timeout > login.session_lifetime {
             return Err("--session-idle-timeout must not exceed --session-lifetime".into());

@@ -17,4 +17,5 @@ pub mod reconciler;
 pub mod router;
 pub mod service;
 pub mod telemetry;
+pub mod tls;
 pub mod web;

@@ -80,11 +80,9 @@ async fn issue(
         }
         (KubeconfigView::Tenant, credentials) => {
             let sign_in = sign_in(&app, credentials, ttl)?;
-            let public_url = &app.config.login.public_url;
-            service::kubeconfig::issue_tenant_view(
-                &app.db, &who, &actor, &slug, public_url, sign_in,
-            )
-            .await?
+            let endpoint = app.public_endpoint()?;
+            service::kubeconfig::issue_tenant_view(&app.db, &who, &actor, &slug, &endpoint, sign_in)
+                .await?
         }
     };
     let mut response = issued.yaml.into_response();

@@ -247,10 +247,13 @@ fn workloads() -> Value {
         ],
     );
     // Controllers update their objects' status and metadata all the time;
-    // only a changed spec can break a rule.
+    // only a changed spec can break a rule. An admission request leaves out
+    // the fields it has no value for (`subResource` of a plain update), and
+    // selecting an absent field is an evaluation error, which a policy that
+    // fails closed turns into a refusal: every optional field is tested first.
     spec["matchConditions"] = json!([{
         "name": "spec-changed",
-        "expression": "request.operation == 'CREATE' || request.subResource == 'ephemeralcontainers' || object.spec != oldObject.spec",
+        "expression": "request.operation == 'CREATE' || (has(request.subResource) && request.subResource == 'ephemeralcontainers') || object.spec != oldObject.spec",
     }]);
     spec
 }
@@ -328,7 +331,7 @@ fn managed_objects() -> Value {
         vec![trusted_variable()],
         vec![validation(
             "variables.trusted || has(namespaceObject.metadata.deletionTimestamp)",
-            "'tenant ' + variables.tenant + ': ' + request.kind.kind + ' ' + request.name + ' is managed by the tenant portal and cannot be created, changed or deleted from inside the tenant; change the tenant in the portal'",
+            "'tenant ' + variables.tenant + ': ' + request.kind.kind + (has(request.name) ? ' ' + request.name : '') + ' is managed by the tenant portal and cannot be created, changed or deleted from inside the tenant; change the tenant in the portal'",
         )],
     );
     spec["matchConstraints"]["objectSelector"] = json!({"matchLabels": {MANAGED_BY: MANAGER}});

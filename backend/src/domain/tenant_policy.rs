@@ -199,6 +199,11 @@ pub struct ApiShare {
     /// Watches open at the same time.
     #[schema(minimum = 1, maximum = 100000)]
     pub max_watches: u32,
+    /// exec, attach and port-forward sessions open at the same time;
+    /// `null`: the configured default.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_sessions: Option<u32>,
 }
 
 /// A share as a caller writes it; every figure is needed.
@@ -213,6 +218,9 @@ pub struct ApiShareDocument {
     pub max_in_flight: Option<i64>,
     #[schema(minimum = 1, maximum = 100000)]
     pub max_watches: Option<i64>,
+    /// Optional: without it, the configured default.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_sessions: Option<i64>,
 }
 
 impl ApiShareDocument {
@@ -234,6 +242,10 @@ impl ApiShareDocument {
                 None
             }
         };
+        let max_sessions = match self.max_sessions {
+            None => None,
+            given => figure("max_sessions", given),
+        };
         let share = (
             figure("requests_per_second", self.requests_per_second),
             figure("burst", self.burst),
@@ -247,6 +259,7 @@ impl ApiShareDocument {
                     burst,
                     max_in_flight,
                     max_watches,
+                    max_sessions,
                 })
             }
             _ => None,

@@ -1,5 +1,6 @@
 //! Fair shares at the gateway: each tenant has its own request rate (a token
-//! bucket), its own bound on requests in flight and on open watches. A tenant
+//! bucket), its own bound on requests in flight, on open watches and on open
+//! sessions (exec, attach, port-forward). A tenant
 //! over its share is answered 429 at once; it never waits in a queue another
 //! tenant's requests stand in, so one tenant at its limit slows no other.
 
@@ -17,17 +18,32 @@ pub struct Limits {
     pub burst: u32,
     pub max_in_flight: u32,
     pub max_watches: u32,
+    /// exec, attach and port-forward sessions open at the same time.
+    pub max_sessions: u32,
 }
 
-impl From<crate::domain::tenant_policy::ApiShare> for Limits {
-    fn from(share: crate::domain::tenant_policy::ApiShare) -> Self {
+impl Limits {
+    /// A tenant's own share; figures it does not set are the defaults'.
+    pub fn of(share: crate::domain::tenant_policy::ApiShare, defaults: Limits) -> Self {
         Self {
             rate: f64::from(share.requests_per_second),
             burst: share.burst,
             max_in_flight: share.max_in_flight,
             max_watches: share.max_watches,
+            max_sessions: share.max_sessions.unwrap_or(defaults.max_sessions),
         }
     }
+}
+
+/// What a request holds while it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A request in flight.
+    Request,
+    /// An open watch: not "in flight" while it stays open.
+    Watch,
+    /// An upgraded connection: exec, attach or port-forward.
+    Session,
 }
 
 /// Why a request was not admitted.
@@ -43,6 +59,9 @@ pub enum Throttled {
     Watches {
         limits: Limits,
     },
+    Sessions {
+        limits: Limits,
+    },
 }
 
 impl Throttled {
@@ -51,6 +70,7 @@ impl Throttled {
             Self::Rate { .. } => "rate",
             Self::InFlight { .. } => "in_flight",
             Self::Watches { .. } => "watches",
+            Self::Sessions { .. } => "sessions",
         }
     }
 
@@ -75,6 +95,10 @@ impl Throttled {
                 "the tenant \"{slug}\" has {} watches open at the tenant API, its limit; close one first",
                 limits.max_watches
             ),
+            Self::Sessions { limits } => format!(
+                "the tenant \"{slug}\" has {} exec, attach or port-forward sessions open at the tenant API, its limit; end one first",
+                limits.max_sessions
+            ),
         }
     }
 }
@@ -89,22 +113,18 @@ pub struct Share {
     bucket: Mutex<Bucket>,
     in_flight: AtomicU32,
     watches: AtomicU32,
+    sessions: AtomicU32,
 }
 
-/// Held while a request is in flight (or a watch open); releases on drop.
+/// Held while a request is in flight (or a watch or session open); releases on drop.
 pub struct Admission {
     share: Arc<Share>,
-    watch: bool,
+    slot: Slot,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        let counter = if self.watch {
-            &self.share.watches
-        } else {
-            &self.share.in_flight
-        };
-        counter.fetch_sub(1, Ordering::AcqRel);
+        self.share.counter(self.slot).fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -117,23 +137,33 @@ impl Share {
             }),
             in_flight: AtomicU32::new(0),
             watches: AtomicU32::new(0),
+            sessions: AtomicU32::new(0),
         }
     }
 
-    /// Admits one request, or says why not. A watch counts against the watch
-    /// bound only: while it is open it is not a request "in flight".
-    pub fn admit(self: &Arc<Self>, limits: Limits, watch: bool) -> Result<Admission, Throttled> {
+    fn counter(&self, slot: Slot) -> &AtomicU32 {
+        match slot {
+            Slot::Request => &self.in_flight,
+            Slot::Watch => &self.watches,
+            Slot::Session => &self.sessions,
+        }
+    }
+
+    /// Admits one request, or says why not. Each request counts against the
+    /// bound of its slot only.
+    pub fn admit(self: &Arc<Self>, limits: Limits, slot: Slot) -> Result<Admission, Throttled> {
         self.take_token(limits)?;
-        if watch {
-            if !bounded_increment(&self.watches, limits.max_watches) {
-                return Err(Throttled::Watches { limits });
-            }
-        } else if !bounded_increment(&self.in_flight, limits.max_in_flight) {
-            return Err(Throttled::InFlight { limits });
+        let (max, refused) = match slot {
+            Slot::Request => (limits.max_in_flight, Throttled::InFlight { limits }),
+            Slot::Watch => (limits.max_watches, Throttled::Watches { limits }),
+            Slot::Session => (limits.max_sessions, Throttled::Sessions { limits }),
+        };
+        if !bounded_increment(self.counter(slot), max) {
+            return Err(refused);
         }
         Ok(Admission {
             share: self.clone(),
-            watch,
+            slot,
         })
     }
 
@@ -191,6 +221,7 @@ mod tests {
         burst: 3,
         max_in_flight: 2,
         max_watches: 1,
+        max_sessions: 1,
     };
 
     #[test]
@@ -201,9 +232,9 @@ mod tests {
             ..LIMITS
         };
         for _ in 0..3 {
-            drop(share.admit(roomy, false).unwrap());
+            drop(share.admit(roomy, Slot::Request).unwrap());
         }
-        let refused = share.admit(roomy, false).err().unwrap();
+        let refused = share.admit(roomy, Slot::Request).err().unwrap();
         assert_eq!(refused.reason(), "rate");
         assert_eq!(refused.retry_after(), Duration::from_secs(1));
     }
@@ -216,21 +247,32 @@ mod tests {
             burst: 100,
             ..LIMITS
         };
-        let first = share.admit(generous, false).unwrap();
-        let _second = share.admit(generous, false).unwrap();
+        let first = share.admit(generous, Slot::Request).unwrap();
+        let _second = share.admit(generous, Slot::Request).unwrap();
         assert_eq!(
-            share.admit(generous, false).err().unwrap().reason(),
+            share.admit(generous, Slot::Request).err().unwrap().reason(),
             "in_flight"
         );
         drop(first);
-        assert!(share.admit(generous, false).is_ok());
-        let watch = share.admit(generous, true).unwrap();
+        assert!(share.admit(generous, Slot::Request).is_ok());
+        let watch = share.admit(generous, Slot::Watch).unwrap();
         assert_eq!(
-            share.admit(generous, true).err().unwrap().reason(),
+            share.admit(generous, Slot::Watch).err().unwrap().reason(),
             "watches"
         );
         drop(watch);
-        assert!(share.admit(generous, true).is_ok());
+        assert!(share.admit(generous, Slot::Watch).is_ok());
+        let session = share.admit(generous, Slot::Session).unwrap();
+        assert_eq!(
+            share.admit(generous, Slot::Session).err().unwrap().reason(),
+            "sessions"
+        );
+        assert!(
+            share.admit(generous, Slot::Request).is_ok(),
+            "an open session leaves the other slots alone"
+        );
+        drop(session);
+        assert!(share.admit(generous, Slot::Session).is_ok());
     }
 
     #[test]
@@ -238,9 +280,9 @@ mod tests {
         let shares = Shares::default();
         let a = shares.of("a", LIMITS);
         for _ in 0..3 {
-            drop(a.admit(LIMITS, false).unwrap());
+            drop(a.admit(LIMITS, Slot::Request).unwrap());
         }
-        assert!(a.admit(LIMITS, false).is_err());
-        assert!(shares.of("b", LIMITS).admit(LIMITS, false).is_ok());
+        assert!(a.admit(LIMITS, Slot::Request).is_err());
+        assert!(shares.of("b", LIMITS).admit(LIMITS, Slot::Request).is_ok());
     }
 }

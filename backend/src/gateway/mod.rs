@@ -17,6 +17,7 @@ mod protobuf;
 mod proxy;
 mod request;
 mod status;
+mod stream;
 mod upstream;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use axum::routing::any;
 use sha2::{Digest, Sha256};
 
 pub use fair::Limits;
+use fair::Slot;
 pub use names::NameMap;
 use status::KubeStatus;
 use upstream::Upstream;
@@ -318,16 +320,26 @@ async fn handle(
     }
     let gateway = app.gateway.clone();
     let caller = gateway.caller(app, slug, request.headers()).await?;
-    let watch = request::is_watch(request.uri().query());
+    let target = request::classify(rest)?;
+    let stream = stream_of(&target);
+    let slot = if stream.is_some() && stream::is_upgrade(request.headers()) {
+        Slot::Session
+    } else if request::is_watch(request.uri().query()) {
+        Slot::Watch
+    } else {
+        Slot::Request
+    };
     let limits = caller
         .tenant
         .view
         .policy
         .as_ref()
         .and_then(|p| p.tenant_api)
-        .map_or(gateway.defaults, Limits::from);
+        .map_or(gateway.defaults, |share| {
+            Limits::of(share, gateway.defaults)
+        });
     let share = gateway.shares.of(slug, limits);
-    let admission = share.admit(limits, watch).map_err(|throttled| {
+    let admission = share.admit(limits, slot).map_err(|throttled| {
         crate::metrics::global().tenant_api_throttled(slug, throttled.reason());
         KubeStatus {
             retry_after: Some(throttled.retry_after()),
@@ -338,7 +350,6 @@ async fn handle(
             )
         }
     })?;
-    let target = request::classify(rest)?;
     let cluster = caller.tenant.view.cluster.clone();
     let upstream = gateway.upstream(app, &cluster)?;
     let context = proxy::Context {
@@ -348,6 +359,34 @@ async fn handle(
         upstream: &upstream,
         slug,
     };
+    if let (
+        Some(kind),
+        request::Target::Namespaced {
+            api,
+            namespace,
+            tail,
+        },
+    ) = (stream, &target)
+    {
+        let path = context.namespaced_path(api, namespace, tail)?;
+        return stream::open(&context, kind, namespace, &path, request, admission).await;
+    }
     let response = context.dispatch(target, request).await?;
     Ok(proxy::hold_until_done(response, admission))
+}
+
+/// `pods/<name>/exec|attach|portforward` of the core group.
+fn stream_of(target: &request::Target) -> Option<stream::Kind> {
+    match target {
+        request::Target::Namespaced { api, tail, .. } if api.group.is_empty() => match tail
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["pods", _, sub] => stream::Kind::of(sub),
+            _ => None,
+        },
+        _ => None,
+    }
 }

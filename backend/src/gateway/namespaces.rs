@@ -34,13 +34,18 @@ pub async fn collection(ctx: &Context<'_>, request: Request<Body>) -> Result<Res
     }
 }
 
-/// `/api/v1/namespaces/<name>`: get, delete.
+/// `/api/v1/namespaces/<name>`: get, delete, and server-side apply, which
+/// creates a namespace the tenant does not have yet (Helm's
+/// `--create-namespace`) and leaves one it has as it is.
 pub async fn one(
     ctx: &Context<'_>,
     name: &str,
     subresource: Option<&str>,
     request: Request<Body>,
 ) -> Result<Response, KubeStatus> {
+    if request.method() == Method::PATCH && subresource.is_none() && is_apply(request.headers()) {
+        return apply(ctx, name, request).await;
+    }
     let full = ctx
         .caller
         .names
@@ -258,30 +263,133 @@ fn refused(error: Error, name: &str) -> KubeStatus {
     }
 }
 
-async fn create(ctx: &Context<'_>, request: Request<Body>) -> Result<Response, KubeStatus> {
-    let (parts, body) = request.into_parts();
-    if form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .any(|(k, _)| k == "dryRun")
-    {
+fn is_apply(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/apply-patch"))
+}
+
+fn refuse_dry_run(query: Option<&str>) -> Result<(), KubeStatus> {
+    if form_urlencoded::parse(query.unwrap_or("").as_bytes()).any(|(k, _)| k == "dryRun") {
         return Err(KubeStatus::bad_request(
             "the tenant API does not dry-run namespace creation; the portal's checks run when you create it",
         ));
     }
+    Ok(())
+}
+
+/// A Namespace as the client sent it: JSON, YAML or protobuf (name only).
+fn namespace_body(body: &Bytes) -> Result<Value, KubeStatus> {
+    if super::protobuf::is_protobuf(body) {
+        let name = super::protobuf::read_at(body, super::protobuf::METADATA_NAME);
+        return Ok(json!({"metadata": {"name": name}}));
+    }
+    let namespace: Value = serde_json::from_slice(body)
+        .ok()
+        .or_else(|| {
+            std::str::from_utf8(body)
+                .ok()
+                .and_then(|s| serde_saphyr::from_str(s).ok())
+        })
+        .ok_or_else(|| {
+            KubeStatus::bad_request("the body is not a Namespace in JSON, YAML or protobuf")
+        })?;
+    refuse_metadata(&namespace)?;
+    Ok(namespace)
+}
+
+/// Namespace labels and annotations are the portal's (the tenant, its
+/// policy, Pod Security); a client's own are refused naming the key rather
+/// than dropped. The one label every namespace has by its name may be
+/// restated, as some tools do.
+fn refuse_metadata(namespace: &Value) -> Result<(), KubeStatus> {
+    let name = namespace["metadata"]["name"].as_str().unwrap_or_default();
+    for (field, restated) in [
+        ("labels", "kubernetes.io/metadata.name"),
+        ("annotations", ""),
+    ] {
+        let Some(entries) = namespace["metadata"][field].as_object() else {
+            continue;
+        };
+        for (key, value) in entries {
+            if key == restated && value == name {
+                continue;
+            }
+            let why = if key.contains("kubernetes.io/")
+                || key.contains("k8s.io/")
+                || key.starts_with("tenant-portal.dev/")
+            {
+                "it is reserved for the cluster and the portal"
+            } else {
+                "the portal sets a namespace's labels and annotations from the tenant and its policy"
+            };
+            return Err(KubeStatus {
+                details: Some(json!({"name": name, "kind": "namespaces",
+                    "causes": [{"field": format!("metadata.{field}"), "message": format!("{key}: {why}")}]})),
+                ..KubeStatus::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("Namespace \"{name}\" is invalid: metadata.{field}[{key}]: {why}"),
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `generateName`: the prefix and five characters of the API server's alphabet.
+fn generated(prefix: &str) -> String {
+    use rand::RngExt;
+    // The API server's own alphabet: no vowels, no look-alike digits.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// `kubectl apply --server-side` of a Namespace: made when the tenant does
+/// not have it, answered as it is when it does.
+async fn apply(
+    ctx: &Context<'_>,
+    name: &str,
+    request: Request<Body>,
+) -> Result<Response, KubeStatus> {
+    let (parts, body) = request.into_parts();
+    refuse_dry_run(parts.uri.query())?;
+    let body = read_body(body).await?;
+    let namespace = namespace_body(&body)?;
+    if let Some(named) = namespace["metadata"]["name"].as_str()
+        && named != name
+    {
+        return Err(KubeStatus::bad_request(format!(
+            "the body names the namespace \"{named}\" but the path \"{name}\""
+        )));
+    }
+    if let Some(full) = ctx.caller.names.to_cluster(name) {
+        let mut found = in_cluster(ctx, full)
+            .await
+            .unwrap_or_else(|| json!({"metadata": {"name": full}}));
+        rename(&ctx.caller.names, ctx.slug, &mut found, false);
+        return Ok(json_response(StatusCode::OK, &as_namespace(found)));
+    }
+    create_named(ctx, name, &parts.headers).await
+}
+
+async fn create(ctx: &Context<'_>, request: Request<Body>) -> Result<Response, KubeStatus> {
+    let (parts, body) = request.into_parts();
+    refuse_dry_run(parts.uri.query())?;
     let body: Bytes = read_body(body).await?;
-    let name = if super::protobuf::is_protobuf(&body) {
-        super::protobuf::read_at(&body, super::protobuf::METADATA_NAME)
-    } else {
-        let namespace: Value = serde_json::from_slice(&body)
-            .ok()
-            .or_else(|| {
-                std::str::from_utf8(&body)
-                    .ok()
-                    .and_then(|s| serde_saphyr::from_str(s).ok())
-            })
-            .ok_or_else(|| {
-                KubeStatus::bad_request("the body is not a Namespace in JSON, YAML or protobuf")
-            })?;
-        namespace["metadata"]["name"].as_str().map(str::to_string)
+    let namespace = namespace_body(&body)?;
+    let name = match (
+        namespace["metadata"]["name"].as_str(),
+        namespace["metadata"]["generateName"].as_str(),
+    ) {
+        (Some(name), _) if !name.is_empty() => Some(name.to_string()),
+        (_, Some(prefix)) if !prefix.is_empty() => Some(generated(prefix)),
+        _ => None,
     };
     let Some(name) = name else {
         return Err(KubeStatus {
@@ -305,8 +413,17 @@ async fn create(ctx: &Context<'_>, request: Request<Body>) -> Result<Response, K
             )
         });
     }
+    create_named(ctx, &name, &parts.headers).await
+}
+
+async fn create_named(
+    ctx: &Context<'_>,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, KubeStatus> {
+    let name = name.to_string();
     let who = principal(ctx, &name)?;
-    let actor = actor(&who, &parts.headers);
+    let actor = actor(&who, headers);
     let created = service::namespaces::create(
         &ctx.app.db,
         &ctx.app.clusters,

@@ -19,6 +19,7 @@ use super::upstream::{Upstream, UpstreamError};
 use super::{Caller, Gateway, MAX_BODY, namespaces};
 use crate::app::AppState;
 use crate::cluster::render::account_for;
+use crate::service::gateway::Holder;
 
 /// Cluster-scoped kinds a tenant may read: the classes its policy lets it name.
 const READABLE: [(&str, &str); 4] = [
@@ -63,12 +64,7 @@ impl Context<'_> {
                 namespace,
                 tail,
             } => {
-                let full = self
-                    .caller
-                    .names
-                    .to_cluster(&namespace)
-                    .ok_or_else(|| KubeStatus::namespace_not_found(&namespace))?;
-                let path = format!("{}/namespaces/{full}/{}", api.path, tail.join("/"));
+                let path = self.namespaced_path(&api, &namespace, &tail)?;
                 self.forward(&path, request).await
             }
             Target::ClusterLevel { api, tail } => {
@@ -90,6 +86,22 @@ impl Context<'_> {
                 }
             }
         }
+    }
+
+    /// The cluster's path of a namespaced request: the tenant's namespace
+    /// by its full name.
+    pub fn namespaced_path(
+        &self,
+        api: &GroupVersion,
+        namespace: &str,
+        tail: &[String],
+    ) -> Result<String, KubeStatus> {
+        let full = self
+            .caller
+            .names
+            .to_cluster(namespace)
+            .ok_or_else(|| KubeStatus::namespace_not_found(namespace))?;
+        Ok(format!("{}/namespaces/{full}/{}", api.path, tail.join("/")))
     }
 
     /// The role account's token.
@@ -210,7 +222,7 @@ impl Context<'_> {
 
     /// An answer with the tenant's names: JSON converted whole, anything
     /// else (logs) streamed as it comes.
-    async fn converted(&self, upstream: reqwest::Response) -> Result<Response, KubeStatus> {
+    pub async fn converted(&self, upstream: reqwest::Response) -> Result<Response, KubeStatus> {
         let status = upstream.status();
         let headers = kept_headers(upstream.headers());
         let is_json = headers
@@ -372,6 +384,11 @@ impl Context<'_> {
                 .await?;
             return Ok(raw(answer));
         }
+        if (group, resource) == ("authentication.k8s.io", "selfsubjectreviews")
+            && request.method() == Method::POST
+        {
+            return Ok(self.who_am_i(&api.path));
+        }
         if REVIEWS.contains(&(group, resource)) && request.method() == Method::POST {
             let (parts, body) = request.into_parts();
             let body = read_body(body).await?;
@@ -399,6 +416,38 @@ impl Context<'_> {
             "{qualified} is forbidden: the tenant API of \"{}\" does not offer the cluster-scoped resource \"{resource}\"; it offers reads of StorageClasses, IngressClasses, PriorityClasses and RuntimeClasses, and reviews of your own access",
             self.slug
         )))
+    }
+}
+
+impl Context<'_> {
+    /// `kubectl auth whoami`: the caller as the portal knows them (the
+    /// API server would name the role account the request is sent as).
+    fn who_am_i(&self, api_path: &str) -> Response {
+        let (username, groups) = match &self.caller.holder {
+            Holder::User { email, groups } => (email.clone(), groups.clone()),
+            Holder::Automation => (self.caller.holder.describe(self.slug), Vec::new()),
+        };
+        let groups: Vec<String> = groups
+            .into_iter()
+            .chain(["system:authenticated".to_string()])
+            .collect();
+        let api_version = api_path.trim_start_matches("/apis/");
+        json_response(
+            StatusCode::CREATED,
+            &json!({
+                "apiVersion": api_version,
+                "kind": "SelfSubjectReview",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {
+                    "username": username,
+                    "groups": groups,
+                    "extra": {
+                        "tenant-portal.dev/tenant": [self.slug],
+                        "tenant-portal.dev/role": [self.caller.role.to_string()],
+                    },
+                }},
+            }),
+        )
     }
 }
 
@@ -524,7 +573,7 @@ pub fn json_accept(headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_str(&kept.join(",")).unwrap_or(HeaderValue::from_static("application/json"))
 }
 
-fn user_agent(headers: &HeaderMap, slug: &str) -> String {
+pub fn user_agent(headers: &HeaderMap, slug: &str) -> String {
     let client = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

@@ -5,9 +5,9 @@ use axum::http::Method;
 
 use super::status::KubeStatus;
 
-/// Subresources that upgrade the connection (SPDY or WebSocket); the
-/// gateway converts JSON and does not carry those yet.
-const UPGRADED: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
+/// Subresources that reach into a pod or Service over plain HTTP; the
+/// gateway does not carry them (port-forward does the same, audited).
+const NOT_OFFERED: [&str; 1] = ["proxy"];
 
 /// The path of an API group version: `/api/v1` or `/apis/apps/v1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,10 +97,10 @@ pub fn classify(rest: &str) -> Result<Target, KubeStatus> {
         }
         ["namespaces", namespace, tail @ ..] if !tail.is_empty() => {
             if let [_, _, sub, ..] = tail
-                && UPGRADED.contains(sub)
+                && NOT_OFFERED.contains(sub)
             {
                 return Err(KubeStatus::forbidden(format!(
-                    "the tenant API does not offer {sub} yet (its connections are upgraded, not plain HTTP); use a kubeconfig with view=cluster for it"
+                    "the tenant API does not offer {sub}; use kubectl port-forward to reach a pod or Service"
                 )));
             }
             Ok(Target::Namespaced {
@@ -205,11 +205,14 @@ mod tests {
     }
 
     #[test]
-    fn upgraded_connections_are_refused_with_a_reason() {
-        let refused = classify("/api/v1/namespaces/dev/pods/web/exec").unwrap_err();
+    fn sessions_are_namespaced_requests_and_proxy_is_refused_with_a_reason() {
+        for sub in ["exec", "attach", "portforward", "log"] {
+            let target = classify(&format!("/api/v1/namespaces/dev/pods/web/{sub}")).unwrap();
+            assert!(matches!(target, Target::Namespaced { .. }), "{sub}");
+        }
+        let refused = classify("/api/v1/namespaces/dev/services/web/proxy").unwrap_err();
         assert_eq!(refused.code, 403);
-        assert!(refused.message.contains("exec"), "{}", refused.message);
-        assert!(classify("/api/v1/namespaces/dev/pods/web/log").is_ok());
+        assert!(refused.message.contains("port-forward"), "{}", refused.message);
     }
 
     #[test]

@@ -36,6 +36,14 @@ impl Holder {
         }
     }
 
+    /// How the audit trail names the holder as an actor.
+    pub fn actor(&self, slug: &str) -> String {
+        match self {
+            Self::User { email, .. } => format!("user:{email}"),
+            Self::Automation => format!("automation:{slug}"),
+        }
+    }
+
     /// The holder as the authorization policy sees a caller; `None` for the
     /// automation account, which makes no changes through the portal.
     pub fn principal(&self, admin_groups: &[String]) -> Option<Principal> {
@@ -163,6 +171,34 @@ pub async fn member_view(db: &PgPool, who: &Principal, slug: &str) -> Result<Ten
     precheck(who, Action::ReadTenants)?;
     let mut conn = db.acquire().await?;
     super::access::view_authorized(&mut conn, who, slug, Action::ReadTenants).await
+}
+
+/// Writes one event of an exec, attach or port-forward session through the
+/// tenant API to the tenant's audit trail.
+pub async fn record_session(
+    db: &PgPool,
+    slug: &str,
+    actor: &str,
+    action: &str,
+    details: &serde_json::Value,
+    request_id: Option<&str>,
+) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
+    let row = db::tenants::get(&mut conn, slug)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("tenant \"{slug}\"")))?;
+    db::audit::record(
+        &mut conn,
+        db::audit::NewEvent {
+            actor,
+            action,
+            tenant: Some((row.id, &row.slug)),
+            before: None,
+            after: Some(details),
+            request_id,
+        },
+    )
+    .await
 }
 
 /// The live token a client presented, or 401 saying why not.

@@ -86,6 +86,13 @@ impl<'a> SignIn<'a> {
     }
 }
 
+/// Where clients reach the portal's tenant API, and the CA to trust it by.
+pub struct PublicEndpoint<'a> {
+    pub url: &'a str,
+    /// certificate-authority-data, when a private CA signed the portal's certificate.
+    pub ca_data: Option<String>,
+}
+
 /// A kubeconfig for the tenant API, one context per namespace by the
 /// tenant's names. With a token: an employee acts with their own role, a
 /// service token gets the automation account. With the identity provider:
@@ -95,7 +102,7 @@ pub async fn issue_tenant_view(
     who: &Principal,
     actor: &Actor,
     slug: &str,
-    public_url: &str,
+    endpoint: &PublicEndpoint<'_>,
     sign_in: SignIn<'_>,
 ) -> Result<Issued, Error> {
     let (tenant, user, credentials, expires_at) = match sign_in {
@@ -130,7 +137,11 @@ pub async fn issue_tenant_view(
             (tenant, employee.email.clone(), credentials, None)
         }
     };
-    let server = format!("{}/k8s/tenants/{slug}", public_url.trim_end_matches('/'));
+    let server = format!("{}/k8s/tenants/{slug}", endpoint.url.trim_end_matches('/'));
+    let mut cluster_entry = serde_json::json!({"server": server});
+    if let Some(ca) = &endpoint.ca_data {
+        cluster_entry["certificate-authority-data"] = ca.clone().into();
+    }
     let cluster = format!("{slug}-tenant-api");
     let mut contexts: Vec<serde_json::Value> = tenant
         .namespaces
@@ -148,7 +159,7 @@ pub async fn issue_tenant_view(
     let document = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"server": server}}],
+        "clusters": [{"name": cluster, "cluster": cluster_entry}],
         "users": [{"name": user, "user": credentials}],
         "contexts": contexts,
         "current-context": current,

@@ -298,13 +298,12 @@ pub async fn kubeconfig(
                 (Some("tenant-idp"), Some(idp)) => idp,
                 _ => service::kubeconfig::SignIn::Token { ttl },
             };
-            let public_url = &login.public_url;
             service::kubeconfig::issue_tenant_view(
                 &app.db,
                 &viewer.principal,
                 &actor,
                 &slug,
-                public_url,
+                &app.public_endpoint()?,
                 sign_in,
             )
             .await?

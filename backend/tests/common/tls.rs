@@ -35,11 +35,10 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// Serves TLS on a new loopback port, in front of `target` (`127.0.0.1:port`).
-pub async fn start(target: String) -> TlsFront {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = std::env::temp_dir().join(super::cluster::unique("tls-front-"));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A CA and a serving certificate for 127.0.0.1 and localhost, made with
+/// openssl in `dir`: `ca.crt`, `ca.key`, `tls.crt`, `tls.key`.
+pub fn certificates(dir: &Path, ca_name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
     let ec = [
         "-newkey",
         "ec",
@@ -47,20 +46,12 @@ pub async fn start(target: String) -> TlsFront {
         "ec_paramgen_curve:P-256",
         "-nodes",
     ];
+    let subject = format!("/CN={ca_name}");
     let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=tenant-api-test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
+        "req", "-x509", "-days", "1", "-subj", &subject, "-keyout", "ca.key", "-out", "ca.crt",
     ];
     ca.extend(ec);
-    openssl(&dir, &ca);
+    openssl(dir, &ca);
     let mut csr = vec![
         "req",
         "-new",
@@ -72,10 +63,14 @@ pub async fn start(target: String) -> TlsFront {
         "tls.csr",
     ];
     csr.extend(ec);
-    openssl(&dir, &csr);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
     openssl(
-        &dir,
+        dir,
         &[
             "x509",
             "-req",
@@ -94,6 +89,13 @@ pub async fn start(target: String) -> TlsFront {
             "tls.crt",
         ],
     );
+}
+
+/// Serves TLS on a new loopback port, in front of `target` (`127.0.0.1:port`).
+pub async fn start(target: String) -> TlsFront {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(super::cluster::unique("tls-front-"));
+    certificates(&dir, "tenant-api-test-ca");
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("tls.crt"))
         .unwrap()
         .map(Result::unwrap)

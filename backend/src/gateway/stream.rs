@@ -1,0 +1,269 @@
+//! exec, attach and port-forward: connections the client upgrades (SPDY/3.1,
+//! or WebSocket with the `v5.channel.k8s.io` family and port-forward's
+//! tunnelled SPDY) and the gateway carries byte for byte. The upgrade is
+//! asked of the API server as the caller's role account, on the path with
+//! the cluster's names, so its RBAC and admission (a suspended tenant's
+//! cordon) decide; a refusal comes back as the API server's `Status`. The
+//! stream's content is never read; each session is in the audit trail with
+//! who opened it, the pod, the container, the command and how it ended.
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::Response;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use super::fair::Admission;
+use super::proxy::{Context, convert_query, user_agent};
+use super::status::KubeStatus;
+
+/// What an upgraded request of the tenant API asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Exec,
+    Attach,
+    PortForward,
+}
+
+impl Kind {
+    /// The subresource `pods/<name>/<sub>` names, if it is one of these.
+    pub fn of(subresource: &str) -> Option<Self> {
+        match subresource {
+            "exec" => Some(Self::Exec),
+            "attach" => Some(Self::Attach),
+            "portforward" => Some(Self::PortForward),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Attach => "attach",
+            Self::PortForward => "portforward",
+        }
+    }
+}
+
+/// Request headers the handshake needs upstream, as the client sent them.
+const HANDSHAKE_REQUEST: [HeaderName; 5] = [
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    HeaderName::from_static("x-stream-protocol-version"),
+];
+
+/// Answer headers that complete the handshake for the client.
+const HANDSHAKE_ANSWER: [HeaderName; 5] = [
+    header::UPGRADE,
+    header::CONNECTION,
+    header::SEC_WEBSOCKET_ACCEPT,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    HeaderName::from_static("x-stream-protocol-version"),
+];
+
+/// Whether the client asks to upgrade the connection.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// One session as the audit trail shows it.
+struct Session {
+    kind: Kind,
+    namespace: String,
+    pod: String,
+    details: Value,
+}
+
+impl Session {
+    fn new(kind: Kind, namespace: &str, pod: &str, query: &str) -> Self {
+        let mut command = Vec::new();
+        let mut ports = Vec::new();
+        let mut container = None;
+        let mut tty = false;
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "command" => command.push(value.into_owned()),
+                "ports" => ports.extend(value.split(',').map(str::to_string)),
+                "container" => container = Some(value.into_owned()),
+                "tty" => tty = matches!(value.as_ref(), "true" | "1"),
+                _ => {}
+            }
+        }
+        let mut details = json!({
+            "kind": kind.name(),
+            "namespace": namespace,
+            "pod": pod,
+            "container": container,
+        });
+        match kind {
+            Kind::Exec => {
+                details["command"] = json!(command);
+                details["tty"] = json!(tty);
+            }
+            Kind::Attach => details["tty"] = json!(tty),
+            // SPDY clients name their ports inside the stream, never in the URL.
+            Kind::PortForward if ports.is_empty() => {
+                details["ports"] = json!("named inside the stream")
+            }
+            Kind::PortForward => details["ports"] = json!(ports),
+        }
+        Self {
+            kind,
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+            details,
+        }
+    }
+}
+
+/// Opens the session: asks the API server to upgrade, answers the client's
+/// upgrade with its answer, and carries the bytes until either side ends.
+/// `path` is the cluster's; `namespace` and `pod` the tenant's names.
+pub async fn open(
+    ctx: &Context<'_>,
+    kind: Kind,
+    namespace: &str,
+    path: &str,
+    mut request: Request<Body>,
+    admission: Admission,
+) -> Result<Response, KubeStatus> {
+    let pod = path.rsplit('/').nth(1).unwrap_or_default().to_string();
+    if !matches!(*request.method(), Method::GET | Method::POST) {
+        return Err(KubeStatus::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "{} is opened with GET (WebSocket) or POST (SPDY)",
+                kind.name()
+            ),
+        ));
+    }
+    if !is_upgrade(request.headers()) {
+        return Err(KubeStatus::bad_request(format!(
+            "{} needs an upgraded connection (SPDY/3.1 or WebSocket over HTTP/1.1); kubectl and client-go open one",
+            kind.name()
+        )));
+    }
+    let query = request.uri().query().unwrap_or("").to_string();
+    let session = Session::new(kind, namespace, &pod, &query);
+    let converted = convert_query(&query, &ctx.caller.names, &[], false);
+    let token = ctx.role_token().await?;
+    let mut upstream = ctx
+        .upstream
+        .http
+        .request(
+            request.method().clone(),
+            ctx.upstream.url(&format!("{path}{converted}")),
+        )
+        .bearer_auth(&*token)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::USER_AGENT, user_agent(request.headers(), ctx.slug));
+    for name in &HANDSHAKE_REQUEST {
+        for value in request.headers().get_all(name) {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let client_side = hyper::upgrade::on(&mut request);
+    let answer = upstream.send().await.map_err(|e| {
+        KubeStatus::unavailable(format!(
+            "the tenant's cluster \"{}\" did not answer: {e}",
+            ctx.upstream.cluster.name
+        ))
+    })?;
+    if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // RBAC's or admission's refusal, in the API server's words.
+        return ctx.converted(answer).await;
+    }
+    let mut handshake = HeaderMap::new();
+    for name in &HANDSHAKE_ANSWER {
+        for value in answer.headers().get_all(name) {
+            handshake.append(name, value.clone());
+        }
+    }
+    let server_side = answer.upgrade().await.map_err(|e| {
+        KubeStatus::unavailable(format!(
+            "the tenant's cluster accepted the {} upgrade but broke off: {e}",
+            kind.name()
+        ))
+    })?;
+    let actor = ctx.caller.holder.actor(ctx.slug);
+    let request_id = request
+        .headers()
+        .get(crate::app::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // Fail closed: a session the trail cannot show is not opened.
+    crate::service::gateway::record_session(
+        &ctx.app.db,
+        ctx.slug,
+        &actor,
+        "tenant_api.session.started",
+        &session.details,
+        request_id.as_deref(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "failed to write a session's start to the audit trail");
+        KubeStatus::unavailable(
+            "the portal could not write the session to its audit trail; try again shortly",
+        )
+    })?;
+    let db = ctx.app.db.clone();
+    let slug = ctx.slug.to_string();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let _held = admission;
+        let (outcome, sent, received) = match client_side.await {
+            Ok(client) => {
+                let mut client = TokioIo::new(client);
+                let mut server = server_side;
+                match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                    Ok((sent, received)) => ("closed".to_string(), sent, received),
+                    Err(e) => (format!("broken: {e}"), 0, 0),
+                }
+            }
+            Err(e) => (
+                format!("the client did not complete its upgrade: {e}"),
+                0,
+                0,
+            ),
+        };
+        let mut details = session.details;
+        details["outcome"] = json!(outcome);
+        details["seconds"] = json!(started.elapsed().as_secs_f64());
+        details["bytes_from_client"] = json!(sent);
+        details["bytes_to_client"] = json!(received);
+        if let Err(e) = crate::service::gateway::record_session(
+            &db,
+            &slug,
+            &actor,
+            "tenant_api.session.ended",
+            &details,
+            request_id.as_deref(),
+        )
+        .await
+        {
+            tracing::error!(error = %e, tenant = %slug, pod = %session.pod, namespace = %session.namespace,
+                kind = session.kind.name(), "failed to write a session's end to the audit trail");
+        }
+    });
+    let mut response = Response::new(Body::from(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.headers_mut() = handshake;
+    if !response.headers().contains_key(header::CONNECTION) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    }
+    Ok(response)
+}
