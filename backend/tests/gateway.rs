@@ -125,6 +125,7 @@ async fn member_kubeconfig(setup: &Setup, user: &str, slug: &str) -> Kubeconfig 
 
 struct Run {
     ok: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -135,9 +136,22 @@ async fn kubectl(config: &Kubeconfig, args: &[&str]) -> Run {
 }
 
 async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<String>) -> Run {
-    let binary = std::env::var("TP_KUBECTL").expect(
-        "TP_KUBECTL is not set: start the local stack with deploy/dev/up and source the stack.env it prints",
-    );
+    kubectl_env(kubeconfig, args, stdin, &[]).await
+}
+
+/// kubectl with extra environment, such as the switches that make it use
+/// SPDY instead of WebSocket for exec and port-forward.
+async fn kubectl_env(
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<String>,
+    env: &[(&str, &str)],
+) -> Run {
+    let binary = stack_kubectl();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let kubeconfig = kubeconfig.to_path_buf();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
@@ -147,6 +161,7 @@ async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<String>) -
             .arg(&kubeconfig)
             .arg("--request-timeout=20s")
             .args(&args)
+            .envs(env)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -164,12 +179,19 @@ async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<String>) -
         let output = child.wait_with_output().unwrap();
         Run {
             ok: output.status.success(),
+            code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     })
     .await
     .unwrap()
+}
+
+fn stack_kubectl() -> String {
+    std::env::var("TP_KUBECTL").expect(
+        "TP_KUBECTL is not set: start the local stack with deploy/dev/up and source the stack.env it prints",
+    )
 }
 
 /// A GET sent byte for byte, with no client normalising its path.
@@ -823,4 +845,443 @@ async fn a_tenant_past_its_share_gets_429_while_another_is_served(db: PgPool) {
             .any(|l| l.starts_with("tenant_api_throttled_total{") && l.contains(&noisy.slug)),
         "throttling is counted per tenant"
     );
+}
+
+/// kubectl's transports for exec, attach and port-forward: WebSocket by
+/// default since 1.31; SPDY when switched off, as older clients use.
+const WEBSOCKET: &[(&str, &str)] = &[];
+const SPDY: &[(&str, &str)] = &[
+    ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"),
+    ("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false"),
+];
+
+/// A pod the stack's simulated nodes run, made and awaited through the tenant API.
+async fn running_pod(member: &Kubeconfig, namespace: &str, name: &str) {
+    let created = kubectl(
+        member,
+        &[
+            "run",
+            name,
+            "-n",
+            namespace,
+            "--image=registry.example.com/app:1",
+            "--restart=Never",
+        ],
+    )
+    .await;
+    assert!(created.ok, "kubectl run: {}", created.stderr);
+    let ready = kubectl(
+        member,
+        &[
+            "wait",
+            "-n",
+            namespace,
+            &format!("pod/{name}"),
+            "--for=condition=Ready",
+            "--timeout=15s",
+        ],
+    )
+    .await;
+    assert!(
+        ready.ok,
+        "the pod runs on the stack's kwok nodes: {}",
+        ready.stderr
+    );
+}
+
+/// A long-running kubectl (port-forward, attach) whose output is read line
+/// by line; killed on drop.
+struct Background {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Background {
+    async fn start(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = tokio::process::Command::new(stack_kubectl())
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kubectl starts");
+        use tokio::io::AsyncBufReadExt;
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, lines }
+    }
+
+    /// The first line of output that contains `words`.
+    async fn line_with(&mut self, words: &str) -> String {
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = self.lines.next_line().await {
+                if line.contains(words) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        if let Ok(Some(line)) = found {
+            return line;
+        }
+        let _ = self.child.start_kill();
+        let mut stderr = String::new();
+        use tokio::io::AsyncReadExt;
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), err.read_to_string(&mut stderr)).await;
+        }
+        panic!("kubectl never printed \"{words}\": {stderr}");
+    }
+}
+
+/// A TCP server on `address` that answers each line with `echo: <line>`.
+async fn echo_server(address: &str) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .unwrap_or_else(|e| panic!("the port-forward target {address} is taken: {e}"));
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+                let (read, mut write) = socket.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if write
+                        .write_all(format!("echo: {line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Sends a line through a local forwarded port and reads the answer.
+async fn through_forward(port: u16, line: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::BufReader::new(read).read_line(&mut answer),
+    )
+    .await
+    .expect("an answer through the forwarded port")
+    .unwrap();
+    answer.trim().to_string()
+}
+
+async fn session_events(app: &TestApp, slug: &str, action: &str) -> Vec<Value> {
+    let page: Value = app
+        .get(&format!(
+            "/api/v1/audit-events?tenant={slug}&action={action}&page_size=500"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"].as_array().unwrap().clone()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_owner_execs_copies_attaches_and_forwards_over_both_transports_and_each_session_is_audited(
+    db: PgPool,
+) {
+    let target = std::env::var("TP_KWOK_PORTFORWARD_TARGET").expect(
+        "TP_KWOK_PORTFORWARD_TARGET is not set: start the local stack with deploy/dev/up and source its stack.env",
+    );
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwexec").await;
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+    running_pod(&alice, "dev", "web").await;
+
+    for (transport, env) in [("websocket", WEBSOCKET), ("spdy", SPDY)] {
+        let said = kubectl_env(
+            &alice.path(),
+            &["exec", "-n", "dev", "web", "--", "echo", "hello", transport],
+            None,
+            env,
+        )
+        .await;
+        assert!(said.ok, "exec over {transport}: {}", said.stderr);
+        assert_eq!(said.stdout.trim(), format!("hello {transport}"));
+        let failed = kubectl_env(
+            &alice.path(),
+            &["exec", "-n", "dev", "web", "--", "sh", "-c", "exit 3"],
+            None,
+            env,
+        )
+        .await;
+        assert_eq!(
+            failed.code,
+            Some(3),
+            "the command's exit code over {transport}: {}",
+            failed.stderr
+        );
+        let fed = kubectl_env(
+            &alice.path(),
+            &["exec", "-i", "-n", "dev", "web", "--", "cat"],
+            Some(format!("stdin over {transport}")),
+            env,
+        )
+        .await;
+        assert_eq!(
+            fed.stdout,
+            format!("stdin over {transport}"),
+            "{}",
+            fed.stderr
+        );
+    }
+
+    let dir = std::env::temp_dir().join(unique("cp-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sent = dir.join("sent.txt");
+    let content = format!("copied through the tenant API {}\n", unique("c"));
+    std::fs::write(&sent, &content).unwrap();
+    let remote = format!("dev/web:{}.txt", unique("copied-"));
+    let up = kubectl(&alice, &["cp", sent.to_str().unwrap(), &remote]).await;
+    assert!(up.ok, "kubectl cp into the pod: {}", up.stderr);
+    let back = dir.join("back.txt");
+    let down = kubectl(&alice, &["cp", &remote, back.to_str().unwrap()]).await;
+    assert!(down.ok, "kubectl cp out of the pod: {}", down.stderr);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), content);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let logs = kubectl(&alice, &["logs", "-n", "dev", "web"]).await;
+    assert!(
+        logs.ok && !logs.stdout.trim().is_empty(),
+        "kubectl logs: {}",
+        logs.stderr
+    );
+    let mut attached = Background::start(&alice.path(), &["attach", "-n", "dev", "web"], &[]).await;
+    attached.line_with("").await;
+    drop(attached);
+
+    let server = echo_server(&target).await;
+    for (transport, env) in [("websocket", WEBSOCKET), ("spdy", SPDY)] {
+        let local = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut forward = Background::start(
+            &alice.path(),
+            &[
+                "port-forward",
+                "-n",
+                "dev",
+                "pod/web",
+                &format!("{local}:8080"),
+            ],
+            env,
+        )
+        .await;
+        forward.line_with("Forwarding from").await;
+        assert_eq!(
+            through_forward(local, &format!("ping over {transport}")).await,
+            format!("echo: ping over {transport}")
+        );
+        drop(forward);
+    }
+    server.abort();
+
+    let started = session_events(app, &acme.slug, "tenant_api.session.started").await;
+    let echo = started
+        .iter()
+        .find(|e| e["after"]["command"] == json!(["echo", "hello", "websocket"]))
+        .unwrap_or_else(|| panic!("the exec is in the audit trail: {started:?}"));
+    assert_eq!(echo["actor"], "user:alice@example.com");
+    assert_eq!(echo["after"]["kind"], "exec");
+    assert_eq!(echo["after"]["namespace"], "dev");
+    assert_eq!(echo["after"]["pod"], "web");
+    for kind in ["exec", "attach", "portforward"] {
+        assert!(
+            started.iter().any(|e| e["after"]["kind"] == kind),
+            "a {kind} session is audited: {started:?}"
+        );
+    }
+    common::cluster::eventually(
+        "every session's end is audited",
+        Duration::from_secs(20),
+        || async {
+            session_events(app, &acme.slug, "tenant_api.session.ended")
+                .await
+                .len()
+                >= started.len()
+        },
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn viewers_may_not_exec_and_no_one_reaches_another_tenant_s_pods(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwown").await;
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+    let bob = member_kubeconfig(&setup, "BOB", &acme.slug).await;
+    running_pod(&alice, "dev", "web").await;
+    let other = unique("gwother");
+    app.create_tenant(json!({
+        "slug": other,
+        "namespaces": [{"name": "dev"}],
+        "members": [{"kind": "user", "subject": "dave@example.com", "role": "owner"}]
+    }))
+    .await;
+    app.wait_ready(&other, READY).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(kube().await, &format!("{other}-dev"));
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "secret"},
+            "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+
+    for env in [WEBSOCKET, SPDY] {
+        let viewer = kubectl_env(
+            &bob.path(),
+            &["exec", "-n", "dev", "web", "--", "true"],
+            None,
+            env,
+        )
+        .await;
+        assert!(!viewer.ok);
+        assert!(viewer.stderr.contains("forbidden"), "{}", viewer.stderr);
+        let full = format!("{other}-dev");
+        for namespace in ["dev", full.as_str()] {
+            let foreign = kubectl_env(
+                &alice.path(),
+                &["exec", "-n", namespace, "secret", "--", "true"],
+                None,
+                env,
+            )
+            .await;
+            assert!(!foreign.ok, "another tenant's pod under \"{namespace}\"");
+            assert!(foreign.stderr.contains("not found"), "{}", foreign.stderr);
+        }
+        let forward = kubectl_env(
+            &alice.path(),
+            &["port-forward", "-n", &full, "pod/secret", "18080:8080"],
+            None,
+            env,
+        )
+        .await;
+        assert!(
+            !forward.ok && forward.stderr.contains("not found"),
+            "{}",
+            forward.stderr
+        );
+    }
+    let viewer_forward = kubectl(
+        &bob,
+        &["port-forward", "-n", "dev", "pod/web", "18081:8080"],
+    )
+    .await;
+    assert!(
+        !viewer_forward.ok && viewer_forward.stderr.contains("forbidden"),
+        "{}",
+        viewer_forward.stderr
+    );
+    let viewer_logs = kubectl(&bob, &["logs", "-n", "dev", "web"]).await;
+    assert!(viewer_logs.ok, "viewers read logs: {}", viewer_logs.stderr);
+    assert!(
+        session_events(app, &other, "tenant_api.session.started")
+            .await
+            .is_empty(),
+        "nothing reached the other tenant"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn sessions_are_bounded_per_tenant_and_a_suspended_tenant_has_none(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwbound").await;
+    let set = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tenants/{}/policy", acme.slug),
+        )
+        .json(
+            &json!({"tenant_api": {"requests_per_second": 100, "burst": 100,
+            "max_in_flight": 20, "max_watches": 20, "max_sessions": 1}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    app.wait_ready(&acme.slug, READY).await;
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+    running_pod(&alice, "dev", "web").await;
+
+    let mut held = Background::start(
+        &alice.path(),
+        &[
+            "exec",
+            "-i",
+            "-n",
+            "dev",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo open; cat",
+        ],
+        &[],
+    )
+    .await;
+    held.line_with("open").await;
+    let second = kubectl(&alice, &["exec", "-n", "dev", "web", "--", "true"]).await;
+    assert!(!second.ok);
+    assert!(
+        second.stderr.contains("sessions open"),
+        "the second session is refused by the bound: {}",
+        second.stderr
+    );
+    drop(held);
+    common::cluster::eventually("the session's slot is given back", READY, || async {
+        kubectl(&alice, &["exec", "-n", "dev", "web", "--", "true"])
+            .await
+            .ok
+    })
+    .await;
+
+    let suspended = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/tenants/{}:suspend", acme.slug),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        suspended.status().is_success(),
+        "{}",
+        suspended.text().await.unwrap()
+    );
+    app.wait_ready(&acme.slug, READY).await;
+    common::cluster::eventually("exec is refused once suspended", READY, || async {
+        let refused = kubectl(&alice, &["exec", "-n", "dev", "web", "--", "true"]).await;
+        !refused.ok && refused.stderr.contains("forbidden")
+    })
+    .await;
 }

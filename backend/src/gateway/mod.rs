@@ -11,6 +11,7 @@
 //! than the role account does.
 
 mod fair;
+mod fan_out;
 mod names;
 mod namespaces;
 mod protobuf;
@@ -19,6 +20,8 @@ mod request;
 mod status;
 mod stream;
 mod upstream;
+mod whoami;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -372,7 +375,7 @@ async fn handle(
         return stream::open(&context, kind, namespace, &path, request, admission).await;
     }
     let response = context.dispatch(target, request).await?;
-    Ok(proxy::hold_until_done(response, admission))
+    Ok(wire::hold_until_done(response, admission))
 }
 
 /// `pods/<name>/exec|attach|portforward` of the core group.

@@ -13,9 +13,10 @@ use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::proxy::{Context, events, json_response, read_body, watch_response};
+use super::proxy::Context;
 use super::request::is_watch;
 use super::status::KubeStatus;
+use super::wire::{events, json_response, read_body, watch_response};
 use crate::cluster::objects::{MANAGED_BY, MANAGER, TENANT_LABEL};
 use crate::domain::Role;
 use crate::error::Error;

@@ -212,7 +212,11 @@ mod tests {
         }
         let refused = classify("/api/v1/namespaces/dev/services/web/proxy").unwrap_err();
         assert_eq!(refused.code, 403);
-        assert!(refused.message.contains("port-forward"), "{}", refused.message);
+        assert!(
+            refused.message.contains("port-forward"),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]

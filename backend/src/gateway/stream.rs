@@ -16,8 +16,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use super::fair::Admission;
-use super::proxy::{Context, convert_query, user_agent};
+use super::proxy::Context;
 use super::status::KubeStatus;
+use super::wire::{convert_query, user_agent};
 
 /// What an upgraded request of the tenant API asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
