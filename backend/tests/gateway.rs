@@ -35,7 +35,10 @@ async fn tenant(app: &TestApp, prefix: &str) -> Tenant {
         "slug": slug,
         "display_name": "Gateway test",
         "budget": {"requests.cpu": "4", "requests.memory": "8Gi", "pods": "20", "namespaces": "3"},
-        "namespaces": [{"name": "dev"}, {"name": "prod"}],
+        "namespaces": [
+            {"name": "dev", "allocations": {"requests.cpu": "2", "requests.memory": "4Gi", "pods": "10"}},
+            {"name": "prod"}
+        ],
         "members": [
             {"kind": "user", "subject": "alice@example.com", "role": "owner"},
             {"kind": "user", "subject": "carol@example.com", "role": "editor"},
@@ -894,6 +897,8 @@ async fn running_pod(member: &Kubeconfig, namespace: &str, name: &str) {
 struct Background {
     child: tokio::process::Child,
     lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// Held open: a session fed from stdin lasts as long as this does.
+    _stdin: Option<tokio::process::ChildStdin>,
 }
 
 impl Background {
@@ -903,7 +908,7 @@ impl Background {
             .arg(kubeconfig)
             .args(args)
             .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -911,7 +916,12 @@ impl Background {
             .expect("kubectl starts");
         use tokio::io::AsyncBufReadExt;
         let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        Self { child, lines }
+        let _stdin = child.stdin.take();
+        Self {
+            child,
+            lines,
+            _stdin,
+        }
     }
 
     /// The first line of output that contains `words`.
@@ -1069,8 +1079,32 @@ async fn an_owner_execs_copies_attaches_and_forwards_over_both_transports_and_ea
         "kubectl logs: {}",
         logs.stderr
     );
+    // kwok's attach follows its file: what is written there while attached is the output.
+    let attach_file = std::env::var("TP_KWOK_ATTACH_FILE").expect(
+        "TP_KWOK_ATTACH_FILE is not set: start the local stack with deploy/dev/up and source its stack.env",
+    );
+    let said = unique("attached-");
+    let writer = {
+        let said = said.clone();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let line = format!(
+                    "{} stdout F {said}\n",
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                );
+                use std::io::Write;
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&attach_file)
+                    .unwrap();
+                file.write_all(line.as_bytes()).unwrap();
+            }
+        })
+    };
     let mut attached = Background::start(&alice.path(), &["attach", "-n", "dev", "web"], &[]).await;
-    attached.line_with("").await;
+    attached.line_with(&said).await;
+    writer.abort();
     drop(attached);
 
     let server = echo_server(&target).await;
@@ -1284,4 +1318,52 @@ async fn sessions_are_bounded_per_tenant_and_a_suspended_tenant_has_none(db: PgP
         !refused.ok && refused.stderr.contains("forbidden")
     })
     .await;
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn all_namespaces_lists_page_and_watches_take_in_namespaces_made_while_they_run(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwpage").await;
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+    for (namespace, name) in [
+        ("dev", "a"),
+        ("dev", "b"),
+        ("dev", "c"),
+        ("prod", "d"),
+        ("prod", "e"),
+    ] {
+        let made = kubectl(&alice, &["create", "configmap", name, "-n", namespace]).await;
+        assert!(made.ok, "{}", made.stderr);
+    }
+    let whole = kubectl(
+        &alice,
+        &["get", "configmaps", "-A", "--chunk-size=0", "-o", "name"],
+    )
+    .await;
+    let paged = kubectl(
+        &alice,
+        &["get", "configmaps", "-A", "--chunk-size=2", "-o", "name"],
+    )
+    .await;
+    assert!(paged.ok, "{}", paged.stderr);
+    assert_eq!(
+        lines(&paged),
+        lines(&whole),
+        "pages of two hold every object once"
+    );
+    assert!(lines(&whole).contains(&"configmap/e"), "{}", whole.stdout);
+
+    let mut watch = Background::start(
+        &alice.path(),
+        &["get", "configmaps", "-A", "--watch", "-o", "name"],
+        &[],
+    )
+    .await;
+    watch.line_with("configmap/e").await;
+    let staging = kubectl(&alice, &["create", "namespace", "staging"]).await;
+    assert!(staging.ok, "{}", staging.stderr);
+    let made = kubectl(&alice, &["create", "configmap", "later", "-n", "staging"]).await;
+    assert!(made.ok, "{}", made.stderr);
+    watch.line_with("configmap/later").await;
 }

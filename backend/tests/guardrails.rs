@@ -277,27 +277,39 @@ async fn long_lived_credentials_are_refused(db: PgPool) {
         },
         ..Default::default()
     };
+    accounts
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": "deployer"}})),
+        )
+        .await
+        .expect("the tenant makes an account of its own");
     assert_refused(
         accounts
-            .create_token_request(
-                "tenant-automation",
-                &PostParams::default(),
-                &request(8760 * 3600),
-            )
+            .create_token_request("deployer", &PostParams::default(), &request(8760 * 3600))
             .await,
         &format!("tenant {slug} may request ServiceAccount tokens valid for at most 3600 seconds"),
     );
     // 3607 s is what the API server silently extends to a year.
     assert_refused(
         accounts
-            .create_token_request("tenant-automation", &PostParams::default(), &request(3607))
+            .create_token_request("deployer", &PostParams::default(), &request(3607))
             .await,
         "at most 3600 seconds",
     );
     accounts
-        .create_token_request("tenant-automation", &PostParams::default(), &request(3600))
+        .create_token_request("deployer", &PostParams::default(), &request(3600))
         .await
         .expect("an hour-long token is granted");
+    // An editor minting the owner account's token would be an owner.
+    for role_account in ["tenant-owner", "tenant-automation", "tenant-viewer"] {
+        assert_refused(
+            accounts
+                .create_token_request(role_account, &PostParams::default(), &request(600))
+                .await,
+            &format!("may not request tokens of the portal's role account {role_account}"),
+        );
+    }
 
     let secrets: Api<Secret> = Api::namespaced(as_owner().await, &home);
     let forever: Secret = object(json!({

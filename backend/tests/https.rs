@@ -119,8 +119,10 @@ async fn kubectl_trusts_the_portal_by_the_kubeconfig_it_downloaded(db: PgPool) {
     let slug = unique("https");
     let body = json!({"slug": slug, "namespaces": [{"name": "dev"}]}).to_string();
 
-    let (created, answer) = portal.curl(&[
-        "-fsS",
+    let (_, answer) = portal.curl(&[
+        "-sS",
+        "-w",
+        "\n%{http_code}",
         "-H",
         &auth,
         "-H",
@@ -129,7 +131,10 @@ async fn kubectl_trusts_the_portal_by_the_kubeconfig_it_downloaded(db: PgPool) {
         &body,
         &format!("{}/api/v1/tenants?wait_for=Ready", portal.base),
     ]);
-    assert!(created, "the tenant is created over HTTPS: {answer}");
+    assert!(
+        answer.ends_with("\n201"),
+        "the tenant is created over HTTPS: {answer}"
+    );
     let (_, kubeconfig) = portal.curl(&[
         "-fsS",
         "-X",

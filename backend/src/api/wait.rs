@@ -37,7 +37,9 @@ impl WaitQuery {
         let asked = match &self.timeout {
             Some(text) => crate::domain::parse_duration(text)
                 .map_err(|rule| Error::invalid("query.timeout", rule))?,
-            None => Duration::from_secs(30),
+            // Unasked, as long as the request may take: a default above the
+            // ceiling would refuse every wait that names no timeout.
+            None => Duration::from_secs(30).min(ceiling),
         };
         if self.wait_for.is_none() {
             return Ok(None);

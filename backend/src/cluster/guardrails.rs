@@ -9,6 +9,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use super::objects::{MANAGED_BY, MANAGER, TENANT_LABEL, is_satisfied_value};
+use super::render::{AUTOMATION_ACCOUNT, OWNER_ACCOUNT, VIEWER_ACCOUNT};
 use crate::config::ServeConfig;
 use crate::domain::TenantPolicy;
 use crate::domain::tenant_policy::Cidr;
@@ -25,6 +26,9 @@ pub const REGISTRIES: &str = "tenant-portal.dev/registries";
 pub const NODE_SELECTOR: &str = "tenant-portal.dev/node-selector";
 /// The annotation value meaning "no list: anything".
 pub const ANY: &str = "*";
+
+/// The portal's role accounts: tokens of theirs are the portal's to issue.
+const ROLE_ACCOUNTS: [&str; 3] = [OWNER_ACCOUNT, AUTOMATION_ACCOUNT, VIEWER_ACCOUNT];
 
 /// Addresses no tenant pod may reach, whatever the configuration: the cloud
 /// providers' instance metadata services (credentials of the node).
@@ -309,6 +313,12 @@ fn credentials(token_max_seconds: u64) -> Value {
                 "'tenant ' + variables.tenant + ' may not create Secrets of type kubernetes.io/service-account-token: their tokens never expire; use short-lived tokens (kubectl create token)'",
             ),
             validation(
+                &format!(
+                    "variables.trusted || request.resource.resource != 'serviceaccounts' || !(request.name in {ROLE_ACCOUNTS:?})"
+                ),
+                "'tenant ' + variables.tenant + ' may not request tokens of the portal\\'s role account ' + request.name + ': the tenant API acts as it for members of that role, and a token would carry the role past the portal'",
+            ),
+            validation(
                 &format!("variables.trusted || variables.seconds <= {token_max_seconds}"),
                 &format!(
                     "'tenant ' + variables.tenant + ' may request ServiceAccount tokens valid for at most {token_max_seconds} seconds; this request asks for ' + string(variables.seconds)"
@@ -339,12 +349,14 @@ fn managed_objects() -> Value {
 }
 
 /// A suspended tenant's namespaces are read-only for everyone but the
-/// portal, whichever RoleBinding a request comes through.
+/// portal, whichever RoleBinding a request comes through. Subresources
+/// are writes too (`scale`, `serviceaccounts/token`, `pods/eviction`): `*`
+/// does not match them, `*/*` matches every resource and subresource.
 fn suspended() -> Value {
     policy(
         vec![
             json!({"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE", "DELETE"],
-                   "resources": ["*"], "scope": "Namespaced"}),
+                   "resources": ["*/*"], "scope": "Namespaced"}),
             // Commands in running containers are writes too.
             rule(
                 "",

@@ -300,21 +300,21 @@ fn namespace_body(body: &Bytes) -> Result<Value, KubeStatus> {
     Ok(namespace)
 }
 
+/// Labels a client may restate with the namespace's own name: the one every
+/// namespace carries, and the one Helm puts on each namespace it creates.
+const NAME_LABELS: [&str; 2] = ["kubernetes.io/metadata.name", "name"];
+
 /// Namespace labels and annotations are the portal's (the tenant, its
 /// policy, Pod Security); a client's own are refused naming the key rather
-/// than dropped. The one label every namespace has by its name may be
-/// restated, as some tools do.
+/// than dropped, except a label that only restates the name.
 fn refuse_metadata(namespace: &Value) -> Result<(), KubeStatus> {
     let name = namespace["metadata"]["name"].as_str().unwrap_or_default();
-    for (field, restated) in [
-        ("labels", "kubernetes.io/metadata.name"),
-        ("annotations", ""),
-    ] {
+    for field in ["labels", "annotations"] {
         let Some(entries) = namespace["metadata"][field].as_object() else {
             continue;
         };
         for (key, value) in entries {
-            if key == restated && value == name {
+            if field == "labels" && NAME_LABELS.contains(&key.as_str()) && value == name {
                 continue;
             }
             let why = if key.contains("kubernetes.io/")
