@@ -894,8 +894,8 @@ fn matrix(shape: Shape) -> Vec<Everyday> {
         kubectl(&["create", "job", "nightly-now", "--from=cronjob/nightly"]),
         kubectl(&["delete", "job/nightly-now", "--wait=false"]),
     ]);
-    // No tenant role grants `kubectl debug` (pods/ephemeralcontainers):
-    // see the cluster admin's in the refusals.
+    // `kubectl debug` (pods/ephemeralcontainers): with the refusals, where
+    // the policy's image rule is tried too.
     let pod = vec![kubectl(&[
         "set",
         "image",
@@ -1386,9 +1386,10 @@ async fn guarded_changes_are_still_refused_in_the_policies_words(db: PgPool) {
     refuse_all(&slug, &escapes, &automation, &owner).await;
     refuse_all(&slug, &escapes, &alice, &alice).await;
 
-    // Ephemeral containers, the one subresource the workloads policy
-    // reads: no tenant role grants them (RBAC refuses before any policy),
-    // so a cluster admin's `kubectl debug`, held to the tenant's rules.
+    // Ephemeral containers, the one subresource the workloads policy reads:
+    // `kubectl debug` by the tenant (edit and admin have them through the
+    // aggregated tenant-portal-debug role) and by a cluster admin, every one
+    // held to the tenant's rules.
     let admin = Door::new(
         "directly, cluster admin (kubectl debug)",
         &std::fs::read_to_string(kubeconfig_path()).unwrap(),
@@ -1413,9 +1414,12 @@ async fn guarded_changes_are_still_refused_in_the_policies_words(db: PgPool) {
         )
         .await;
     for door in [&automation, &alice] {
+        door.allowed(&debug(&format!("{REGISTRY}debug:1"))).await;
         door.refused(
-            &debug(&format!("{REGISTRY}debug:1")),
-            &["cannot patch resource \"pods/ephemeralcontainers\"".to_string()],
+            &debug("docker.io/evil/shell:1"),
+            &[format!(
+                "tenant {slug} may use images from registry.example.com/; this Pod uses docker.io/evil/shell:1"
+            )],
         )
         .await;
     }

@@ -1367,3 +1367,140 @@ async fn all_namespaces_lists_page_and_watches_take_in_namespaces_made_while_the
     assert!(made.ok, "{}", made.stderr);
     watch.line_with("configmap/later").await;
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_developer_s_everyday_kubectl_works_through_the_tenant_api(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwday").await;
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+
+    let created = kubectl(
+        &alice,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            "dev",
+            "--image=registry.example.com/app:1",
+            "--replicas=2",
+        ],
+    )
+    .await;
+    assert!(created.ok, "{}", created.stderr);
+    let rolled = kubectl(
+        &alice,
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            "dev",
+            "--timeout=15s",
+        ],
+    )
+    .await;
+    assert!(
+        rolled.ok,
+        "rollout status: {}{}",
+        rolled.stdout, rolled.stderr
+    );
+    assert!(
+        rolled.stdout.contains("successfully rolled out"),
+        "{}",
+        rolled.stdout
+    );
+    let available = kubectl(
+        &alice,
+        &[
+            "wait",
+            "deployment/web",
+            "-n",
+            "dev",
+            "--for=condition=Available",
+            "--timeout=15s",
+        ],
+    )
+    .await;
+    assert!(available.ok, "wait: {}", available.stderr);
+    let logs = kubectl(&alice, &["logs", "deployment/web", "-n", "dev"]).await;
+    assert!(logs.ok && !logs.stdout.is_empty(), "logs: {}", logs.stderr);
+
+    let whoami = kubectl(&alice, &["auth", "whoami", "-o", "json"]).await;
+    let whoami: Value = serde_json::from_str(&whoami.stdout)
+        .unwrap_or_else(|_| panic!("{}{}", whoami.stdout, whoami.stderr));
+    assert_eq!(
+        whoami["status"]["userInfo"]["username"],
+        "alice@example.com"
+    );
+    assert_eq!(
+        whoami["status"]["userInfo"]["extra"]["tenant-portal.dev/role"],
+        json!(["owner"])
+    );
+
+    let resources = kubectl(
+        &alice,
+        &["api-resources", "--namespaced=true", "-o", "name"],
+    )
+    .await;
+    assert!(resources.ok, "api-resources: {}", resources.stderr);
+    assert!(
+        resources.stderr.trim().is_empty(),
+        "api-resources without warnings or errors: {}",
+        resources.stderr
+    );
+    assert!(resources.stdout.lines().any(|l| l == "deployments.apps"));
+    let explained = kubectl(&alice, &["explain", "deployment.spec.replicas"]).await;
+    assert!(explained.ok, "explain: {}", explained.stderr);
+    assert!(
+        explained.stdout.contains("replicas"),
+        "{}",
+        explained.stdout
+    );
+
+    let generated = kubectl_with(
+        &alice.path(),
+        &["create", "-f", "-", "-o", "name"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  generateName: preview-\n".into()),
+    )
+    .await;
+    assert!(generated.ok, "generateName: {}", generated.stderr);
+    assert!(
+        generated.stdout.trim().starts_with("namespace/preview-"),
+        "{}",
+        generated.stdout
+    );
+    let removed = kubectl(&alice, &["delete", generated.stdout.trim(), "--wait=false"]).await;
+    assert!(removed.ok, "{}", removed.stderr);
+    let labelled = kubectl_with(
+        &alice.path(),
+        &["apply", "--server-side", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: qa\n  labels:\n    tenant-portal.dev/tenant: other\n".into()),
+    )
+    .await;
+    assert!(!labelled.ok);
+    assert!(
+        labelled.stderr.contains("tenant-portal.dev/tenant"),
+        "a refused label is named: {}",
+        labelled.stderr
+    );
+    let applied = kubectl_with(
+        &alice.path(),
+        &["apply", "--server-side", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: qa\n".into()),
+    )
+    .await;
+    assert!(
+        applied.ok,
+        "server-side apply of a Namespace: {}",
+        applied.stderr
+    );
+    let again = kubectl_with(
+        &alice.path(),
+        &["apply", "--server-side", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: qa\n".into()),
+    )
+    .await;
+    assert!(again.ok, "applied again, unchanged: {}", again.stderr);
+}
