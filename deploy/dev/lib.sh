@@ -16,6 +16,14 @@ ETCD_VERSION=v3.6.16
 # Dex's own `replace ./api/v2` is ignored in a dependency.
 DEX_VERSION=v0.0.0-20260806151424-ab64ed778070
 DEX_API_VERSION=v2.4.0
+# kwok simulates nodes (pods scheduled and Running, exec/logs/attach/
+# port-forward answered through the API server's kubelet path). Built with
+# three small patches (see build-binaries); KWOK_BUILD names that build in
+# the cache: bump its suffix when the patches change.
+KWOK_VERSION=v0.8.0
+KWOK_BUILD=$KWOK_VERSION-p3
+# Helm v4, the real tool run through the tenant API in the tests.
+HELM_VERSION=v4.3.2
 
 TP_CACHE=${TENANT_PORTAL_CACHE:-$HOME/.cache/tenant-portal}
 TP_BIN=$TP_CACHE/bin
@@ -23,10 +31,15 @@ TP_STATE=${TENANT_PORTAL_STATE:-$HOME/.local/state/tenant-portal}
 DEV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 bin_path() { # name -> cached binary path for the pinned version
+  bin_var "$1" && echo "$BIN"
+}
+bin_var() { # name -> BIN (the same, without a subshell)
   case $1 in
-    kube-apiserver|kube-controller-manager|kubectl) echo "$TP_BIN/$1-$K8S_VERSION" ;;
-    etcd) echo "$TP_BIN/etcd-$ETCD_VERSION" ;;
-    dex) echo "$TP_BIN/dex-$DEX_VERSION" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) BIN=$TP_BIN/$1-$K8S_VERSION ;;
+    kwok) BIN=$TP_BIN/kwok-$KWOK_BUILD ;;
+    helm) BIN=$TP_BIN/helm-$HELM_VERSION ;;
+    etcd) BIN=$TP_BIN/etcd-$ETCD_VERSION ;;
+    dex) BIN=$TP_BIN/dex-$DEX_VERSION ;;
     *) die "unknown binary '$1'" ;;
   esac
 }
@@ -54,11 +67,11 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # pidfile [binary] -> true if the process recorded there is alive (and, when
 # given, runs that binary: guards against a recycled pid).
+# Bash builtins only (no fork): `up` on a running stack calls it often.
 pid_alive() {
-  [[ -f $1 ]] || return 1
-  local pid; pid=$(cat "$1")
-  kill -0 "$pid" 2>/dev/null || return 1
-  [[ -z ${2:-} || $(readlink "/proc/$pid/exe" 2>/dev/null) == "$2" ]]
+  local pid
+  [[ -f $1 ]] && read -r pid <"$1" && [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -z ${2:-} || /proc/$pid/exe -ef $2 ]]
 }
 
 # stop_pids <pidfile>...: TERM the processes recorded there (all at once:
@@ -113,3 +126,7 @@ wait_for() {
 }
 
 ms_now() { date +%s%3N; }
+ms_since() { # $EPOCHREALTIME from before -> milliseconds since
+  local a=${1/[.,]/} b=${EPOCHREALTIME/[.,]/}
+  echo $(( (10#$b - 10#$a) / 1000 ))
+}
