@@ -1214,7 +1214,7 @@ async fn viewers_may_not_exec_and_no_one_reaches_another_tenant_s_pods(db: PgPoo
         }
         let forward = kubectl_env(
             &alice.path(),
-            &["port-forward", "-n", &full, "pod/secret", "18080:8080"],
+            &["port-forward", "-n", &full, "pod/secret", ":8080"],
             None,
             env,
         )
@@ -1227,7 +1227,7 @@ async fn viewers_may_not_exec_and_no_one_reaches_another_tenant_s_pods(db: PgPoo
     }
     let viewer_forward = kubectl(
         &bob,
-        &["port-forward", "-n", "dev", "pod/web", "18081:8080"],
+        &["port-forward", "-n", "dev", "pod/web", ":8080"],
     )
     .await;
     assert!(
