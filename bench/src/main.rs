@@ -8,6 +8,7 @@ mod cpu;
 mod gateway;
 mod provision;
 mod scale;
+mod sessions;
 mod showback;
 mod stack;
 
@@ -110,6 +111,20 @@ enum Bench {
         watchers: usize,
         #[arg(long, default_value_t = 200)]
         events: usize,
+    },
+    /// exec and port-forward with kubectl through the tenant API against the API server directly.
+    Sessions {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// `kubectl exec POD -- true` per path and transport in a run.
+        #[arg(long, default_value_t = 30)]
+        execs: usize,
+        /// MiB pushed through exec's stdin and through a forwarded port.
+        #[arg(long, default_value_t = 64)]
+        megabytes: usize,
+        /// Small messages through a forwarded port, for its round-trip time.
+        #[arg(long, default_value_t = 200)]
+        round_trips: usize,
     },
     /// The showback report over a fleet with days of usage samples (reconciler off).
     Showback {
@@ -252,6 +267,27 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await
+        }
+        Bench::Sessions {
+            runs,
+            execs,
+            megabytes,
+            round_trips,
+        } => {
+            let options = sessions::Options {
+                runs,
+                execs,
+                megabytes,
+                round_trips,
+                timeout,
+            };
+            let command = format!(
+                "scripts/bench sessions --runs {runs} --execs {execs} --megabytes {megabytes} --round-trips {round_trips}"
+            );
+            eprintln!("{command}");
+            let figures = sessions::run(&env, &options).await?;
+            sessions::report(&options, &figures, &command);
+            Ok(())
         }
         Bench::Clusters {
             tenants,
