@@ -1225,11 +1225,7 @@ async fn viewers_may_not_exec_and_no_one_reaches_another_tenant_s_pods(db: PgPoo
             forward.stderr
         );
     }
-    let viewer_forward = kubectl(
-        &bob,
-        &["port-forward", "-n", "dev", "pod/web", ":8080"],
-    )
-    .await;
+    let viewer_forward = kubectl(&bob, &["port-forward", "-n", "dev", "pod/web", ":8080"]).await;
     assert!(
         !viewer_forward.ok && viewer_forward.stderr.contains("forbidden"),
         "{}",
