@@ -1422,6 +1422,21 @@ async fn a_developer_s_everyday_kubectl_works_through_the_tenant_api(db: PgPool)
     assert!(available.ok, "wait: {}", available.stderr);
     let logs = kubectl(&alice, &["logs", "deployment/web", "-n", "dev"]).await;
     assert!(logs.ok && !logs.stdout.is_empty(), "logs: {}", logs.stderr);
+    let first = logs.stdout.lines().next().unwrap_or_default().to_string();
+    let previous = kubectl(
+        &alice,
+        &["logs", "deployment/web", "-n", "dev", "--previous"],
+    )
+    .await;
+    assert!(previous.ok, "logs --previous: {}", previous.stderr);
+    let mut following = Background::start(
+        &alice.path(),
+        &["logs", "-f", "deployment/web", "-n", "dev"],
+        &[],
+    )
+    .await;
+    following.line_with(&first).await;
+    drop(following);
 
     let whoami = kubectl(&alice, &["auth", "whoami", "-o", "json"]).await;
     let whoami: Value = serde_json::from_str(&whoami.stdout)
