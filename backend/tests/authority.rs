@@ -580,6 +580,36 @@ async fn a_write_by_a_caller_who_may_not_read_answers_a_receipt(db: PgPool) {
     );
 }
 
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_token_reaching_only_what_it_creates_reads_the_tenant_it_just_created(db: PgPool) {
+    let app = spawn(db).await;
+    // As the README's "Integrating a platform" makes it: no --all-tenants.
+    let ci = common::create_token_reaching(
+        &app.db,
+        "ci-previews",
+        &[Scope::TenantsRead, Scope::TenantsWrite],
+        &[],
+    )
+    .await;
+    let created = post_as(
+        &app,
+        &ci,
+        "/api/v1/tenants?wait_for=Ready&timeout=1s",
+        json!({"slug": "pr-1234", "namespaces": [{"name": "app"}]}),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(body["slug"], "pr-1234");
+    assert_eq!(
+        body["namespaces"][0]["full_name"], "pr-1234-app",
+        "the whole tenant, not a receipt: {body}"
+    );
+    assert!(body["sync"]["status"].is_string(), "{body}");
+    let read = get_as(&app, &ci, "/api/v1/tenants/pr-1234").await;
+    assert_eq!(read.status(), 200, "and it reads it afterwards too");
+}
+
 async fn get_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
     app.client
         .get(format!("{}{path}", app.base))

@@ -38,6 +38,17 @@ pub fn tenant_response(status: StatusCode, who: &Principal, tenant: TenantView) 
     }
 }
 
+/// The answer to creating a tenant: its creator reads what it created
+/// whenever it may read tenants at all. A token's reach was read before the
+/// tenant existed, and an employee need not have made themselves a member.
+pub fn created_response(who: &Principal, tenant: TenantView) -> Response {
+    let generation = tenant.generation;
+    if crate::auth::policy::precheck(who, Action::ReadTenants).is_ok() {
+        return with_etag(StatusCode::CREATED, generation, Tenant::from(tenant));
+    }
+    tenant_response(StatusCode::CREATED, who, tenant)
+}
+
 /// The answer to a budget change: the tenant when `who` may read it, else
 /// the budget with what is allocated and left.
 pub fn budget_response(who: &Principal, tenant: TenantView) -> Result<Response, Error> {

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::answer::tenant_response;
+use super::answer::{created_response, tenant_response};
 use super::extract::{ApiJson, ApiQuery, IfMatch, RequestId};
 use super::model::{CreateTenant, Tenant, TenantAnswer, TenantListQuery, TenantPage, TenantPatch};
 use super::wait::{WaitQuery, until_ready};
@@ -126,7 +126,7 @@ async fn create(
         tenant = views::tenant(&mut *app.db.acquire().await?, row).await?;
     }
     let location = format!("/api/v1/tenants/{}", tenant.slug);
-    let mut response = tenant_response(StatusCode::CREATED, &who, tenant);
+    let mut response = created_response(&who, tenant);
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
