@@ -323,6 +323,72 @@ async fn long_lived_credentials_are_refused(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_editor_impersonating_the_owners_account_is_refused_its_writes(db: PgPool) {
+    let portal = spawn_portal(db, &kubeconfig_path()).await;
+    let slug = ready_tenant(&portal, "imper").await;
+    let home = format!("{slug}-dev");
+    // The downloaded kubeconfig: the automation account, bound to `edit`,
+    // which may impersonate the ServiceAccounts of its namespaces.
+    let response = portal
+        .app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
+        .send()
+        .await
+        .unwrap();
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&response.text().await.unwrap()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{home}:tenant-owner"));
+    let as_owner_account = kube::Client::try_from(config).unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(as_owner_account.clone(), &home);
+    let dry_run = PostParams {
+        dry_run: true,
+        field_manager: None,
+    };
+    // A policy installed moments ago is in force once the API server loaded it.
+    eventually(
+        "the role-accounts policy is in force",
+        POLICY_LOADED,
+        || async {
+            config_maps
+                .create(&dry_run, &object(json!({"metadata": {"name": "probe"}})))
+                .await
+                .is_err()
+        },
+    )
+    .await;
+    let bindings: Api<RoleBinding> = Api::namespaced(as_owner_account.clone(), &home);
+    let grab: RoleBinding = object(json!({
+        "metadata": {"name": "friend-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory@example.com"}]
+    }));
+    assert_refused(
+        bindings.create(&PostParams::default(), &grab).await,
+        "is the portal's role account and acts only with the tokens the portal issues",
+    );
+    assert_refused(
+        config_maps
+            .create(
+                &PostParams::default(),
+                &object(json!({"metadata": {"name": "as-owner"}})),
+            )
+            .await,
+        "impersonating it is refused",
+    );
+    // The account itself, with a token the portal issued, still writes.
+    let automation = as_automation(&portal.app, &slug).await;
+    Api::<ConfigMap>::namespaced(automation, &home)
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": "with-a-token"}})),
+        )
+        .await
+        .expect("the automation account writes with its own token");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
 async fn the_portals_objects_are_read_only_inside_the_tenant(db: PgPool) {
     let portal = spawn_portal(db, &kubeconfig_path()).await;
     let slug = ready_tenant(&portal, "ro").await;

@@ -98,6 +98,7 @@ impl Guardrails {
             ),
             ("tenant-portal-managed-objects", managed_objects()),
             ("tenant-portal-suspended", suspended()),
+            ("tenant-portal-role-accounts", role_accounts()),
         ] {
             objects.push(json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
@@ -371,6 +372,34 @@ fn suspended() -> Value {
             "'tenant ' + variables.tenant + ' is suspended: nothing in its namespaces can be created, changed or deleted until a platform admin resumes it'",
         )],
     )
+}
+
+/// The portal's role accounts act only with the tokens the portal issues,
+/// which carry a credential id. `edit` may impersonate every ServiceAccount
+/// of its namespaces, and an editor impersonating the owners' account would
+/// write as an owner (RoleBindings, to anyone); an impersonated request
+/// carries no credential id, and no tenant role may impersonate extras.
+fn role_accounts() -> Value {
+    let accounts = ROLE_ACCOUNTS.map(|a| format!("'{a}'")).join(", ");
+    let mut spec = policy(
+        vec![
+            json!({"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE", "DELETE", "CONNECT"],
+                   "resources": ["*/*"], "scope": "Namespaced"}),
+        ],
+        tenant_namespaces(),
+        vec![],
+        vec![validation(
+            "'authentication.kubernetes.io/credential-id' in request.userInfo.?extra.orValue({})",
+            "'tenant ' + variables.tenant + ': ' + request.userInfo.username + ' is the portal\\'s role account and acts only with the tokens the portal issues; impersonating it is refused'",
+        )],
+    );
+    spec["matchConditions"] = json!([{
+        "name": "a-role-account",
+        "expression": format!(
+            "request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.split(':').size() == 4 && request.userInfo.username.split(':')[3] in [{accounts}]"
+        ),
+    }]);
+    spec
 }
 
 fn api_for(object: &Value, client: &kube::Client) -> Api<DynamicObject> {
