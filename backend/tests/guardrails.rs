@@ -377,8 +377,18 @@ async fn an_editor_impersonating_the_owners_account_is_refused_its_writes(db: Pg
             .await,
         "impersonating it is refused",
     );
-    // The account itself, with a token the portal issued, still writes.
+    // Nor may a pod run as it, which would mount its token for an editor to read.
     let automation = as_automation(&portal.app, &slug).await;
+    let pods: Api<Pod> = Api::namespaced(automation.clone(), &home);
+    assert_refused(
+        pods.create(
+            &PostParams::default(),
+            &pod("as-owner", json!({"serviceAccountName": "tenant-owner"})),
+        )
+        .await,
+        &format!("tenant {slug} may not run pods as the portal's role account tenant-owner"),
+    );
+    // The account itself, with a token the portal issued, still writes.
     Api::<ConfigMap>::namespaced(automation, &home)
         .create(
             &PostParams::default(),

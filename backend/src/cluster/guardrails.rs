@@ -30,6 +30,11 @@ pub const ANY: &str = "*";
 /// The portal's role accounts: tokens of theirs are the portal's to issue.
 const ROLE_ACCOUNTS: [&str; 3] = [OWNER_ACCOUNT, AUTOMATION_ACCOUNT, VIEWER_ACCOUNT];
 
+/// The role accounts as a CEL list literal.
+fn role_accounts_list() -> String {
+    format!("[{}]", ROLE_ACCOUNTS.map(|a| format!("'{a}'")).join(", "))
+}
+
 /// Addresses no tenant pod may reach, whatever the configuration: the cloud
 /// providers' instance metadata services (credentials of the node).
 const METADATA_ADDRESSES: [&str; 2] = ["169.254.169.254/32", "fd00:ec2::254/128"];
@@ -229,6 +234,15 @@ fn workloads() -> Value {
             list_variable("runtimeClasses", RUNTIME_CLASSES),
         ],
         vec![
+            // A pod of a role account would mount its token: an editor
+            // would read the owners' account's token out of it.
+            validation(
+                &format!(
+                    "!(variables.pod.?serviceAccountName.orValue('') in {0}) && !(variables.pod.?serviceAccount.orValue('') in {0})",
+                    role_accounts_list()
+                ),
+                "'tenant ' + variables.tenant + ' may not run pods as the portal\\'s role account ' + variables.pod.?serviceAccountName.orValue(variables.pod.?serviceAccount.orValue('')) + ': its token would carry that role past the portal'",
+            ),
             validation(
                 "variables.outside.size() == 0",
                 "'tenant ' + variables.tenant + ' may use images from ' + variables.prefixes.join(', ') + '; this ' + request.kind.kind + ' uses ' + variables.outside.join(', ')",
@@ -315,7 +329,8 @@ fn credentials(token_max_seconds: u64) -> Value {
             ),
             validation(
                 &format!(
-                    "variables.trusted || request.resource.resource != 'serviceaccounts' || !(request.name in {ROLE_ACCOUNTS:?})"
+                    "variables.trusted || request.resource.resource != 'serviceaccounts' || !(request.name in {})",
+                    role_accounts_list()
                 ),
                 "'tenant ' + variables.tenant + ' may not request tokens of the portal\\'s role account ' + request.name + ': the tenant API acts as it for members of that role, and a token would carry the role past the portal'",
             ),
@@ -380,7 +395,6 @@ fn suspended() -> Value {
 /// write as an owner (RoleBindings, to anyone); an impersonated request
 /// carries no credential id, and no tenant role may impersonate extras.
 fn role_accounts() -> Value {
-    let accounts = ROLE_ACCOUNTS.map(|a| format!("'{a}'")).join(", ");
     let mut spec = policy(
         vec![
             json!({"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE", "DELETE", "CONNECT"],
@@ -396,7 +410,8 @@ fn role_accounts() -> Value {
     spec["matchConditions"] = json!([{
         "name": "a-role-account",
         "expression": format!(
-            "request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.split(':').size() == 4 && request.userInfo.username.split(':')[3] in [{accounts}]"
+            "request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.split(':').size() == 4 && request.userInfo.username.split(':')[3] in {}",
+            role_accounts_list()
         ),
     }]);
     spec

@@ -108,7 +108,10 @@ impl Context<'_> {
         parts: &axum::http::request::Parts,
     ) -> Result<Response, KubeStatus> {
         let query = parts.uri.query().unwrap_or("");
-        let limit = query_value(query, "limit").and_then(|l| l.parse::<u64>().ok());
+        // `limit=0`, as at the API server, is no limit.
+        let limit = query_value(query, "limit")
+            .and_then(|l| l.parse::<u64>().ok())
+            .filter(|l| *l > 0);
         let resume = query_value(query, "continue")
             .map(|token| Continue::decode(&token))
             .transpose()?;
@@ -278,8 +281,15 @@ fn namespace_path(
 
 /// What the namespaces' watches send to the merged one.
 enum Merged {
-    Event { ns: String, event: Value },
-    Started { ns: String },
+    Event {
+        ns: String,
+        event: Value,
+    },
+    /// A namespace made after the watch began is being joined: until it
+    /// reports, no bookmark may pass it.
+    Joining {
+        ns: String,
+    },
     Ended,
 }
 
@@ -314,47 +324,83 @@ async fn pump(
     }
 }
 
+/// Where the merged stream stands.
+struct Merging {
+    receiver: mpsc::Receiver<Merged>,
+    /// The last resourceVersion each namespace reported.
+    seen: BTreeMap<String, u64>,
+    /// The last merged bookmark sent.
+    bookmarked: u64,
+    /// The highest resourceVersion the client was sent: where it resumes.
+    delivered: u64,
+    ended: bool,
+}
+
 /// The merged stream: events as they come, and a bookmark whenever every
 /// namespace has passed a resourceVersion (they share the cluster's
-/// revisions, so the smallest of them holds for all).
+/// revisions, so the smallest of them holds for all). Events of different
+/// namespaces arrive out of order, so when the watch ends while some
+/// namespace is behind what the client was sent, resuming would skip that
+/// namespace's events: the client is told `Expired` and lists again.
 fn merge(
     receiver: mpsc::Receiver<Merged>,
     watched: Vec<String>,
     bookmarks: bool,
 ) -> impl Stream<Item = Value> + Send + 'static {
-    let seen: BTreeMap<String, u64> = watched.into_iter().map(|ns| (ns, 0)).collect();
-    futures::stream::unfold(
-        (receiver, seen, 0u64),
-        move |(mut receiver, mut seen, mut sent)| async move {
-            loop {
-                match receiver.recv().await? {
-                    Merged::Ended => return None,
-                    Merged::Started { ns } => {
-                        seen.entry(ns).or_insert(0);
+    let state = Merging {
+        receiver,
+        seen: watched.into_iter().map(|ns| (ns, 0)).collect(),
+        bookmarked: 0,
+        delivered: 0,
+        ended: false,
+    };
+    futures::stream::unfold(state, move |mut state| async move {
+        if state.ended {
+            return None;
+        }
+        loop {
+            match state.receiver.recv().await? {
+                Merged::Ended => {
+                    if !state.seen.values().any(|rv| *rv < state.delivered) {
+                        return None;
                     }
-                    Merged::Event { ns, event } => {
-                        let rv = event["object"]["metadata"]["resourceVersion"]
-                            .as_str()
-                            .and_then(|rv| rv.parse::<u64>().ok());
-                        if let Some(rv) = rv {
-                            seen.insert(ns, rv);
-                        }
-                        if event["type"] != "BOOKMARK" {
-                            return Some((event, (receiver, seen, sent)));
-                        }
-                        let all = seen.values().copied().min().unwrap_or(0);
-                        if bookmarks && all > sent {
-                            sent = all;
-                            let mut bookmark = event;
-                            bookmark["object"]["metadata"]["resourceVersion"] =
-                                Value::String(all.to_string());
-                            return Some((bookmark, (receiver, seen, sent)));
-                        }
+                    state.ended = true;
+                    return Some((expired(), state));
+                }
+                Merged::Joining { ns } => {
+                    state.seen.entry(ns).or_insert(0);
+                }
+                Merged::Event { ns, event } => {
+                    let rv = event["object"]["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|rv| rv.parse::<u64>().ok());
+                    if let Some(rv) = rv {
+                        state.seen.insert(ns, rv);
+                    }
+                    if event["type"] != "BOOKMARK" {
+                        state.delivered = state.delivered.max(rv.unwrap_or(0));
+                        return Some((event, state));
+                    }
+                    let all = state.seen.values().copied().min().unwrap_or(0);
+                    if bookmarks && all > state.bookmarked {
+                        state.bookmarked = all;
+                        state.delivered = state.delivered.max(all);
+                        let mut bookmark = event;
+                        bookmark["object"]["metadata"]["resourceVersion"] =
+                            Value::String(all.to_string());
+                        return Some((bookmark, state));
                     }
                 }
             }
-        },
-    )
+        }
+    })
+}
+
+/// The watch event that makes a client list again, as the API server sends it.
+fn expired() -> Value {
+    json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "reason": "Expired", "code": 410,
+        "message": "the all-namespaces watch ended with a namespace behind the others; list again"}})
 }
 
 struct NewNamespaces {
@@ -372,10 +418,12 @@ struct NewNamespaces {
 /// resourceVersion, so nothing made in it is missed.
 async fn take_in_new_namespaces(mut new: NewNamespaces) {
     use k8s_openapi::api::core::v1::Namespace;
-    use kube::runtime::watcher;
+    use kube::runtime::{WatchStreamExt, watcher};
     let api: kube::Api<Namespace> = kube::Api::all(new.upstream.cluster.client.clone());
     let selector = format!("{TENANT_LABEL}={},{MANAGED_BY}={MANAGER}", new.slug);
-    let mut namespaces = watcher(api, watcher::Config::default().labels(&selector)).boxed();
+    let mut namespaces = watcher(api, watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .boxed();
     loop {
         let event = tokio::select! {
             event = namespaces.next() => event,
@@ -399,6 +447,14 @@ async fn take_in_new_namespaces(mut new: NewNamespaces) {
             continue;
         }
         new.known.push(full.clone());
+        if new
+            .sender
+            .send(Merged::Joining { ns: full.clone() })
+            .await
+            .is_err()
+        {
+            return;
+        }
         let names = new.names.clone().plus(short, &full);
         let (api, resource, query) = &new.path;
         let path = namespace_path(
@@ -441,13 +497,6 @@ async fn join_when_allowed(
             .await;
         match answer {
             Ok(answer) if answer.status().is_success() => {
-                if sender
-                    .send(Merged::Started { ns: ns.clone() })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
                 pump(ns, events(answer.bytes_stream()).boxed(), names, sender).await;
                 return;
             }
@@ -509,6 +558,28 @@ mod tests {
             seen,
             expected.map(|(k, rv)| (k.to_string(), rv.to_string()))
         );
+    }
+
+    #[tokio::test]
+    async fn a_watch_ending_with_a_namespace_behind_tells_the_client_to_list_again() {
+        let (sender, receiver) = mpsc::channel(16);
+        let watched = vec!["acme-dev".to_string(), "acme-prod".to_string()];
+        let merged = merge(receiver, watched, true);
+        for (ns, rv) in [("acme-dev", 120), ("acme-prod", 118), ("acme-dev", 130)] {
+            sender
+                .send(Merged::Event {
+                    ns: ns.into(),
+                    event: event("ADDED", rv),
+                })
+                .await
+                .unwrap();
+        }
+        sender.send(Merged::Ended).await.unwrap();
+        let types: Vec<String> = merged
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect()
+            .await;
+        assert_eq!(types, ["ADDED", "ADDED", "ADDED", "ERROR"]);
     }
 
     #[test]

@@ -49,9 +49,17 @@ pub fn classify(rest: &str) -> Result<Target, KubeStatus> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             // `..` (or an escaped `/`) would let a path climb out of the
-            // tenant's namespaces once the cluster's client normalises it.
+            // tenant's namespaces once the cluster's client normalises it;
+            // a `%` left after decoding is decoded again there (`%252e%252e`
+            // is `..` upstream), and `?` or `#` would end the path. No
+            // Kubernetes name holds any of them.
             percent_decode(s)
-                .filter(|d| d != "." && d != ".." && !d.contains(['/', '\\']))
+                .filter(|d| {
+                    d != "."
+                        && d != ".."
+                        && !d.contains(['/', '\\', '%', '?', '#'])
+                        && !d.chars().any(char::is_control)
+                })
                 .ok_or_else(|| {
                     KubeStatus::bad_request(format!("the path segment \"{s}\" is not valid"))
                 })
@@ -257,6 +265,11 @@ mod tests {
             "/api/v1/namespaces/dev/../../namespaces/kube-system/secrets",
             "/openapi/v3%2F..%2F..%2Fapi/v1/secrets",
             "/api/v1/namespaces/dev/./configmaps",
+            "/api/v1/namespaces/dev/services/web:80/x/%252e%252e/proxy/admin",
+            "/api/v1/namespaces/dev/%252e%252e/other/secrets",
+            "/api/v1/namespaces/dev/services/web/proxy%3F",
+            "/api/v1/namespaces/dev/services/web/proxy%23",
+            "/api/v1/namespaces/dev/pods/web%0Aexec",
         ] {
             assert_eq!(classify(path).unwrap_err().code, 400, "{path}");
         }

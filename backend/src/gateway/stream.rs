@@ -174,36 +174,15 @@ pub async fn open(
             upstream = upstream.header(name, value);
         }
     }
-    let client_side = hyper::upgrade::on(&mut request);
-    let answer = upstream.send().await.map_err(|e| {
-        KubeStatus::unavailable(format!(
-            "the tenant's cluster \"{}\" did not answer: {e}",
-            ctx.upstream.cluster.name
-        ))
-    })?;
-    if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // RBAC's or admission's refusal, in the API server's words.
-        return ctx.converted(answer).await;
-    }
-    let mut handshake = HeaderMap::new();
-    for name in &HANDSHAKE_ANSWER {
-        for value in answer.headers().get_all(name) {
-            handshake.append(name, value.clone());
-        }
-    }
-    let server_side = answer.upgrade().await.map_err(|e| {
-        KubeStatus::unavailable(format!(
-            "the tenant's cluster accepted the {} upgrade but broke off: {e}",
-            kind.name()
-        ))
-    })?;
     let actor = ctx.caller.holder.actor(ctx.slug);
     let request_id = request
         .headers()
         .get(crate::app::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // Fail closed: a session the trail cannot show is not opened.
+    // Fail closed, before the API server is asked (with WebSocket the
+    // command starts at its upgrade): a session the trail cannot show is
+    // not opened.
     crate::service::gateway::record_session(
         &ctx.app.db,
         ctx.slug,
@@ -219,6 +198,62 @@ pub async fn open(
             "the portal could not write the session to its audit trail; try again shortly",
         )
     })?;
+    let client_side = hyper::upgrade::on(&mut request);
+    let ended = |outcome: String| {
+        let mut details = session.details.clone();
+        details["outcome"] = json!(outcome);
+        let (db, slug, actor, request_id) = (
+            ctx.app.db.clone(),
+            ctx.slug.to_string(),
+            actor.clone(),
+            request_id.clone(),
+        );
+        async move {
+            if let Err(e) = crate::service::gateway::record_session(
+                &db,
+                &slug,
+                &actor,
+                "tenant_api.session.ended",
+                &details,
+                request_id.as_deref(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, tenant = %slug, "failed to write a session's end to the audit trail");
+            }
+        }
+    };
+    let answer = match upstream.send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            ended(format!("the cluster did not answer: {e}")).await;
+            return Err(KubeStatus::unavailable(format!(
+                "the tenant's cluster \"{}\" did not answer: {e}",
+                ctx.upstream.cluster.name
+            )));
+        }
+    };
+    if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // RBAC's or admission's refusal, in the API server's words.
+        ended(format!("refused by the API server: {}", answer.status())).await;
+        return ctx.converted(answer).await;
+    }
+    let mut handshake = HeaderMap::new();
+    for name in &HANDSHAKE_ANSWER {
+        for value in answer.headers().get_all(name) {
+            handshake.append(name, value.clone());
+        }
+    }
+    let server_side = match answer.upgrade().await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            ended(format!("the cluster broke off after its upgrade: {e}")).await;
+            return Err(KubeStatus::unavailable(format!(
+                "the tenant's cluster accepted the {} upgrade but broke off: {e}",
+                kind.name()
+            )));
+        }
+    };
     let db = ctx.app.db.clone();
     let slug = ctx.slug.to_string();
     tokio::spawn(async move {
