@@ -66,6 +66,25 @@ const HANDSHAKE_ANSWER: [HeaderName; 5] = [
     HeaderName::from_static("x-stream-protocol-version"),
 ];
 
+/// WebSocket clients may carry a bearer token as a subprotocol; only the
+/// role account's token may reach the API server, so those entries go.
+const BEARER_SUBPROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// The subprotocols offered, without any that carry a credential.
+fn without_credentials(offered: &HeaderValue) -> Option<HeaderValue> {
+    let kept: Vec<&str> = offered
+        .to_str()
+        .ok()?
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with(BEARER_SUBPROTOCOL))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
 /// Whether the client asks to upgrade the connection.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -171,6 +190,12 @@ pub async fn open(
         .header(header::USER_AGENT, user_agent(request.headers(), ctx.slug));
     for name in &HANDSHAKE_REQUEST {
         for value in request.headers().get_all(name) {
+            if *name == header::SEC_WEBSOCKET_PROTOCOL {
+                if let Some(kept) = without_credentials(value) {
+                    upstream = upstream.header(name, kept);
+                }
+                continue;
+            }
             upstream = upstream.header(name, value);
         }
     }
@@ -302,4 +327,39 @@ pub async fn open(
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subprotocol_carrying_a_token_is_not_passed_on() {
+        let offered = HeaderValue::from_static(
+            "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.c2VjcmV0, v4.channel.k8s.io",
+        );
+        assert_eq!(
+            without_credentials(&offered).unwrap(),
+            "v5.channel.k8s.io, v4.channel.k8s.io"
+        );
+        let only_a_token =
+            HeaderValue::from_static("base64url.bearer.authorization.k8s.io.c2VjcmV0");
+        assert!(without_credentials(&only_a_token).is_none());
+    }
+
+    #[test]
+    fn the_audit_names_the_command_or_the_ports() {
+        let exec = Session::new(
+            Kind::Exec,
+            "dev",
+            "web",
+            "command=sh&command=-c&command=date&container=app&stdout=true",
+        );
+        assert_eq!(exec.details["command"], json!(["sh", "-c", "date"]));
+        assert_eq!(exec.details["container"], "app");
+        let forward = Session::new(Kind::PortForward, "dev", "web", "ports=8080,9090");
+        assert_eq!(forward.details["ports"], json!(["8080", "9090"]));
+        let spdy = Session::new(Kind::PortForward, "dev", "web", "");
+        assert_eq!(spdy.details["ports"], "named inside the stream");
+    }
 }
