@@ -21,10 +21,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::cluster::{eventually, kube, kubeconfig_path, spawn_portal_config, unique};
-use common::idp::{PUBLIC_URL, login_as, login_config};
-use common::tls::TlsFront;
-use common::{TestApp, config};
+use common::TestApp;
+use common::cluster::{eventually, kube, kubeconfig_path, unique};
+use common::tenant_api::{Setup, member_kubeconfig_yaml};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::node::v1::RuntimeClass;
@@ -33,7 +32,6 @@ use kube::api::{Api, PostParams};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tenant_portal::config::ServeConfig;
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 const READY: Duration = Duration::from_secs(30);
@@ -48,22 +46,6 @@ const REGISTRY: &str = "registry.example.com/";
 const PARALLEL: usize = 4;
 
 // ---- the portal and its tenants --------------------------------------------
-
-/// A portal with a reconciler and sign-in, reached over TLS as in production.
-struct Setup {
-    portal: common::cluster::Portal,
-    front: TlsFront,
-}
-
-async fn setup(db: PgPool) -> Setup {
-    let config = ServeConfig {
-        login: login_config(),
-        ..config()
-    };
-    let portal = spawn_portal_config(db, &kubeconfig_path(), config).await;
-    let front = common::tls::start(portal.app.base.trim_start_matches("http://").to_string()).await;
-    Setup { portal, front }
-}
 
 /// The strictest policy a tenant gets: its own registry, node pool and
 /// classes only.
@@ -199,29 +181,7 @@ async fn with_account(kubeconfig: &str, namespace: &str, account: &str) -> Strin
 
 /// A tenant-view kubeconfig for a signed-in member, pointing at the TLS front.
 async fn member_kubeconfig(setup: &Setup, user: &str, slug: &str) -> String {
-    let browser = login_as(&setup.portal.app, user).await;
-    let response = browser
-        .change(
-            Method::POST,
-            &format!("/api/v1/tenants/{slug}/kubeconfig?view=tenant"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        200,
-        "{user} gets a tenant-view kubeconfig"
-    );
-    use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(&setup.front.ca_pem);
-    response.text().await.unwrap().replace(
-        &format!("server: {PUBLIC_URL}"),
-        &format!(
-            "certificate-authority-data: {ca}\n    server: {}",
-            setup.front.url
-        ),
-    )
+    member_kubeconfig_yaml(setup, user, slug).await
 }
 
 /// Cluster-wide classes a tenant may not use, made by the platform as a
@@ -963,7 +923,7 @@ async fn run_everyday(shape: Shape, editor: &Door, owner: &Door) -> usize {
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn everyday_changes_are_allowed_directly(db: PgPool) {
     let started = Instant::now();
-    let setup = setup(db).await;
+    let setup = common::tenant_api::portal(db, Default::default()).await;
     let app = &setup.portal.app;
     let slug = tenant(app, "daily", strict_policy("restricted")).await;
     let namespace = format!("{slug}-dev");
@@ -984,7 +944,7 @@ async fn everyday_changes_are_allowed_directly(db: PgPool) {
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn everyday_changes_are_allowed_through_the_tenant_api(db: PgPool) {
     let started = Instant::now();
-    let setup = setup(db).await;
+    let setup = common::tenant_api::portal(db, Default::default()).await;
     let app = &setup.portal.app;
     let slug = tenant(app, "dailyapi", json!({"tenant_api": generous_share()})).await;
     let alice = Door::new(
@@ -1354,7 +1314,7 @@ async fn refuse_all(slug: &str, escapes: &[Guarded], editor: &Door, owner: &Door
 async fn guarded_changes_are_still_refused_in_the_policies_words(db: PgPool) {
     let started = Instant::now();
     foreign_classes().await;
-    let setup = setup(db).await;
+    let setup = common::tenant_api::portal(db, Default::default()).await;
     let app = &setup.portal.app;
     let slug = tenant(app, "guard", strict_policy("baseline")).await;
     let namespace = format!("{slug}-dev");

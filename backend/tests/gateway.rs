@@ -8,18 +8,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::cluster::{kube, kubeconfig_path, spawn_portal_config, unique};
-use common::idp::{
-    PUBLIC_URL, kubectl_client_id_token, login_as, login_config, password_grant_id_token,
-};
-use common::tls::TlsFront;
-use common::{TestApp, config};
+use common::TestApp;
+use common::cluster::{kube, unique};
+use common::idp::{kubectl_client_id_token, login_as, password_grant_id_token};
+use common::tenant_api::{Setup, member_kubeconfig_yaml, portal};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tenant_portal::config::{ServeConfig, TenantApiConfig};
+use tenant_portal::config::TenantApiConfig;
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 const READY: Duration = Duration::from_secs(30);
@@ -50,23 +48,6 @@ async fn tenant(app: &TestApp, prefix: &str) -> Tenant {
     Tenant { slug }
 }
 
-/// A portal with a reconciler and sign-in, reached over TLS as in production.
-struct Setup {
-    portal: common::cluster::Portal,
-    front: TlsFront,
-}
-
-async fn portal(db: PgPool, tenant_api: TenantApiConfig) -> Setup {
-    let config = ServeConfig {
-        login: login_config(),
-        tenant_api,
-        ..config()
-    };
-    let portal = spawn_portal_config(db, &kubeconfig_path(), config).await;
-    let front = common::tls::start(portal.app.base.trim_start_matches("http://").to_string()).await;
-    Setup { portal, front }
-}
-
 /// A tenant-view kubeconfig for a signed-in member, written to a file.
 struct Kubeconfig {
     dir: PathBuf,
@@ -94,32 +75,7 @@ impl Drop for Kubeconfig {
 }
 
 async fn member_kubeconfig(setup: &Setup, user: &str, slug: &str) -> Kubeconfig {
-    let app = &setup.portal.app;
-    let browser = login_as(app, user).await;
-    let response = browser
-        .change(
-            reqwest::Method::POST,
-            &format!("/api/v1/tenants/{slug}/kubeconfig?view=tenant"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        200,
-        "{user} gets a tenant-view kubeconfig"
-    );
-    // The portal names its public URL; the test portal is reached through its TLS front.
-    use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(&setup.front.ca_pem);
-    let yaml = response.text().await.unwrap().replace(
-        &format!("server: {PUBLIC_URL}"),
-        &format!(
-            "certificate-authority-data: {ca}\n    server: {}",
-            setup.front.url
-        ),
-    );
-    assert!(yaml.contains(&format!("/k8s/tenants/{slug}")), "{yaml}");
+    let yaml = member_kubeconfig_yaml(setup, user, slug).await;
     let dir = std::env::temp_dir().join(unique("kubeconfig-"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config"), &yaml).unwrap();

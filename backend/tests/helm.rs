@@ -10,16 +10,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::cluster::{eventually, kube, kubeconfig_path, spawn_portal_config, unique};
-use common::config;
-use common::idp::{PUBLIC_URL, login_as, login_config};
-use common::tls::TlsFront;
+use common::cluster::{eventually, kube, unique};
+use common::tenant_api::{Setup, member_kubeconfig_yaml};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tenant_portal::config::ServeConfig;
 
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 const READY: Duration = Duration::from_secs(30);
@@ -28,22 +25,6 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// What the API server answered when an admission policy could not be
 /// evaluated; no Helm step may ever see it.
 const POLICY_ERROR: &str = "resulted in error";
-
-/// A portal with a reconciler and sign-in, reached over TLS as in production.
-struct Setup {
-    portal: common::cluster::Portal,
-    front: TlsFront,
-}
-
-async fn portal(db: PgPool) -> Setup {
-    let config = ServeConfig {
-        login: login_config(),
-        ..config()
-    };
-    let portal = spawn_portal_config(db, &kubeconfig_path(), config).await;
-    let front = common::tls::start(portal.app.base.trim_start_matches("http://").to_string()).await;
-    Setup { portal, front }
-}
 
 /// A temporary directory holding a member's tenant-view kubeconfig and
 /// Helm's cache, configuration and data.
@@ -66,30 +47,7 @@ impl Drop for Workspace {
 /// Signs `user` in as a browser does and writes the tenant-view kubeconfig
 /// the portal hands out, pointed at the test portal's TLS front.
 async fn member_workspace(setup: &Setup, user: &str, slug: &str) -> Workspace {
-    let browser = login_as(&setup.portal.app, user).await;
-    let response = browser
-        .change(
-            reqwest::Method::POST,
-            &format!("/api/v1/tenants/{slug}/kubeconfig?view=tenant"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        200,
-        "{user} gets a tenant-view kubeconfig"
-    );
-    use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(&setup.front.ca_pem);
-    let yaml = response.text().await.unwrap().replace(
-        &format!("server: {PUBLIC_URL}"),
-        &format!(
-            "certificate-authority-data: {ca}\n    server: {}",
-            setup.front.url
-        ),
-    );
-    assert!(yaml.contains(&format!("/k8s/tenants/{slug}")), "{yaml}");
+    let yaml = member_kubeconfig_yaml(setup, user, slug).await;
     let dir = std::env::temp_dir().join(unique("helm-"));
     std::fs::create_dir_all(&dir).unwrap();
     let workspace = Workspace { dir };
@@ -316,7 +274,7 @@ impl Cluster {
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn helm_installs_upgrades_rolls_back_and_uninstalls_through_the_tenant_api(db: PgPool) {
     let binary = helm_binary();
-    let setup = portal(db).await;
+    let setup = common::tenant_api::portal(db, Default::default()).await;
     let app = &setup.portal.app;
     let slug = unique("helm");
     app.create_tenant(json!({

@@ -98,10 +98,38 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// One session as the audit trail shows it.
 struct Session {
-    kind: Kind,
-    namespace: String,
-    pod: String,
     details: Value,
+}
+
+/// Where a session's events are written.
+struct Trail {
+    db: sqlx::PgPool,
+    slug: String,
+    actor: String,
+    request_id: Option<String>,
+}
+
+impl Trail {
+    async fn write(&self, action: &str, details: &Value) -> Result<(), crate::error::Error> {
+        crate::service::gateway::record_session(
+            &self.db,
+            &self.slug,
+            &self.actor,
+            action,
+            details,
+            self.request_id.as_deref(),
+        )
+        .await
+    }
+
+    /// The session's end, with how it ended; the session is over either way.
+    async fn ended(&self, mut details: Value, outcome: String) {
+        details["outcome"] = json!(outcome);
+        if let Err(e) = self.write("tenant_api.session.ended", &details).await {
+            tracing::error!(error = %e, tenant = %self.slug, session = %details,
+                "failed to write a session's end to the audit trail");
+        }
+    }
 }
 
 impl Session {
@@ -137,12 +165,7 @@ impl Session {
             }
             Kind::PortForward => details["ports"] = json!(ports),
         }
-        Self {
-            kind,
-            namespace: namespace.to_string(),
-            pod: pod.to_string(),
-            details,
-        }
+        Self { details }
     }
 }
 
@@ -199,59 +222,35 @@ pub async fn open(
             upstream = upstream.header(name, value);
         }
     }
-    let actor = ctx.caller.holder.actor(ctx.slug);
-    let request_id = request
-        .headers()
-        .get(crate::app::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let trail = Trail {
+        db: ctx.app.db.clone(),
+        slug: ctx.slug.to_string(),
+        actor: ctx.caller.holder.actor(ctx.slug),
+        request_id: request
+            .headers()
+            .get(crate::app::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
     // Fail closed, before the API server is asked (with WebSocket the
     // command starts at its upgrade): a session the trail cannot show is
     // not opened.
-    crate::service::gateway::record_session(
-        &ctx.app.db,
-        ctx.slug,
-        &actor,
-        "tenant_api.session.started",
-        &session.details,
-        request_id.as_deref(),
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "failed to write a session's start to the audit trail");
-        KubeStatus::unavailable(
-            "the portal could not write the session to its audit trail; try again shortly",
-        )
-    })?;
-    let client_side = hyper::upgrade::on(&mut request);
-    let ended = |outcome: String| {
-        let mut details = session.details.clone();
-        details["outcome"] = json!(outcome);
-        let (db, slug, actor, request_id) = (
-            ctx.app.db.clone(),
-            ctx.slug.to_string(),
-            actor.clone(),
-            request_id.clone(),
-        );
-        async move {
-            if let Err(e) = crate::service::gateway::record_session(
-                &db,
-                &slug,
-                &actor,
-                "tenant_api.session.ended",
-                &details,
-                request_id.as_deref(),
+    trail
+        .write("tenant_api.session.started", &session.details)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "failed to write a session's start to the audit trail");
+            KubeStatus::unavailable(
+                "the portal could not write the session to its audit trail; try again shortly",
             )
-            .await
-            {
-                tracing::error!(error = %e, tenant = %slug, "failed to write a session's end to the audit trail");
-            }
-        }
-    };
+        })?;
+    let client_side = hyper::upgrade::on(&mut request);
     let answer = match upstream.send().await {
         Ok(answer) => answer,
         Err(e) => {
-            ended(format!("the cluster did not answer: {e}")).await;
+            trail
+                .ended(session.details, format!("the cluster did not answer: {e}"))
+                .await;
             return Err(KubeStatus::unavailable(format!(
                 "the tenant's cluster \"{}\" did not answer: {e}",
                 ctx.upstream.cluster.name
@@ -260,7 +259,8 @@ pub async fn open(
     };
     if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
         // RBAC's or admission's refusal, in the API server's words.
-        ended(format!("refused by the API server: {}", answer.status())).await;
+        let outcome = format!("refused by the API server: {}", answer.status());
+        trail.ended(session.details, outcome).await;
         return ctx.converted(answer).await;
     }
     let mut handshake = HeaderMap::new();
@@ -272,15 +272,14 @@ pub async fn open(
     let server_side = match answer.upgrade().await {
         Ok(upgraded) => upgraded,
         Err(e) => {
-            ended(format!("the cluster broke off after its upgrade: {e}")).await;
+            let outcome = format!("the cluster broke off after its upgrade: {e}");
+            trail.ended(session.details, outcome).await;
             return Err(KubeStatus::unavailable(format!(
                 "the tenant's cluster accepted the {} upgrade but broke off: {e}",
                 kind.name()
             )));
         }
     };
-    let db = ctx.app.db.clone();
-    let slug = ctx.slug.to_string();
     tokio::spawn(async move {
         let started = Instant::now();
         let _held = admission;
@@ -300,23 +299,10 @@ pub async fn open(
             ),
         };
         let mut details = session.details;
-        details["outcome"] = json!(outcome);
         details["seconds"] = json!(started.elapsed().as_secs_f64());
         details["bytes_from_client"] = json!(sent);
         details["bytes_to_client"] = json!(received);
-        if let Err(e) = crate::service::gateway::record_session(
-            &db,
-            &slug,
-            &actor,
-            "tenant_api.session.ended",
-            &details,
-            request_id.as_deref(),
-        )
-        .await
-        {
-            tracing::error!(error = %e, tenant = %slug, pod = %session.pod, namespace = %session.namespace,
-                kind = session.kind.name(), "failed to write a session's end to the audit trail");
-        }
+        trail.ended(details, outcome).await;
     });
     let mut response = Response::new(Body::from(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

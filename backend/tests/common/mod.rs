@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cluster;
 pub mod idp;
 pub mod postgres;
+pub mod tenant_api;
 pub mod tls;
 
 use std::time::Duration;
