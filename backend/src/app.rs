@@ -158,17 +158,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let router = router(db, config, clusters)?;
     match tls {
         Some(pair) => {
-            let listener =
-                crate::tls::TlsListener::new(listener, crate::tls::server_config(pair)?)?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
+            let config = crate::tls::server_config(pair)?;
+            serve_on(crate::tls::TlsListener::new(listener, config)?, router).await
         }
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-        }
+        None => serve_on(listener, router).await,
     }
     .context("the HTTP server failed")?;
     stop.cancel();
@@ -177,6 +170,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("tenant portal stopped");
     Ok(())
+}
+
+/// Serves `router` on `listener` (plain or TLS) until SIGINT or SIGTERM.
+async fn serve_on<L>(listener: L, router: Router) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
 }
 
 /// How long the housekeeping keeps what it forgets.

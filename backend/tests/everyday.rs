@@ -25,7 +25,7 @@ use common::TestApp;
 use common::cluster::{eventually, kube, kubeconfig_path, unique};
 use common::tenant_api::{Setup, member_kubeconfig_yaml};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, PostParams};
@@ -93,14 +93,7 @@ async fn tenant(app: &TestApp, prefix: &str, policy: Value) -> String {
     let namespace = format!("{slug}-dev");
     // Quota admission refuses every pod until the quota controller has
     // computed the quota's status.
-    let quotas: Api<ResourceQuota> = Api::namespaced(kube().await, &namespace);
-    eventually("quota status", READY, || async {
-        quotas
-            .get("tenant-quota")
-            .await
-            .is_ok_and(|q| q.status.is_some_and(|s| s.hard.is_some()))
-    })
-    .await;
+    common::cluster::quota_counted(&namespace).await;
     policies_in_force(&namespace, &policy).await;
     slug
 }

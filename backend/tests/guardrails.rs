@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{eventually, kube, kubeconfig_path, spawn_portal, spawn_reconciler, unique};
+use common::cluster::{
+    eventually, kube, kubeconfig_path, quota_counted, spawn_portal, spawn_reconciler, unique,
+};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
@@ -59,8 +61,9 @@ async fn as_user(user: &str, groups: &[&str]) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
-/// A client with the tenant's downloaded kubeconfig: its automation account.
-async fn as_automation(app: &common::TestApp, slug: &str) -> kube::Client {
+/// The tenant's downloaded kubeconfig as a client configuration: its
+/// automation account.
+async fn automation_config(app: &common::TestApp, slug: &str) -> kube::Config {
     let response = app
         .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
         .send()
@@ -68,10 +71,14 @@ async fn as_automation(app: &common::TestApp, slug: &str) -> kube::Client {
         .unwrap();
     assert_eq!(response.status(), 200);
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&response.text().await.unwrap()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
+        .unwrap()
+}
+
+/// A client with the tenant's downloaded kubeconfig: its automation account.
+async fn as_automation(app: &common::TestApp, slug: &str) -> kube::Client {
+    kube::Client::try_from(automation_config(app, slug).await).unwrap()
 }
 
 /// The API server refused with 403 and a message containing `words`.
@@ -132,14 +139,7 @@ async fn ready_tenant(portal: &common::cluster::Portal, prefix: &str) -> String 
     // Quota admission refuses every pod until the quota controller has
     // computed the quota's status.
     for ns in ["dev", "prod"] {
-        let quotas: Api<ResourceQuota> = Api::namespaced(kube().await, &format!("{slug}-{ns}"));
-        eventually("quota status", READY, || async {
-            quotas
-                .get("tenant-quota")
-                .await
-                .is_ok_and(|q| q.status.is_some_and(|s| s.hard.is_some()))
-        })
-        .await;
+        quota_counted(&format!("{slug}-{ns}")).await;
     }
     policies_in_force(&format!("{slug}-dev")).await;
     slug
@@ -329,16 +329,7 @@ async fn an_editor_impersonating_the_owners_account_is_refused_its_writes(db: Pg
     let home = format!("{slug}-dev");
     // The downloaded kubeconfig: the automation account, bound to `edit`,
     // which may impersonate the ServiceAccounts of its namespaces.
-    let response = portal
-        .app
-        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
-        .send()
-        .await
-        .unwrap();
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&response.text().await.unwrap()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
+    let mut config = automation_config(&portal.app, &slug).await;
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{home}:tenant-owner"));
     let as_owner_account = kube::Client::try_from(config).unwrap();
     let config_maps: Api<ConfigMap> = Api::namespaced(as_owner_account.clone(), &home);

@@ -135,14 +135,7 @@ async fn a_pod_over_its_namespace_allocation_is_refused_by_the_api_server(db: Pg
     portal.app.wait_ready(&slug, READY).await;
     let pods: Api<Pod> = Api::namespaced(kube().await, &format!("{slug}-dev"));
     // The quota controller must have filled in status before admission counts.
-    eventually("quota status", Duration::from_secs(20), || async {
-        let quotas: Api<ResourceQuota> = Api::namespaced(kube().await, &format!("{slug}-dev"));
-        quotas
-            .get("tenant-quota")
-            .await
-            .is_ok_and(|q| q.status.is_some_and(|s| s.hard.is_some()))
-    })
-    .await;
+    common::cluster::quota_counted(&format!("{slug}-dev")).await;
     let error = pods
         .create(&PostParams::default(), &pod("greedy", "1"))
         .await

@@ -176,7 +176,8 @@ async fn measure(
     })
 }
 
-async fn wait_ready(portal: &Portal, slug: &str) -> anyhow::Result<()> {
+/// Polls the tenant's status until it is Ready (at most a minute).
+pub(crate) async fn wait_ready(portal: &Portal, slug: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let status: serde_json::Value = portal

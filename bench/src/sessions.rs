@@ -251,22 +251,7 @@ async fn prepare(
     slug: &str,
 ) -> anyhow::Result<Setup> {
     portal.create_tenant(slug).await?;
-    let started = Instant::now();
-    loop {
-        let status: serde_json::Value = portal
-            .get(&format!("/tenants/{slug}/status"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if status["status"] == "Ready" {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("tenant {slug} not Ready in 60 s: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::gateway::wait_ready(portal, slug).await?;
     let direct = portal
         .post(&format!("/tenants/{slug}/kubeconfig"))
         .send()

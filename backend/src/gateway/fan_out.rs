@@ -141,11 +141,7 @@ impl Context<'_> {
                 extra.push(("limit", left.to_string()));
             }
             let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let path = format!(
-                "{}/namespaces/{ns}/{resource}{}",
-                api.path,
-                convert_query(query, &self.caller.names, &extra, true)
-            );
+            let path = namespace_path(api, resource, ns, query, &self.caller.names, &extra);
             let list = match self.list_one(&path, &parts.headers).await {
                 Ok(Some(list)) => list,
                 Ok(None) => continue,
@@ -228,7 +224,7 @@ impl Context<'_> {
         let (sender, receiver) = mpsc::channel::<Merged>(256);
         let mut watched = Vec::new();
         for ns in self.caller.names.cluster_names() {
-            let path = namespace_path(api, resource, ns, &query, &self.caller.names, None);
+            let path = namespace_path(api, resource, ns, &query, &self.caller.names, &[]);
             let upstream = self
                 .send_as_role(Method::GET, &path, &parts.headers, Bytes::new())
                 .await?;
@@ -260,22 +256,20 @@ impl Context<'_> {
     }
 }
 
-/// A tenant namespace's watch path with the tenant's query in cluster names.
+/// One tenant namespace's path for a fanned-out request: the tenant's
+/// query in cluster names, without its paging, with `extra` set.
 fn namespace_path(
     api: &GroupVersion,
     resource: &str,
     ns: &str,
     query: &str,
     names: &NameMap,
-    from: Option<&str>,
+    extra: &[(&str, &str)],
 ) -> String {
-    let extra: Vec<(&str, &str)> = from
-        .map(|rv| vec![("resourceVersion", rv)])
-        .unwrap_or_default();
     format!(
         "{}/namespaces/{ns}/{resource}{}",
         api.path,
-        convert_query(query, names, &extra, true)
+        convert_query(query, names, extra, true)
     )
 }
 
@@ -457,14 +451,14 @@ async fn take_in_new_namespaces(mut new: NewNamespaces) {
         }
         let names = new.names.clone().plus(short, &full);
         let (api, resource, query) = &new.path;
-        let path = namespace_path(
-            api,
-            resource,
-            &full,
-            query,
-            &names,
-            namespace.metadata.resource_version.as_deref(),
-        );
+        let from: Vec<(&str, &str)> = namespace
+            .metadata
+            .resource_version
+            .as_deref()
+            .map(|rv| ("resourceVersion", rv))
+            .into_iter()
+            .collect();
+        let path = namespace_path(api, resource, &full, query, &names, &from);
         tokio::spawn(join_when_allowed(
             new.upstream.clone(),
             new.token.clone(),

@@ -381,15 +381,12 @@ async fn handle(
 /// `pods/<name>/exec|attach|portforward` of the core group.
 fn stream_of(target: &request::Target) -> Option<stream::Kind> {
     match target {
-        request::Target::Namespaced { api, tail, .. } if api.group.is_empty() => match tail
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            ["pods", _, sub] => stream::Kind::of(sub),
-            _ => None,
-        },
+        request::Target::Namespaced { api, tail, .. } if api.group.is_empty() => {
+            match tail.as_slice() {
+                [resource, _, sub] if resource == "pods" => stream::Kind::of(sub),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }

@@ -422,8 +422,7 @@ async fn create_named(
     name: &str,
     headers: &HeaderMap,
 ) -> Result<Response, KubeStatus> {
-    let name = name.to_string();
-    let who = principal(ctx, &name)?;
+    let who = principal(ctx, name)?;
     let actor = actor(&who, headers);
     let created = service::namespaces::create(
         &ctx.app.db,
@@ -433,12 +432,12 @@ async fn create_named(
         ctx.slug,
         &Precondition::None,
         service::namespaces::NewNamespace {
-            name: &name,
+            name,
             allocations: &BTreeMap::new(),
         },
     )
     .await
-    .map_err(|e| refused(e, &name))?;
+    .map_err(|e| refused(e, name))?;
     ctx.gateway.forget(ctx.slug);
     let full = created
         .namespaces
@@ -446,7 +445,7 @@ async fn create_named(
         .find(|n| n.name == name)
         .map(|n| n.full_name.clone())
         .unwrap_or_default();
-    let names = ctx.caller.names.clone().plus(&name, &full);
+    let names = ctx.caller.names.clone().plus(name, &full);
     // Answer once the namespace, its quota and its bindings are in the
     // cluster, so the next kubectl command can use it.
     crate::events::until_ready(&ctx.app.db, &ctx.app.events, ctx.slug, CREATE_WAIT).await?;

@@ -96,11 +96,6 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// One session as the audit trail shows it.
-struct Session {
-    details: Value,
-}
-
 /// Where a session's events are written.
 struct Trail {
     db: sqlx::PgPool,
@@ -132,41 +127,40 @@ impl Trail {
     }
 }
 
-impl Session {
-    fn new(kind: Kind, namespace: &str, pod: &str, query: &str) -> Self {
-        let mut command = Vec::new();
-        let mut ports = Vec::new();
-        let mut container = None;
-        let mut tty = false;
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "command" => command.push(value.into_owned()),
-                "ports" => ports.extend(value.split(',').map(str::to_string)),
-                "container" => container = Some(value.into_owned()),
-                "tty" => tty = matches!(value.as_ref(), "true" | "1"),
-                _ => {}
-            }
+/// One session as the audit trail shows it: who is added by the trail.
+fn describe(kind: Kind, namespace: &str, pod: &str, query: &str) -> Value {
+    let mut command = Vec::new();
+    let mut ports = Vec::new();
+    let mut container = None;
+    let mut tty = false;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "command" => command.push(value.into_owned()),
+            "ports" => ports.extend(value.split(',').map(str::to_string)),
+            "container" => container = Some(value.into_owned()),
+            "tty" => tty = matches!(value.as_ref(), "true" | "1"),
+            _ => {}
         }
-        let mut details = json!({
-            "kind": kind.name(),
-            "namespace": namespace,
-            "pod": pod,
-            "container": container,
-        });
-        match kind {
-            Kind::Exec => {
-                details["command"] = json!(command);
-                details["tty"] = json!(tty);
-            }
-            Kind::Attach => details["tty"] = json!(tty),
-            // SPDY clients name their ports inside the stream, never in the URL.
-            Kind::PortForward if ports.is_empty() => {
-                details["ports"] = json!("named inside the stream")
-            }
-            Kind::PortForward => details["ports"] = json!(ports),
-        }
-        Self { details }
     }
+    let mut details = json!({
+        "kind": kind.name(),
+        "namespace": namespace,
+        "pod": pod,
+        "container": container,
+    });
+    match kind {
+        Kind::Exec => {
+            details["command"] = json!(command);
+            details["tty"] = json!(tty);
+        }
+        Kind::Attach => details["tty"] = json!(tty),
+        // SPDY clients name their ports inside the stream, never in the URL.
+        Kind::PortForward if ports.is_empty() => {
+            details["ports"] = json!("named inside the stream")
+        }
+        Kind::PortForward => details["ports"] = json!(ports),
+    }
+    details
 }
 
 /// Opens the session: asks the API server to upgrade, answers the client's
@@ -198,7 +192,7 @@ pub async fn open(
         )));
     }
     let query = request.uri().query().unwrap_or("").to_string();
-    let session = Session::new(kind, namespace, &pod, &query);
+    let session = describe(kind, namespace, &pod, &query);
     let converted = convert_query(&query, &ctx.caller.names, &[], false);
     let token = ctx.role_token().await?;
     let mut upstream = ctx
@@ -236,7 +230,7 @@ pub async fn open(
     // command starts at its upgrade): a session the trail cannot show is
     // not opened.
     trail
-        .write("tenant_api.session.started", &session.details)
+        .write("tenant_api.session.started", &session)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "failed to write a session's start to the audit trail");
@@ -249,7 +243,7 @@ pub async fn open(
         Ok(answer) => answer,
         Err(e) => {
             trail
-                .ended(session.details, format!("the cluster did not answer: {e}"))
+                .ended(session, format!("the cluster did not answer: {e}"))
                 .await;
             return Err(KubeStatus::unavailable(format!(
                 "the tenant's cluster \"{}\" did not answer: {e}",
@@ -260,7 +254,7 @@ pub async fn open(
     if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
         // RBAC's or admission's refusal, in the API server's words.
         let outcome = format!("refused by the API server: {}", answer.status());
-        trail.ended(session.details, outcome).await;
+        trail.ended(session, outcome).await;
         return ctx.converted(answer).await;
     }
     let mut handshake = HeaderMap::new();
@@ -273,7 +267,7 @@ pub async fn open(
         Ok(upgraded) => upgraded,
         Err(e) => {
             let outcome = format!("the cluster broke off after its upgrade: {e}");
-            trail.ended(session.details, outcome).await;
+            trail.ended(session, outcome).await;
             return Err(KubeStatus::unavailable(format!(
                 "the tenant's cluster accepted the {} upgrade but broke off: {e}",
                 kind.name()
@@ -298,7 +292,7 @@ pub async fn open(
                 0,
             ),
         };
-        let mut details = session.details;
+        let mut details = session;
         details["seconds"] = json!(started.elapsed().as_secs_f64());
         details["bytes_from_client"] = json!(sent);
         details["bytes_to_client"] = json!(received);
@@ -335,17 +329,17 @@ mod tests {
 
     #[test]
     fn the_audit_names_the_command_or_the_ports() {
-        let exec = Session::new(
+        let exec = describe(
             Kind::Exec,
             "dev",
             "web",
             "command=sh&command=-c&command=date&container=app&stdout=true",
         );
-        assert_eq!(exec.details["command"], json!(["sh", "-c", "date"]));
-        assert_eq!(exec.details["container"], "app");
-        let forward = Session::new(Kind::PortForward, "dev", "web", "ports=8080,9090");
-        assert_eq!(forward.details["ports"], json!(["8080", "9090"]));
-        let spdy = Session::new(Kind::PortForward, "dev", "web", "");
-        assert_eq!(spdy.details["ports"], "named inside the stream");
+        assert_eq!(exec["command"], json!(["sh", "-c", "date"]));
+        assert_eq!(exec["container"], "app");
+        let forward = describe(Kind::PortForward, "dev", "web", "ports=8080,9090");
+        assert_eq!(forward["ports"], json!(["8080", "9090"]));
+        let spdy = describe(Kind::PortForward, "dev", "web", "");
+        assert_eq!(spdy["ports"], "named inside the stream");
     }
 }

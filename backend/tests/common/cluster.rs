@@ -161,6 +161,20 @@ impl TestApp {
     }
 }
 
+/// Waits until the quota controller has counted the namespace's quota:
+/// quota admission refuses every pod until then.
+pub async fn quota_counted(namespace: &str) {
+    let quotas: kube::Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        kube::Api::namespaced(kube().await, namespace);
+    eventually("quota status", Duration::from_secs(30), || async {
+        quotas
+            .get("tenant-quota")
+            .await
+            .is_ok_and(|q| q.status.is_some_and(|s| s.hard.is_some()))
+    })
+    .await;
+}
+
 /// Polls `check` until it holds.
 /// Waits until the reconciler has worked off every queued tenant.
 pub async fn outbox_drained(db: &PgPool, timeout: Duration) {
