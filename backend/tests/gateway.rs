@@ -291,18 +291,33 @@ async fn an_owner_s_kubectl_sees_its_tenant_without_prefixes(db: PgPool) {
             refused.stderr
         );
     }
-    // No impersonation, no cluster-scoped kinds beyond the classes.
+    // No impersonation, no cluster-scoped kinds beyond the views.
     let forged = kubectl(&alice, &["--as=admin", "get", "configmaps", "-n", "dev"]).await;
     assert!(
         !forged.ok && forged.stderr.contains("impersonation"),
         "{}",
         forged.stderr
     );
-    let nodes = kubectl(&alice, &["get", "nodes"]).await;
+    // Discovery does not list other cluster-scoped kinds, and their paths are refused.
+    let roles = kubectl(&alice, &["get", "clusterroles"]).await;
     assert!(
-        !nodes.ok && nodes.stderr.contains("cluster-scoped"),
+        !roles.ok && roles.stderr.contains("doesn't have a resource type"),
         "{}",
-        nodes.stderr
+        roles.stderr
+    );
+    let roles = kubectl(
+        &alice,
+        &[
+            "get",
+            "--raw",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        ],
+    )
+    .await;
+    assert!(
+        !roles.ok && roles.stderr.contains("cluster-scoped"),
+        "{}",
+        roles.stderr
     );
     let classes = kubectl(&alice, &["get", "storageclasses"]).await;
     assert!(classes.ok, "{}", classes.stderr);
@@ -1470,4 +1485,371 @@ async fn a_developer_s_everyday_kubectl_works_through_the_tenant_api(db: PgPool)
     )
     .await;
     assert!(again.ok, "applied again, unchanged: {}", again.stderr);
+}
+
+/// Cluster-scoped objects made by the cluster's admin for one test, as
+/// `kind/name`, removed when it ends.
+struct ClusterObjects(Vec<String>);
+
+impl Drop for ClusterObjects {
+    fn drop(&mut self) {
+        for object in &self.0 {
+            let _ = std::process::Command::new(stack_kubectl())
+                .args(["delete", object, "--wait=false", "--ignore-not-found"])
+                .output();
+        }
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_tenant_reads_its_classes_nodes_and_volumes_and_nothing_of_another_s(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwview").await;
+    let other = tenant(app, "gwviewnoise").await;
+    let fast = unique("fast-");
+    let slow = unique("slow-");
+    let ours = unique("pv-ours-");
+    let theirs = unique("pv-theirs-");
+    let _cleanup = ClusterObjects(vec![
+        format!("storageclass/{fast}"),
+        format!("storageclass/{slow}"),
+        format!("pv/{ours}"),
+        format!("pv/{theirs}"),
+    ]);
+    let admin = kube().await;
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(admin.clone());
+    for name in [&fast, &slow] {
+        classes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "provisioner": "example.com/none",
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let volumes: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(admin.clone());
+    for (name, namespace) in [
+        (&ours, format!("{}-dev", acme.slug)),
+        (&theirs, format!("{}-dev", other.slug)),
+    ] {
+        volumes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "spec": {
+                        "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadWriteOnce"],
+                        "hostPath": {"path": "/tmp/tenant-portal-test"},
+                        "storageClassName": "",
+                        "claimRef": {"namespace": namespace, "name": "data"},
+                    },
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let response = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tenants/{}/policy", acme.slug),
+        )
+        .json(&json!({"storage_classes": [fast], "node_selector": {"pool": "tenants"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+    let bob = member_kubeconfig(&setup, "BOB", &acme.slug).await;
+
+    // Nodes: the pool's, with what a developer needs to debug scheduling.
+    let nodes = kubectl(&alice, &["get", "nodes", "-o", "name"]).await;
+    assert!(nodes.ok, "{}", nodes.stderr);
+    assert_eq!(lines(&nodes), ["node/kwok-pool-tenants-1"]);
+    let labelled = kubectl(&bob, &["get", "nodes", "-l", "type=kwok", "-o", "name"]).await;
+    assert_eq!(
+        lines(&labelled),
+        ["node/kwok-pool-tenants-1"],
+        "{}",
+        labelled.stderr
+    );
+    let foreign = kubectl(&alice, &["get", "node", "kwok-node-1"]).await;
+    assert!(
+        !foreign.ok && foreign.stderr.contains(r#"nodes "kwok-node-1" not found"#),
+        "another pool's node does not exist: {}",
+        foreign.stderr
+    );
+    let node = kubectl(
+        &alice,
+        &["get", "node", "kwok-pool-tenants-1", "-o", "json"],
+    )
+    .await;
+    assert!(node.ok, "{}", node.stderr);
+    let node: Value = serde_json::from_str(&node.stdout).unwrap();
+    assert_eq!(node["metadata"]["labels"]["pool"], "tenants");
+    assert!(node["status"]["allocatable"]["pods"].is_string(), "{node}");
+    assert!(node["status"]["conditions"].is_array(), "{node}");
+    for hidden in ["images", "volumesInUse", "volumesAttached"] {
+        assert_eq!(node["status"].get(hidden), None, "{hidden} is not shown");
+    }
+    let described = kubectl(&alice, &["describe", "node", "kwok-pool-tenants-1"]).await;
+    assert!(described.ok, "{}", described.stderr);
+    assert!(
+        described.stdout.contains("Allocatable:"),
+        "{}",
+        described.stdout
+    );
+    assert!(
+        !described.stdout.contains(&other.slug),
+        "{}",
+        described.stdout
+    );
+    let top = kubectl(
+        &alice,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/nodes/kwok-pool-tenants-1/proxy/metrics",
+        ],
+    )
+    .await;
+    assert!(
+        !top.ok && top.stderr.contains("Forbidden"),
+        "{}",
+        top.stderr
+    );
+    // kubectl cordon reports the refusal and exits 0.
+    let cordon = kubectl(&alice, &["cordon", "kwok-pool-tenants-1"]).await;
+    assert!(
+        cordon.stderr.contains("unable to cordon") && cordon.stderr.contains("read-only"),
+        "{}",
+        cordon.stderr
+    );
+
+    // Classes: only those the policy names; another is not found.
+    let listed = kubectl(&alice, &["get", "storageclasses", "-o", "name"]).await;
+    assert!(listed.ok, "{}", listed.stderr);
+    assert_eq!(
+        lines(&listed),
+        [format!("storageclass.storage.k8s.io/{fast}")]
+    );
+    let forbidden_class = kubectl(&alice, &["get", "storageclass", &slow]).await;
+    assert!(
+        !forbidden_class.ok && forbidden_class.stderr.contains("not found"),
+        "{}",
+        forbidden_class.stderr
+    );
+
+    // Volumes: those bound to the tenant's claims, claims by the tenant's names.
+    let table = kubectl(&alice, &["get", "pv"]).await;
+    assert!(table.ok, "{}", table.stderr);
+    assert!(table.stdout.contains(&ours), "{}", table.stdout);
+    assert!(table.stdout.contains("dev/data"), "{}", table.stdout);
+    assert!(
+        !table.stdout.contains(&theirs) && !table.stdout.contains(&other.slug),
+        "{}",
+        table.stdout
+    );
+    let theirs_read = kubectl(&alice, &["get", "pv", &theirs]).await;
+    assert!(
+        !theirs_read.ok && theirs_read.stderr.contains("not found"),
+        "{}",
+        theirs_read.stderr
+    );
+    let ours_json = kubectl(&alice, &["get", "pv", &ours, "-o", "json"]).await;
+    let ours_json: Value = serde_json::from_str(&ours_json.stdout).unwrap();
+    assert_eq!(ours_json["spec"]["claimRef"]["namespace"], "dev");
+
+    // kube-rs: a list and a watch of nodes see the pool only.
+    let document = kube::config::Kubeconfig::from_yaml(&alice.yaml).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(document, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let seen: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let listed = seen.list(&ListParams::default().limit(1)).await.unwrap();
+    let names: Vec<_> = listed
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["kwok-pool-tenants-1"]);
+    assert_eq!(listed.metadata.continue_, None, "a view is answered whole");
+    let mut events = seen
+        .watch(&WatchParams::default().timeout(3), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let mut watched = Vec::new();
+    while let Some(event) = events.next().await {
+        if let Ok(WatchEvent::Added(node) | WatchEvent::Modified(node)) = event {
+            watched.extend(node.metadata.name);
+        }
+    }
+    watched.dedup();
+    assert_eq!(watched, ["kwok-pool-tenants-1"]);
+
+    // Another tenant without a pool policy sees every node, and none of acme's volumes.
+    let carol = member_kubeconfig(&setup, "ALICE", &other.slug).await;
+    let all_nodes = kubectl(&carol, &["get", "nodes", "-o", "name"]).await;
+    assert_eq!(lines(&all_nodes).len(), 3, "{}", all_nodes.stdout);
+    let their_volumes = kubectl(&carol, &["get", "pv", "-o", "name"]).await;
+    assert_eq!(
+        lines(&their_volumes),
+        [format!("persistentvolume/{theirs}")]
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn discovery_lists_exactly_what_the_tenant_api_serves(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let acme = tenant(app, "gwdisc").await;
+    let group = format!("{}.example.com", unique("widgets"));
+    let crd = format!("widgets.{group}");
+    let _cleanup = ClusterObjects(vec![format!("crd/{crd}")]);
+    let definitions: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(kube().await);
+    definitions
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": crd},
+                "spec": {
+                    "group": group,
+                    "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true}}}],
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // The API server serves the new group a moment after the definition is made.
+    for _ in 0..50 {
+        let direct = std::process::Command::new(stack_kubectl())
+            .args(["api-resources", "-o", "name"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&direct.stdout).contains(&crd) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let alice = member_kubeconfig(&setup, "ALICE", &acme.slug).await;
+
+    let resources = kubectl(&alice, &["api-resources", "-o", "name"]).await;
+    assert!(resources.ok, "{}", resources.stderr);
+    assert!(
+        resources.stderr.trim().is_empty(),
+        "no warnings: {}",
+        resources.stderr
+    );
+    let listed = lines(&resources);
+    for offered in [
+        "pods",
+        "deployments.apps",
+        "roles.rbac.authorization.k8s.io",
+        "namespaces",
+        "nodes",
+        "persistentvolumes",
+        "storageclasses.storage.k8s.io",
+        "selfsubjectaccessreviews.authorization.k8s.io",
+    ] {
+        assert!(listed.contains(&offered), "{offered} is listed: {listed:?}");
+    }
+    for hidden in [
+        "clusterroles.rbac.authorization.k8s.io",
+        "customresourcedefinitions.apiextensions.k8s.io",
+        "apiservices.apiregistration.k8s.io",
+        "validatingadmissionpolicies.admissionregistration.k8s.io",
+        "componentstatuses",
+        "certificatesigningrequests.certificates.k8s.io",
+        crd.as_str(),
+    ] {
+        assert!(!listed.contains(&hidden), "{hidden} is not listed");
+    }
+    let wide = kubectl(&alice, &["api-resources", "-o", "wide"]).await;
+    let nodes_line = wide
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("nodes "))
+        .unwrap_or_else(|| panic!("{}", wide.stdout));
+    assert!(nodes_line.contains(" get,list,watch "), "{nodes_line}");
+
+    // The legacy documents and the OpenAPI index say the same.
+    let groups = kubectl(&alice, &["get", "--raw", "/apis"]).await;
+    let groups: Value = serde_json::from_str(&groups.stdout).unwrap();
+    let names: Vec<&str> = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert!(names.contains(&"apps") && names.contains(&"storage.k8s.io"));
+    for hidden in [
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        group.as_str(),
+    ] {
+        assert!(!names.contains(&hidden), "{hidden} in {names:?}");
+    }
+    let core = kubectl(&alice, &["get", "--raw", "/api/v1"]).await;
+    assert!(core.stdout.contains(r#""name":"pods/exec""#));
+    assert!(!core.stdout.contains("componentstatuses") && !core.stdout.contains("nodes/proxy"));
+    let index = kubectl(&alice, &["get", "--raw", "/openapi/v3"]).await;
+    assert!(index.stdout.contains("apis/apps/v1"), "{}", index.stdout);
+    assert!(!index.stdout.contains("apiextensions") && !index.stdout.contains(&group));
+    let hidden_group = kubectl(&alice, &["get", "--raw", &format!("/apis/{group}/v1")]).await;
+    assert!(
+        !hidden_group.ok && hidden_group.stderr.contains("NotFound"),
+        "{}",
+        hidden_group.stderr
+    );
+
+    // What discovery does not list is not served: the custom resource is
+    // unknown to the tenant, even by its full path.
+    let widgets = kubectl(&alice, &["get", "widgets", "-n", "dev"]).await;
+    assert!(
+        !widgets.ok
+            && widgets
+                .stderr
+                .contains("the server doesn't have a resource type"),
+        "{}",
+        widgets.stderr
+    );
+    let by_path = kubectl(
+        &alice,
+        &[
+            "get",
+            "--raw",
+            &format!("/apis/{group}/v1/namespaces/dev/widgets"),
+        ],
+    )
+    .await;
+    assert!(
+        !by_path.ok && by_path.stderr.contains("NotFound"),
+        "{}",
+        by_path.stderr
+    );
+
+    // kubectl explain reads the narrowed OpenAPI documents.
+    for kind in [
+        "pods.spec.containers",
+        "nodes.status.allocatable",
+        "deployments",
+    ] {
+        let explained = kubectl(&alice, &["explain", kind]).await;
+        assert!(explained.ok, "explain {kind}: {}", explained.stderr);
+    }
 }

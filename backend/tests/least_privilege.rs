@@ -609,6 +609,11 @@ async fn the_portals_service_account_may_do_nothing_else(_db: PgPool) {
         ("impersonate", "", "users"),
         ("impersonate", "", "serviceaccounts"),
         ("update", "", "namespaces/finalize"),
+        // The tenant API's views read nodes and volumes, and nothing more.
+        ("get", "", "nodes/proxy"),
+        ("create", "", "nodes/proxy"),
+        ("patch", "", "nodes"),
+        ("delete", "", "persistentvolumes"),
         (
             "create",
             "certificates.k8s.io",

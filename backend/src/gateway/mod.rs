@@ -10,6 +10,8 @@
 //! admission decide everything forwarded; the gateway never holds more
 //! than the role account does.
 
+mod cluster_views;
+mod discovery;
 mod fair;
 mod fan_out;
 mod names;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::proxy::Context;
 use super::request::is_watch;
 use super::status::KubeStatus;
-use super::wire::{events, json_response, read_body, watch_response};
+use super::wire::{events, json_body, json_response, read_body, watch_response};
 use crate::cluster::objects::{MANAGED_BY, MANAGER, TENANT_LABEL};
 use crate::domain::Role;
 use crate::error::Error;
@@ -59,7 +59,7 @@ pub async fn one(
             if is_table(request.headers()) {
                 return Ok(answer);
             }
-            let list = body_json(answer).await?;
+            let list = json_body(answer.into_body()).await?;
             let namespace = list["items"]
                 .get(0)
                 .cloned()
@@ -99,7 +99,7 @@ async fn list_or_watch(
         return Ok(watch_response(kept));
     }
     let status = answer.status();
-    let mut value = body_json(Response::new(Body::new(answer.into_body()))).await?;
+    let mut value = json_body(Body::new(answer.into_body())).await?;
     if status.is_success() {
         for key in ["items", "rows"] {
             if let Some(items) = value.get_mut(key).and_then(Value::as_array_mut) {
@@ -214,15 +214,6 @@ fn is_table(headers: &HeaderMap) -> bool {
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"))
-}
-
-async fn body_json(response: Response) -> Result<Value, KubeStatus> {
-    let bytes = read_body(response.into_body()).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        KubeStatus::unavailable(format!(
-            "the tenant's cluster answered something that is not JSON: {e}"
-        ))
-    })
 }
 
 /// The caller as the portal's policy sees them, or a refusal for the
@@ -470,9 +461,7 @@ async fn in_cluster(ctx: &Context<'_>, full: &str) -> Option<Value> {
     if !answer.status().is_success() {
         return None;
     }
-    let list = body_json(Response::new(Body::new(answer.into_body())))
-        .await
-        .ok()?;
+    let list = json_body(Body::new(answer.into_body())).await.ok()?;
     list["items"].get(0).cloned()
 }
 

@@ -1,9 +1,10 @@
 //! Forwarding to the tenant's cluster: as the caller's role account for
 //! everything namespaced, with names converted in paths, queries, bodies and
 //! answers; fanned out over the tenant's namespaces for all-namespaces lists
-//! and watches; as the portal for discovery and the few cluster-scoped
-//! reads a tenant is given.
+//! and watches; as the portal for discovery and the cluster-scoped views
+//! a tenant is given (`cluster_views`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -12,27 +13,21 @@ use axum::response::Response;
 use futures::StreamExt;
 use serde_json::Value;
 
+use super::cluster_views::{self, OFFERED, View};
+use super::discovery::{self, Document};
 use super::request::{GroupVersion, Target, is_watch};
 use super::status::KubeStatus;
 use super::upstream::{Upstream, UpstreamError};
 use super::wire::{
-    body_inward, convert_query, events, json_accept, kept_headers, raw, read_body, tenant_path,
-    user_agent, watch_response,
+    body_inward, convert_query, events, json_accept, json_body, kept_headers, raw, read_body,
+    tenant_path, user_agent, watch_response,
 };
 use super::{Caller, Gateway, namespaces};
 use crate::app::AppState;
 use crate::cluster::render::account_for;
 
-/// Cluster-scoped kinds a tenant may read: the classes its policy lets it name.
-const READABLE: [(&str, &str); 4] = [
-    ("storage.k8s.io", "storageclasses"),
-    ("networking.k8s.io", "ingressclasses"),
-    ("scheduling.k8s.io", "priorityclasses"),
-    ("node.k8s.io", "runtimeclasses"),
-];
-
 /// Reviews of the caller's own access (`kubectl auth can-i`, `auth whoami`).
-const REVIEWS: [(&str, &str); 3] = [
+pub(super) const REVIEWS: [(&str, &str); 3] = [
     ("authorization.k8s.io", "selfsubjectaccessreviews"),
     ("authorization.k8s.io", "selfsubjectrulesreviews"),
     ("authentication.k8s.io", "selfsubjectreviews"),
@@ -57,6 +52,11 @@ impl Context<'_> {
             Target::Namespaces => namespaces::collection(self, request).await,
             Target::Namespace { name, subresource } => {
                 namespaces::one(self, &name, subresource.as_deref(), request).await
+            }
+            Target::Namespaced { api, .. } | Target::ClusterLevel { api, .. }
+                if !discovery::carries(&api.group) =>
+            {
+                Err(discovery::not_found())
             }
             Target::Namespaced {
                 api,
@@ -171,6 +171,8 @@ impl Context<'_> {
             })
     }
 
+    /// Discovery and OpenAPI, narrowed to what the tenant API serves
+    /// (`discovery`).
     async fn discovery(&self, request: Request<Body>) -> Result<Response, KubeStatus> {
         if request.method() != Method::GET {
             return Err(KubeStatus::new(
@@ -180,8 +182,39 @@ impl Context<'_> {
             ));
         }
         let path = tenant_path(request.uri());
+        let below = path.split('?').next().unwrap_or_default();
+        let document = discovery::document(below).ok_or_else(discovery::not_found)?;
         let answer = self.send_as_portal(&path, request.headers()).await?;
-        Ok(raw(answer))
+        if document == Document::AsIs || !answer.status().is_success() {
+            return Ok(raw(answer));
+        }
+        let (parts, body) = answer.into_parts();
+        let mut value = json_body(Body::new(body)).await?;
+        if document == Document::OpenApiIndex {
+            discovery::narrow_openapi_index(&mut value, &self.offered_groups().await?);
+        } else if value["kind"] == "APIGroupList" {
+            discovery::narrow_group_list(&mut value, &self.offered_groups().await?);
+        } else {
+            discovery::narrow(&mut value);
+        }
+        let mut response = Response::new(Body::from(value.to_string()));
+        *response.status_mut() = parts.status;
+        *response.headers_mut() = kept_headers(&parts.headers);
+        Ok(response)
+    }
+
+    /// The API groups with something the tenant API serves.
+    async fn offered_groups(&self) -> Result<BTreeSet<String>, KubeStatus> {
+        let answer = self
+            .send_as_portal("/apis", &discovery::aggregated_accept())
+            .await?;
+        let mut value = json_body(Body::new(answer.into_body())).await?;
+        discovery::narrow(&mut value).ok_or_else(|| {
+            KubeStatus::unavailable(format!(
+                "the tenant's cluster \"{}\" did not answer /apis with its aggregated discovery document",
+                self.upstream.cluster.name
+            ))
+        })
     }
 
     /// A namespaced request, converted both ways.
@@ -261,11 +294,10 @@ impl Context<'_> {
     ) -> Result<Response, KubeStatus> {
         let resource = tail[0].as_str();
         let group = api.group.as_str();
-        if READABLE.contains(&(group, resource)) && request.method() == Method::GET {
-            let answer = self
-                .send_as_portal(&tenant_path(request.uri()), request.headers())
-                .await?;
-            return Ok(raw(answer));
+        let (policy, _) =
+            crate::service::policy::in_force(&self.caller.tenant.view, &self.app.config.guardrails);
+        if let Some(view) = View::of(group, resource, &policy, &self.caller.names) {
+            return cluster_views::read(self, view, api, tail, request).await;
         }
         if (group, resource) == ("authentication.k8s.io", "selfsubjectreviews")
             && request.method() == Method::POST
@@ -296,7 +328,7 @@ impl Context<'_> {
             format!("{resource}.{group}")
         };
         Err(KubeStatus::forbidden(format!(
-            "{qualified} is forbidden: the tenant API of \"{}\" does not offer the cluster-scoped resource \"{resource}\"; it offers reads of StorageClasses, IngressClasses, PriorityClasses and RuntimeClasses, and reviews of your own access",
+            "{qualified} is forbidden: the tenant API of \"{}\" does not offer the cluster-scoped resource \"{resource}\"; it offers reads of the {OFFERED}, and reviews of your own access",
             self.slug
         )))
     }

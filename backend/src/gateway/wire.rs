@@ -70,6 +70,16 @@ pub async fn read_body(body: Body) -> Result<Bytes, KubeStatus> {
     })
 }
 
+/// An answer of the cluster read whole as JSON.
+pub async fn json_body(body: Body) -> Result<Value, KubeStatus> {
+    let bytes = read_body(body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        KubeStatus::unavailable(format!(
+            "the tenant's cluster answered something that is not JSON: {e}"
+        ))
+    })
+}
+
 /// A request body with the cluster's names. JSON in every patch flavour,
 /// server-side apply's YAML, and in a protobuf object the namespace field
 /// at `protobuf_namespace` (an object's metadata, or a review's).
