@@ -1,6 +1,9 @@
 // Helpers for the browser tests: Debian's Chromium through playwright-core,
 // sign-in through Dex, screenshots, form submits that report the status.
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -179,4 +182,57 @@ export async function api(page, path) {
     throw new Error(`GET /api/v1${path} answered ${response.status()}: ${(await response.text()).slice(0, 300)}`);
   }
   return response.json();
+}
+
+/** Sends a JSON API request with the page's session and CSRF token; fails unless 2xx. */
+export async function send(page, method, path, body) {
+  const { csrf_token: csrf } = await api(page, '/me');
+  const response = await page.request.fetch(`/api/v1${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+    data: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.ok(response.status() < 300, `${method} ${path}: ${response.status()} ${await response.text()}`);
+  return response;
+}
+
+/** Runs SQL against the portal's database (TP_E2E_DATABASE_URL). */
+export function psql(sql) {
+  const url = process.env.TP_E2E_DATABASE_URL;
+  if (!url) throw new Error('TP_E2E_DATABASE_URL is not set: run the tests with e2e/run');
+  execFileSync('psql', ['-q', '-X', '-v', 'ON_ERROR_STOP=1', url, '-c', sql], { stdio: 'pipe' });
+}
+
+/** The widths every page is checked at: a laptop and a phone (iPhone 12 to 15). */
+export const WIDTHS = [
+  { name: 'desktop', width: 1280, height: 900 },
+  { name: 'phone', width: 390, height: 844 },
+];
+
+/** What axe checks: WCAG 2.1 A and AA, and Deque's best practices. */
+const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'];
+let axeSource;
+
+/**
+ * Runs axe-core (the version pinned in package.json) on the page as it is
+ * and returns its violations, each as one line: rule, impact, help, and the
+ * elements it found with what is wrong with them.
+ */
+export async function axeViolations(page) {
+  if (!axeSource) {
+    const require = createRequire(import.meta.url);
+    axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+  }
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) {
+    await page.addScriptTag({ content: axeSource });
+  }
+  const result = await page.evaluate(
+    (tags) => window.axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] }),
+    AXE_TAGS,
+  );
+  return result.violations.map(
+    (v) =>
+      `${v.id} (${v.impact}): ${v.help}\n` +
+      v.nodes.map((n) => `    ${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ')}`).join('\n'),
+  );
 }

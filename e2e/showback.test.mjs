@@ -6,33 +6,15 @@
 // month part of it falls in the month before, and the fleet page's figures
 // are smaller).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { after } from 'node:test';
-import { api, closeAll, loginAs, newBrowser, screenshot, step, uniqueSlug } from './lib.mjs';
+import { closeAll, loginAs, newBrowser, psql, screenshot, send, step, uniqueSlug } from './lib.mjs';
 
 after(closeAll);
 
 const slug = uniqueSlug();
 let admin;
 let ready = false;
-
-function psql(sql) {
-  const url = process.env.TP_E2E_DATABASE_URL;
-  if (!url) throw new Error('TP_E2E_DATABASE_URL is not set: run the tests with e2e/run');
-  execFileSync('psql', ['-q', '-X', '-v', 'ON_ERROR_STOP=1', url, '-c', sql], { stdio: 'pipe' });
-}
-
-async function send(page, method, path, body) {
-  const { csrf_token: csrf } = await api(page, '/me');
-  const response = await page.request.fetch(`/api/v1${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
-    data: body === undefined ? undefined : JSON.stringify(body),
-  });
-  assert.ok(response.status() < 300, `${method} ${path}: ${response.status()} ${await response.text()}`);
-  return response;
-}
 
 step('an admin sets prices for a tenant with a usage history', async () => {
   admin = await newBrowser();
@@ -71,22 +53,25 @@ step('the fleet page shows the top tenants with their numbers, and the CSV downl
   assert.equal((await page.locator('h1').innerText()).trim(), 'Fleet');
   const row = page.locator('#top-cost tr', { hasText: slug });
   assert.equal(await row.count(), 1, `${slug} is among the top tenants by cost`);
-  // 2 cores for 3 hours at 0.04 and 4 GiB for 3 hours at 0.005, up to now.
+  // 2 cores for 3 hours at 0.04 and 4 GiB for 3 hours at 0.005, up to now:
+  // 0.30 and a little, rounded to the cent for people, in the portal's
+  // currency (the default, USD).
   const cost = (await row.locator('td').nth(1).innerText()).trim();
-  assert.match(cost, /^0\.3[0-9]{5}$/, `reserved cost ${cost}`);
+  assert.match(cost, /^0\.3[01] USD$/, `reserved cost ${cost}`);
   assert.ok(await page.locator('#top-waste tr', { hasText: slug }).count(), 'and by waste');
-  assert.ok(await page.locator('svg[aria-label="Top tenants by reserved cost"] rect').count() > 0, 'a chart');
+  assert.ok(await page.locator('[role=img][aria-label="Top tenants by reserved cost"] .fill').count() > 0, 'a chart');
   await screenshot(page, 'fleet.png');
 
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#fleet-csv')]);
   const csv = await readFile(await download.path(), 'utf8');
   const lines = csv.trimEnd().split('\r\n');
-  assert.equal(lines[0], 'tenant,resource,unit,allocated,used,allocated_cost,used_cost');
+  assert.equal(lines[0], 'tenant,resource,unit,allocated,used,allocated_cost,used_cost,currency');
+  assert.match(lines.at(-1), /^\(total\),,,,,[0-9]+\.[0-9]{2},[0-9]+\.[0-9]{2},USD$/, 'a total rounded to the cent');
   const cpu = lines.find((l) => l.startsWith(`${slug},requests.cpu,`));
   assert.ok(cpu, `the CSV has ${slug}'s CPU: ${csv}`);
   // The portal's own sampler may add a sample meanwhile (nothing runs in the
   // cluster, so it reports no use): allocations are exact, use at most this.
-  assert.match(cpu, new RegExp(`^${slug},requests\\.cpu,core-hours,6\\.0[0-9]{5},[0-2]\\.[0-9]{6},0\\.24[0-9]{4},0\\.0[0-8][0-9]{4}$`));
+  assert.match(cpu, new RegExp(`^${slug},requests\\.cpu,core-hours,6\\.0[0-9]{5},[0-2]\\.[0-9]{6},0\\.24[0-9]{4},0\\.0[0-8][0-9]{4},USD$`));
 });
 
 step("the owner sees the tenant's cost and utilisation on its page", async () => {
@@ -96,7 +81,7 @@ step("the owner sees the tenant's cost and utilisation on its page", async () =>
   const { page } = alice;
   await page.goto(`/tenants/${slug}`);
   const said = (await page.locator('#tenant-cost').innerText()).trim();
-  assert.match(said, /reserved 0\.3[0-9]{5} and used/);
+  assert.match(said, /reserved 0\.3[01] USD and used [0-9.]+ USD/);
   const memory = page.locator('#utilisation tr', { hasText: 'requests.memory' }).filter({ hasText: 'app' });
   assert.equal(await memory.count(), 1);
   assert.match(await memory.innerText(), /25\.0%/, 'memory p95: 1Gi of 4Gi');

@@ -27,6 +27,27 @@
     };
     setTimeout(poll, 500);
   }
+  // After a refused submit, take the focus to what needs fixing: the first
+  // invalid field, or else the message that says why the form was refused.
+  const invalid = document.querySelector("main [aria-invalid=true]");
+  const refused = document.querySelector("main .problem[role=alert]");
+  if (invalid) {
+    invalid.focus();
+  } else if (refused) {
+    refused.tabIndex = -1;
+    refused.focus();
+  }
+  // A table frame is a tab stop only while it scrolls sideways (the page
+  // marks every frame as one, for browsers without this script).
+  const frames = document.querySelectorAll(".table-wrap");
+  const fit = () => {
+    for (const frame of frames) {
+      if (frame.scrollWidth > frame.clientWidth) frame.tabIndex = 0;
+      else frame.removeAttribute("tabindex");
+    }
+  };
+  fit();
+  window.addEventListener("resize", fit);
   // Ask before destructive actions that do not already ask for a typed name.
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (event) => {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::domain::ResourceList;
 pub use crate::domain::parse_duration;
 use crate::domain::tenant_policy::{Cidr, PodSecurityLevel, ServiceType, TenantPolicy};
+use crate::domain::{Currency, ResourceList};
 
 /// A value that must never be printed: its `Debug` and `Display` hide it.
 #[derive(Clone)]
@@ -518,6 +518,15 @@ pub struct ServeConfig {
     /// and a report covers at most 366 days.
     #[arg(long, env = "TP_USAGE_RETENTION", default_value = "400d", value_parser = parse_duration)]
     pub usage_retention: Duration,
+
+    /// The currency of every price and cost, as an ISO 4217 code (EUR, USD,
+    /// JPY…). Prices are set and reports computed in it; the API states it
+    /// beside every amount and keeps amounts exact (six decimals), while
+    /// pages and CSV totals round costs to its minor unit (two decimals for
+    /// EUR and USD, none for JPY). Changing it relabels the prices already
+    /// set; it does not convert them.
+    #[arg(long, env = "TP_CURRENCY", default_value = "USD", value_parser = Currency::parse)]
+    pub currency: Currency,
 
     /// Lifetime of the token in a downloaded kubeconfig (at least 10m).
     #[arg(long, env = "TP_KUBECONFIG_TTL", default_value = "1h", value_parser = parse_duration)]

@@ -16,15 +16,36 @@ use tenant_portal::config::ServeConfig;
 const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 async fn spawn(db: PgPool) -> TestApp {
+    spawn_in(db, "EUR").await
+}
+
+/// A portal whose prices and costs are in `currency`.
+async fn spawn_in(db: PgPool, currency: &str) -> TestApp {
     spawn_app_config(
         db,
         ServeConfig {
             login: login_config(),
+            currency: currency.parse().unwrap(),
             ..config()
         },
         Default::default(),
     )
     .await
+}
+
+/// An exact amount ("1.385000") rounded half up to `digits` decimals and
+/// followed by its currency, as pages show it ("1.39 EUR").
+fn for_people(exact: &str, digits: usize, currency: &str) -> String {
+    let (whole, fraction) = exact.split_once('.').unwrap();
+    let micros: i128 = format!("{whole}{fraction}").parse().unwrap();
+    let step = 10i128.pow(6 - digits as u32);
+    let units = (micros + step / 2) / step;
+    let scale = 10i128.pow(digits as u32);
+    if digits == 0 {
+        format!("{units} {currency}")
+    } else {
+        format!("{}.{:0digits$} {currency}", units / scale, units % scale)
+    }
 }
 
 async fn put_prices(app: &TestApp, token: &str, prices: Value) -> reqwest::Response {
@@ -268,6 +289,7 @@ async fn costs_are_time_weighted_at_the_price_of_each_instant_up_to_a_deletion(d
     assert_eq!(by_tenant["groups"][1]["tenants"], json!(["globex"]));
     assert_eq!(by_tenant["allocated_cost"], "2.180000");
     assert_eq!(by_tenant["used_cost"], "0.930000");
+    assert_eq!(by_tenant["currency"], "EUR", "every cost says its currency");
     assert_eq!(by_tenant["from"], at(from));
 
     let by_namespace = report(&app, from, to, "namespace").await;
@@ -353,10 +375,11 @@ async fn the_report_is_csv_a_spreadsheet_opens(db: PgPool) {
     );
     assert_eq!(
         response.text().await.unwrap(),
-        "tenant,resource,unit,allocated,used,allocated_cost,used_cost\r\n\
-         acme,requests.cpu,core-hours,17.000000,5.000000,1.220000,0.380000\r\n\
-         acme,requests.memory,GiB-hours,32.000000,10.000000,0.160000,0.050000\r\n\
-         globex,requests.cpu,core-hours,4.000000,2.500000,0.800000,0.500000\r\n"
+        "tenant,resource,unit,allocated,used,allocated_cost,used_cost,currency\r\n\
+         acme,requests.cpu,core-hours,17.000000,5.000000,1.220000,0.380000,EUR\r\n\
+         acme,requests.memory,GiB-hours,32.000000,10.000000,0.160000,0.050000,EUR\r\n\
+         globex,requests.cpu,core-hours,4.000000,2.500000,0.800000,0.500000,EUR\r\n\
+         (total),,,,,2.18,0.93,EUR\r\n"
     );
 }
 
@@ -436,6 +459,14 @@ async fn prices_keep_their_history_and_only_platform_admins_set_them(db: PgPool)
     )
     .await;
     let list: Value = response.json().await.unwrap();
+    assert!(
+        list["prices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["currency"] == "EUR"),
+        "every price says its currency: {list}"
+    );
     let cpu: Vec<(&str, &str, &str)> = list["prices"]
         .as_array()
         .unwrap()
@@ -716,10 +747,18 @@ async fn the_fleet_page_shows_the_months_top_tenants_and_its_csv_and_admins_alon
         let row = format!(
             "<tr><td><a href=\"/tenants/{0}\">{0}</a></td><td>{1}</td></tr>",
             group["group"].as_str().unwrap(),
-            group["allocated_cost"].as_str().unwrap()
+            for_people(group["allocated_cost"].as_str().unwrap(), 2, "EUR")
         );
-        assert!(html.contains(&row), "the page shows {row} as the API does");
+        assert!(
+            html.contains(&row),
+            "the page shows {row}, the API's cost rounded to the cent"
+        );
     }
+    let total = format!(
+        "tenants reserved <strong>{}</strong>",
+        for_people(api["allocated_cost"].as_str().unwrap(), 2, "EUR")
+    );
+    assert!(html.contains(&total), "{total} in {html}");
     assert!(html.contains("aria-label=\"Top tenants by reserved cost\""));
     assert!(
         html.contains("local: 2 namespaces; CPU 3500m allocated"),
@@ -728,16 +767,121 @@ async fn the_fleet_page_shows_the_months_top_tenants_and_its_csv_and_admins_alon
 
     let csv = admin.get(&format!("/admin/fleet.csv?month={month}")).await;
     assert_eq!(csv.status(), 200);
+    let csv = csv.text().await.unwrap();
     assert!(
-        csv.text()
-            .await
-            .unwrap()
-            .starts_with("tenant,resource,unit,allocated,used,allocated_cost,used_cost\r\n")
+        csv.starts_with(
+            "tenant,resource,unit,allocated,used,allocated_cost,used_cost,currency\r\n"
+        ),
+        "{csv}"
+    );
+    let total = for_people(api["allocated_cost"].as_str().unwrap(), 2, "EUR");
+    let total_row = format!("\r\n(total),,,,,{},", total.trim_end_matches(" EUR"));
+    assert!(
+        csv.contains(&total_row) && csv.ends_with(",EUR\r\n"),
+        "the CSV ends with the month's total rounded to the cent: {csv}"
     );
 
     let alice = login_as(&app, "ALICE").await;
     assert_eq!(alice.get("/admin/fleet").await.status(), 403);
     assert_eq!(alice.get("/admin/fleet.csv").await.status(), 403);
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_portal_in_yen_states_it_everywhere_and_shows_whole_yen_to_people(db: PgPool) {
+    let app = spawn_in(db, "JPY").await;
+    let (from, to) = known_history(&app).await;
+    let prices: Value = app.get("/api/v1/prices").await.json().await.unwrap();
+    assert!(
+        prices["prices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["currency"] == "JPY"),
+        "{prices}"
+    );
+    let json = report(&app, from, to, "tenant").await;
+    assert_eq!(json["currency"], "JPY");
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    for schema in ["ShowbackReport", "PriceView"] {
+        let required = &doc["components"]["schemas"][schema]["required"];
+        assert!(
+            required.as_array().unwrap().contains(&json!("currency")),
+            "the OpenAPI document says every {schema} has a currency: {required}"
+        );
+    }
+    assert_eq!(
+        json["allocated_cost"], "2.180000",
+        "the API stays exact whatever the currency's minor unit"
+    );
+
+    let csv = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/showback?from={}&to={}", at(from), at(to)),
+        )
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains(",0.800000,0.500000,JPY\r\n"),
+        "lines stay exact: {csv}"
+    );
+    assert!(
+        csv.ends_with("\r\n(total),,,,,2,1,JPY\r\n"),
+        "the total is in whole yen: {csv}"
+    );
+
+    let alice = login_as(&app, "ALICE").await;
+    let html = alice.get("/tenants/acme").await.text().await.unwrap();
+    let said = html
+        .split("id=\"tenant-cost\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_default();
+    assert!(
+        said.contains(" JPY</strong>") && !said.contains(".0"),
+        "the tenant's cost in whole yen with its code: {said}"
+    );
+}
+
+#[test]
+fn the_portal_refuses_to_start_with_a_currency_that_is_not_iso_4217() {
+    for (bad, says) in [
+        ("eur", "capitals"),
+        ("EURO", "capitals"),
+        ("ABC", "ISO 4217"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-portal"))
+            .args([
+                "serve",
+                "--database-url",
+                "postgres://unused/none",
+                "--currency",
+                bad,
+            ])
+            .env_remove("TP_CURRENCY")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("--currency") && stderr.contains(says),
+            "{bad}: {stderr}"
+        );
+    }
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-portal"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--currency") && help.contains("[default: USD]"),
+        "{help}"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
@@ -755,7 +899,7 @@ async fn a_pending_quota_request_shows_the_tenants_use_beside_it(db: PgPool) {
     let html = admin.get("/quota-requests").await.text().await.unwrap();
     // The tenant at each sampling time: 500m of 1500m, 500m of 3500m, 1 of 3.
     assert!(
-        html.contains("<td class=\"usage\">p50 33.3%, p95 33.3% of 3 allocated; fits 1200m</td>"),
+        html.contains("<dd class=\"usage\">p50 33.3%, p95 33.3% of 3 allocated; fits 1200m</dd>"),
         "{html}"
     );
 }

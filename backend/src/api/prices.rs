@@ -11,6 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{ApiJson, RequestId};
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::domain::Currency;
 use crate::error::Error;
 use crate::service::prices::{self, NewPrice, PriceEntry};
 
@@ -29,6 +30,9 @@ pub struct PriceView {
     /// A decimal string with six digits after the point.
     #[schema(example = "0.031000")]
     pub price: String,
+    /// The ISO 4217 code of the price (`--currency`).
+    #[schema(example = "EUR")]
+    pub currency: String,
     /// What one price is for: `core-hour`, `GiB-hour`, `GiB-month` (730 hours) or `unit-hour`.
     #[schema(example = "core-hour")]
     pub per: String,
@@ -37,9 +41,10 @@ pub struct PriceView {
     pub set_at: DateTime<Utc>,
 }
 
-impl From<PriceEntry> for PriceView {
-    fn from(e: PriceEntry) -> Self {
+impl PriceView {
+    pub fn new(e: PriceEntry, currency: Currency) -> Self {
         Self {
+            currency: currency.to_string(),
             per: e.resource.per(),
             resource: e.resource.name,
             cluster: e.cluster,
@@ -63,7 +68,8 @@ pub struct PriceList {
 pub struct PriceInput {
     #[schema(example = "requests.cpu")]
     pub resource: String,
-    /// A decimal amount of zero or more, with at most six digits after the point.
+    /// A decimal amount of zero or more, with at most six digits after the
+    /// point, in the portal's currency (`--currency`; see `currency` in the answer).
     #[schema(example = "0.031")]
     pub price: String,
     /// Only for this cluster; left out, for every cluster without a price of its own.
@@ -87,7 +93,10 @@ async fn list(State(app): State<AppState>, who: Principal) -> Result<Json<PriceL
     let mut conn = app.db.acquire().await?;
     let prices = prices::list(&mut conn, &who).await?;
     Ok(Json(PriceList {
-        prices: prices.into_iter().map(PriceView::from).collect(),
+        prices: prices
+            .into_iter()
+            .map(|p| PriceView::new(p, app.config.currency))
+            .collect(),
     }))
 }
 
@@ -120,6 +129,9 @@ async fn set(
     )
     .await?;
     Ok(Json(PriceList {
-        prices: prices.into_iter().map(PriceView::from).collect(),
+        prices: prices
+            .into_iter()
+            .map(|p| PriceView::new(p, app.config.currency))
+            .collect(),
     }))
 }

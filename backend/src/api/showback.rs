@@ -13,6 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::domain::Currency;
 use crate::domain::price::format_micros;
 use crate::error::Error;
 use crate::service::showback::{self, GroupBy, Period, Report};
@@ -38,7 +39,7 @@ pub struct ShowbackQuery {
 }
 
 /// One resource of one group. Amounts are decimal strings with six digits
-/// after the point, rounded once, half up.
+/// after the point, rounded once, half up; costs are in the report's `currency`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShowbackLine {
     #[schema(example = "requests.cpu")]
@@ -76,6 +77,9 @@ pub struct ShowbackReport {
     pub groups: Vec<ShowbackGroup>,
     pub allocated_cost: String,
     pub used_cost: String,
+    /// The ISO 4217 code of every cost in the report (`--currency`).
+    #[schema(example = "EUR")]
+    pub currency: String,
 }
 
 pub const METHOD: &str = "time-weighted: each usage sample (with the allocations in force when it was taken) \
@@ -83,9 +87,10 @@ pub const METHOD: &str = "time-weighted: each usage sample (with the allocations
     each second is priced at the price in force then (the cluster's own, else the one for every cluster); \
     each line is rounded once, half up, to six decimals, and totals are sums of rounded lines";
 
-impl From<Report> for ShowbackReport {
-    fn from(r: Report) -> Self {
+impl ShowbackReport {
+    pub fn new(r: Report, currency: Currency) -> Self {
         Self {
+            currency: currency.to_string(),
             from: r.period.from,
             to: r.period.to,
             group_by: r.group_by.as_str(),
@@ -123,7 +128,7 @@ impl From<Report> for ShowbackReport {
 #[utoipa::path(get, path = "/showback", tag = "showback", params(ShowbackQuery),
     responses((status = 200, description = "The report", content(
         (ShowbackReport = "application/json"),
-        (String = "text/csv", example = "tenant,resource,unit,allocated,used,allocated_cost,used_cost\r\nacme,requests.cpu,core-hours,24.000000,12.000000,0.960000,0.480000\r\n")))))]
+        (String = "text/csv", example = "tenant,resource,unit,allocated,used,allocated_cost,used_cost,currency\r\nacme,requests.cpu,core-hours,24.000000,12.000000,0.960000,0.480000,EUR\r\n(total),,,,,0.96,0.48,EUR\r\n")))))]
 async fn get(
     State(app): State<AppState>,
     who: Principal,
@@ -157,11 +162,11 @@ async fn get(
                 ),
                 (header::CONTENT_DISPOSITION, name),
             ],
-            report.to_csv(),
+            report.to_csv(app.config.currency),
         )
             .into_response());
     }
-    Ok(Json(ShowbackReport::from(report)).into_response())
+    Ok(Json(ShowbackReport::new(report, app.config.currency)).into_response())
 }
 
 /// Whether the client asks for CSV before JSON.

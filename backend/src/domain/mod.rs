@@ -1,6 +1,7 @@
 //! Pure types and rules. Every type here has a constructor that checks its
 //! rule, so code past the edge of the system never re-validates.
 
+pub mod currency;
 mod field;
 pub mod member;
 pub mod namespace;
@@ -12,6 +13,7 @@ pub mod slug;
 pub mod tenant;
 pub mod tenant_policy;
 
+pub use currency::Currency;
 pub use field::FieldError;
 pub use member::{MemberKind, Role};
 pub use namespace::NamespaceName;

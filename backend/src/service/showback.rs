@@ -12,6 +12,7 @@ use super::access::visible_to;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, reach_limit};
 use crate::db::{self, showback::SampleRow, showback::ScopeFilter, showback::ScopeRow};
+use crate::domain::Currency;
 use crate::domain::price::{Overflow, PricedResource, format_micros};
 use crate::domain::showback::{Amounts, Ledger, standing};
 use crate::domain::{FieldError, Quantity};
@@ -229,11 +230,14 @@ pub async fn compute(
 
 impl Report {
     /// The report as CSV (RFC 4180) that a spreadsheet opens as it is: a
-    /// header row, one row per group and resource, amounts as decimal
-    /// strings with their unit in its own column.
-    pub fn to_csv(&self) -> String {
+    /// header row, one row per group and resource, amounts as exact decimal
+    /// strings with their unit and currency in columns of their own, and a
+    /// last row `(total)` with the costs summed and rounded to the
+    /// currency's minor unit. No group is named `(total)`: slugs, cluster
+    /// names and label values have no parentheses.
+    pub fn to_csv(&self, currency: Currency) -> String {
         let mut out = format!(
-            "{},resource,unit,allocated,used,allocated_cost,used_cost\r\n",
+            "{},resource,unit,allocated,used,allocated_cost,used_cost,currency\r\n",
             csv_field(&self.group_by.as_str())
         );
         for group in &self.groups {
@@ -246,11 +250,17 @@ impl Report {
                     format_micros(line.used),
                     format_micros(line.allocated_cost),
                     format_micros(line.used_cost),
+                    currency.to_string(),
                 ];
                 out.push_str(&fields.join(","));
                 out.push_str("\r\n");
             }
         }
+        out.push_str(&format!(
+            "(total),,,,,{},{},{currency}\r\n",
+            currency.round(self.allocated_cost),
+            currency.round(self.used_cost)
+        ));
         out
     }
 }

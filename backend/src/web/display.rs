@@ -70,10 +70,12 @@ pub fn when(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// A usage line: points for a 300×100 SVG box, the peak, and the sample count.
+/// A usage line: points for a 300×100 SVG box, the latest point (marked with
+/// a dot), the peak, and the sample count. One sample draws a level line.
 pub struct Chart {
     pub resource: String,
     pub points: String,
+    pub last: (String, String),
     pub peak: String,
     pub samples: usize,
 }
@@ -105,7 +107,7 @@ pub fn charts(samples: &[BTreeMap<String, Quantity>]) -> Vec<Chart> {
             } else {
                 0.0
             };
-            let points = values
+            let mut xy: Vec<(f64, f64)> = values
                 .iter()
                 .enumerate()
                 .map(|(i, (v, _))| {
@@ -114,13 +116,22 @@ pub fn charts(samples: &[BTreeMap<String, Quantity>]) -> Vec<Chart> {
                     } else {
                         100.0
                     };
-                    format!("{:.1},{:.1}", i as f64 * step, y)
+                    (i as f64 * step, y)
                 })
+                .collect();
+            if let [(_, y)] = xy[..] {
+                xy.push((300.0, y));
+            }
+            let (x, y) = xy.last().copied().unwrap_or((300.0, 100.0));
+            let points = xy
+                .iter()
+                .map(|(x, y)| format!("{x:.1},{y:.1}"))
                 .collect::<Vec<_>>()
                 .join(" ");
             Chart {
                 resource: resource.clone(),
                 points,
+                last: (format!("{x:.1}"), format!("{y:.1}")),
                 peak,
                 samples: values.len(),
             }
@@ -138,6 +149,15 @@ mod tests {
         assert_eq!((half.width, half.colour), (48, "#2952cc"));
         assert_eq!(bar("pods", Some("10"), "10").colour, "#b3261e");
         assert_eq!(bar("pods", None, "0").width, 0);
+    }
+
+    #[test]
+    fn one_sample_draws_a_level_line_ending_in_a_dot() {
+        let sample = BTreeMap::from([("requests.cpu".to_string(), "500m".parse().unwrap())]);
+        let chart = charts(&[sample]).remove(0);
+        assert_eq!(chart.points, "0.0,5.0 300.0,5.0");
+        assert_eq!(chart.last, ("300.0".to_string(), "5.0".to_string()));
+        assert_eq!((chart.peak.as_str(), chart.samples), ("500m", 1));
     }
 
     #[test]

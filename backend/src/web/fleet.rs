@@ -11,17 +11,15 @@ use serde::Deserialize;
 use super::tenant::RequestRow;
 use super::{Nav, PageError, Viewer, render};
 use crate::app::AppState;
-use crate::domain::price::format_micros;
 use crate::error::Error;
 use crate::service::fleet::{self, ClusterLoad};
 
 /// A bar of a chart: its label, the number it stands for in text, and its
-/// length (out of 300 in the top lists, 150 in a cluster's chart).
+/// length in percent of the longest a bar can be.
 pub struct Bar {
     pub label: String,
     pub value: String,
-    pub width: i128,
-    pub y: usize,
+    pub percent: i128,
 }
 
 pub struct ClusterRow {
@@ -62,19 +60,17 @@ fn bars(items: &[(String, i128)], show: impl Fn(i128) -> String) -> Vec<Bar> {
     let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
     items
         .iter()
-        .enumerate()
-        .map(|(i, (label, v))| Bar {
+        .map(|(label, v)| Bar {
             label: label.clone(),
             value: show(*v),
-            width: (*v).max(0) * 300 / max,
-            y: i * 22,
+            percent: (*v).max(0) * 100 / max,
         })
         .collect()
 }
 
 fn cluster_row(c: &ClusterLoad, max_cpu: i128) -> ClusterRow {
     let q = ClusterLoad::quantity;
-    let scale = |v: i128| v * 150 / max_cpu.max(1);
+    let scale = |v: i128| (v.max(0) * 100 / max_cpu.max(1)).min(100);
     ClusterRow {
         name: c.name.clone(),
         namespaces: c.namespaces,
@@ -92,14 +88,12 @@ fn cluster_row(c: &ClusterLoad, max_cpu: i128) -> ClusterRow {
             Bar {
                 label: "CPU allocated".into(),
                 value: q(c.cpu_allocated, false).to_string(),
-                width: scale(c.cpu_allocated),
-                y: 0,
+                percent: scale(c.cpu_allocated),
             },
             Bar {
                 label: "CPU used".into(),
                 value: q(c.cpu_used, false).to_string(),
-                width: scale(c.cpu_used),
-                y: 22,
+                percent: scale(c.cpu_used),
             },
         ],
     }
@@ -123,6 +117,8 @@ pub async fn page(
         period,
     )
     .await?;
+    let currency = app.config.currency;
+    let show = |micros| currency.show(micros);
     let max_cpu = fleet
         .clusters
         .iter()
@@ -132,15 +128,15 @@ pub async fn page(
     render(&FleetPage {
         nav: viewer.nav("admin", None),
         month,
-        allocated_cost: format_micros(fleet.report.allocated_cost),
-        used_cost: format_micros(fleet.report.used_cost),
+        allocated_cost: show(fleet.report.allocated_cost),
+        used_cost: show(fleet.report.used_cost),
         clusters: fleet
             .clusters
             .iter()
             .map(|c| cluster_row(c, max_cpu))
             .collect(),
-        top_cost: bars(&fleet.top_cost, format_micros),
-        top_waste: bars(&fleet.top_waste, format_micros),
+        top_cost: bars(&fleet.top_cost, show),
+        top_waste: bars(&fleet.top_waste, show),
         failing: fleet
             .failing
             .into_iter()
@@ -186,7 +182,7 @@ pub async fn csv(
                 format!("attachment; filename=\"showback-{month}.csv\""),
             ),
         ],
-        report.to_csv(),
+        report.to_csv(app.config.currency),
     )
         .into_response())
 }

@@ -5,6 +5,7 @@ use chrono::{Duration, Utc};
 use sqlx::PgConnection;
 
 use crate::auth::Principal;
+use crate::domain::Currency;
 use crate::domain::price::format_micros;
 use crate::error::Error;
 use crate::service::showback::{self, GroupBy, Period};
@@ -45,6 +46,7 @@ pub async fn of_tenant(
     conn: &mut PgConnection,
     who: &Principal,
     slug: &str,
+    currency: Currency,
 ) -> Result<TenantCost, Error> {
     let now = Utc::now();
     let (month, period) =
@@ -60,8 +62,8 @@ pub async fn of_tenant(
                     resource: l.resource.clone(),
                     allocated: format!("{} {}", format_micros(l.allocated), l.unit),
                     used: format!("{} {}", format_micros(l.used), l.unit),
-                    allocated_cost: format_micros(l.allocated_cost),
-                    used_cost: format_micros(l.used_cost),
+                    allocated_cost: currency.show(l.allocated_cost),
+                    used_cost: currency.show(l.used_cost),
                 })
                 .collect()
         })
@@ -71,8 +73,8 @@ pub async fn of_tenant(
     Ok(TenantCost {
         month,
         lines,
-        allocated_cost: format_micros(group.as_ref().map_or(0, |g| g.allocated_cost)),
-        used_cost: format_micros(group.as_ref().map_or(0, |g| g.used_cost)),
+        allocated_cost: currency.show(group.as_ref().map_or(0, |g| g.allocated_cost)),
+        used_cost: currency.show(group.as_ref().map_or(0, |g| g.used_cost)),
         uses: use_lines(&uses),
     })
 }

@@ -227,7 +227,8 @@ pub async fn show(
         tenant: a.tenant_slug.unwrap_or_default(),
     })
     .collect();
-    let cost = super::showback::of_tenant(&mut conn, &viewer.principal, &slug).await?;
+    let cost = super::showback::of_tenant(&mut conn, &viewer.principal, &slug, app.config.currency)
+        .await?;
     let page = TenantPage {
         cost,
         nav: viewer.nav("tenants", q.notice),

@@ -43,6 +43,7 @@ pub fn config() -> ServeConfig {
         resync_interval: Duration::from_secs(600),
         usage_sample_interval: Duration::from_secs(300),
         usage_retention: Duration::from_secs(400 * 86_400),
+        currency: tenant_portal::domain::Currency::parse("EUR").unwrap(),
         kubeconfig_ttl: Duration::from_secs(3600),
         default_namespace_limit: 10,
         default_budget: tenant_portal::config::parse_budget(
