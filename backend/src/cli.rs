@@ -1,5 +1,7 @@
 //! The `tenant-portal` command line: one binary, several subcommands.
 
+mod tenants_as_code;
+
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -31,6 +33,31 @@ pub enum Command {
     /// Manage service tokens for internal platforms.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print what `apply` would change for each tenant document; exit 2 when something would.
+    Diff {
+        #[command(flatten)]
+        documents: tenants_as_code::Documents,
+        #[command(flatten)]
+        remote: tenants_as_code::Remote,
+    },
+    /// Make each tenant exactly as its document says, and print what was done.
+    Apply {
+        #[command(flatten)]
+        documents: tenants_as_code::Documents,
+        #[command(flatten)]
+        remote: tenants_as_code::Remote,
+    },
+    /// Write tenants as documents (YAML): one file per tenant into a folder, or to stdout.
+    Export {
+        /// Only tenants with these labels: `key=value[,key=value]`.
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
+        /// A folder to write `<slug>.yaml` files into; without it, stdout.
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        remote: tenants_as_code::Remote,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +113,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(command) => token(command).await,
+        Command::Diff { documents, remote } => tenants_as_code::diff(documents, remote).await,
+        Command::Apply { documents, remote } => tenants_as_code::apply(documents, remote).await,
+        Command::Export {
+            selector,
+            output,
+            remote,
+        } => tenants_as_code::export(remote, selector, output).await,
     }
 }
 

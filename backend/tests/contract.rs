@@ -591,10 +591,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/tenants"),
     ("post", "/tenants"),
     ("get", "/tenants/{slug}"),
+    ("put", "/tenants/{slug}"),
     ("patch", "/tenants/{slug}"),
     ("delete", "/tenants/{slug}"),
     ("post", "/tenants/{slug}:suspend"),
     ("post", "/tenants/{slug}:resume"),
+    ("get", "/tenants/{slug}/document"),
     ("get", "/tenants/{slug}/namespaces"),
     ("post", "/tenants/{slug}/namespaces"),
     ("patch", "/tenants/{slug}/namespaces/{name}"),
@@ -622,6 +624,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/audit-events"),
     ("get", "/prices"),
     ("put", "/prices"),
+    ("get", "/platform-apis"),
+    ("put", "/platform-apis/{api}"),
+    ("delete", "/platform-apis/{api}"),
     ("get", "/showback"),
     ("get", "/tenants/{slug}/utilisation"),
 ];
@@ -647,11 +652,33 @@ async fn every_route_is_in_the_openapi_document_with_its_errors(db: PgPool) {
         for method in ["get", "post", "put", "patch", "delete"] {
             if let Some(op) = item.get(method) {
                 documented.push((method.into(), path.clone()));
-                for code in ["401", "403", "422", "500"] {
+                for code in ["400", "401", "403", "404", "409", "500"] {
                     assert!(
                         op["responses"].get(code).is_some(),
                         "{method} {path} documents no {code}"
                     );
+                }
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                let conditional = params.iter().any(|p| p["name"] == "If-Match");
+                let takes_input =
+                    op.get("requestBody").is_some() || params.iter().any(|p| p["in"] != "path");
+                assert_eq!(
+                    op["responses"].get("412").is_some(),
+                    conditional,
+                    "{method} {path} documents 412 exactly when it takes If-Match"
+                );
+                assert_eq!(
+                    op["responses"].get("422").is_some(),
+                    takes_input,
+                    "{method} {path} documents 422 exactly when it takes input"
+                );
+                for (code, response) in op["responses"].as_object().unwrap() {
+                    if !code.starts_with('2') {
+                        assert!(
+                            response["content"]["application/problem+json"].is_object(),
+                            "{method} {path}: its {code} is a problem document"
+                        );
+                    }
                 }
             }
         }
@@ -748,7 +775,7 @@ async fn a_method_a_route_does_not_take_gets_405_with_allow(db: PgPool) {
         (
             Method::POST,
             "/api/v1/tenants/acme",
-            "GET, HEAD, PATCH, DELETE",
+            "GET, HEAD, PUT, PATCH, DELETE",
         ),
         (Method::PATCH, "/api/v1/tenants/acme:suspend", "POST"),
         (Method::GET, "/api/v1/tenants/acme:resume", "POST"),
@@ -822,5 +849,68 @@ async fn the_document_states_the_grammar_the_server_enforces(db: PgPool) {
     assert!(
         clusters.contains(&json!("local")) && clusters.contains(&Value::Null),
         "a new tenant's cluster is one of the configured ones: {clusters:?}"
+    );
+
+    let kinds = json!([
+        "tenant.created",
+        "tenant.updated",
+        "tenant.ready",
+        "tenant.failed",
+        "tenant.suspended",
+        "tenant.resumed",
+        "tenant.deleting",
+        "tenant.deleted",
+        "quota_request.decided"
+    ]);
+    let types = param("/events", "get", "type");
+    assert_eq!(types["items"]["enum"], kinds, "{types}");
+    let event = &doc["paths"]["/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        ["schema"];
+    assert_eq!(event["properties"]["type"]["enum"], kinds, "{event}");
+    let last_event_id = param("/events", "get", "Last-Event-ID");
+    assert_eq!(last_event_id["pattern"], "^[0-9]{1,18}$");
+    let stream = |last_event_id: &str| {
+        app.request(Method::GET, "/api/v1/events")
+            .header("last-event-id", last_event_id)
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+    };
+    for refused in ["-1", "1e3", "0x10", "1234567890123456789", "3 4"] {
+        let answer = stream(refused).await.unwrap();
+        assert_eq!(answer.status(), 400, "Last-Event-ID: {refused}");
+    }
+    let answer = stream("0").await.unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "the pattern's smallest id opens a stream"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_kubeconfig_for_a_tenant_without_namespaces_is_a_conflict(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(json!({"slug": "empty"})).await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let documented = &doc["paths"]["/tenants/{slug}/kubeconfig"]["post"]["responses"]["409"];
+    assert!(documented.is_object(), "the 409 is documented");
+
+    let (status, problem) = problem(
+        app.request(
+            Method::POST,
+            "/api/v1/tenants/empty/kubeconfig?view=cluster",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("has no namespaces yet"),
+        "{problem}"
     );
 }

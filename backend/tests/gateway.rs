@@ -5,13 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::TestApp;
 use common::cluster::{kube, unique};
 use common::idp::{kubectl_client_id_token, login_as, password_grant_id_token};
-use common::tenant_api::{Setup, member_kubeconfig_yaml, portal};
+use common::tenant_api::{
+    Kubeconfig, kubectl, kubectl_env, kubectl_with, lines, member_kubeconfig, portal, stack_kubectl,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -48,111 +50,6 @@ async fn tenant(app: &TestApp, prefix: &str) -> Tenant {
     Tenant { slug }
 }
 
-/// A tenant-view kubeconfig for a signed-in member, written to a file.
-struct Kubeconfig {
-    dir: PathBuf,
-    yaml: String,
-}
-
-impl Kubeconfig {
-    fn path(&self) -> PathBuf {
-        self.dir.join("config")
-    }
-
-    fn token(&self) -> String {
-        let document: Value = serde_saphyr::from_str(&self.yaml).unwrap();
-        document["users"][0]["user"]["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-}
-
-impl Drop for Kubeconfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn member_kubeconfig(setup: &Setup, user: &str, slug: &str) -> Kubeconfig {
-    let yaml = member_kubeconfig_yaml(setup, user, slug).await;
-    let dir = std::env::temp_dir().join(unique("kubeconfig-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config"), &yaml).unwrap();
-    Kubeconfig { dir, yaml }
-}
-
-struct Run {
-    ok: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// The stack's kubectl with this kubeconfig, off the test's runtime threads.
-async fn kubectl(config: &Kubeconfig, args: &[&str]) -> Run {
-    kubectl_with(&config.path(), args, None).await
-}
-
-async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<String>) -> Run {
-    kubectl_env(kubeconfig, args, stdin, &[]).await
-}
-
-/// kubectl with extra environment, such as the switches that make it use
-/// SPDY instead of WebSocket for exec and port-forward.
-async fn kubectl_env(
-    kubeconfig: &Path,
-    args: &[&str],
-    stdin: Option<String>,
-    env: &[(&str, &str)],
-) -> Run {
-    let binary = stack_kubectl();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let kubeconfig = kubeconfig.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut child = std::process::Command::new(&binary)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .arg("--request-timeout=20s")
-            .args(&args)
-            .envs(env)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("failed to run {binary}: {e}"));
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let output = child.wait_with_output().unwrap();
-        Run {
-            ok: output.status.success(),
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn stack_kubectl() -> String {
-    std::env::var("TP_KUBECTL").expect(
-        "TP_KUBECTL is not set: start the local stack with deploy/dev/up and source the stack.env it prints",
-    )
-}
-
 /// A GET sent byte for byte, with no client normalising its path.
 async fn raw_get(base: &str, path: &str, token: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -166,12 +63,6 @@ async fn raw_get(base: &str, path: &str, token: &str) -> String {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     answer
-}
-
-fn lines(run: &Run) -> Vec<&str> {
-    let mut lines: Vec<&str> = run.stdout.lines().map(str::trim).collect();
-    lines.sort_unstable();
-    lines
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]

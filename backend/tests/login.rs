@@ -787,3 +787,113 @@ async fn only_a_platform_admin_sees_and_saves_the_policy_form(db: PgPool) {
         "{page}"
     );
 }
+
+/// The post forms of a dashboard page: each form's action.
+fn post_actions(page: &str) -> Vec<String> {
+    page.split("<form")
+        .skip(1)
+        .filter_map(|form| {
+            let tag = &form[..form.find('>')?];
+            let attribute = |name: &str| {
+                let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+                Some(tag[at..].split('"').next()?.replace("&#x2f;", "/"))
+            };
+            (attribute("method")? == "post").then(|| attribute("action"))?
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn every_dashboard_form_refuses_a_post_without_its_csrf_token(db: PgPool) {
+    let app = spawn(db).await;
+    app.create_tenant(json!({
+        "slug": "initech",
+        "budget": {"requests.cpu": "4", "pods": "20"},
+        "namespaces": [{"name": "dev", "allocations": {"requests.cpu": "1"}}],
+        "members": [{"kind": "group", "subject": "team-acme", "role": "owner"}],
+    }))
+    .await;
+    let asked = app
+        .post_json(
+            "/api/v1/quota-requests",
+            json!({"tenant": "initech", "resource": "pods", "amount": "30", "reason": "more"}),
+        )
+        .await;
+    assert_eq!(asked.status(), 201);
+    let admin = login_as(&app, "ADMIN").await;
+    let mut actions = Vec::new();
+    for page in [
+        "/",
+        "/tenants/new",
+        "/tenants/initech",
+        "/tenants/initech/edit",
+        "/quota-requests",
+        "/admin",
+        "/admin/platform-apis",
+    ] {
+        let html = admin.get(page).await.text().await.unwrap();
+        actions.extend(post_actions(&html));
+    }
+    actions.sort();
+    actions.dedup();
+    // Signing out is the auth door's: the session's check (header or origin) guards it.
+    actions.retain(|a| a != "/auth/logout");
+    for form in [
+        "/tenants",
+        "/tenants/initech/settings",
+        "/tenants/initech/namespaces",
+        "/tenants/initech/namespaces/dev/allocations",
+        "/tenants/initech/namespaces/dev/delete",
+        "/tenants/initech/members",
+        "/tenants/initech/delete",
+        "/tenants/initech/policy",
+        "/tenants/initech/kubeconfig",
+        "/tenants/initech/quota-requests",
+        "/admin/tokens",
+        "/admin/capacity",
+        "/admin/platform-apis",
+    ] {
+        assert!(actions.iter().any(|a| a == form), "{form} in {actions:?}");
+    }
+    for (form, count) in [
+        ("/tenants/initech/members/", 1),
+        ("/quota-requests/", 1),
+        ("/admin/tokens/", 1),
+    ] {
+        assert_eq!(
+            actions.iter().filter(|a| a.starts_with(form)).count(),
+            count,
+            "{form}… in {actions:?}"
+        );
+    }
+    assert_eq!(actions.len(), 16, "{actions:?}");
+    let before = app.table_counts().await;
+
+    for action in &actions {
+        for (case, token) in [
+            ("no token", None),
+            ("a wrong token", Some("0123456789abcdef")),
+        ] {
+            let mut form = vec![("generation", "1"), ("confirm", "initech")];
+            form.extend(token.map(|t| ("_csrf", t)));
+            let refused = admin
+                .client
+                .post(format!("{}{action}", admin.base))
+                .header("origin", PUBLIC_URL)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), 403, "{action} with {case}");
+            let page = refused.text().await.unwrap();
+            assert!(page.contains("CSRF token"), "{action} with {case}: {page}");
+        }
+    }
+
+    assert_eq!(app.table_counts().await, before, "nothing changed");
+    assert_eq!(
+        admin.get("/api/v1/me").await.status(),
+        200,
+        "still signed in"
+    );
+}

@@ -148,6 +148,7 @@ pub fn tenant_state(
         namespaces,
         members: vec![(MemberKind::Group, "bench-owners".into(), Role::Owner)],
         policy: guardrails.default_policy.clone(),
+        platform_apis: Default::default(),
         guardrails: guardrails.clone(),
     })
 }

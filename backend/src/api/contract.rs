@@ -1,7 +1,8 @@
 //! The request grammar the server enforces, stated in the OpenAPI document:
 //! patterns for slugs, namespace names, quantities, label keys and durations,
-//! the formats of `If-Match` and `Idempotency-Key`, the configured clusters,
-//! and the `Allow` header of every 405 answer. Kept beside the parsers in
+//! the formats of `If-Match`, `Idempotency-Key` and `Last-Event-ID`, the
+//! change stream's event types, the configured clusters, and the `Allow`
+//! header of every 405 answer. Kept beside the parsers in
 //! `domain/` it mirrors; `tests/contract.rs` holds the two together.
 
 use std::sync::Arc;
@@ -10,9 +11,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::path::{Operation, ParameterIn, ParameterStyle};
 use utoipa::openapi::schema::{
-    AdditionalProperties, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{OpenApi, RefOr, Schema};
 
@@ -22,6 +23,10 @@ use crate::error::Error;
 pub const SLUG: &str = "^(?!kube|openshift)(?!(system|default|tenant-portal|tenant|admin|api|cluster|node|monitoring|ingress|istio|linkerd|cilium|calico|flux|argocd|cert-manager)$)[a-z][a-z0-9-]{1,18}[a-z0-9]$";
 /// `domain/namespace.rs`: a DNS-1123 label of at most 59 characters.
 pub const NAMESPACE_NAME: &str = "^[a-z0-9]([a-z0-9-]{0,57}[a-z0-9])?$";
+/// `domain/platform_api.rs`: `<resource>.<group>`, a DNS label, then a DNS
+/// subdomain with at least one dot (Kubernetes' own groups are refused).
+pub const PLATFORM_API: &str =
+    "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?){2,}$";
 /// `domain/quantity.rs`, non-negative: digits with at most one point, then a
 /// suffix or an exponent. Magnitudes of 10^21 and more are refused too.
 pub const QUANTITY: &str =
@@ -53,6 +58,8 @@ const NOT_BLANK: &str = "\\S";
 pub const DURATION: &str = "^[0-9]+[smhd]$";
 /// `*` or a list of entity tags (RFC 9110); the API's own are quoted generations, `\"3\"`.
 pub const IF_MATCH: &str = "^(\\*|(W/)?\"[!#-+\\--~]*\"( *, *(W/)?\"[!#-+\\--~]*\")*)$";
+/// `api/events.rs`: the id of an event the stream sent, digits only.
+pub const LAST_EVENT_ID: &str = "^[0-9]{1,18}$";
 /// `api/idempotency.rs`: 1 to 255 visible ASCII characters.
 pub const IDEMPOTENCY_KEY: &str = "^[!-~]{1,255}$";
 /// No control characters (`domain/tenant.rs`), at least one visible one.
@@ -67,7 +74,7 @@ fn resource_name() -> String {
 }
 
 fn label_key() -> String {
-    format!("^(?!tenant-portal\\.dev/)({DNS_SUBDOMAIN}/)?{QUALIFIED_NAME_PART}$")
+    format!("^(?!tenant-portal\\.dev/(?!managed-by$))({DNS_SUBDOMAIN}/)?{QUALIFIED_NAME_PART}$")
 }
 
 fn string(pattern: &str) -> ObjectBuilder {
@@ -127,6 +134,7 @@ pub fn describe_requests(doc: &mut OpenApi, clusters: &[&str]) {
                 let tighter = match (&param.parameter_in, param.name.as_str()) {
                     (ParameterIn::Path, "slug") => Some(string(SLUG)),
                     (ParameterIn::Path, "name") => Some(string(NAMESPACE_NAME)),
+                    (ParameterIn::Path, "api") => Some(string(PLATFORM_API)),
                     (ParameterIn::Path, "id") => Some(
                         ObjectBuilder::new()
                             .schema_type(Type::Integer)
@@ -136,6 +144,9 @@ pub fn describe_requests(doc: &mut OpenApi, clusters: &[&str]) {
                     (ParameterIn::Header, "If-Match") => Some(string(IF_MATCH).examples(["\"3\""])),
                     (ParameterIn::Header, "Idempotency-Key") => {
                         Some(string(IDEMPOTENCY_KEY).examples(["create-acme-1"]))
+                    }
+                    (ParameterIn::Header, "Last-Event-ID") => {
+                        Some(string(LAST_EVENT_ID).examples(["42"]))
                     }
                     (ParameterIn::Query, "timeout") => Some(string(DURATION)),
                     (ParameterIn::Query, "status") => Some(
@@ -154,9 +165,16 @@ pub fn describe_requests(doc: &mut OpenApi, clusters: &[&str]) {
                 if let Some(schema) = tighter {
                     param.schema = Some(RefOr::T(schema.into()));
                 }
+                // The change stream's types, comma-separated: `type=tenant.ready,tenant.failed`.
+                if matches!(param.parameter_in, ParameterIn::Query) && param.name == "type" {
+                    param.schema = Some(RefOr::T(event_types()));
+                    param.style = Some(ParameterStyle::Form);
+                    param.explode = Some(false);
+                }
             }
         }
     }
+    describe_change_events(doc);
     let Some(components) = doc.components.as_mut() else {
         return;
     };
@@ -238,6 +256,18 @@ fn properties() -> Vec<(&'static str, &'static str, Grammar)> {
         ("CreateTenant", "labels", Grammar::Whole(labels)),
         ("CreateTenant", "budget", Grammar::Whole(quantities)),
         ("CreateTenant", "ttl", text(DURATION)),
+        ("TenantDocument", "slug", text(SLUG)),
+        ("TenantDocument", "display_name", display_name()),
+        ("TenantDocument", "description", description()),
+        ("TenantDocument", "labels", Grammar::Whole(labels)),
+        ("TenantDocument", "budget", Grammar::Whole(quantities)),
+        ("TenantDocument", "ttl", text(DURATION)),
+        ("NamespaceDocument", "name", text(NAMESPACE_NAME)),
+        (
+            "NamespaceDocument",
+            "allocations",
+            Grammar::Whole(quantities),
+        ),
         ("CreateNamespace", "name", text(NAMESPACE_NAME)),
         ("CreateNamespace", "allocations", Grammar::Whole(quantities)),
         ("TenantPatch", "display_name", display_name()),
@@ -269,6 +299,60 @@ fn properties() -> Vec<(&'static str, &'static str, Grammar)> {
     ]
 }
 
+fn event_type() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(super::events::KINDS))
+}
+
+fn event_types() -> Schema {
+    ArrayBuilder::new().items(event_type()).into()
+}
+
+/// Each event of the change stream: its `data` line, whose `id` and `type`
+/// the SSE `id:` and `event:` lines repeat.
+fn describe_change_events(doc: &mut OpenApi) {
+    let Some(get) = doc
+        .paths
+        .paths
+        .get_mut("/events")
+        .and_then(|i| i.get.as_mut())
+    else {
+        return;
+    };
+    let Some(RefOr::T(ok)) = get.responses.responses.get_mut("200") else {
+        return;
+    };
+    let Some(RefOr::T(stream)) = ok.content.get_mut("text/event-stream") else {
+        return;
+    };
+    let nullable_string =
+        ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+    let event = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .property("type", event_type())
+        .property("tenant", nullable_string)
+        .property(
+            "occurred_at",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .property("data", ObjectBuilder::new().schema_type(Type::Object))
+        .required("id")
+        .required("type")
+        .required("tenant")
+        .required("occurred_at")
+        .required("data");
+    stream.schema = Some(RefOr::T(event.into()));
+}
+
 fn resource() -> Schema {
     string(&resource_name()).into()
 }
@@ -290,7 +374,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
 
 /// The documented methods of the API path `path` (under `/api/v1`), as an
 /// `Allow` header; the most specific template wins, so
-/// `/tenants/acme:suspend` is `POST` while `/tenants/acme` is `GET, PATCH, DELETE`.
+/// `/tenants/acme:suspend` is `POST` while `/tenants/acme` is `GET, PUT, PATCH, DELETE`.
 pub fn allowed_methods(doc: &OpenApi, path: &str) -> Option<String> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let (_, item) = doc

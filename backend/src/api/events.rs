@@ -56,8 +56,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct EventsQuery {
     /// Only events of this tenant.
     tenant: Option<String>,
-    /// Only these types, comma-separated: tenant.created, tenant.updated, tenant.ready, tenant.failed,
-    /// tenant.suspended, tenant.resumed, tenant.deleting, tenant.deleted.
+    /// Only these types, comma-separated (the document lists them).
     #[serde(rename = "type")]
     kinds: Option<String>,
     /// Start after this id; the `Last-Event-ID` header wins. Without either,
@@ -67,8 +66,8 @@ struct EventsQuery {
 
 /// The change stream (server-sent events; reconnect with `Last-Event-ID`).
 #[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received")),
-    responses((status = 200, description = "A stream of events", content_type = "text/event-stream", body = String),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received; 400 unless it is one (digits)")),
+    responses((status = 200, description = "A stream of events: each one's `data` line is the JSON described here", content_type = "text/event-stream", body = String),
               (status = 429, description = "The caller has as many streams open as it may")))]
 async fn stream(
     State(app): State<AppState>,
@@ -99,7 +98,8 @@ async fn stream(
             value
                 .to_str()
                 .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|v| (1..=18).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<i64>().ok())
                 .ok_or_else(|| {
                     Error::BadRequest("Last-Event-ID must be the id of an event".into())
                 })?,

@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
            ("credentials" = Option<KubeconfigCredentials>, Query, description = "token or idp (tenant view only); the body's wins when both are given")),
     request_body(content = Option<KubeconfigRequest>, description = "Optional token lifetime"),
     responses((status = 200, description = "A kubeconfig (YAML)", content_type = "application/yaml", body = String),
+              (status = 409, description = "The tenant is not active, or (view=cluster) has no namespaces yet"),
               (status = 503, description = "The tenant's cluster cannot issue a token now")))]
 async fn issue(
     State(app): State<AppState>,

@@ -6,6 +6,7 @@ mod audit;
 mod budget;
 mod clusters;
 pub mod contract;
+mod documents;
 pub(crate) mod events;
 pub mod extract;
 mod idempotency;
@@ -15,6 +16,7 @@ mod me;
 mod members;
 pub mod model;
 mod namespaces;
+mod platform_apis;
 mod policy;
 mod prices;
 mod quota_requests;
@@ -27,6 +29,7 @@ mod wait;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, RefOr, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema};
@@ -51,6 +54,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
         (name = "me", description = "The caller"),
         (name = "events", description = "The change stream"),
         (name = "showback", description = "Prices, and what tenants cost"),
+        (name = "platform-apis", description = "The clusters' custom APIs published to tenants"),
     )
 )]
 struct ApiDoc;
@@ -59,6 +63,7 @@ struct ApiDoc;
 pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
+        .merge(documents::router())
         .merge(namespaces::router())
         .merge(budget::router())
         .merge(policy::router())
@@ -71,6 +76,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(events::router())
         .merge(quota_requests::router())
         .merge(prices::router())
+        .merge(platform_apis::router())
         .merge(showback::router())
         .split_for_parts();
     document_errors_and_security(&mut doc);
@@ -142,7 +148,10 @@ async fn openapi_json(
 }
 
 /// Every operation can answer with these problems; saying so once here keeps
-/// the handlers' annotations about what is particular to them.
+/// the handlers' annotations about what is particular to them. A 412 is
+/// documented only where the operation takes `If-Match`, a 422 only where it
+/// takes input beyond its path (a body, a query or a header), since only
+/// those can break a rule; every error answer is a problem document.
 fn document_errors_and_security(doc: &mut OpenApiDoc) {
     let common = [
         ("400", "Malformed request (bad JSON or header)"),
@@ -183,11 +192,35 @@ fn document_errors_and_security(doc: &mut OpenApiDoc) {
         .into_iter()
         .flatten()
         {
+            let params = || {
+                op.parameters.iter().flatten().filter_map(|p| match p {
+                    RefOr::T(p) => Some(p),
+                    RefOr::Ref(_) => None,
+                })
+            };
+            let conditional = params().any(|p| p.name == "If-Match");
+            let takes_input = op.request_body.is_some()
+                || params().any(|p| !matches!(p.parameter_in, ParameterIn::Path));
             for (code, text) in common {
-                op.responses
-                    .responses
-                    .entry(code.to_string())
-                    .or_insert_with(|| RefOr::T(problem(text)));
+                let applies = match code {
+                    "412" => conditional,
+                    "422" => takes_input,
+                    _ => true,
+                };
+                if applies {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| RefOr::T(problem(text)));
+                }
+            }
+            for (code, response) in op.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && (code.starts_with('4') || code.starts_with('5'))
+                    && response.content.is_empty()
+                {
+                    *response = problem(&response.description);
+                }
             }
             op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
                 "service_token",

@@ -22,6 +22,7 @@ pub enum Action {
     ManageTokens,
     SetPrices,
     SetClusterCapacity,
+    PublishPlatformApis,
 }
 
 impl Action {
@@ -42,6 +43,7 @@ impl Action {
             Self::ManageTokens => "issue or revoke service tokens",
             Self::SetPrices => "set the prices of resources",
             Self::SetClusterCapacity => "declare what a cluster can hold",
+            Self::PublishPlatformApis => "publish platform APIs to tenants",
             Self::ChangePolicy => {
                 "change tenant policies (Pod Security, Service types, classes, registries, node pools, network)"
             }
@@ -62,7 +64,8 @@ impl Action {
             | Self::ChangePolicy
             | Self::ManageTokens
             | Self::SetPrices
-            | Self::SetClusterCapacity => Scope::Admin,
+            | Self::SetClusterCapacity
+            | Self::PublishPlatformApis => Scope::Admin,
         }
     }
 
@@ -80,6 +83,7 @@ impl Action {
             | Self::ManageTokens
             | Self::SetPrices
             | Self::SetClusterCapacity
+            | Self::PublishPlatformApis
             | Self::SuspendTenant
             | Self::ReadAudit
             | Self::ReadClusters

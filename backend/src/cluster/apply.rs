@@ -400,3 +400,38 @@ pub async fn remaining_namespaces(cluster: &Cluster, slug: &str) -> Result<usize
         .map(|list| list.items.len())
         .map_err(|e| describe(&e))
 }
+
+/// How a cluster serves a resource of an API group: namespaced (`true`),
+/// cluster-scoped (`false`), or not at all (`None`), read from its
+/// discovery at the group's preferred version.
+pub async fn resource_scope(
+    cluster: &Cluster,
+    group: &str,
+    resource: &str,
+) -> Result<Option<bool>, String> {
+    let get = |path: String| async move {
+        let request = axum::http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        match cluster.client.request::<serde_json::Value>(request).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(e) => Err(super::describe(&e)),
+        }
+    };
+    let Some(api_group) = get(format!("/apis/{group}")).await? else {
+        return Ok(None);
+    };
+    let Some(version) = api_group["preferredVersion"]["groupVersion"].as_str() else {
+        return Ok(None);
+    };
+    let Some(resources) = get(format!("/apis/{version}")).await? else {
+        return Ok(None);
+    };
+    Ok(resources["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == resource)
+        .map(|r| r["namespaced"].as_bool().unwrap_or(false)))
+}

@@ -24,6 +24,8 @@ pub const PRIORITY_CLASSES: &str = "tenant-portal.dev/priority-classes";
 pub const RUNTIME_CLASSES: &str = "tenant-portal.dev/runtime-classes";
 pub const REGISTRIES: &str = "tenant-portal.dev/registries";
 pub const NODE_SELECTOR: &str = "tenant-portal.dev/node-selector";
+/// The platform APIs the tenant may use, `<resource>.<group>`, comma-separated.
+pub const PLATFORM_APIS: &str = "tenant-portal.dev/platform-apis";
 /// The annotation value meaning "no list: anything".
 pub const ANY: &str = "*";
 
@@ -104,6 +106,7 @@ impl Guardrails {
             ("tenant-portal-managed-objects", managed_objects()),
             ("tenant-portal-suspended", suspended()),
             ("tenant-portal-role-accounts", role_accounts()),
+            ("tenant-portal-platform-apis", platform_apis()),
         ] {
             objects.push(json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
@@ -413,6 +416,44 @@ fn role_accounts() -> Value {
             "request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.split(':').size() == 4 && request.userInfo.username.split(':')[3] in {}",
             role_accounts_list()
         ),
+    }]);
+    spec
+}
+
+/// Objects of API groups that are not Kubernetes' own (custom resources,
+/// aggregated APIs) are created and changed by a tenant's own identities
+/// (its members, the ServiceAccounts of its namespaces) only when the API
+/// is published to the tenant. Deleting stays possible, so a tenant can
+/// clean up after an API is withdrawn; operators, whose accounts live in
+/// their own namespaces, keep writing to the tenant's objects.
+fn platform_apis() -> Value {
+    let built_in = crate::domain::platform_api::BUILT_IN_GROUPS
+        .map(|g| format!("'{g}'"))
+        .join(", ");
+    let mut spec = policy(
+        vec![
+            json!({"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                   "resources": ["*/*"], "scope": "Namespaced"}),
+        ],
+        tenant_namespaces(),
+        vec![
+            json!({"name": "api", "expression": "request.resource.resource + '.' + request.resource.group"}),
+            json!({"name": "published",
+                   "expression": format!("variables.rules[?'{PLATFORM_APIS}'].orValue('').split(',')")}),
+            json!({"name": "tenantIdentity", "expression": concat!(
+                "!request.userInfo.username.startsWith('system:serviceaccount:')",
+                " || request.userInfo.username.split(':')[2].startsWith(variables.tenant + '-')",
+            )}),
+            trusted_variable(),
+        ],
+        vec![validation(
+            "variables.trusted || !variables.tenantIdentity || variables.api in variables.published",
+            "'tenant ' + variables.tenant + ' may not use ' + variables.api + ': it is not a platform API published to the tenant; platform admins publish APIs in the portal'",
+        )],
+    );
+    spec["matchConditions"] = json!([{
+        "name": "a-custom-api-group",
+        "expression": format!("!(request.resource.group in [{built_in}])"),
     }]);
     spec
 }

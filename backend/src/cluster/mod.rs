@@ -18,7 +18,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use apply::{
     SyncError, SyncReport, describe, key_of as apply_key, namespace_refusal, remaining_namespaces,
-    sync,
+    resource_scope, sync,
 };
 pub use live::LiveObject;
 use objects::{Kind, ObjectKey};

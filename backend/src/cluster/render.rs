@@ -58,6 +58,8 @@ pub struct TenantState {
     pub members: Vec<(MemberKind, String, Role)>,
     /// What the tenant may do in its namespaces.
     pub policy: TenantPolicy,
+    /// The platform APIs the tenant may use: published to it, kept by its policy.
+    pub platform_apis: std::collections::BTreeSet<crate::domain::PlatformApi>,
     /// The rules of the cluster, the same for every tenant.
     pub guardrails: std::sync::Arc<Guardrails>,
 }
@@ -247,6 +249,15 @@ fn namespace_object(tenant: &TenantState, name: &str) -> Namespace {
         ),
         (guardrails::REGISTRIES.to_string(), list(&policy.registries)),
         (guardrails::NODE_SELECTOR.to_string(), selector.join(",")),
+        (
+            guardrails::PLATFORM_APIS.to_string(),
+            tenant
+                .platform_apis
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ]));
     Namespace {
         metadata,
@@ -472,6 +483,7 @@ pub(crate) mod tests {
 
     fn acme(suspended: bool) -> TenantState {
         TenantState {
+            platform_apis: Default::default(),
             slug: "acme".into(),
             suspended,
             budget: list(&[

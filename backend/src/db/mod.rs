@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod members;
 pub mod namespaces;
 pub mod outbox;
+pub mod platform_apis;
 pub mod policies;
 pub mod prices;
 pub mod quota_requests;

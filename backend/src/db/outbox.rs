@@ -164,3 +164,23 @@ pub async fn enqueue_all(conn: &mut PgConnection, cluster: &str) -> Result<u64, 
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Queues a check of live tenants: these (ids), or every one (`None`), as
+/// when what the portal renders for them changed outside their own rows.
+/// Answers how many were queued.
+pub async fn enqueue_checks(
+    conn: &mut PgConnection,
+    tenant_ids: Option<&[i64]>,
+) -> Result<u64, Error> {
+    let done = sqlx::query!(
+        "INSERT INTO outbox (tenant_id, generation)
+         SELECT id, generation FROM tenants
+         WHERE state <> 'deleted' AND ($1::bigint[] IS NULL OR id = ANY($1))
+         ON CONFLICT (tenant_id) DO UPDATE SET recheck = true
+         WHERE outbox.leased_until > now() AND NOT outbox.recheck",
+        tenant_ids
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

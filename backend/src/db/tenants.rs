@@ -418,9 +418,18 @@ pub struct StoredChildren {
     namespaces: String,
     members: String,
     policy: Option<String>,
+    platform_apis: String,
 }
 
 impl StoredChildren {
+    /// The platform APIs published to the tenant, before its policy
+    /// narrows them (`<resource>.<group>`).
+    pub fn platform_apis(&self) -> Result<Vec<String>, Error> {
+        serde_json::from_str(&self.platform_apis).map_err(|e| {
+            Error::Corrupt(anyhow::Error::new(e).context("a stored row does not parse"))
+        })
+    }
+
     pub fn parse(&self) -> Result<Children, Error> {
         let corrupt = |e: serde_json::Error| {
             Error::Corrupt(anyhow::Error::new(e).context("a stored row does not parse"))
@@ -452,7 +461,8 @@ pub async fn with_children(
                   t.generation, t.sync_status, t.observed_generation, t.sync_message,
                   t.last_synced_at, t.created_at, t.updated_at, t.deleted_at, t.expires_at,
                   c.namespaces::text AS "namespaces!", c.members::text AS "members!",
-                  c.policy::text AS "policy?"
+                  c.policy::text AS "policy?",
+                  platform_apis_of(t.id)::text AS "platform_apis!"
            FROM tenants t, LATERAL tenant_children(t.id) c
            WHERE t.id = $1"#,
         id
@@ -483,6 +493,7 @@ pub async fn with_children(
             namespaces: r.namespaces,
             members: r.members,
             policy: r.policy,
+            platform_apis: r.platform_apis,
         };
         (tenant, children)
     }))

@@ -6,7 +6,9 @@ use utoipa::ToSchema;
 use super::FieldError;
 
 /// Who a membership names: one person by email, or everyone in an IdP group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberKind {
     User,

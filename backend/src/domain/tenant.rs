@@ -116,10 +116,12 @@ impl Labels {
         }
         for (key, value) in raw {
             let at = format!("labels.{key}");
-            if !is_qualified_name(key) || key.starts_with("tenant-portal.dev/") {
+            let portals_own = key.starts_with("tenant-portal.dev/")
+                && key != super::tenant_document::MANAGED_BY_LABEL;
+            if !is_qualified_name(key) || portals_own {
                 errors.push(FieldError::new(
                     at.clone(),
-                    "key must be a Kubernetes label key ([prefix/]name, name of 1 to 63 alphanumerics, '-', '_' or '.'); the prefix tenant-portal.dev/ is the portal's own",
+                    "key must be a Kubernetes label key ([prefix/]name, name of 1 to 63 alphanumerics, '-', '_' or '.'); the prefix tenant-portal.dev/ is the portal's own (but for tenant-portal.dev/managed-by)",
                 ));
             }
             let value_ok = value.is_empty() || super::is_qualified_name_part(value);

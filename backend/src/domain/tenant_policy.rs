@@ -179,6 +179,10 @@ pub struct TenantPolicy {
     /// The tenant's share of its tenant API; `null`: the configured default.
     #[serde(default)]
     pub tenant_api: Option<ApiShare>,
+    /// `null`: every platform API published to the tenant; a list
+    /// (`<resource>.<group>`) narrows them (empty: none).
+    #[serde(default)]
+    pub platform_apis: Option<BTreeSet<String>>,
 }
 
 /// The most any one figure of a tenant-API share may be.
@@ -290,6 +294,9 @@ pub struct PolicyDocument {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<ApiShareDocument>)]
     pub tenant_api: Option<Option<ApiShareDocument>>,
+    /// Narrows the platform APIs published to the tenant; `null`: all of them.
+    #[serde(default, deserialize_with = "present")]
+    pub platform_apis: Option<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -324,6 +331,7 @@ impl TenantPolicy {
             node_selector: BTreeMap::new(),
             network: NetworkRules::default(),
             tenant_api: None,
+            platform_apis: None,
         }
     }
 
@@ -377,6 +385,11 @@ impl TenantPolicy {
                         .ok_or("must be a Kubernetes object name (lowercase DNS subdomain)")
                 });
             }
+        }
+        if let Some(given) = &document.platform_apis {
+            policy.platform_apis = names("platform_apis", given.as_deref(), &mut errors, |name| {
+                super::PlatformApi::parse(name).map(|_| ())
+            });
         }
         if let Some(given) = &document.registries {
             policy.registries = names("registries", given.as_deref(), &mut errors, registry_rule);
@@ -455,11 +468,11 @@ impl TenantPolicy {
     }
 }
 
-fn names(
+fn names<M: Into<String>>(
     field: &str,
     given: Option<&[String]>,
     errors: &mut Vec<FieldError>,
-    rule: impl Fn(&str) -> Result<(), &'static str>,
+    rule: impl Fn(&str) -> Result<(), M>,
 ) -> Option<BTreeSet<String>> {
     let given = given?;
     for (i, name) in given.iter().enumerate() {

@@ -1,10 +1,10 @@
 //! Discovery as a tenant sees it: exactly what the tenant API serves. The
 //! built-in namespaced resources, the tenant's namespaces, reviews of its
-//! own access and the cluster-scoped views (read-only); not the cluster's
-//! other cluster-scoped kinds, and not the API groups of its custom
-//! resources or aggregated APIs, which the tenant API does not carry. Tools
-//! that walk discovery (`kubectl api-resources`, Helm, GitOps agents) then
-//! find nothing they would be refused.
+//! own access, the cluster-scoped views (read-only) and the platform APIs
+//! published to it; not the cluster's other cluster-scoped kinds, and no
+//! other resource of the cluster's custom API groups. Tools that walk
+//! discovery (`kubectl api-resources`, Helm, GitOps agents) then find
+//! nothing they would be refused.
 
 use std::collections::BTreeSet;
 
@@ -13,34 +13,11 @@ use serde_json::{Value, json};
 
 use super::cluster_views::VIEWED;
 use super::proxy::REVIEWS;
+use crate::domain::PlatformApi;
+use crate::domain::platform_api::is_built_in;
 
-/// The API groups Kubernetes itself serves; every other group comes from a
-/// CustomResourceDefinition or an aggregated API server.
-pub const BUILT_IN_GROUPS: [&str; 23] = [
-    "",
-    "admissionregistration.k8s.io",
-    "apiextensions.k8s.io",
-    "apiregistration.k8s.io",
-    "apps",
-    "authentication.k8s.io",
-    "authorization.k8s.io",
-    "autoscaling",
-    "batch",
-    "certificates.k8s.io",
-    "coordination.k8s.io",
-    "discovery.k8s.io",
-    "events.k8s.io",
-    "flowcontrol.apiserver.k8s.io",
-    "internal.apiserver.k8s.io",
-    "networking.k8s.io",
-    "node.k8s.io",
-    "policy",
-    "rbac.authorization.k8s.io",
-    "resource.k8s.io",
-    "scheduling.k8s.io",
-    "storage.k8s.io",
-    "storagemigration.k8s.io",
-];
+/// The platform APIs a tenant may use.
+pub type Published = BTreeSet<PlatformApi>;
 
 /// The verbs of a read-only view.
 const READ: [&str; 3] = ["get", "list", "watch"];
@@ -48,9 +25,19 @@ const READ: [&str; 3] = ["get", "list", "watch"];
 /// server-side apply creates one).
 const NAMESPACE_VERBS: [&str; 6] = ["create", "delete", "get", "list", "patch", "watch"];
 
-/// Whether the tenant API carries requests of this group at all.
-pub fn carries(group: &str) -> bool {
-    BUILT_IN_GROUPS.contains(&group)
+/// Whether the tenant API carries requests of this group at all: one of
+/// Kubernetes' own, or the group of a platform API published to the tenant.
+pub fn carries(group: &str, published: &Published) -> bool {
+    is_built_in(group) || published.iter().any(|api| api.group == group)
+}
+
+/// Whether the tenant API serves this namespaced resource (`tail[0]` of a
+/// path) of a group it carries.
+pub fn serves(group: &str, resource: &str, published: &Published) -> bool {
+    is_built_in(group)
+        || published
+            .iter()
+            .any(|api| api.group == group && api.resource == resource)
 }
 
 /// How a resource (or one of its subresources) appears to the tenant.
@@ -63,9 +50,19 @@ enum Offer {
     Hidden,
 }
 
-fn offer(group: &str, resource: &str, subresource: Option<&str>, namespaced: bool) -> Offer {
-    if !carries(group) {
-        return Offer::Hidden;
+fn offer(
+    group: &str,
+    resource: &str,
+    subresource: Option<&str>,
+    namespaced: bool,
+    published: &Published,
+) -> Offer {
+    if !is_built_in(group) {
+        return if namespaced && serves(group, resource, published) {
+            Offer::AsIs
+        } else {
+            Offer::Hidden
+        };
     }
     if namespaced || REVIEWS.contains(&(group, resource)) {
         return Offer::AsIs;
@@ -93,11 +90,11 @@ pub enum Document {
 
 /// Which discovery document a path asks for, or `None` when it names a
 /// group the tenant API does not carry (answered `NotFound`).
-pub fn document(path: &str) -> Option<Document> {
+pub fn document(path: &str, published: &Published) -> Option<Document> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        ["apis", group, ..] if !carries(group) => None,
-        ["openapi", "v3", "apis", group, ..] if !carries(group) => None,
+        ["apis", group, ..] if !carries(group, published) => None,
+        ["openapi", "v3", "apis", group, ..] if !carries(group, published) => None,
         ["openapi", "v3"] => Some(Document::OpenApiIndex),
         ["api"] | ["apis"] | ["api", _] | ["apis", _] | ["apis", _, _] => Some(Document::Listing),
         _ => Some(Document::AsIs),
@@ -107,11 +104,11 @@ pub fn document(path: &str) -> Option<Document> {
 /// A discovery listing narrowed to the tenant's offer, by its kind. The
 /// groups left in an aggregated answer are returned, for the legacy group
 /// list, which cannot tell by itself which groups hold nothing offered.
-pub fn narrow(value: &mut Value) -> Option<BTreeSet<String>> {
+pub fn narrow(value: &mut Value, published: &Published) -> Option<BTreeSet<String>> {
     match value["kind"].as_str() {
-        Some("APIGroupDiscoveryList") => Some(narrow_aggregated(value)),
+        Some("APIGroupDiscoveryList") => Some(narrow_aggregated(value, published)),
         Some("APIResourceList") => {
-            narrow_resource_list(value);
+            narrow_resource_list(value, published);
             None
         }
         _ => None,
@@ -142,7 +139,7 @@ pub fn narrow_openapi_index(value: &mut Value, offered: &BTreeSet<String>) {
     }
 }
 
-fn narrow_aggregated(list: &mut Value) -> BTreeSet<String> {
+fn narrow_aggregated(list: &mut Value, published: &Published) -> BTreeSet<String> {
     let mut kept = BTreeSet::new();
     if let Some(groups) = list["items"].as_array_mut() {
         groups.retain_mut(|group| {
@@ -150,8 +147,9 @@ fn narrow_aggregated(list: &mut Value) -> BTreeSet<String> {
             if let Some(versions) = group["versions"].as_array_mut() {
                 versions.retain_mut(|version| {
                     if let Some(resources) = version["resources"].as_array_mut() {
-                        resources
-                            .retain_mut(|resource| narrow_aggregated_resource(&name, resource));
+                        resources.retain_mut(|resource| {
+                            narrow_aggregated_resource(&name, resource, published)
+                        });
                     }
                     version["resources"]
                         .as_array()
@@ -168,10 +166,10 @@ fn narrow_aggregated(list: &mut Value) -> BTreeSet<String> {
     kept
 }
 
-fn narrow_aggregated_resource(group: &str, resource: &mut Value) -> bool {
+fn narrow_aggregated_resource(group: &str, resource: &mut Value, published: &Published) -> bool {
     let name = resource["resource"].as_str().unwrap_or("");
     let namespaced = resource["scope"] == "Namespaced";
-    match offer(group, name, None, namespaced) {
+    match offer(group, name, None, namespaced, published) {
         Offer::AsIs => true,
         Offer::Only(verbs) => {
             resource["verbs"] = json!(verbs);
@@ -184,7 +182,7 @@ fn narrow_aggregated_resource(group: &str, resource: &mut Value) -> bool {
     }
 }
 
-fn narrow_resource_list(list: &mut Value) {
+fn narrow_resource_list(list: &mut Value, published: &Published) {
     let group = list["groupVersion"]
         .as_str()
         .and_then(|gv| gv.split_once('/'))
@@ -198,7 +196,7 @@ fn narrow_resource_list(list: &mut Value) {
                 None => (name, None),
             };
             let namespaced = resource["namespaced"].as_bool().unwrap_or(false);
-            match offer(&group, base, subresource, namespaced) {
+            match offer(&group, base, subresource, namespaced, published) {
                 Offer::AsIs => true,
                 Offer::Only(verbs) => {
                     resource["verbs"] = json!(verbs);
@@ -234,15 +232,54 @@ pub fn not_found() -> super::status::KubeStatus {
 mod tests {
     use super::*;
 
+    fn none() -> Published {
+        Published::new()
+    }
+
+    fn certificates() -> Published {
+        Published::from([PlatformApi::parse("certificates.cert-manager.io").unwrap()])
+    }
+
     #[test]
-    fn groups_of_custom_resources_are_not_found() {
-        assert_eq!(document("/apis/cert-manager.io/v1"), None);
-        assert_eq!(document("/apis/cert-manager.io"), None);
-        assert_eq!(document("/openapi/v3/apis/cert-manager.io/v1"), None);
-        assert_eq!(document("/apis/apps/v1"), Some(Document::Listing));
-        assert_eq!(document("/openapi/v3"), Some(Document::OpenApiIndex));
-        assert_eq!(document("/openapi/v3/api/v1"), Some(Document::AsIs));
-        assert_eq!(document("/version"), Some(Document::AsIs));
+    fn groups_of_custom_resources_are_not_found_unless_published() {
+        let none = none();
+        assert_eq!(document("/apis/cert-manager.io/v1", &none), None);
+        assert_eq!(document("/apis/cert-manager.io", &none), None);
+        assert_eq!(document("/openapi/v3/apis/cert-manager.io/v1", &none), None);
+        assert_eq!(document("/apis/apps/v1", &none), Some(Document::Listing));
+        assert_eq!(document("/openapi/v3", &none), Some(Document::OpenApiIndex));
+        assert_eq!(document("/openapi/v3/api/v1", &none), Some(Document::AsIs));
+        assert_eq!(document("/version", &none), Some(Document::AsIs));
+        let published = certificates();
+        assert_eq!(
+            document("/apis/cert-manager.io/v1", &published),
+            Some(Document::Listing)
+        );
+        assert_eq!(
+            document("/openapi/v3/apis/cert-manager.io/v1", &published),
+            Some(Document::AsIs)
+        );
+        assert!(serves("cert-manager.io", "certificates", &published));
+        assert!(!serves("cert-manager.io", "issuers", &published));
+    }
+
+    #[test]
+    fn a_published_group_lists_only_its_published_resources() {
+        let mut list = json!({"kind": "APIResourceList", "groupVersion": "cert-manager.io/v1",
+        "resources": [
+            {"name": "certificates", "namespaced": true},
+            {"name": "certificates/status", "namespaced": true},
+            {"name": "issuers", "namespaced": true},
+            {"name": "clusterissuers", "namespaced": false},
+        ]});
+        narrow(&mut list, &certificates());
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["certificates", "certificates/status"]);
     }
 
     #[test]
@@ -256,7 +293,7 @@ mod tests {
             {"name": "namespaces", "namespaced": false, "verbs": ["create", "update"]},
             {"name": "namespaces/finalize", "namespaced": false, "verbs": ["update"]},
         ]});
-        narrow(&mut core);
+        narrow(&mut core, &none());
         let names: Vec<&str> = core["resources"]
             .as_array()
             .unwrap()
@@ -273,7 +310,7 @@ mod tests {
             {"name": "clusterroles", "namespaced": false},
             {"name": "roles", "namespaced": true},
         ]});
-        narrow(&mut rbac);
+        narrow(&mut rbac, &none());
         assert_eq!(rbac["resources"].as_array().unwrap().len(), 1);
     }
 
@@ -292,7 +329,7 @@ mod tests {
                  "subresources": [{"subresource": "status"}]},
                 {"resource": "volumeattachments", "scope": "Cluster"}]}]},
         ]});
-        let kept = narrow(&mut list).unwrap();
+        let kept = narrow(&mut list, &none()).unwrap();
         assert_eq!(
             kept.into_iter().collect::<Vec<_>>(),
             ["apps", "storage.k8s.io"]

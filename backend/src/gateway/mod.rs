@@ -25,7 +25,7 @@ mod upstream;
 mod whoami;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,8 @@ pub struct TenantEntry {
     pub names: NameMap,
     /// The cluster name of the namespace holding the role accounts.
     pub home: Option<String>,
+    /// The platform APIs the tenant may use.
+    pub platform_apis: BTreeSet<crate::domain::PlatformApi>,
 }
 
 /// The caller of one request, resolved.
@@ -146,7 +148,9 @@ impl Gateway {
         {
             return Ok(Some(entry.clone()));
         }
-        let Some(view) = crate::service::gateway::tenant(&app.db, slug).await? else {
+        let Some((view, platform_apis)) =
+            crate::service::gateway::tenant(&app.db, &app.config.guardrails, slug).await?
+        else {
             return Ok(None);
         };
         let names = NameMap::new(
@@ -155,7 +159,12 @@ impl Gateway {
                 .map(|n| (n.name.clone(), n.full_name.clone())),
         );
         let home = view.namespaces.iter().map(|n| n.full_name.clone()).min();
-        let entry = Arc::new(TenantEntry { view, names, home });
+        let entry = Arc::new(TenantEntry {
+            view,
+            names,
+            home,
+            platform_apis,
+        });
         self.lock_tenants()
             .insert(slug.to_string(), (Instant::now(), entry.clone()));
         Ok(Some(entry))

@@ -53,8 +53,8 @@ impl Context<'_> {
             Target::Namespace { name, subresource } => {
                 namespaces::one(self, &name, subresource.as_deref(), request).await
             }
-            Target::Namespaced { api, .. } | Target::ClusterLevel { api, .. }
-                if !discovery::carries(&api.group) =>
+            Target::Namespaced { api, tail, .. } | Target::ClusterLevel { api, tail }
+                if !discovery::serves(&api.group, &tail[0], &self.caller.tenant.platform_apis) =>
             {
                 Err(discovery::not_found())
             }
@@ -183,7 +183,8 @@ impl Context<'_> {
         }
         let path = tenant_path(request.uri());
         let below = path.split('?').next().unwrap_or_default();
-        let document = discovery::document(below).ok_or_else(discovery::not_found)?;
+        let published = &self.caller.tenant.platform_apis;
+        let document = discovery::document(below, published).ok_or_else(discovery::not_found)?;
         let answer = self.send_as_portal(&path, request.headers()).await?;
         if document == Document::AsIs || !answer.status().is_success() {
             return Ok(raw(answer));
@@ -195,7 +196,7 @@ impl Context<'_> {
         } else if value["kind"] == "APIGroupList" {
             discovery::narrow_group_list(&mut value, &self.offered_groups().await?);
         } else {
-            discovery::narrow(&mut value);
+            discovery::narrow(&mut value, published);
         }
         let mut response = Response::new(Body::from(value.to_string()));
         *response.status_mut() = parts.status;
@@ -209,7 +210,7 @@ impl Context<'_> {
             .send_as_portal("/apis", &discovery::aggregated_accept())
             .await?;
         let mut value = json_body(Body::new(answer.into_body())).await?;
-        discovery::narrow(&mut value).ok_or_else(|| {
+        discovery::narrow(&mut value, &self.caller.tenant.platform_apis).ok_or_else(|| {
             KubeStatus::unavailable(format!(
                 "the tenant's cluster \"{}\" did not answer /apis with its aggregated discovery document",
                 self.upstream.cluster.name

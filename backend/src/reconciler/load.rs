@@ -22,6 +22,7 @@ pub async fn load_state(
     let Some((row, children)) = loaded else {
         return Ok(None);
     };
+    let published = children.platform_apis()?;
     let state = row.state();
     let keeps_objects = matches!(state, TenantState::Active | TenantState::Suspended);
     let children = children.parse().map_err(|e| {
@@ -48,7 +49,10 @@ pub async fn load_state(
         .into_iter()
         .map(|m| (m.kind, m.subject, m.role))
         .collect();
+    let platform_apis =
+        crate::domain::platform_api::in_force(&published, policy.platform_apis.as_ref());
     let desired = Desired {
+        platform_apis,
         slug: row.slug.clone(),
         suspended: state == TenantState::Suspended,
         budget: row.budget(),

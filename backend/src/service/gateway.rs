@@ -3,6 +3,7 @@
 //! The role is never stored on a token; it is read from the tenant's
 //! members on every use, so a removed member loses access at once.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use crate::auth::tokens::TokenSecret;
 use crate::auth::{Principal, User};
 use crate::db::{self, gateway_tokens::NewGatewayToken};
 use crate::domain::Role;
+use crate::domain::platform_api::{self, PlatformApi};
 use crate::error::Error;
 
 /// Who holds a tenant-API credential.
@@ -232,12 +234,21 @@ pub async fn authenticate(db: &PgPool, presented: &TokenSecret) -> Result<Creden
     })
 }
 
-/// A tenant as the tenant API needs it, with no caller's policy applied:
-/// the gateway decides by the holder's role.
-pub async fn tenant(db: &PgPool, slug: &str) -> Result<Option<TenantView>, Error> {
+/// A tenant as the tenant API needs it, with no caller's policy applied
+/// (the gateway decides by the holder's role), and the platform APIs it
+/// may use.
+pub async fn tenant(
+    db: &PgPool,
+    guardrails: &crate::config::GuardrailConfig,
+    slug: &str,
+) -> Result<Option<(TenantView, BTreeSet<PlatformApi>)>, Error> {
     let mut conn = db.acquire().await?;
     let Some(row) = db::tenants::get(&mut conn, slug).await? else {
         return Ok(None);
     };
-    Ok(Some(views::tenant(&mut conn, row).await?))
+    let published = db::platform_apis::published_to(&mut conn, row.id).await?;
+    let view = views::tenant(&mut conn, row).await?;
+    let (policy, _) = super::policy::in_force(&view, guardrails);
+    let apis = platform_api::in_force(&published, policy.platform_apis.as_ref());
+    Ok(Some((view, apis)))
 }

@@ -40,6 +40,12 @@ pub async fn issue(
         .into_iter()
         .map(|n| n.full_name)
         .collect();
+    // The automation account lives in the tenant's first namespace.
+    if namespaces.is_empty() {
+        return Err(Error::conflict(format!(
+            "the tenant \"{slug}\" has no namespaces yet, so there is nothing to give access to; add one first"
+        )));
+    }
     let cluster = clusters.get(&row.cluster).ok_or_else(|| {
         Error::Unavailable(format!(
             "the cluster \"{}\" is not connected to this portal",

@@ -48,11 +48,72 @@ pub async fn create(
     actor: &Actor,
     request: NewTenantRequest,
 ) -> Result<TenantView, Error> {
+    let Inserted { tx, id, tenant } =
+        insert(db, config, clusters, who, request, CreatorOwns::Always).await?;
+    commit_created(tx, actor, id, &tenant).await?;
+    Ok(tenant)
+}
+
+/// Records a new tenant (its audit event, outbox row and change-stream
+/// event) and commits its transaction.
+pub(super) async fn commit_created(
+    mut tx: db::Tx,
+    actor: &Actor,
+    id: i64,
+    tenant: &TenantView,
+) -> Result<(), Error> {
+    let action = "tenant.created";
+    write(
+        &mut tx,
+        Record {
+            actor,
+            action,
+            tenant: (id, &tenant.slug),
+            before: None,
+            after: Some(to_json(tenant)?),
+            enqueue: Some(tenant.generation),
+            events: vec![tenant_event(actor, action, tenant)],
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whether a person creating a tenant is made its owner when the request
+/// does not already name them (or a group of theirs) as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CreatorOwns {
+    /// Every person, platform admins too (the form and `POST /tenants`).
+    Always,
+    /// Never: the request lists every member (a tenant document).
+    AsRequested,
+}
+
+/// A tenant written in a transaction not yet committed, with no trail yet.
+pub(super) struct Inserted {
+    pub tx: db::Tx,
+    pub id: i64,
+    pub tenant: TenantView,
+}
+
+/// Checks every field of a new tenant, places it and writes its rows; the
+/// caller records the change and commits.
+pub(super) async fn insert(
+    db: &PgPool,
+    config: &ServeConfig,
+    clusters: &crate::cluster::Clusters,
+    who: &Principal,
+    request: NewTenantRequest,
+    creator_owns: CreatorOwns,
+) -> Result<Inserted, Error> {
     authorize(who, Action::CreateTenant)?;
     let budget = super::grant::budget_for(who, config, &request.budget)?;
     let mut new = NewTenant::parse(NewTenantRequest { budget, ..request }, config)?;
     // Whoever creates a tenant in the browser owns it, unless the request already says so.
-    if let Principal::User(user) = who {
+    if let Principal::User(user) = who
+        && creator_owns == CreatorOwns::Always
+    {
         let named = new.members.iter().any(|(kind, subject, role)| {
             *role == Role::Owner
                 && (*kind == MemberKind::User && *subject == user.email
@@ -121,22 +182,7 @@ pub async fn create(
     // The answer is built from the rows just written: a new tenant has no
     // policy yet, and nobody else sees its rows before this commits.
     let tenant = views::new_tenant(row, namespaces, members)?;
-    let action = "tenant.created";
-    write(
-        &mut tx,
-        Record {
-            actor,
-            action,
-            tenant: (id, &tenant.slug),
-            before: None,
-            after: Some(to_json(&tenant)?),
-            enqueue: Some(tenant.generation),
-            events: vec![tenant_event(actor, action, &tenant)],
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(tenant)
+    Ok(Inserted { tx, id, tenant })
 }
 
 /// Where a create waiting for a busy cluster looks first: a hash of its slug,

@@ -1,7 +1,5 @@
 //! The admin page: clusters, service tokens and audit search.
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -9,10 +7,10 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::display::when;
+use super::edit::ButtonForm;
 use super::tenant::AuditLine;
-use super::{Nav, PageError, Viewer, render, see_other};
+use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
 use crate::app::AppState;
-use crate::app::RequestId;
 use crate::auth::Scope;
 use crate::auth::policy::{Action, authorize};
 use crate::db::{self, audit::AuditFilter};
@@ -179,26 +177,33 @@ async fn admin_page(
     Ok(response)
 }
 
+/// A new service token: its name, scopes (checkboxes of one name), the
+/// tenants it reaches besides those it creates, and its lifetime.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TokenForm {
+    name: String,
+    scope: Vec<String>,
+    /// Slugs, separated by commas or spaces.
+    tenants: String,
+    all_tenants: bool,
+    expires_in: Option<String>,
+}
+
+impl DashboardForm for TokenForm {}
+
 pub async fn create_token(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    posted: Posted<TokenForm>,
 ) -> Result<Response, PageError> {
-    let value = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    viewer.check_form(Some(&value("_csrf")))?;
+    let Posted {
+        viewer,
+        actor,
+        form,
+        ..
+    } = posted;
     authorize(&viewer.principal, Action::ManageTokens)?;
-    let scopes: Result<Vec<Scope>, String> = form
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.parse())
-        .collect();
-    let expires = value("expires_in");
+    let scopes: Result<Vec<Scope>, String> = form.scope.iter().map(|v| v.parse()).collect();
     let problem = |text: String| {
         let answer = Answer {
             token_problem: Some(text),
@@ -210,10 +215,9 @@ pub async fn create_token(
         Ok(scopes) => scopes,
         Err(rule) => return problem(format!("scopes: {rule}")).await,
     };
-    let expires_at = if expires.is_empty() {
-        None
-    } else {
-        match crate::domain::parse_duration(&expires)
+    let expires_at = match form.expires_in {
+        None => None,
+        Some(expires) => match crate::domain::parse_duration(&expires)
             .ok()
             .and_then(|d| chrono::Duration::from_std(d).ok())
         {
@@ -224,20 +228,20 @@ pub async fn create_token(
                 ))
                 .await;
             }
-        }
+        },
     };
     let request = TokenRequest {
-        name: value("name"),
+        name: form.name,
         scopes,
         expires_at,
-        tenants: value("tenants")
+        tenants: form
+            .tenants
             .split([',', ' '])
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
-        all_tenants: value("all_tenants") == "on",
+        all_tenants: form.all_tenants,
     };
-    let actor = request_id.actor(&viewer.principal);
     match tokens::create(&app.db, Issuer::Caller(&viewer.principal), &actor, request).await {
         Ok((_, secret)) => {
             let answer = Answer {
@@ -252,7 +256,7 @@ pub async fn create_token(
     }
 }
 
-fn fields(errors: &[crate::domain::FieldError]) -> String {
+pub(super) fn fields(errors: &[crate::domain::FieldError]) -> String {
     errors
         .iter()
         .map(|e| format!("{}: {}", e.field, e.rule))
@@ -260,20 +264,29 @@ fn fields(errors: &[crate::domain::FieldError]) -> String {
         .join("; ")
 }
 
-/// Declares a cluster's capacity from the admin page's form; an empty field
-/// has no limit.
+/// A cluster's declared capacity; an empty field has no limit.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CapacityForm {
+    cluster: String,
+    namespaces: Option<String>,
+    cpu: Option<String>,
+    memory: Option<String>,
+}
+
+impl DashboardForm for CapacityForm {}
+
+/// Declares a cluster's capacity from the admin page's form.
 pub async fn set_capacity(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+    posted: Posted<CapacityForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let field = |name: &str| {
-        form.get(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let Posted {
+        viewer,
+        actor,
+        form,
+        ..
+    } = posted;
     let problem = |text: String| {
         let answer = Answer {
             capacity_problem: Some(text),
@@ -281,20 +294,19 @@ pub async fn set_capacity(
         };
         admin_page(&app, &viewer, AdminQuery::default(), answer)
     };
-    let namespaces = match field("namespaces").map(|n| n.parse::<i64>()) {
+    let namespaces = match form.namespaces.map(|n| n.parse::<i64>()) {
         None => None,
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => {
             return problem("namespaces: must be a whole number from 0 to 1000000000".into()).await;
         }
     };
-    let cluster = field("cluster").unwrap_or_default();
+    let cluster = form.cluster;
     let request = CapacityRequest {
         namespaces,
-        cpu: field("cpu"),
-        memory: field("memory"),
+        cpu: form.cpu,
+        memory: form.memory,
     };
-    let actor = request_id.actor(&viewer.principal);
     match crate::service::clusters::set_capacity(
         &app.db,
         &app.config,
@@ -318,13 +330,10 @@ pub async fn set_capacity(
 
 pub async fn revoke_token(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(name): Path<String>,
-    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+    posted: Posted<ButtonForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let actor = request_id.actor(&viewer.principal);
+    let Posted { viewer, actor, .. } = posted;
     tokens::revoke(&app.db, Issuer::Caller(&viewer.principal), &actor, &name).await?;
     Ok(see_other("/admin", &format!("Token {name} revoked.")))
 }

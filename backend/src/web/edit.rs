@@ -9,13 +9,12 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Deserialize;
 
 use super::home::NoticeQuery;
 use super::tenant::{MemberRow, TenantFacts, facts, members};
-use super::{
-    Form, Nav, PageError, Viewer, field, field_errors, form_precondition, render, see_other,
-};
-use crate::app::{AppState, RequestId};
+use super::{DashboardForm, Nav, PageError, Posted, Refusal, Viewer, render, see_other};
+use crate::app::AppState;
 use crate::auth::policy::Action;
 use crate::domain::{MemberKind, Role};
 use crate::error::Error;
@@ -57,13 +56,13 @@ pub async fn edit(
     edit_page(&app, &viewer, &slug, q.notice, None).await
 }
 
-/// The edit page, perhaps with the problem a form ran into.
+/// The edit page, perhaps with the refusal of one of its forms.
 async fn edit_page(
     app: &AppState,
     viewer: &Viewer,
     slug: &str,
     notice: Option<String>,
-    problem: Option<Error>,
+    problem: Option<Refusal>,
 ) -> Result<Response, PageError> {
     let mut conn = app.db.acquire().await?;
     let row =
@@ -89,8 +88,11 @@ async fn edit_page(
                 .collect(),
         })
         .collect();
-    let status = problem.as_ref().map(Error::status);
-    let errors = problem.as_ref().map(field_errors).unwrap_or_default();
+    let status = problem.as_ref().map(|p| p.error.status());
+    let errors = problem
+        .as_ref()
+        .map(|p| p.fields.clone())
+        .unwrap_or_default();
     let policy = if access::may(&viewer.principal, Action::ChangePolicy, &tenant) {
         let (policy, _) = service::policy::in_force(&tenant, &app.config.guardrails);
         Some(super::policy::PolicyFormView::new(&policy, &errors))
@@ -105,7 +107,7 @@ async fn edit_page(
         policy,
         display_name_error: errors.get("display_name").cloned(),
         description_error: errors.get("description").cloned(),
-        problem: problem.map(|e| e.problem().detail),
+        problem: problem.map(|p| p.error.problem().detail),
     };
     let mut response = render(&page)?;
     if let Some(status) = status {
@@ -116,98 +118,136 @@ async fn edit_page(
 
 /// Answers a form's change: on success back to the page with a notice, on
 /// a refusal the edit page with the reason (a stale page's change included).
-pub(super) async fn apply<T>(
+pub(super) async fn apply<F: DashboardForm, T>(
     app: &AppState,
     viewer: &Viewer,
     slug: &str,
     done: &str,
     result: Result<T, Error>,
 ) -> Result<Response, PageError> {
-    match result.map_err(super::stale_form) {
+    match result.map_err(F::refused) {
         Ok(_) => Ok(see_other(&format!("/tenants/{slug}/edit"), done)),
-        Err(e) if e.status().is_client_error() && e.status() != StatusCode::NOT_FOUND => {
-            edit_page(app, viewer, slug, None, Some(e)).await
+        Err(refusal)
+            if refusal.error.status().is_client_error()
+                && refusal.error.status() != StatusCode::NOT_FOUND =>
+        {
+            edit_page(app, viewer, slug, None, Some(refusal)).await
         }
-        Err(e) => Err(e.into()),
+        Err(refusal) => Err(refusal.error.into()),
     }
 }
 
+/// The tenant's name and description.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SettingsForm {
+    display_name: String,
+    description: String,
+}
+
+impl DashboardForm for SettingsForm {}
+
 pub async fn settings(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(slug): Path<String>,
-    axum::Form(form): Form,
+    posted: Posted<SettingsForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        form,
+    } = posted;
     let edit = TenantEdit {
-        display_name: Some(field(&form, "display_name").to_string()),
-        description: Some(field(&form, "description").to_string()),
+        display_name: Some(form.display_name),
+        description: Some(form.description),
         ..Default::default()
     };
     let result = service::tenants::edit(
         &app.db,
         &viewer.principal,
-        &request_id.actor(&viewer.principal),
+        &actor,
         &slug,
-        &form_precondition(&form),
+        &precondition,
         edit,
     )
     .await;
-    apply(&app, &viewer, &slug, "Saved.", result).await
+    apply::<SettingsForm, _>(&app, &viewer, &slug, "Saved.", result).await
 }
+
+/// A new namespace, by its short name.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NewNamespaceForm {
+    name: String,
+}
+
+impl DashboardForm for NewNamespaceForm {}
 
 pub async fn add_namespace(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(slug): Path<String>,
-    axum::Form(form): Form,
+    posted: Posted<NewNamespaceForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        form,
+    } = posted;
     let result = service::namespaces::create(
         &app.db,
         &app.clusters,
         &viewer.principal,
-        &request_id.actor(&viewer.principal),
+        &actor,
         &slug,
-        &form_precondition(&form),
+        &precondition,
         service::namespaces::NewNamespace {
-            name: field(&form, "name"),
+            name: &form.name,
             allocations: &BTreeMap::new(),
         },
     )
     .await;
-    apply(&app, &viewer, &slug, "Namespace added.", result).await
+    apply::<NewNamespaceForm, _>(&app, &viewer, &slug, "Namespace added.", result).await
 }
 
-/// Form fields that are not a resource's allocation.
-const NOT_ALLOCATIONS: [&str; 2] = ["_csrf", "generation"];
+/// A namespace's allocations: one field per resource of the budget, named
+/// after it (`requests.cpu`); an empty one is no allocation.
+#[derive(Deserialize)]
+pub struct AllocationsForm {
+    #[serde(flatten)]
+    allocations: BTreeMap<String, String>,
+}
+
+impl DashboardForm for AllocationsForm {}
 
 pub async fn allocations(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path((slug, name)): Path<(String, String)>,
-    axum::Form(form): Form,
+    posted: Posted<AllocationsForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        form,
+    } = posted;
     let allocations = form
-        .iter()
-        .filter(|(key, value)| !NOT_ALLOCATIONS.contains(&key.as_str()) && !value.trim().is_empty())
-        .map(|(key, value)| (key.clone(), value.trim().to_string()))
+        .allocations
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
         .collect();
     let result = service::namespaces::set_allocations(
         &app.db,
         &viewer.principal,
-        &request_id.actor(&viewer.principal),
+        &actor,
         &slug,
-        &form_precondition(&form),
+        &precondition,
         &name,
         &allocations,
     )
     .await;
-    apply(
+    apply::<AllocationsForm, _>(
         &app,
         &viewer,
         &slug,
@@ -217,28 +257,47 @@ pub async fn allocations(
     .await
 }
 
+/// A removal confirmed by typing the name of what goes.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ConfirmForm {
+    confirm: String,
+}
+
+impl DashboardForm for ConfirmForm {}
+
 pub async fn remove_namespace(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path((slug, name)): Path<(String, String)>,
-    axum::Form(form): Form,
+    posted: Posted<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    if field(&form, "confirm") != name {
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        form,
+    } = posted;
+    if form.confirm != name {
         let refusal = Error::invalid("confirm", format!("type {name} to remove the namespace"));
-        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
+        return edit_page(
+            &app,
+            &viewer,
+            &slug,
+            None,
+            Some(ConfirmForm::refused(refusal)),
+        )
+        .await;
     }
     let result = service::namespaces::delete(
         &app.db,
         &viewer.principal,
-        &request_id.actor(&viewer.principal),
+        &actor,
         &slug,
-        &form_precondition(&form),
+        &precondition,
         &name,
     )
     .await;
-    apply(
+    apply::<ConfirmForm, _>(
         &app,
         &viewer,
         &slug,
@@ -248,78 +307,101 @@ pub async fn remove_namespace(
     .await
 }
 
+/// A new member: a user's email or an IdP group, and a role.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NewMemberForm {
+    kind: String,
+    subject: String,
+    role: String,
+}
+
+impl DashboardForm for NewMemberForm {}
+
 pub async fn add_member(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(slug): Path<String>,
-    axum::Form(form): Form,
+    posted: Posted<NewMemberForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let parsed = (
-        MemberKind::parse(field(&form, "kind")),
-        Role::parse(field(&form, "role")),
-    );
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        form,
+    } = posted;
+    let parsed = (MemberKind::parse(&form.kind), Role::parse(&form.role));
     let (Ok(kind), Ok(role)) = parsed else {
         let refusal = Error::invalid("kind", "choose a kind and a role from the lists");
-        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
+        return edit_page(
+            &app,
+            &viewer,
+            &slug,
+            None,
+            Some(NewMemberForm::refused(refusal)),
+        )
+        .await;
     };
     let result = service::members::add(
         &app.db,
         &viewer.principal,
-        &request_id.actor(&viewer.principal),
+        &actor,
         &slug,
-        &form_precondition(&form),
+        &precondition,
         kind,
-        field(&form, "subject"),
+        &form.subject,
         role,
     )
     .await;
-    apply(&app, &viewer, &slug, "Member added.", result).await
+    apply::<NewMemberForm, _>(&app, &viewer, &slug, "Member added.", result).await
 }
+
+/// A form that is only a button: its token, and perhaps the generation.
+#[derive(Deserialize)]
+pub struct ButtonForm {}
+
+impl DashboardForm for ButtonForm {}
 
 pub async fn remove_member(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path((slug, id)): Path<(String, i64)>,
-    axum::Form(form): Form,
+    posted: Posted<ButtonForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let result = service::members::remove(
-        &app.db,
-        &viewer.principal,
-        &request_id.actor(&viewer.principal),
-        &slug,
-        &form_precondition(&form),
-        id,
-    )
-    .await;
-    apply(&app, &viewer, &slug, "Member removed.", result).await
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        ..
+    } = posted;
+    let result =
+        service::members::remove(&app.db, &viewer.principal, &actor, &slug, &precondition, id)
+            .await;
+    apply::<ButtonForm, _>(&app, &viewer, &slug, "Member removed.", result).await
 }
 
 pub async fn delete(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(slug): Path<String>,
-    axum::Form(form): Form,
+    posted: Posted<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    if field(&form, "confirm") != slug {
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        form,
+    } = posted;
+    if form.confirm != slug {
         let refusal = Error::invalid("confirm", format!("type {slug} to delete the tenant"));
-        return edit_page(&app, &viewer, &slug, None, Some(refusal)).await;
+        return edit_page(
+            &app,
+            &viewer,
+            &slug,
+            None,
+            Some(ConfirmForm::refused(refusal)),
+        )
+        .await;
     }
-    match service::tenants::delete(
-        &app.db,
-        &viewer.principal,
-        &request_id.actor(&viewer.principal),
-        &slug,
-        &form_precondition(&form),
-    )
-    .await
-    {
+    match service::tenants::delete(&app.db, &viewer.principal, &actor, &slug, &precondition).await {
         Ok(_) => Ok(see_other("/", &format!("{slug} is being deleted."))),
-        Err(e) => Err(super::stale_form(e).into()),
+        Err(e) => Err(ConfirmForm::refused(e).error.into()),
     }
 }

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use sqlx::PgConnection;
 
 use super::display::{Bar, bar, time_left};
-use super::{Nav, PageError, Viewer, field_errors, render, see_other};
-use crate::app::{AppState, RequestId};
+use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
+use crate::app::AppState;
 use crate::db::{self, tenants::ListFilter, tenants::TenantRow};
 use crate::domain::{Quantity, QuotaResource, ResourceList, TenantState};
 use crate::service::tenants::{ListQuery as TenantQuery, NewTenantRequest};
@@ -210,117 +210,146 @@ struct NewPage {
     errors: BTreeMap<String, String>,
 }
 
-fn new_fields(
-    values: &BTreeMap<String, String>,
-    errors: &BTreeMap<String, String>,
-) -> Vec<FormField> {
-    let field = |name, label, hint, multiline| FormField {
+fn new_fields(typed: &NewTenantForm, errors: &BTreeMap<String, String>) -> Vec<FormField> {
+    let field = |name, label, hint, multiline, value: &Option<String>| FormField {
         name,
         label,
         hint,
-        value: values.get(name).cloned().unwrap_or_default(),
+        value: value.clone().unwrap_or_default(),
         multiline,
         error: errors.get(name).cloned(),
     };
+    let text = |value: &String| Some(value.clone());
     vec![
         field(
             "slug",
             "Slug",
             "3 to 20 lowercase letters, digits or '-'; prefixes every namespace; never changes",
             false,
+            &text(&typed.slug),
         ),
-        field("display_name", "Display name", "Shown in the portal", false),
-        field("description", "Description", "What the tenant is for", true),
+        field(
+            "display_name",
+            "Display name",
+            "Shown in the portal",
+            false,
+            &typed.display_name,
+        ),
+        field(
+            "description",
+            "Description",
+            "What the tenant is for",
+            true,
+            &text(&typed.description),
+        ),
         field(
             "namespaces",
             "Namespaces",
             "Short names, comma-separated, such as dev, prod",
             false,
+            &text(&typed.namespaces),
         ),
         field(
             "budget_cpu",
             "CPU budget (requests.cpu)",
             "Such as 4 or 500m; leave empty for none",
             false,
+            &typed.budget_cpu,
         ),
         field(
             "budget_memory",
             "Memory budget (requests.memory)",
             "Such as 8Gi",
             false,
+            &typed.budget_memory,
         ),
-        field("budget_pods", "Pods budget", "A whole number", false),
+        field(
+            "budget_pods",
+            "Pods budget",
+            "A whole number",
+            false,
+            &typed.budget_pods,
+        ),
     ]
 }
 
 pub async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
     render(&NewPage {
         nav: viewer.nav("tenants", None),
-        fields: new_fields(&BTreeMap::new(), &BTreeMap::new()),
+        fields: new_fields(&NewTenantForm::default(), &BTreeMap::new()),
         errors: BTreeMap::new(),
     })
 }
 
-/// Form field names as the API names them, so its errors land beside the right input.
-fn form_field(api_field: &str) -> String {
-    let budget = [
+/// The create form: the API's new tenant in a few text boxes.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NewTenantForm {
+    slug: String,
+    display_name: Option<String>,
+    description: String,
+    /// Short names, comma-separated.
+    namespaces: String,
+    budget_cpu: Option<String>,
+    budget_memory: Option<String>,
+    budget_pods: Option<String>,
+}
+
+/// The API's field names, so its errors land beside the right input.
+impl DashboardForm for NewTenantForm {
+    const ERROR_FIELDS: &'static [(&'static str, &'static str)] = &[
         ("budget.requests.cpu", "budget_cpu"),
         ("budget.requests.memory", "budget_memory"),
         ("budget.pods", "budget_pods"),
+        ("namespaces", "namespaces"),
     ];
-    if let Some((_, form)) = budget.iter().find(|(api, _)| *api == api_field) {
-        return (*form).to_string();
+}
+
+impl NewTenantForm {
+    fn request(&self) -> NewTenantRequest {
+        let budget = [
+            ("requests.cpu", &self.budget_cpu),
+            ("requests.memory", &self.budget_memory),
+            ("pods", &self.budget_pods),
+        ]
+        .into_iter()
+        .filter_map(|(resource, value)| Some((resource.to_string(), value.clone()?)))
+        .collect();
+        let namespaces = self
+            .namespaces
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|name| (name.to_string(), BTreeMap::new()))
+            .collect();
+        NewTenantRequest {
+            slug: self.slug.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            budget,
+            namespaces,
+            ..Default::default()
+        }
     }
-    if api_field.starts_with("namespaces") {
-        return "namespaces".into();
-    }
-    api_field.to_string()
 }
 
 pub async fn create(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
-    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+    posted: Posted<NewTenantForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let value = |name: &str| {
-        form.get(name)
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let mut budget = BTreeMap::new();
-    for (field, resource) in [
-        ("budget_cpu", "requests.cpu"),
-        ("budget_memory", "requests.memory"),
-        ("budget_pods", "pods"),
-    ] {
-        if !value(field).is_empty() {
-            budget.insert(resource.to_string(), value(field));
-        }
-    }
-    let namespaces = value("namespaces")
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|name| (name.to_string(), BTreeMap::new()))
-        .collect();
-    let request = NewTenantRequest {
-        slug: value("slug"),
-        display_name: Some(value("display_name")).filter(|d| !d.is_empty()),
-        description: value("description"),
-        budget,
-        namespaces,
-        ..Default::default()
-    };
-    let actor = request_id.actor(&viewer.principal);
+    let Posted {
+        viewer,
+        actor,
+        form,
+        ..
+    } = posted;
     match service::tenants::create(
         &app.db,
         &app.config,
         &app.clusters,
         &viewer.principal,
         &actor,
-        request,
+        form.request(),
     )
     .await
     {
@@ -333,12 +362,14 @@ pub async fn create(
             | crate::error::Error::Conflict { .. }
             | crate::error::Error::Refused { .. }),
         ) => {
-            let mut errors: BTreeMap<String, String> = BTreeMap::new();
-            for (field, rule) in field_errors(&error) {
-                errors.entry(form_field(&field)).or_insert(rule);
-            }
+            let status = match error {
+                crate::error::Error::Refused { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let error_text = error.to_string();
+            let mut errors = NewTenantForm::refused(error).fields;
             if errors.is_empty() {
-                errors.insert("slug".into(), error.to_string());
+                errors.insert("slug".into(), error_text);
             }
             let page = NewPage {
                 nav: viewer.nav("tenants", None),
@@ -346,10 +377,7 @@ pub async fn create(
                 errors,
             };
             let mut response = render(&page)?;
-            *response.status_mut() = match error {
-                crate::error::Error::Refused { .. } => StatusCode::FORBIDDEN,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
+            *response.status_mut() = status;
             Ok(response.into_response())
         }
         Err(other) => Err(other.into()),

@@ -6,13 +6,13 @@ mod admin;
 mod display;
 mod edit;
 mod fleet;
+mod form;
 mod home;
+mod platform_apis;
 mod policy;
 mod quota;
 mod showback;
 mod tenant;
-
-use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::Router;
@@ -23,10 +23,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::app::AppState;
-use crate::auth::{Principal, User, constant_time_eq};
+use crate::auth::{Principal, User};
 use crate::error::Error;
 use crate::page;
-use crate::service::Precondition;
+
+pub use form::{DashboardForm, Posted, Refusal};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -60,6 +61,14 @@ pub fn router() -> Router<AppState> {
         .route("/admin/tokens", post(admin::create_token))
         .route("/admin/capacity", post(admin::set_capacity))
         .route("/admin/tokens/{name}/revoke", post(admin::revoke_token))
+        .route(
+            "/admin/platform-apis",
+            get(platform_apis::page).post(platform_apis::publish),
+        )
+        .route(
+            "/admin/platform-apis/{name}/withdraw",
+            post(platform_apis::withdraw),
+        )
         .route("/admin/fleet", get(fleet::page))
         .route("/admin/fleet.csv", get(fleet::csv))
         .route(
@@ -156,17 +165,6 @@ impl Viewer {
             notice,
         }
     }
-
-    /// Every form carries the session's token; a post without it is refused.
-    pub fn check_form(&self, token: Option<&str>) -> Result<(), PageError> {
-        if token.is_some_and(|t| constant_time_eq(t, &self.user.csrf_token)) {
-            Ok(())
-        } else {
-            Err(PageError(Error::Forbidden(
-                "the form is missing its CSRF token; reload the page and try again".into(),
-            )))
-        }
-    }
 }
 
 /// What the layout shows around every page.
@@ -255,49 +253,4 @@ pub fn see_other(path: &str, notice: &str) -> Response {
 
 pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// A submitted form, field name to value.
-pub type Form = axum::Form<BTreeMap<String, String>>;
-
-/// A form field's value, trimmed; empty when absent.
-pub fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", |v| v.trim())
-}
-
-/// The precondition an edit form carries: the tenant's generation when the
-/// page was shown. A form without one (an older page) changes the tenant as
-/// it is; one that does not parse matches no generation.
-pub fn form_precondition(form: &BTreeMap<String, String>) -> Precondition {
-    match form.get("generation").map(|g| g.trim()) {
-        None | Some("") => Precondition::None,
-        Some(shown) => shown
-            .parse()
-            .map_or(Precondition::Generation(Vec::new()), Precondition::at),
-    }
-}
-
-/// A change refused because the tenant moved on since the page was shown,
-/// as the form's problem; other errors as they are.
-pub fn stale_form(error: Error) -> Error {
-    match error {
-        Error::PreconditionFailed(_) => Error::conflict(
-            "This tenant was changed since you opened it, so your change was not saved; \
-             the page now shows the current values: check them and make your change again.",
-        ),
-        other => other,
-    }
-}
-
-/// Field errors by field name, for forms.
-pub fn field_errors(error: &Error) -> BTreeMap<String, String> {
-    match error {
-        Error::Invalid(errors) | Error::Conflict { errors, .. } | Error::Refused { errors, .. } => {
-            errors
-                .iter()
-                .map(|e| (e.field.clone(), e.rule.clone()))
-                .collect()
-        }
-        _ => BTreeMap::new(),
-    }
 }

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use serde::Deserialize;
 
 use super::edit::apply;
-use super::{Form, PageError, Viewer, field, form_precondition};
-use crate::app::{AppState, RequestId};
+use super::{DashboardForm, PageError, Posted};
+use crate::app::AppState;
 use crate::domain::tenant_policy::{NetworkDocument, PolicyDocument};
 use crate::domain::{ServiceType, TenantPolicy};
 use crate::service;
@@ -20,7 +21,8 @@ pub struct PolicyLine {
 }
 
 /// The policy's values as a form shows and takes them.
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(default)]
 pub struct PolicyForm {
     pub pod_security: String,
     pub node_port: bool,
@@ -153,10 +155,8 @@ pub struct PolicyFormView {
 impl PolicyFormView {
     pub fn new(policy: &TenantPolicy, errors: &BTreeMap<String, String>) -> Self {
         let form = PolicyForm::of(policy);
-        // The document's field names, under which the service reports errors.
         let texts = [
             (
-                "storage_classes",
                 "storage_classes",
                 "StorageClasses",
                 form.storage_classes.clone(),
@@ -164,13 +164,11 @@ impl PolicyFormView {
             ),
             (
                 "ingress_classes",
-                "ingress_classes",
                 "IngressClasses",
                 form.ingress_classes.clone(),
                 "nginx",
             ),
             (
-                "priority_classes",
                 "priority_classes",
                 "PriorityClasses",
                 form.priority_classes.clone(),
@@ -178,13 +176,11 @@ impl PolicyFormView {
             ),
             (
                 "runtime_classes",
-                "runtime_classes",
                 "RuntimeClasses",
                 form.runtime_classes.clone(),
                 "gvisor",
             ),
             (
-                "registries",
                 "registries",
                 "Image registries (prefixes ending in /)",
                 form.registries.clone(),
@@ -192,48 +188,40 @@ impl PolicyFormView {
             ),
             (
                 "node_selector",
-                "node_selector",
                 "Node pool (labels its pods must select)",
                 form.node_selector.clone(),
                 "pool=tenants",
             ),
             (
                 "ingress_from",
-                "network.ingress_from_namespaces",
                 "Also reachable from namespaces",
                 form.ingress_from.clone(),
                 "monitoring",
             ),
             (
                 "egress_cidrs",
-                "network.egress_cidrs",
                 "Also may reach networks",
                 form.egress_cidrs.clone(),
                 "10.20.0.0/16",
             ),
         ];
-        let error_of = |prefix: &str| {
-            let found: Vec<String> = errors
-                .iter()
-                .filter(|(field, _)| field.starts_with(prefix))
-                .map(|(field, rule)| format!("{field}: {rule}"))
-                .collect();
-            (!found.is_empty()).then(|| found.join("; "))
-        };
         let fields = texts
             .into_iter()
-            .map(|(name, reported_as, label, value, hint)| PolicyField {
+            .map(|(name, label, value, hint)| PolicyField {
                 name,
                 label,
                 value,
                 hint,
-                error: error_of(reported_as),
+                error: errors.get(name).cloned(),
             })
             .collect();
-        let other_errors = ["pod_security", "service_types"]
-            .into_iter()
-            .filter_map(error_of)
-            .collect();
+        let other_errors = [
+            ("pod_security", "Pod Security level"),
+            ("service_types", "Service types"),
+        ]
+        .into_iter()
+        .filter_map(|(name, label)| errors.get(name).map(|e| format!("{label}: {e}")))
+        .collect();
         Self {
             form,
             fields,
@@ -253,59 +241,72 @@ fn words(text: &str) -> Option<Vec<String>> {
     (!items.is_empty()).then_some(items)
 }
 
+/// The policy form's errors are reported under the document's names.
+impl DashboardForm for PolicyForm {
+    const ERROR_FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("network.ingress_from_namespaces", "ingress_from"),
+        ("network.egress_cidrs", "egress_cidrs"),
+    ];
+}
+
 /// The whole policy as the form says it: every field is set.
-fn document(form: &BTreeMap<String, String>) -> PolicyDocument {
+fn document(form: &PolicyForm) -> PolicyDocument {
     let service_types = [
-        ("node_port", "NodePort"),
-        ("load_balancer", "LoadBalancer"),
-        ("external_name", "ExternalName"),
+        (form.node_port, "NodePort"),
+        (form.load_balancer, "LoadBalancer"),
+        (form.external_name, "ExternalName"),
     ]
     .into_iter()
-    .filter(|(name, _)| form.contains_key(*name))
+    .filter(|(checked, _)| *checked)
     .map(|(_, t)| t.to_string())
     .collect();
     let mut node_selector = BTreeMap::new();
-    for pair in words(field(form, "node_selector")).unwrap_or_default() {
+    for pair in words(&form.node_selector).unwrap_or_default() {
         let (key, value) = pair.split_once('=').unwrap_or((pair.as_str(), ""));
         node_selector.insert(key.to_string(), value.to_string());
     }
     PolicyDocument {
-        pod_security: Some(field(form, "pod_security").to_string()),
+        pod_security: Some(form.pod_security.clone()),
         service_types: Some(service_types),
-        storage_classes: Some(words(field(form, "storage_classes"))),
-        ingress_classes: Some(words(field(form, "ingress_classes"))),
-        priority_classes: Some(words(field(form, "priority_classes"))),
-        runtime_classes: Some(words(field(form, "runtime_classes"))),
-        registries: Some(words(field(form, "registries"))),
+        storage_classes: Some(words(&form.storage_classes)),
+        ingress_classes: Some(words(&form.ingress_classes)),
+        priority_classes: Some(words(&form.priority_classes)),
+        runtime_classes: Some(words(&form.runtime_classes)),
+        registries: Some(words(&form.registries)),
         node_selector: Some(node_selector),
         network: Some(NetworkDocument {
-            ingress_from_namespaces: Some(words(field(form, "ingress_from")).unwrap_or_default()),
-            egress_cidrs: Some(words(field(form, "egress_cidrs")).unwrap_or_default()),
+            ingress_from_namespaces: Some(words(&form.ingress_from).unwrap_or_default()),
+            egress_cidrs: Some(words(&form.egress_cidrs).unwrap_or_default()),
         }),
-        // Not on this form: the tenant API share set through the API stays.
+        // Not on this form: the tenant API share and the platform APIs set
+        // through the API stay.
         tenant_api: None,
+        platform_apis: None,
     }
 }
 
 pub async fn set(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(slug): Path<String>,
-    axum::Form(form): Form,
+    posted: Posted<PolicyForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let Posted {
+        viewer,
+        actor,
+        precondition,
+        form,
+    } = posted;
     let result = service::policy::set(
         &app.db,
         &app.config.guardrails,
         &viewer.principal,
-        &request_id.actor(&viewer.principal),
+        &actor,
         &slug,
-        &form_precondition(&form),
+        &precondition,
         &document(&form),
     )
     .await;
-    apply(
+    apply::<PolicyForm, _>(
         &app,
         &viewer,
         &slug,
@@ -331,17 +332,15 @@ mod tests {
     #[test]
     fn the_form_round_trips_a_policy() {
         let base = TenantPolicy::defaults(crate::domain::PodSecurityLevel::Baseline, &[]);
-        let form: BTreeMap<String, String> = [
-            ("pod_security", "restricted"),
-            ("node_port", "on"),
-            ("storage_classes", "fast, standard"),
-            ("registries", "ghcr.io/acme/"),
-            ("node_selector", "pool=tenants"),
-            ("egress_cidrs", "10.1.0.0/16"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let form = PolicyForm {
+            pod_security: "restricted".into(),
+            node_port: true,
+            storage_classes: "fast, standard".into(),
+            registries: "ghcr.io/acme/".into(),
+            node_selector: "pool=tenants".into(),
+            egress_cidrs: "10.1.0.0/16".into(),
+            ..PolicyForm::default()
+        };
         let policy = TenantPolicy::parse(&document(&form), &base).unwrap();
         let again = PolicyForm::of(&policy);
         assert_eq!(again.pod_security, "restricted");

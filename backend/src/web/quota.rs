@@ -4,30 +4,45 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use serde::Deserialize;
 
 use super::home::NoticeQuery;
 use super::tenant::RequestRow;
-use super::{Form, Nav, PageError, Viewer, field, render, see_other};
-use crate::app::{AppState, RequestId};
+use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
+use crate::app::AppState;
 use crate::error::Error;
 use crate::service::quota_requests;
 
+/// A tenant's request for a bigger budget of one resource.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AskForm {
+    resource: String,
+    amount: String,
+    reason: String,
+}
+
+impl DashboardForm for AskForm {}
+
 pub async fn ask(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(slug): Path<String>,
-    axum::Form(form): Form,
+    posted: Posted<AskForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
+    let Posted {
+        viewer,
+        actor,
+        form,
+        ..
+    } = posted;
     match quota_requests::ask(
         &app.db,
         &viewer.principal,
-        &request_id.actor(&viewer.principal),
+        &actor,
         &slug,
-        field(&form, "resource"),
-        field(&form, "amount"),
-        field(&form, "reason"),
+        &form.resource,
+        &form.amount,
+        &form.reason,
     )
     .await
     {
@@ -72,22 +87,44 @@ pub async fn queue(
     })
 }
 
+/// The button a platform admin pressed.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Decision {
+    Approve,
+    Reject,
+}
+
+/// A platform admin's answer to a quota request: perhaps less than asked.
+#[derive(Deserialize)]
+pub struct DecideForm {
+    decision: Decision,
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+impl DashboardForm for DecideForm {}
+
 pub async fn decide(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(id): Path<i64>,
-    axum::Form(form): Form,
+    posted: Posted<DecideForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let amount = Some(field(&form, "amount")).filter(|a| !a.is_empty());
-    let comment = Some(field(&form, "comment")).filter(|c| !c.is_empty());
-    let actor = request_id.actor(&viewer.principal);
+    let Posted {
+        viewer,
+        actor,
+        form,
+        ..
+    } = posted;
     let who = &viewer.principal;
-    let result = match field(&form, "decision") {
-        "approve" => quota_requests::approve(&app.db, who, &actor, id, amount, comment).await,
-        "reject" => quota_requests::reject(&app.db, who, &actor, id, comment).await,
-        _ => Err(Error::invalid("decision", "must be approve or reject")),
+    let (amount, comment) = (form.amount.as_deref(), form.comment.as_deref());
+    let result = match form.decision {
+        Decision::Approve => {
+            quota_requests::approve(&app.db, who, &actor, id, amount, comment).await
+        }
+        Decision::Reject => quota_requests::reject(&app.db, who, &actor, id, comment).await,
     };
     match result {
         Ok(decided) => Ok(see_other(

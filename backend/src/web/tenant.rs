@@ -7,11 +7,12 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
 use super::display::{Bar, Chart, bars, charts, time_left, when};
 use super::home::NoticeQuery;
-use super::{Form, Nav, PageError, Viewer, render};
-use crate::app::{AppState, RequestId};
+use super::{DashboardForm, Nav, PageError, Posted, Viewer, render};
+use crate::app::AppState;
 use crate::auth::policy::Action;
 use crate::db::{self, audit::AuditFilter};
 use crate::domain::{Quantity, ResourceList};
@@ -270,18 +271,39 @@ fn history_totals(
     by_time.into_values().collect()
 }
 
+/// Which kubeconfig: the tenant API's with a short-lived token (the
+/// default) or the identity provider's sign-in, or the cluster's own.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+enum KubeconfigView {
+    #[default]
+    Tenant,
+    TenantIdp,
+    Cluster,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct KubeconfigForm {
+    view: KubeconfigView,
+}
+
+impl DashboardForm for KubeconfigForm {}
+
 pub async fn kubeconfig(
     State(app): State<AppState>,
-    viewer: Viewer,
-    request_id: RequestId,
     Path(slug): Path<String>,
-    axum::Form(form): Form,
+    posted: Posted<KubeconfigForm>,
 ) -> Result<Response, PageError> {
-    viewer.check_form(form.get("_csrf").map(String::as_str))?;
-    let actor = request_id.actor(&viewer.principal);
+    let Posted {
+        viewer,
+        actor,
+        form,
+        ..
+    } = posted;
     let ttl = app.config.kubeconfig_ttl;
-    let issued = match form.get("view").map(String::as_str) {
-        Some("cluster") => {
+    let issued = match form.view {
+        KubeconfigView::Cluster => {
             service::kubeconfig::issue(
                 &app.db,
                 &app.clusters,
@@ -296,7 +318,7 @@ pub async fn kubeconfig(
             let login = &app.config.login;
             let idp = service::kubeconfig::SignIn::identity_provider(login);
             let sign_in = match (view, idp) {
-                (Some("tenant-idp"), Some(idp)) => idp,
+                (KubeconfigView::TenantIdp, Some(idp)) => idp,
                 _ => service::kubeconfig::SignIn::Token { ttl },
             };
             service::kubeconfig::issue_tenant_view(

@@ -3,6 +3,9 @@
 //! credentials over TLS only), and the tenant-view kubeconfigs its members
 //! download.
 
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 use sqlx::PgPool;
 use tenant_portal::config::{ServeConfig, TenantApiConfig};
 
@@ -55,4 +58,116 @@ pub async fn member_kubeconfig_yaml(setup: &Setup, user: &str, slug: &str) -> St
     );
     assert!(yaml.contains(&format!("/k8s/tenants/{slug}")), "{yaml}");
     yaml
+}
+
+/// A tenant-view kubeconfig for a signed-in member, written to a file.
+pub struct Kubeconfig {
+    pub dir: PathBuf,
+    pub yaml: String,
+}
+
+impl Kubeconfig {
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+
+    pub fn token(&self) -> String {
+        let document: Value = serde_saphyr::from_str(&self.yaml).unwrap();
+        document["users"][0]["user"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Kubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn member_kubeconfig(setup: &Setup, user: &str, slug: &str) -> Kubeconfig {
+    let yaml = member_kubeconfig_yaml(setup, user, slug).await;
+    let dir = std::env::temp_dir().join(super::cluster::unique("kubeconfig-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config"), &yaml).unwrap();
+    Kubeconfig { dir, yaml }
+}
+
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The stack's kubectl with this kubeconfig, off the test's runtime threads.
+pub async fn kubectl(config: &Kubeconfig, args: &[&str]) -> Run {
+    kubectl_with(&config.path(), args, None).await
+}
+
+pub async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<String>) -> Run {
+    kubectl_env(kubeconfig, args, stdin, &[]).await
+}
+
+/// kubectl with extra environment, such as the switches that make it use
+/// SPDY instead of WebSocket for exec and port-forward.
+pub async fn kubectl_env(
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<String>,
+    env: &[(&str, &str)],
+) -> Run {
+    let binary = stack_kubectl();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let kubeconfig = kubeconfig.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&binary)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--request-timeout=20s")
+            .args(&args)
+            .envs(env)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to run {binary}: {e}"));
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        Run {
+            ok: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+pub fn stack_kubectl() -> String {
+    std::env::var("TP_KUBECTL").expect(
+        "TP_KUBECTL is not set: start the local stack with deploy/dev/up and source the stack.env it prints",
+    )
+}
+
+/// The lines of kubectl's output, trimmed and sorted.
+pub fn lines(run: &Run) -> Vec<&str> {
+    let mut lines: Vec<&str> = run.stdout.lines().map(str::trim).collect();
+    lines.sort_unstable();
+    lines
 }
