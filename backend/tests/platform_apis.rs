@@ -500,3 +500,90 @@ async fn platform_admins_publish_and_withdraw_on_the_dashboard(db: PgPool) {
         .unwrap();
     assert!(html.contains("Nothing is published yet."), "{html}");
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_tenant_s_status_says_when_its_cluster_stops_serving_a_published_api(db: PgPool) {
+    let setup = portal(db, TenantApiConfig::default()).await;
+    let app = &setup.portal.app;
+    let group = format!("{}.examples.tenant-portal.dev", unique("g"));
+    let name = format!("gadgets.{group}");
+    let definitions: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(kube().await);
+    definitions
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "group": group,
+                    "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object"}}}],
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let slug = unique("pubstatus");
+    app.create_tenant(json!({"slug": slug, "namespaces": [{"name": "dev"}]}))
+        .await;
+    let status = |slug: String| async move {
+        let status: Value = app
+            .get(&format!("/api/v1/tenants/{slug}/status"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        status["platform_apis"].clone()
+    };
+    assert_eq!(
+        status(slug.clone()).await,
+        json!([]),
+        "nothing published yet"
+    );
+    let mut published = (0, Value::Null);
+    for _ in 0..50 {
+        published = {
+            let response = app
+                .request(Method::PUT, &format!("/api/v1/platform-apis/{name}"))
+                .json(&json!({"tenants": [slug]}))
+                .send()
+                .await
+                .unwrap();
+            let code = response.status().as_u16();
+            (code, response.json().await.unwrap_or(Value::Null))
+        };
+        if published.0 == 200 {
+            break;
+        }
+        // The API server serves a new CRD a moment after it is made.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(published.0, 200, "{}", published.1);
+    assert_eq!(
+        status(slug.clone()).await,
+        json!([{"name": name, "served": true, "message": null}])
+    );
+
+    definitions
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = status(slug.clone()).await;
+        if seen[0]["served"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen[0]["served"], false, "{seen}");
+    let message = seen[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("does not serve") && message.contains(&name),
+        "{message}"
+    );
+}

@@ -395,6 +395,18 @@ pub struct TenantStatus {
     #[serde(flatten)]
     pub sync: SyncStatus,
     pub namespaces: Vec<NamespaceStatus>,
+    /// The platform APIs the tenant may use, and whether its cluster serves each.
+    pub platform_apis: Vec<PlatformApiStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlatformApiStatus {
+    /// `<resource>.<group>`.
+    pub name: String,
+    /// Whether the tenant's cluster serves it now.
+    pub served: bool,
+    /// Why not, in the cluster's words, when it does not.
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::model::{NamespaceStatus, NamespaceUsage, ResourceUsage, TenantStatus, TenantUsage};
+use super::model::{
+    NamespaceStatus, NamespaceUsage, PlatformApiStatus, ResourceUsage, TenantStatus, TenantUsage,
+};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
@@ -20,7 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(usage))
 }
 
-/// Whether the cluster holds the tenant's current generation, per namespace.
+/// Whether the cluster holds the tenant's current generation, per
+/// namespace, and serves each platform API the tenant may use.
 #[utoipa::path(get, path = "/tenants/{slug}/status", tag = "tenants",
     params(("slug" = String, Path, description = "The tenant's slug")),
     responses((status = 200, description = "The sync status", body = TenantStatus)))]
@@ -33,7 +36,23 @@ async fn status(
     let mut conn = app.db.acquire().await?;
     let row = load_authorized(&mut conn, &who, &slug, Action::ReadTenants).await?;
     let namespaces = db::namespaces::list_for_tenants(&mut conn, &[row.id]).await?;
+    let platform_apis = crate::service::platform_apis::served_to(
+        &mut conn,
+        &app.clusters,
+        &app.config.guardrails,
+        row.id,
+        &row.cluster,
+    )
+    .await?
+    .into_iter()
+    .map(|(api, why_not)| PlatformApiStatus {
+        name: api.to_string(),
+        served: why_not.is_none(),
+        message: why_not,
+    })
+    .collect();
     Ok(Json(TenantStatus {
+        platform_apis,
         slug: row.slug.clone(),
         state: row.state,
         generation: row.generation,

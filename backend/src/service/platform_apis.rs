@@ -187,6 +187,63 @@ pub async fn withdraw(
     Ok(())
 }
 
+/// The platform APIs a tenant may use, each with `None` when its cluster
+/// serves the resource now, else why not in the cluster's words.
+pub async fn served_to(
+    conn: &mut PgConnection,
+    clusters: &Clusters,
+    guardrails: &crate::config::GuardrailConfig,
+    tenant_id: i64,
+    cluster: &str,
+) -> Result<Vec<(PlatformApi, Option<String>)>, Error> {
+    let published = db::platform_apis::published_to(conn, tenant_id).await?;
+    if published.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (policy, _) = super::policy::effective(conn, guardrails, tenant_id).await?;
+    let apis = crate::domain::platform_api::in_force(&published, policy.platform_apis.as_ref());
+    let Some(cluster) = clusters.get(cluster) else {
+        let why = format!("the tenant's cluster \"{cluster}\" is not connected to this portal");
+        return Ok(apis
+            .into_iter()
+            .map(|api| (api, Some(why.clone())))
+            .collect());
+    };
+    let answers = futures::future::join_all(apis.into_iter().map(|api| async move {
+        let answer =
+            tokio::time::timeout(ASK_FOR, resource_scope(cluster, &api.group, &api.resource)).await;
+        let why_not = why_not(&cluster.name, &api, answer);
+        (api, why_not)
+    }))
+    .await;
+    Ok(answers)
+}
+
+/// Why a cluster's discovery answer means it does not serve `api` as a
+/// namespaced resource; `None` when it does.
+fn why_not(
+    cluster: &str,
+    api: &PlatformApi,
+    answer: Result<Result<Option<bool>, String>, tokio::time::error::Elapsed>,
+) -> Option<String> {
+    match answer {
+        Ok(Ok(Some(true))) => None,
+        Ok(Ok(Some(false))) => Some(format!(
+            "the cluster \"{cluster}\" serves {api} cluster-scoped; only namespaced resources can be published"
+        )),
+        Ok(Ok(None)) => Some(format!(
+            "the cluster \"{cluster}\" does not serve {api}: install its CustomResourceDefinition (or API service) there"
+        )),
+        Ok(Err(e)) => Some(format!(
+            "the cluster \"{cluster}\"'s discovery did not answer: {e}"
+        )),
+        Err(_) => Some(format!(
+            "the cluster \"{cluster}\"'s discovery did not answer within {} s",
+            ASK_FOR.as_secs()
+        )),
+    }
+}
+
 /// Per connected cluster, `None` when it serves the resource namespaced,
 /// else why not; refuses a resource that is cluster-scoped anywhere, or
 /// that no cluster serves.
@@ -202,35 +259,22 @@ async fn served_by(
     .await;
     let mut served = BTreeMap::new();
     for (cluster, answer) in answers {
-        let why_not = match answer {
-            Ok(Ok(Some(true))) => None,
-            Ok(Ok(Some(false))) => {
-                return Err(Error::invalid(
-                    "name",
-                    format!(
-                        "{api} is cluster-scoped in the cluster \"{cluster}\"; only namespaced resources can be published to tenants"
-                    ),
-                ));
-            }
-            Ok(Ok(None)) => Some(format!(
-                "the cluster does not serve {api}: install its CustomResourceDefinition (or API service) there"
-            )),
-            Ok(Err(e)) => Some(format!("the cluster's discovery did not answer: {e}")),
-            Err(_) => Some(format!(
-                "the cluster's discovery did not answer within {} s",
-                ASK_FOR.as_secs()
-            )),
-        };
+        if let Ok(Ok(Some(false))) = answer {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "{api} is cluster-scoped in the cluster \"{cluster}\"; only namespaced resources can be published to tenants"
+                ),
+            ));
+        }
+        let why_not = why_not(&cluster, api, answer);
         served.insert(cluster, why_not);
     }
     if !served.is_empty() && served.values().all(Option::is_some) {
-        let reasons: Vec<String> = served
-            .iter()
-            .map(|(cluster, why)| format!("{cluster}: {}", why.as_deref().unwrap_or_default()))
-            .collect();
+        let reasons: Vec<&str> = served.values().flatten().map(String::as_str).collect();
         return Err(Error::invalid(
             "name",
-            format!("no connected cluster serves {api} ({})", reasons.join("; ")),
+            format!("no connected cluster serves {api}: {}", reasons.join("; ")),
         ));
     }
     Ok(served)
