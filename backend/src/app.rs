@@ -1,70 +1,20 @@
-//! The assembled service: shared state, serving, housekeeping and graceful
-//! shutdown. The routes and layers are in `router.rs`.
+//! The assembled service: serving, housekeeping and graceful shutdown. The
+//! state every door shares is in `state.rs`; the routes and layers in
+//! `router.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderName;
 use sqlx::PgPool;
-use utoipa::openapi::OpenApi;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Clusters;
 use crate::config::ServeConfig;
 use crate::error::Error;
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The id of this request, as set by the request-id layer.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub Option<String>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .headers
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-        ))
-    }
-}
-
-impl RequestId {
-    /// Who asked, for the audit trail.
-    pub fn actor(&self, who: &crate::auth::Principal) -> crate::service::Actor {
-        crate::service::Actor::of(who, self.0.clone())
-    }
-}
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: PgPool,
-    pub config: Arc<ServeConfig>,
-    pub clusters: Clusters,
-    /// Employee login; `None` when no identity provider is configured.
-    pub login: Option<Arc<crate::auth::oidc::Login>>,
-    /// Wakes requests waiting for tenants to change.
-    pub events: crate::events::EventHub,
-    /// Change streams open per principal, to bound them.
-    pub streams: crate::api::events::OpenStreams,
-    /// The tenant API: clients per cluster, caches and fair shares.
-    pub gateway: Arc<crate::gateway::Gateway>,
-    /// The JSON of tenants as lists answer them, by view version.
-    pub tenant_json: Arc<crate::api::tenant_json::TenantJson>,
-    pub openapi: Arc<OpenApi>,
-}
+use crate::state::AppState;
 
 /// The whole HTTP application: the shared state, and the routes of
 /// [`crate::router`] over it.
@@ -72,17 +22,12 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
     install_crypto();
     let login = crate::auth::oidc::Login::new(&config.login)?.map(Arc::new);
     let events = crate::events::EventHub::start(db.clone());
-    let gateway = crate::gateway::Gateway::new(config.tenant_api.limits(), &events);
     let app = AppState {
         db,
         config: Arc::new(config),
         clusters,
         login,
         events,
-        streams: Default::default(),
-        gateway,
-        tenant_json: Default::default(),
-        openapi: Arc::new(OpenApi::default()),
     };
     Ok(crate::router::build(app))
 }
@@ -91,34 +36,6 @@ pub fn router(db: PgPool, config: ServeConfig, clusters: Clusters) -> anyhow::Re
 fn install_crypto() {
     // Fails only when a provider is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Ready when the database answers.
-pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
-    tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&app.db),
-    )
-    .await
-    .map_err(|_| {
-        Error::DatabaseUnavailable(anyhow::anyhow!("the database did not answer within 2s"))
-    })?
-    .map_err(|e| {
-        Error::DatabaseUnavailable(anyhow::Error::new(e).context("the database is unreachable"))
-    })?;
-    Ok("ready")
-}
-
-impl AppState {
-    /// Where kubeconfigs send kubectl, with the CA to trust, read now so a
-    /// renewed CA file is what the next download carries.
-    pub fn public_endpoint(&self) -> Result<crate::service::kubeconfig::PublicEndpoint<'_>, Error> {
-        let ca_data = self.config.tls.ca_data().map_err(Error::Internal)?;
-        Ok(crate::service::kubeconfig::PublicEndpoint {
-            url: &self.config.login.public_url,
-            ca_data,
-        })
-    }
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests and
@@ -149,6 +66,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     tracing::info!(address = %listener.local_addr()?, scheme, clusters = ?config.cluster_names(), "tenant portal listening");
     spawn_housekeeping(db.clone(), Retention::of(&config));
+    spawn_showback_rollups(db.clone());
     let stop = CancellationToken::new();
     let mut reconciler = config.reconciler.then(|| {
         let settings = crate::reconciler::Settings::from_config(&config);
@@ -212,6 +130,24 @@ fn spawn_housekeeping(db: PgPool, keep: Retention) {
             }
             if let Err(e) = forget(&db, &keep).await {
                 tracing::warn!(error = %e, "failed to forget ended sessions, old events, expired tokens or old usage history; will retry in an hour");
+            }
+        }
+    });
+}
+
+/// Rolls up the hours of usage that are over, every minute: showback
+/// reads the rollups (every replica runs it; a lock makes each hour added once).
+fn spawn_showback_rollups(db: PgPool) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            match crate::service::showback_rollups::catch_up(&db).await {
+                Ok(0) => {}
+                Ok(namespaces) => tracing::debug!(namespaces, "rolled up usage for showback"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to roll up usage for showback; reports read the samples, next minute retries")
+                }
             }
         }
     });

@@ -431,18 +431,6 @@ impl TlsConfig {
     }
 }
 
-impl TenantApiConfig {
-    pub fn limits(&self) -> crate::gateway::Limits {
-        crate::gateway::Limits {
-            rate: self.rate,
-            burst: self.burst,
-            max_in_flight: self.max_in_flight,
-            max_watches: self.max_watches,
-            max_sessions: self.max_sessions,
-        }
-    }
-}
-
 impl Default for TenantApiConfig {
     fn default() -> Self {
         Self {

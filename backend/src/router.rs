@@ -2,6 +2,7 @@
 //! dashboard, health and metrics, with the layers every request passes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -14,22 +15,21 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::{AppState, REQUEST_ID};
 use crate::error::Error;
+use crate::state::{AppState, REQUEST_ID};
 
 /// The routers of the API, sign-in and the dashboard merged over `app`.
-pub fn build(mut app: AppState) -> Router {
+pub fn build(app: AppState) -> Router {
     let max_body = app.config.max_body_bytes as usize;
     let timeout = app.config.request_timeout;
     let (api, doc) = crate::api::router(app.clone());
-    app.openapi = Arc::new(doc);
-    let openapi = app.openapi.clone();
+    let openapi = Arc::new(doc);
     let portal = Router::new()
         .nest("/api/v1", api)
         .merge(crate::auth::login::router())
         .merge(crate::web::router())
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(crate::app::readyz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             crate::page::message(
@@ -58,7 +58,7 @@ pub fn build(mut app: AppState) -> Router {
     // The tenant API has no request timeout (watches stay open for as long
     // as the client wants, as at the API server) and takes bodies as large
     // as the API server does; its answers are Kubernetes Status objects.
-    let tenant_api = crate::gateway::router()
+    let tenant_api = crate::gateway::router(&app)
         .with_state(app)
         .layer(axum::extract::DefaultBodyLimit::max(crate::gateway::MAX_BODY))
         .layer(CatchPanicLayer::custom(|_| {
@@ -75,4 +75,20 @@ pub fn build(mut app: AppState) -> Router {
 
 async fn metrics(State(app): State<AppState>) -> Result<Response, Error> {
     crate::metrics::scrape(&app.db, &app.clusters).await
+}
+
+/// Ready when the database answers.
+pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, Error> {
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&app.db),
+    )
+    .await
+    .map_err(|_| {
+        Error::DatabaseUnavailable(anyhow::anyhow!("the database did not answer within 2s"))
+    })?
+    .map_err(|e| {
+        Error::DatabaseUnavailable(anyhow::Error::new(e).context("the database is unreachable"))
+    })?;
+    Ok("ready")
 }

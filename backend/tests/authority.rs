@@ -350,8 +350,9 @@ async fn asking_for_more_than_the_default_at_creation_is_refused_with_how_to_ask
             detail.contains("namespaces=10, pods=20, requests.cpu=2, requests.memory=4Gi"),
             "names the default: {detail}"
         );
+        // In the same words on a page as in the API: no route of either door.
         assert!(
-            detail.contains("POST /api/v1/quota-requests"),
+            detail.contains("ask for more with a quota request") && !detail.contains("/api/v1"),
             "says how to ask: {detail}"
         );
         let fields: Vec<&str> = body["errors"]

@@ -629,6 +629,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/platform-apis/{api}"),
     ("get", "/showback"),
     ("get", "/tenants/{slug}/utilisation"),
+    ("get", "/templates"),
+    ("get", "/templates/{template}"),
+    ("put", "/templates/{template}"),
+    ("post", "/templates/{template}/rollout"),
 ];
 
 #[sqlx::test(migrator = "MIGRATIONS")]
@@ -699,6 +703,7 @@ async fn every_route_is_in_the_openapi_document_with_its_errors(db: PgPool) {
         let concrete = path
             .replace("{slug}", "acme")
             .replace("{name}", "dev")
+            .replace("{template}", "small")
             .replace("{id}", "1");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = app

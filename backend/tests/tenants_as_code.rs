@@ -46,33 +46,12 @@ async fn put(
         .unwrap()
 }
 
-async fn audit_actions(db: &PgPool, slug: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT action FROM audit_events WHERE tenant_slug = $1 ORDER BY id")
-        .bind(slug)
-        .fetch_all(db)
-        .await
-        .unwrap()
-}
-
 async fn generation(db: &PgPool, slug: &str) -> i64 {
     sqlx::query_scalar("SELECT generation FROM tenants WHERE slug = $1")
         .bind(slug)
         .fetch_one(db)
         .await
         .unwrap()
-}
-
-fn lines(plan: &Value) -> Vec<String> {
-    plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            serde_json::from_value::<tenant_portal::domain::tenant_document::Change>(c.clone())
-                .unwrap()
-                .to_string()
-        })
-        .collect()
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
@@ -85,7 +64,7 @@ async fn a_document_creates_the_tenant_and_the_same_document_again_changes_nothi
     let etag = created.headers()["etag"].to_str().unwrap().to_string();
     let plan: Value = created.json().await.unwrap();
     assert_eq!(plan["outcome"], "created", "{plan}");
-    let said = lines(&plan);
+    let said = common::plan_lines(&plan);
     assert_eq!(said[0], "+ tenant acme");
     assert!(said.contains(&"+ namespace prod (requests.cpu=2, requests.memory=4Gi)".to_string()));
     assert!(said.contains(&"+ member group team-acme (owner)".to_string()));
@@ -107,7 +86,7 @@ async fn a_document_creates_the_tenant_and_the_same_document_again_changes_nothi
         before,
         "no generation bumped, no audit event, no outbox row"
     );
-    assert_eq!(audit_actions(&db, "acme").await, ["tenant.created"]);
+    assert_eq!(common::audit_actions(&db, "acme").await, ["tenant.created"]);
 
     // The tenant as a document is what makes it so.
     let document = app.get("/api/v1/tenants/acme/document").await;
@@ -163,17 +142,17 @@ async fn an_edited_document_changes_what_differs_in_one_audited_step(db: PgPool)
     let plan: Value = dry.json().await.unwrap();
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["outcome"], "changed");
-    assert_eq!(lines(&plan), expected);
+    assert_eq!(common::plan_lines(&plan), expected);
     assert_eq!(app.table_counts().await, before, "a dry run writes nothing");
 
     let generation_before = generation(&db, "acme").await;
     let applied = put(&app, &app.token, "acme", &edited).await;
     assert_eq!(applied.status(), 200);
     let plan: Value = applied.json().await.unwrap();
-    assert_eq!(lines(&plan), expected);
+    assert_eq!(common::plan_lines(&plan), expected);
     assert_eq!(plan["generation"], generation_before + 1, "one step");
     assert_eq!(
-        audit_actions(&db, "acme").await,
+        common::audit_actions(&db, "acme").await,
         ["tenant.created", "tenant.applied"]
     );
     let (before, after): (Value, Value) =
@@ -215,7 +194,10 @@ async fn an_edited_document_changes_what_differs_in_one_audited_step(db: PgPool)
     .json()
     .await
     .unwrap();
-    assert_eq!(lines(&plan), ["~ description: \"\" → \"Payments\""]);
+    assert_eq!(
+        common::plan_lines(&plan),
+        ["~ description: \"\" → \"Payments\""]
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
@@ -335,7 +317,7 @@ async fn documents_that_break_a_rule_are_refused_naming_the_field_and_write_noth
         .json()
         .await
         .unwrap();
-    assert_eq!(lines(&plan), ["- namespace team-dev"]);
+    assert_eq!(common::plan_lines(&plan), ["- namespace team-dev"]);
     put(&app, &app.token, "acme-team", &json!({"namespaces": []})).await;
     let (status, body) = problem(
         put(
@@ -406,7 +388,7 @@ async fn budgets_follow_who_may_grant_them(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(
-        lines(&plan),
+        common::plan_lines(&plan),
         [
             "- budget pods: 20 → (none)",
             "~ budget requests.cpu: 1 → 3",

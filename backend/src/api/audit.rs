@@ -3,12 +3,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::ApiQuery;
 use super::model::{AuditEvent, AuditPage, AuditQuery};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, reach_limit};
 use crate::db::{self, audit::AuditFilter};
 use crate::error::Error;
 use crate::service::pagination;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list))

@@ -5,10 +5,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::answer::budget_response;
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{Budget, BudgetAnswer, SetBudget};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::service::{self, views};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get, set))

@@ -6,10 +6,10 @@ use axum::extract::{Path, State};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, RequestId};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::service::clusters::{self, CapacityRequest, ClusterView};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -23,6 +23,8 @@ use crate::error::Error;
 pub const SLUG: &str = "^(?!kube|openshift)(?!(system|default|tenant-portal|tenant|admin|api|cluster|node|monitoring|ingress|istio|linkerd|cilium|calico|flux|argocd|cert-manager)$)[a-z][a-z0-9-]{1,18}[a-z0-9]$";
 /// `domain/namespace.rs`: a DNS-1123 label of at most 59 characters.
 pub const NAMESPACE_NAME: &str = "^[a-z0-9]([a-z0-9-]{0,57}[a-z0-9])?$";
+/// A template's name (`domain/template.rs::parse_name`).
+pub const TEMPLATE_NAME: &str = "^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$";
 /// `domain/platform_api.rs`: `<resource>.<group>`, a DNS label, then a DNS
 /// subdomain with at least one dot (Kubernetes' own groups are refused).
 pub const PLATFORM_API: &str =
@@ -135,6 +137,7 @@ pub fn describe_requests(doc: &mut OpenApi, clusters: &[&str]) {
                     (ParameterIn::Path, "slug") => Some(string(SLUG)),
                     (ParameterIn::Path, "name") => Some(string(NAMESPACE_NAME)),
                     (ParameterIn::Path, "api") => Some(string(PLATFORM_API)),
+                    (ParameterIn::Path, "template") => Some(string(TEMPLATE_NAME)),
                     (ParameterIn::Path, "id") => Some(
                         ObjectBuilder::new()
                             .schema_type(Type::Integer)

@@ -11,11 +11,11 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, ApiQuery, IfMatch, RequestId, etag};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::tenant_document::{Outcome, TenantDocument, TenantPlan};
 use crate::error::Error;
 use crate::service::documents::{self, Portal};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -9,8 +9,9 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -21,13 +22,14 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::ApiQuery;
-use crate::app::AppState;
-use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck, reach_limit};
+use crate::auth::{AuthParts, Principal};
 use crate::db::{self, events::EventFilter, events::EventRow};
-use crate::error::{Error, PROBLEM_JSON, Problem};
+use crate::error::Error;
 use crate::events::Notice;
+use crate::problem::{PROBLEM_JSON, Problem};
 use crate::service::access::{load_authorized, visible_to};
+use crate::state::AppState;
 
 /// How often an open stream checks that the session or token behind it is
 /// still valid (not expired, revoked or signed out).
@@ -71,6 +73,7 @@ struct EventsQuery {
               (status = 429, description = "The caller has as many streams open as it may")))]
 async fn stream(
     State(app): State<AppState>,
+    Extension(streams): Extension<OpenStreams>,
     who: Principal,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
@@ -117,7 +120,7 @@ async fn stream(
         reach: reach_limit(&who),
     };
     let limit = app.config.login.max_event_streams;
-    let Some(slot) = app.streams.open(who.key(), limit) else {
+    let Some(slot) = streams.open(who.key(), limit) else {
         return Ok(too_many_streams(limit));
     };
     // Subscribed before the first read, so no event slips between.
@@ -137,7 +140,7 @@ async fn stream(
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let reader = Reader {
-        app,
+        auth: AuthParts::from_ref(&app),
         credentials,
         checked_at: Instant::now(),
         _slot: slot,
@@ -213,7 +216,7 @@ impl Drop for StreamSlot {
 }
 
 struct Reader {
-    app: AppState,
+    auth: AuthParts,
     /// The request's Authorization and Cookie headers, checked again every [`RECHECK`].
     credentials: HeaderMap,
     checked_at: Instant,
@@ -233,11 +236,11 @@ impl Reader {
                 // A token's reach is read again: a tenant it created meanwhile
                 // joins the stream, one no longer named on it leaves.
                 let valid = if self.filter.reach.is_some() {
-                    Principal::authenticate(&self.credentials, &self.app)
+                    Principal::authenticate(&self.credentials, &self.auth)
                         .await
                         .map(|fresh| self.filter.reach = reach_limit(&fresh))
                 } else {
-                    Principal::still_valid(&self.credentials, &self.app).await
+                    Principal::still_valid(&self.credentials, &self.auth).await
                 };
                 if let Err(e) = valid {
                     tracing::info!(reason = %e, "change stream ended: its credentials are no longer valid");
@@ -249,7 +252,7 @@ impl Reader {
                 self.after = row.id;
                 return Some((Ok(to_sse(&row)), self));
             }
-            let batch = match self.app.db.acquire().await {
+            let batch = match self.auth.db.acquire().await {
                 Ok(mut conn) => db::events::after(&mut conn, self.after, &self.filter, 200)
                     .await
                     .ok(),

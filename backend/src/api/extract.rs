@@ -174,4 +174,4 @@ fn is_entity_tag(tag: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
 }
 
-pub use crate::app::RequestId;
+pub use crate::state::RequestId;

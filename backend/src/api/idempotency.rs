@@ -11,10 +11,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::idempotency::{self, Claim};
 use crate::error::Error;
+use crate::state::AppState;
 
 const KEY_HEADER: &str = "idempotency-key";
 /// Headers of the first answer that a replay repeats.

@@ -7,11 +7,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiQuery, RequestId, decode};
 use super::model::{KubeconfigCredentials, KubeconfigRequest, KubeconfigView};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::error::Error;
 use crate::service;
+use crate::state::AppState;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -8,10 +8,10 @@ use axum::response::Response;
 use super::answer::tenant_response;
 use super::extract::{IfMatch, RequestId};
 use super::model::Tenant;
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::service::lifecycle::{self, Transition};
+use crate::state::AppState;
 
 pub async fn dispatch(
     State(app): State<AppState>,

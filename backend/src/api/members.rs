@@ -6,11 +6,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::answer::tenant_response;
 use super::extract::{ApiJson, IfMatch, RequestId};
 use super::model::{CreateMember, Member, TenantAnswer, TenantItems, UpdateMember};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::error::Error;
 use crate::service::{self, access};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -22,21 +22,25 @@ mod prices;
 mod quota_requests;
 mod showback;
 mod status;
+mod templates;
 pub mod tenant_json;
 mod tenants;
 mod wait;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::middleware;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, RefOr, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
-use crate::error::{Error, PROBLEM_JSON, Problem};
+use crate::error::Error;
+use crate::problem::{PROBLEM_JSON, Problem};
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -55,6 +59,7 @@ use crate::error::{Error, PROBLEM_JSON, Problem};
         (name = "events", description = "The change stream"),
         (name = "showback", description = "Prices, and what tenants cost"),
         (name = "platform-apis", description = "The clusters' custom APIs published to tenants"),
+        (name = "templates", description = "Templates (tiers) tenants are made from, and their rollouts"),
     )
 )]
 struct ApiDoc;
@@ -64,6 +69,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
         .merge(documents::router())
+        .merge(templates::router())
         .merge(namespaces::router())
         .merge(budget::router())
         .merge(policy::router())
@@ -81,11 +87,17 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .split_for_parts();
     document_errors_and_security(&mut doc);
     contract::describe_requests(&mut doc, &app.config.cluster_names());
+    let served = Arc::new(doc.clone());
     let routes = routes
         // `{slug}:suspend` and `{slug}:resume`, documented above as their own paths.
         .route("/tenants/{slug}", post(lifecycle::dispatch))
         .layer(middleware::from_fn_with_state(app, idempotency::replay))
         .route("/openapi.json", get(openapi_json))
+        // The API's own caches, with the API: the change streams open per
+        // principal, and tenants' list JSON by view version.
+        .layer(Extension(events::OpenStreams::default()))
+        .layer(Extension(Arc::new(tenant_json::TenantJson::default())))
+        .layer(Extension(served))
         .fallback(|| async {
             Error::NotFound("there is no such API route; see /api/v1/openapi.json".into())
         })
@@ -141,10 +153,8 @@ pub async fn problems_for_plain_errors(
     answer
 }
 
-async fn openapi_json(
-    axum::extract::State(app): axum::extract::State<AppState>,
-) -> axum::Json<OpenApiDoc> {
-    axum::Json(app.openapi.as_ref().clone())
+async fn openapi_json(Extension(doc): Extension<Arc<OpenApiDoc>>) -> axum::Json<OpenApiDoc> {
+    axum::Json(doc.as_ref().clone())
 }
 
 /// Every operation can answer with these problems; saying so once here keeps

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, RequestId};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::service::platform_apis::{self, Publication, Published};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

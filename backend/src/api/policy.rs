@@ -9,12 +9,12 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, IfMatch, RequestId};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::TenantPolicy;
 use crate::domain::tenant_policy::PolicyDocument;
 use crate::error::Error;
 use crate::service::policy::{self, PolicyInForce, Source};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get, put, reset))

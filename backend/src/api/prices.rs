@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, RequestId};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::Currency;
 use crate::error::Error;
 use crate::service::prices::{self, NewPrice, PriceEntry};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, set))

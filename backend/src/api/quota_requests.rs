@@ -11,11 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, ApiQuery, RequestId};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::quota_requests::QuotaRequestRow;
 use crate::error::Error;
 use crate::service;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

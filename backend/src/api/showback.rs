@@ -11,12 +11,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::ApiQuery;
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::Currency;
 use crate::domain::price::format_micros;
 use crate::error::Error;
 use crate::service::showback::{self, GroupBy, Period, Report};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -7,7 +7,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::model::{
     NamespaceStatus, NamespaceUsage, PlatformApiStatus, ResourceUsage, TenantStatus, TenantUsage,
 };
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::db;
@@ -15,6 +14,7 @@ use crate::domain::{Quantity, QuotaResource, ResourceList};
 use crate::error::Error;
 use crate::service::access::load_authorized;
 use crate::service::views;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

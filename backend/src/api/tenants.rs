@@ -1,3 +1,6 @@
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -7,14 +10,15 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::answer::{created_response, tenant_response};
 use super::extract::{ApiJson, ApiQuery, IfMatch, RequestId};
 use super::model::{CreateTenant, Tenant, TenantAnswer, TenantListQuery, TenantPage, TenantPatch};
+use super::tenant_json::TenantJson;
 use super::wait::{WaitQuery, until_ready};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, precheck};
 use crate::domain::tenant::parse_label_selector;
 use crate::error::Error;
 use crate::service::tenants::{ListQuery, PageEntry};
 use crate::service::{self, access, pagination, views};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -27,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "A page of tenants", body = TenantPage)))]
 async fn list(
     State(app): State<AppState>,
+    Extension(tenant_json): Extension<Arc<TenantJson>>,
     who: Principal,
     ApiQuery(query): ApiQuery<TenantListQuery>,
 ) -> Result<Response, Error> {
@@ -52,7 +57,7 @@ async fn list(
     let held = std::sync::Mutex::new(std::collections::HashMap::new());
     let (entries, next) =
         service::tenants::list_views(&mut conn, &who, filter, after, limit, |id, version| {
-            let Some(json) = app.tenant_json.get(id, version) else {
+            let Some(json) = tenant_json.get(id, version) else {
                 return false;
             };
             held.lock().map(|mut held| held.insert(id, json)).is_ok()
@@ -82,7 +87,7 @@ async fn list(
                 );
                 body.extend_from_slice(&json);
                 if keep {
-                    app.tenant_json.put(id, version, json);
+                    tenant_json.put(id, version, json);
                 }
             }
         }

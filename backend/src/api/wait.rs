@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::app::AppState;
 use crate::db::tenants::TenantRow;
 use crate::error::Error;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum WaitFor {

@@ -8,15 +8,20 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::AuthParts;
 use super::oidc::LoginError;
 use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{Principal, constant_time_eq};
-use crate::app::AppState;
 use crate::db;
 use crate::error::Error;
 use crate::page;
 
-pub fn router() -> Router<AppState> {
+/// The sign-in routes, over any state that hands over [`AuthParts`].
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthParts: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/auth/login", get(login))
         .route("/auth/callback", get(callback))
@@ -92,7 +97,7 @@ struct LoginQuery {
 }
 
 async fn login(
-    State(app): State<AppState>,
+    State(app): State<AuthParts>,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, Error> {
     let Some(login) = &app.login else {
@@ -137,7 +142,7 @@ struct CallbackQuery {
 }
 
 async fn callback(
-    State(app): State<AppState>,
+    State(app): State<AuthParts>,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, Error> {
@@ -214,7 +219,7 @@ async fn callback(
 
 /// Ends the session. The Principal extractor has checked the CSRF token.
 async fn logout(
-    State(app): State<AppState>,
+    State(app): State<AuthParts>,
     headers: HeaderMap,
     who: Principal,
 ) -> Result<Response, Error> {

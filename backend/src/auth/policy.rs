@@ -23,6 +23,7 @@ pub enum Action {
     SetPrices,
     SetClusterCapacity,
     PublishPlatformApis,
+    ManageTemplates,
 }
 
 impl Action {
@@ -44,6 +45,7 @@ impl Action {
             Self::SetPrices => "set the prices of resources",
             Self::SetClusterCapacity => "declare what a cluster can hold",
             Self::PublishPlatformApis => "publish platform APIs to tenants",
+            Self::ManageTemplates => "write tenant templates or roll them out to their tenants",
             Self::ChangePolicy => {
                 "change tenant policies (Pod Security, Service types, classes, registries, node pools, network)"
             }
@@ -65,7 +67,8 @@ impl Action {
             | Self::ManageTokens
             | Self::SetPrices
             | Self::SetClusterCapacity
-            | Self::PublishPlatformApis => Scope::Admin,
+            | Self::PublishPlatformApis
+            | Self::ManageTemplates => Scope::Admin,
         }
     }
 
@@ -84,6 +87,7 @@ impl Action {
             | Self::SetPrices
             | Self::SetClusterCapacity
             | Self::PublishPlatformApis
+            | Self::ManageTemplates
             | Self::SuspendTenant
             | Self::ReadAudit
             | Self::ReadClusters

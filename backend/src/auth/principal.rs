@@ -1,16 +1,16 @@
 use std::fmt;
 use std::str::FromStr;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::AuthParts;
 use super::session;
 use super::tokens::TokenSecret;
-use crate::app::AppState;
 use crate::db;
 use crate::error::Error;
 
@@ -146,7 +146,7 @@ impl Principal {
     /// Who the credentials in these headers (a bearer token or a session
     /// cookie) name, if they are valid now. Checking CSRF is the caller's
     /// business: see the extractor.
-    pub async fn authenticate(headers: &HeaderMap, app: &AppState) -> Result<Self, Error> {
+    pub async fn authenticate(headers: &HeaderMap, app: &AuthParts) -> Result<Self, Error> {
         if let Some(header) = headers.get(AUTHORIZATION) {
             return bearer(header.to_str().unwrap_or(""), app).await;
         }
@@ -166,7 +166,7 @@ impl Principal {
     /// Whether the credentials in these headers are still valid: a token
     /// not revoked or expired, a session not ended or idle. Checking a
     /// session this way does not count as using it.
-    pub async fn still_valid(headers: &HeaderMap, app: &AppState) -> Result<(), Error> {
+    pub async fn still_valid(headers: &HeaderMap, app: &AuthParts) -> Result<(), Error> {
         if headers.contains_key(AUTHORIZATION) {
             return Self::authenticate(headers, app).await.map(|_| ());
         }
@@ -179,23 +179,28 @@ impl Principal {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
+impl<S> FromRequestParts<S> for Principal
+where
+    S: Send + Sync,
+    AuthParts: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         if let Some(known) = parts.extensions.get::<Principal>() {
             return Ok(known.clone());
         }
-        let principal = Self::authenticate(&parts.headers, app).await?;
+        let auth = AuthParts::from_ref(state);
+        let principal = Self::authenticate(&parts.headers, &auth).await?;
         if let Principal::User(user) = &principal {
-            check_csrf(parts, app, user)?;
+            check_csrf(parts, &auth, user)?;
         }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
 }
 
-async fn bearer(header: &str, app: &AppState) -> Result<Principal, Error> {
+async fn bearer(header: &str, app: &AuthParts) -> Result<Principal, Error> {
     let presented = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
@@ -228,7 +233,7 @@ async fn bearer(header: &str, app: &AppState) -> Result<Principal, Error> {
 /// A request that changes state with a session cookie must carry the
 /// session's CSRF token (header `X-CSRF-Token`) or come from the portal's own
 /// origin, so another site cannot make a signed-in browser act.
-fn check_csrf(parts: &Parts, app: &AppState, user: &User) -> Result<(), Error> {
+fn check_csrf(parts: &Parts, app: &AuthParts, user: &User) -> Result<(), Error> {
     if parts.method.is_safe() {
         return Ok(());
     }

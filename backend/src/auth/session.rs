@@ -8,9 +8,9 @@ use chrono::Utc;
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 
+use super::AuthParts;
 use super::User;
 use super::oidc::Identity;
-use crate::app::AppState;
 use crate::db::{self, sessions::NewSession};
 use crate::error::Error;
 
@@ -45,7 +45,7 @@ pub fn from_cookies(headers: &HeaderMap) -> Option<String> {
 
 /// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
 pub fn set_cookie(
-    app: &AppState,
+    app: &AuthParts,
     name: &str,
     value: &str,
     max_age: u64,
@@ -63,7 +63,7 @@ pub fn set_cookie(
 }
 
 /// Starts a new session (never reusing an old id) and returns the cookie value.
-pub async fn create(app: &AppState, identity: &Identity) -> Result<String, Error> {
+pub async fn create(app: &AuthParts, identity: &Identity) -> Result<String, Error> {
     let cookie = random_secret();
     let lifetime = chrono::Duration::from_std(app.config.login.session_lifetime)
         .map_err(|e| Error::Internal(anyhow::anyhow!("session lifetime: {e}")))?;
@@ -85,7 +85,7 @@ pub async fn create(app: &AppState, identity: &Identity) -> Result<String, Error
 }
 
 /// The user behind a session cookie, if the session is live.
-pub async fn find(app: &AppState, cookie: &str) -> Result<Option<User>, Error> {
+pub async fn find(app: &AuthParts, cookie: &str) -> Result<Option<User>, Error> {
     let id_hash = hash(cookie);
     let idle = app.config.login.session_idle_timeout.as_secs_f64();
     let mut conn = app.db.acquire().await?;
@@ -113,7 +113,7 @@ pub async fn find(app: &AppState, cookie: &str) -> Result<Option<User>, Error> {
 /// Whether the session behind a cookie is live, without counting this as a
 /// use: a long-open change stream must not keep an unattended session from
 /// idling out.
-pub async fn is_live(app: &AppState, cookie: &str) -> Result<bool, Error> {
+pub async fn is_live(app: &AuthParts, cookie: &str) -> Result<bool, Error> {
     let idle = app.config.login.session_idle_timeout.as_secs_f64();
     let mut conn = app.db.acquire().await?;
     Ok(db::sessions::find_live(&mut conn, &hash(cookie), idle)
@@ -121,7 +121,7 @@ pub async fn is_live(app: &AppState, cookie: &str) -> Result<bool, Error> {
         .is_some())
 }
 
-pub async fn end(app: &AppState, cookie: &str) -> Result<(), Error> {
+pub async fn end(app: &AuthParts, cookie: &str) -> Result<(), Error> {
     let mut conn = app.db.acquire().await?;
     db::sessions::delete(&mut conn, &hash(cookie)).await
 }

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::domain::tenant_document::{MANAGED_BY_LABEL, Outcome, TenantDocument, TenantPlan};
-use crate::error::Problem;
+use crate::problem::Problem;
 
 /// Where the portal is and how to authenticate to it.
 #[derive(Debug, clap::Args)]

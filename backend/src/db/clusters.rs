@@ -130,7 +130,7 @@ pub fn over_capacity(e: &sqlx::Error) -> Option<Error> {
     let db = e.as_database_error()?;
     (db.code().as_deref() == Some("TPC01")).then(|| {
         let detail = format!(
-            "{}; an admin can declare more capacity (PUT /api/v1/clusters/{{name}}/capacity)",
+            "{}; a platform admin can declare more capacity for the cluster",
             db.message()
         );
         Error::Conflict {

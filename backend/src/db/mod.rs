@@ -19,7 +19,9 @@ pub mod quota_requests;
 pub mod reach;
 pub mod sessions;
 pub mod showback;
+pub mod showback_rollups;
 pub mod sync;
+pub mod templates;
 pub mod tenants;
 pub mod tokens;
 pub mod trail;
@@ -31,6 +33,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
 
 use crate::config::DatabaseConfig;
+use crate::error::Error;
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
@@ -87,4 +90,23 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// The name of the constraint a database error violated, if any.
 pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
     e.as_database_error().and_then(|d| d.constraint())
+}
+
+/// How a failed query reads to the rest of the service: a lost database is
+/// an outage (503 at the doors), a cluster over its declared capacity a
+/// refusal, a stored value that no longer parses a corrupt row, anything
+/// else an internal error.
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if health::is_connection_error(&e) {
+            health::connection_lost();
+            Error::DatabaseUnavailable(anyhow::Error::new(e).context("lost the database"))
+        } else if let Some(refusal) = clusters::over_capacity(&e) {
+            refusal
+        } else if decode::is_corrupt(&e) {
+            Error::Corrupt(anyhow::Error::new(e).context("a stored row does not parse"))
+        } else {
+            Error::Internal(anyhow::Error::new(e).context("database query failed"))
+        }
+    }
 }

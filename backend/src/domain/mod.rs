@@ -11,6 +11,7 @@ pub mod quantity;
 pub mod quota;
 pub mod showback;
 pub mod slug;
+pub mod template;
 pub mod tenant;
 pub mod tenant_document;
 pub mod tenant_policy;

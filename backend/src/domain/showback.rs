@@ -53,6 +53,19 @@ impl PriceBook {
         latest(Some(cluster)).or_else(|| latest(None)).unwrap_or(0)
     }
 
+    /// Every instant any price starts, sorted, without repeats.
+    pub fn starts(&self) -> Vec<i64> {
+        let mut starts: Vec<i64> = self
+            .by_resource
+            .values()
+            .flatten()
+            .map(|r| r.from)
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        starts
+    }
+
     /// The prices of a resource in one cluster as steps: from each instant
     /// on, until the next, the price in millionths.
     fn timeline(&self, resource: &str, cluster: &str) -> Vec<(i64, i64)> {
@@ -197,6 +210,44 @@ impl Ledger {
         Ok(())
     }
 
+    /// Books integrals (nano-units times seconds) of a namespace of
+    /// `cluster` to `group`, priced at the price in force at `at`: the
+    /// caller answers for no price changing over the time they cover, and
+    /// for that time lying in the period.
+    pub fn book_integral(
+        &mut self,
+        group: &str,
+        cluster: &str,
+        resource: &str,
+        at: i64,
+        allocated: i128,
+        used: i128,
+    ) -> Result<(), Overflow> {
+        let Ok(priced) = PricedResource::parse(resource) else {
+            return Ok(());
+        };
+        if allocated <= 0 && used <= 0 {
+            return Ok(());
+        }
+        let micros = i128::from(self.prices.at(resource, cluster, at));
+        let line = self
+            .lines
+            .entry((group.to_string(), resource.to_string()))
+            .or_insert_with(|| Line::new(priced));
+        for (integral, amount, cost) in [
+            (allocated, &mut line.allocated, &mut line.allocated_cost),
+            (used, &mut line.used, &mut line.used_cost),
+        ] {
+            if integral > 0 {
+                amount.add(integral)?;
+                if micros > 0 {
+                    cost.add_product(integral, micros, 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The lines by group, then resource.
     pub fn into_lines(self) -> BTreeMap<(String, String), Line> {
         self.lines
@@ -218,6 +269,33 @@ pub fn standing(times: &[i64], stop: i64) -> Vec<(i64, i64)> {
         .enumerate()
         .map(|(i, at)| (*at, times.get(i + 1).copied().unwrap_or(stop).min(stop)))
         .collect()
+}
+
+/// Seconds in an hour, the unit of the rollups.
+pub const HOUR: i64 = 3600;
+
+/// The start of the hour `t` falls in.
+pub fn floor_hour(t: i64) -> i64 {
+    t.div_euclid(HOUR) * HOUR
+}
+
+/// The start of the first hour that begins at or after `t`.
+pub fn ceil_hour(t: i64) -> i64 {
+    floor_hour(t + HOUR - 1)
+}
+
+/// The hours `[start, end)` covers: each hour's start with the seconds of it covered.
+pub fn hours(start: i64, end: i64) -> impl Iterator<Item = (i64, i64)> {
+    let mut hour = floor_hour(start);
+    std::iter::from_fn(move || {
+        if hour >= end {
+            return None;
+        }
+        let seconds = (hour + HOUR).min(end) - hour.max(start);
+        let item = (hour, seconds);
+        hour += HOUR;
+        Some(item)
+    })
 }
 
 /// The nearest-rank percentile `p` (1 to 100) of sorted values; `None` when there are none.
@@ -342,6 +420,19 @@ mod tests {
         assert_eq!(right_size("requests.memory", 0), 0);
         assert_eq!(utilisation(1, 4), Some(250_000));
         assert_eq!(utilisation(1, 0), None);
+    }
+
+    #[test]
+    fn a_span_is_cut_at_the_hours() {
+        assert_eq!(
+            hours(3000, 7300).collect::<Vec<_>>(),
+            vec![(0, 600), (3600, 3600), (7200, 100)]
+        );
+        assert_eq!(hours(3600, 3600).count(), 0);
+        assert_eq!(
+            (floor_hour(-1), ceil_hour(1), ceil_hour(3600)),
+            (-3600, 3600, 3600)
+        );
     }
 
     #[test]

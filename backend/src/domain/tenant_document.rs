@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::template::{Override, TemplateRef};
 use super::{MemberKind, ResourceList, Role, TenantPolicy};
 
 /// The label that says which folder of documents manages a tenant:
@@ -34,6 +35,13 @@ pub struct TenantDocument {
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The template (`GET /templates`) the tenant is made from, chosen at
+    /// creation (its newest version; the portal records which) and never
+    /// changed by a document: a rollout moves the tenant to a newer version.
+    /// The document's other fields are overrides over the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "small")]
+    pub template: Option<String>,
     /// Every label of the tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -117,6 +125,8 @@ where
 pub struct TenantShape {
     pub display_name: String,
     pub description: String,
+    /// The template version the tenant is on.
+    pub template: Option<TemplateRef>,
     pub labels: BTreeMap<String, String>,
     pub budget: ResourceList,
     /// Short name to allocations.
@@ -143,6 +153,11 @@ pub enum Change {
     Description {
         from: String,
         to: String,
+    },
+    /// The template version the tenant is on (`from` null: none yet).
+    Template {
+        from: Option<TemplateRef>,
+        to: Option<TemplateRef>,
     },
     /// A label added (`from` null), changed, or removed (`to` null).
     Label {
@@ -243,6 +258,19 @@ impl fmt::Display for Change {
             Self::TenantCreated { slug } => write!(f, "+ tenant {slug}"),
             Self::DisplayName { from, to } => write!(f, "~ display_name: {from:?} → {to:?}"),
             Self::Description { from, to } => write!(f, "~ description: {from:?} → {to:?}"),
+            Self::Template { from, to } => {
+                let name = |t: &Option<TemplateRef>| {
+                    t.as_ref()
+                        .map_or_else(|| "(none)".to_string(), ToString::to_string)
+                };
+                write!(
+                    f,
+                    "{} template: {} → {}",
+                    if from.is_none() { '+' } else { '~' },
+                    name(from),
+                    name(to)
+                )
+            }
             Self::Label { key, from, to } => write!(
                 f,
                 "{} label {key}: {} → {}",
@@ -323,6 +351,10 @@ pub struct TenantPlan {
     pub generation: i64,
     /// Every difference, in the order `tenant-portal diff` prints them.
     pub changes: Vec<Change>,
+    /// A template rollout's plan: the tenant's own values it keeps where
+    /// the template's new version says otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
 }
 
 /// Items of two maps, by key: (key, before, after) where they differ.
@@ -378,6 +410,12 @@ fn list_differences(
 /// expiry. Empty when the tenant already is as desired.
 pub fn plan(current: &TenantShape, desired: &TenantShape) -> Vec<Change> {
     let mut changes = Vec::new();
+    if current.template != desired.template {
+        changes.push(Change::Template {
+            from: current.template.clone(),
+            to: desired.template.clone(),
+        });
+    }
     if current.display_name != desired.display_name {
         changes.push(Change::DisplayName {
             from: current.display_name.clone(),
@@ -486,6 +524,7 @@ pub fn plan_new(slug: &str, desired: &TenantShape, default_policy: &TenantPolicy
     let empty = TenantShape {
         display_name: desired.display_name.clone(),
         description: desired.description.clone(),
+        template: None,
         labels: BTreeMap::new(),
         budget: ResourceList::default(),
         namespaces: BTreeMap::new(),
@@ -517,6 +556,7 @@ mod tests {
         TenantShape {
             display_name: "Acme".into(),
             description: String::new(),
+            template: None,
             labels: [("team".to_string(), "payments".to_string())].into(),
             budget: quantities(&[("requests.cpu", "4"), ("namespaces", "10")]),
             namespaces: [
@@ -612,7 +652,7 @@ mod tests {
         assert_eq!(doc.policy, Some(None));
         assert_eq!(doc.expires_at, None);
         let unknown =
-            serde_json::from_value::<TenantDocument>(serde_json::json!({"template": "small"}));
+            serde_json::from_value::<TenantDocument>(serde_json::json!({"tier": "small"}));
         assert!(unknown.is_err());
     }
 

@@ -22,6 +22,19 @@ pub struct Limits {
     pub max_sessions: u32,
 }
 
+impl From<&crate::config::TenantApiConfig> for Limits {
+    /// Every tenant's share unless its policy sets its own.
+    fn from(config: &crate::config::TenantApiConfig) -> Self {
+        Self {
+            rate: config.rate,
+            burst: config.burst,
+            max_in_flight: config.max_in_flight,
+            max_watches: config.max_watches,
+            max_sessions: config.max_sessions,
+        }
+    }
+}
+
 impl Limits {
     /// A tenant's own share; figures it does not set are the defaults'.
     pub fn of(share: crate::domain::tenant_policy::ApiShare, defaults: Limits) -> Self {

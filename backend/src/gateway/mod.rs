@@ -43,12 +43,12 @@ pub use names::NameMap;
 use status::KubeStatus;
 use upstream::Upstream;
 
-use crate::app::AppState;
 use crate::auth::tokens::TokenSecret;
 use crate::cluster::render::account_for;
 use crate::domain::{Role, TenantState};
 use crate::service::gateway::{Credential, Holder};
 use crate::service::views::TenantView;
+use crate::state::AppState;
 
 /// How long a tenant's members and namespaces, and a token's holder, are
 /// reused without asking PostgreSQL again. Changes to a tenant also end
@@ -290,16 +290,23 @@ impl Gateway {
 
 /// The routes of the tenant API; mounted without the portal's request
 /// timeout (watches stay open) and with the API server's body limit.
-pub fn router() -> Router<AppState> {
+pub fn router(app: &AppState) -> Router<AppState> {
+    // The tenant API's clients per cluster, caches and fair shares, with it.
+    let gateway = Gateway::new(Limits::from(&app.config.tenant_api), &app.events);
     Router::new()
         .route("/k8s/tenants/{slug}", any(serve))
         .route("/k8s/tenants/{slug}/{*rest}", any(serve))
+        .layer(axum::Extension(gateway))
 }
 
 /// The largest request body the gateway reads, as the API server's limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-async fn serve(State(app): State<AppState>, request: Request<Body>) -> Response {
+async fn serve(
+    State(app): State<AppState>,
+    axum::Extension(gateway): axum::Extension<Arc<Gateway>>,
+    request: Request<Body>,
+) -> Response {
     let started = Instant::now();
     let path = request.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/k8s/tenants/") else {
@@ -309,7 +316,7 @@ async fn serve(State(app): State<AppState>, request: Request<Body>) -> Response 
     let slug = slug.to_string();
     let rest = format!("/{rest}");
     let verb = request::verb(request.method(), &rest, request.uri().query());
-    let response = match handle(&app, &slug, &rest, request).await {
+    let response = match handle(&app, &gateway, &slug, &rest, request).await {
         Ok(response) => response,
         Err(status) => status.into_response(),
     };
@@ -319,6 +326,7 @@ async fn serve(State(app): State<AppState>, request: Request<Body>) -> Response 
 
 async fn handle(
     app: &AppState,
+    gateway: &Arc<Gateway>,
     slug: &str,
     rest: &str,
     request: Request<Body>,
@@ -332,7 +340,6 @@ async fn handle(
             "the tenant API does not offer impersonation ({name}); every request acts as its caller"
         )));
     }
-    let gateway = app.gateway.clone();
     let caller = gateway.caller(app, slug, request.headers()).await?;
     let target = request::classify(rest)?;
     let stream = stream_of(&target);
@@ -368,7 +375,7 @@ async fn handle(
     let upstream = gateway.upstream(app, &cluster)?;
     let context = proxy::Context {
         app,
-        gateway: &gateway,
+        gateway,
         caller: &caller,
         upstream: &upstream,
         slug,

@@ -231,7 +231,7 @@ fn principal(ctx: &Context<'_>, doing: &str) -> Result<crate::auth::Principal, K
 
 fn actor(who: &crate::auth::Principal, headers: &HeaderMap) -> service::Actor {
     let request_id = headers
-        .get(crate::app::REQUEST_ID)
+        .get(crate::state::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     service::Actor::of(who, request_id)

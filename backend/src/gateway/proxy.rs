@@ -23,8 +23,8 @@ use super::wire::{
     tenant_path, user_agent, watch_response,
 };
 use super::{Caller, Gateway, namespaces};
-use crate::app::AppState;
 use crate::cluster::render::account_for;
+use crate::state::AppState;
 
 /// Reviews of the caller's own access (`kubectl auth can-i`, `auth whoami`).
 pub(super) const REVIEWS: [(&str, &str); 3] = [

@@ -222,7 +222,7 @@ pub async fn open(
         actor: ctx.caller.holder.actor(ctx.slug),
         request_id: request
             .headers()
-            .get(crate::app::REQUEST_ID)
+            .get(crate::state::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     };

@@ -17,6 +17,7 @@ use crate::auth::policy::{Action, authorize, precheck};
 use crate::config::ServeConfig;
 use crate::db;
 use crate::domain::quota::{check_allocation, check_budget_covers};
+use crate::domain::template::{Override, TemplateRef, TemplateValues, TemplatedState, roll};
 use crate::domain::tenant_document::{
     Change, MemberDocument, NamespaceDocument, Outcome, TenantDocument, TenantPlan, TenantShape,
     plan, plan_new,
@@ -45,7 +46,13 @@ pub async fn read(
 ) -> Result<(TenantDocument, i64), Error> {
     precheck(who, Action::ReadTenants)?;
     let tenant = super::access::view_authorized(conn, who, slug, Action::ReadTenants).await?;
-    Ok((document_of(&tenant), tenant.generation))
+    let mut document = document_of(&tenant);
+    if let Some(row) = db::tenants::get(conn, slug).await? {
+        document.template = db::templates::of_tenant(conn, row.id)
+            .await?
+            .map(|(name, _)| name);
+    }
+    Ok((document, tenant.generation))
 }
 
 /// A tenant as the document that makes it: every field it has, its policy
@@ -55,6 +62,7 @@ pub fn document_of(tenant: &TenantView) -> TenantDocument {
         slug: Some(tenant.slug.clone()),
         display_name: Some(tenant.display_name.clone()),
         description: Some(tenant.description.clone()),
+        template: None,
         labels: Some(tenant.labels.clone()),
         cluster: Some(tenant.cluster.clone()),
         budget: Some(tenant.budget.clone()),
@@ -131,7 +139,7 @@ pub async fn put(
     }
 }
 
-async fn create(
+pub(super) async fn create(
     portal: Portal<'_>,
     who: &Principal,
     actor: &Actor,
@@ -141,6 +149,13 @@ async fn create(
 ) -> Result<Applied, Error> {
     authorize(who, Action::CreateTenant)?;
     let default_policy = portal.config.guardrails.default_policy();
+    let template = match &document.template {
+        Some(name) => {
+            let mut conn = portal.db.acquire().await?;
+            Some(super::templates::for_new_tenant(&mut conn, portal.config, name).await?)
+        }
+        None => None,
+    };
     let policy = match &document.policy {
         Some(Some(given)) => Some(parse_policy(given, &default_policy)?),
         _ => None,
@@ -149,9 +164,46 @@ async fn create(
     if let Some(policy) = &policy {
         refuse_policy_change(who, &plan_policy(&default_policy, policy))?;
     }
+    // The template's policy, unless the document gives its own.
+    let policy = match (&document.policy, &template) {
+        (None, Some(t)) => t.policy.clone().filter(|p| *p != default_policy),
+        _ => policy,
+    };
     if document.ttl.is_some() && matches!(document.expires_at, Some(Some(_))) {
         return Err(Error::invalid("ttl", "give ttl or expires_at, not both"));
     }
+    // The template's lifetime, unless the document gives one.
+    let ttl = match (&document.ttl, &document.expires_at, &template) {
+        (None, None, Some(t)) => t.spec.ttl.clone(),
+        _ => document.ttl.clone(),
+    };
+    let mut labels = template
+        .as_ref()
+        .map(|t| t.spec.labels.clone())
+        .unwrap_or_default();
+    labels.extend(document.labels.unwrap_or_default());
+    let budget = match (document.budget, &template) {
+        (Some(given), Some(t)) => {
+            let mut budget = t.values.budget.clone();
+            budget.extend(given);
+            budget
+        }
+        (Some(given), None) => given,
+        (None, Some(t)) => t.values.budget.clone(),
+        (None, None) => super::grant::default_budget(portal.config).to_strings(),
+    };
+    let namespaces = match (document.namespaces, &template) {
+        (Some(given), _) => given,
+        (None, Some(t)) => t.spec.namespaces.clone(),
+        (None, None) => Vec::new(),
+    };
+    let template_budget = match &template {
+        Some(t) => Some(
+            ResourceList::parse(&t.values.budget, "template.budget")
+                .map_err(|_| Error::Corrupt(anyhow::anyhow!("template {} budget", t.at)))?,
+        ),
+        None => None,
+    };
     let mut members: Vec<(MemberKind, String, Role)> = document
         .members
         .unwrap_or_default()
@@ -163,19 +215,15 @@ async fn create(
         slug: slug.to_string(),
         display_name: document.display_name,
         description: document.description.unwrap_or_default(),
-        labels: document.labels.unwrap_or_default(),
+        labels,
         cluster: document.cluster,
-        budget: document
-            .budget
-            .unwrap_or_else(|| super::grant::default_budget(portal.config).to_strings()),
-        namespaces: document
-            .namespaces
-            .unwrap_or_default()
+        budget,
+        namespaces: namespaces
             .into_iter()
             .map(|n| (n.name, n.allocations))
             .collect(),
         members,
-        ttl: document.ttl.clone(),
+        ttl: ttl.clone(),
         expires_at: document.expires_at.flatten(),
     };
     let names: Vec<String> = request.namespaces.iter().map(|n| n.0.clone()).collect();
@@ -186,13 +234,17 @@ async fn create(
         who,
         request,
         CreatorOwns::AsRequested,
+        template_budget.as_ref(),
     )
     .await
     .map_err(|e| within_namespaces(e, slug, &names))?;
     if let Some(policy) = &policy {
         db::policies::put(&mut tx, id, policy).await?;
     }
-    if let Some(ttl) = &document.ttl {
+    if let Some(t) = &template {
+        db::templates::set_tenant(&mut tx, id, &t.at.name, t.at.version).await?;
+    }
+    if let Some(ttl) = &ttl {
         // A document's lifetime counts from the creation, so that applying
         // it again finds the same expiry.
         let lifetime = lifetime(ttl)?;
@@ -202,13 +254,19 @@ async fn create(
         .await?
         .ok_or_else(|| crate::error::tenant_not_found(slug))?;
     let tenant = super::views::tenant(&mut tx, row).await?;
-    let changes = plan_new(slug, &shape_of(&tenant, &default_policy)?, &default_policy);
+    let at = template.map(|t| t.at);
+    let changes = plan_new(
+        slug,
+        &shape_of(&tenant, at, &default_policy)?,
+        &default_policy,
+    );
     let plan = TenantPlan {
         slug: slug.to_string(),
         outcome: Outcome::Created,
         dry_run,
         generation: if dry_run { 0 } else { tenant.generation },
         changes,
+        overrides: Vec::new(),
     };
     if dry_run {
         return Ok(Applied { plan, tenant: None });
@@ -229,14 +287,135 @@ async fn change(
     document: TenantDocument,
     dry_run: bool,
 ) -> Result<Applied, Error> {
+    let edit = Edit {
+        document,
+        template: None,
+        overrides: Vec::new(),
+        action: "tenant.applied",
+    };
+    apply(portal, who, actor, slug, precondition, dry_run, |_, _| {
+        Ok(edit)
+    })
+    .await
+}
+
+/// What an apply makes of a tenant: a document, and for a rollout the
+/// template version it moves to and the overrides it keeps.
+struct Edit {
+    document: TenantDocument,
+    template: Option<TemplateRef>,
+    overrides: Vec<Override>,
+    /// The audit event's action.
+    action: &'static str,
+}
+
+/// Moves a tenant on a template from the version it is on (`old`) to `to`
+/// (`new`): what the tenant has as `old` says follows `new`, its own values
+/// are kept and listed as overrides; one transaction, audited as
+/// `tenant.template_rolled_out`. With `dry_run` nothing is committed.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn roll_out(
+    portal: Portal<'_>,
+    who: &Principal,
+    actor: &Actor,
+    slug: &str,
+    old: &TemplateValues,
+    new: &TemplateValues,
+    to: TemplateRef,
+    dry_run: bool,
+) -> Result<Applied, Error> {
+    let default_policy = portal.config.guardrails.default_policy();
+    let default_fields = policy_fields(&default_policy);
+    apply(
+        portal,
+        who,
+        actor,
+        slug,
+        &Precondition::None,
+        dry_run,
+        |before, current| {
+            let state = TemplatedState {
+                budget: current.budget.to_strings(),
+                namespaces: current
+                    .namespaces
+                    .iter()
+                    .map(|(name, list)| (name.clone(), list.to_strings()))
+                    .collect(),
+                labels: current.labels.clone(),
+                policy: policy_fields(&current.policy),
+                created_at: before.created_at,
+                expires_at: current.expires_at,
+            };
+            let rolled = roll(&state, old, new);
+            let state = rolled.state;
+            let policy = if state.policy == default_fields {
+                None
+            } else {
+                Some(serde_json::Value::Object(
+                    state.policy.into_iter().collect(),
+                ))
+            };
+            Ok(Edit {
+                document: TenantDocument {
+                    labels: Some(state.labels),
+                    budget: Some(state.budget),
+                    namespaces: Some(
+                        state
+                            .namespaces
+                            .into_iter()
+                            .map(|(name, allocations)| NamespaceDocument { name, allocations })
+                            .collect(),
+                    ),
+                    policy: Some(policy),
+                    expires_at: Some(state.expires_at),
+                    ..Default::default()
+                },
+                template: Some(to),
+                overrides: rolled.overrides,
+                action: "tenant.template_rolled_out",
+            })
+        },
+    )
+    .await
+}
+
+/// A policy's fields, as its JSON form names them.
+pub(super) fn policy_fields(
+    policy: &TenantPolicy,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    match serde_json::to_value(policy) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Makes a locked tenant as `edit` (given the tenant and its shape) says.
+async fn apply(
+    portal: Portal<'_>,
+    who: &Principal,
+    actor: &Actor,
+    slug: &str,
+    precondition: &Precondition,
+    dry_run: bool,
+    edit: impl FnOnce(&TenantView, &TenantShape) -> Result<Edit, Error>,
+) -> Result<Applied, Error> {
     precheck(who, Action::EditTenant)?;
     let mut change =
         TenantChange::begin(portal.db, who, Action::EditTenant, slug, precondition).await?;
     change.require_editable()?;
     let before = change.before().clone();
     let default_policy = portal.config.guardrails.default_policy();
-    let current = shape_of(&before, &default_policy)?;
-    let desired = desire(
+    let template = db::templates::of_tenant(&mut change.tx, change.tenant.id)
+        .await?
+        .map(|(name, version)| TemplateRef { name, version });
+    let current = shape_of(&before, template, &default_policy)?;
+    let Edit {
+        document,
+        template,
+        overrides,
+        action,
+    } = edit(&before, &current)?;
+    let mut desired = desire(
         &document,
         &before,
         &current,
@@ -244,6 +423,9 @@ async fn change(
         portal.config,
         &default_policy,
     )?;
+    if template.is_some() {
+        desired.shape.template = template;
+    }
     let changes = plan(&current, &desired.shape);
     let mut plan = TenantPlan {
         slug: slug.to_string(),
@@ -255,6 +437,7 @@ async fn change(
         dry_run,
         generation: before.generation,
         changes,
+        overrides,
     };
     if plan.changes.is_empty() {
         return Ok(Applied { plan, tenant: None });
@@ -265,7 +448,7 @@ async fn change(
     if dry_run {
         return Ok(Applied { plan, tenant: None });
     }
-    let after = change.commit(actor, "tenant.applied").await?;
+    let after = change.commit(actor, action).await?;
     plan.generation = after.generation;
     Ok(Applied {
         plan,
@@ -274,7 +457,11 @@ async fn change(
 }
 
 /// A tenant's state as a document manages it, its policy the one in force.
-fn shape_of(tenant: &TenantView, default_policy: &TenantPolicy) -> Result<TenantShape, Error> {
+fn shape_of(
+    tenant: &TenantView,
+    template: Option<TemplateRef>,
+    default_policy: &TenantPolicy,
+) -> Result<TenantShape, Error> {
     let corrupt = || {
         Error::Corrupt(anyhow::anyhow!(
             "tenant {}: a stored budget or allocation does not parse",
@@ -293,6 +480,7 @@ fn shape_of(tenant: &TenantView, default_policy: &TenantPolicy) -> Result<Tenant
     Ok(TenantShape {
         display_name: tenant.display_name.clone(),
         description: tenant.description.clone(),
+        template,
         labels: tenant.labels.clone(),
         budget: ResourceList::parse(&tenant.budget, "budget").map_err(|_| corrupt())?,
         namespaces,
@@ -358,6 +546,20 @@ fn desire(
     let labels = Labels::parse(document.labels.as_ref().unwrap_or(&current.labels))
         .map_err(|e| errors.extend(e))
         .ok();
+    if let Some(name) = &document.template
+        && current.template.as_ref().is_none_or(|t| t.name != *name)
+    {
+        errors.push(FieldError::new(
+            "template",
+            match &current.template {
+                Some(t) => format!(
+                    "the tenant is on template \"{}\"; a tenant's template is chosen when it is created: write that, or leave template out",
+                    t.name
+                ),
+                None => "the tenant was not made from a template, and a tenant's template is chosen when it is created; leave template out".to_string(),
+            },
+        ));
+    }
     if let Some(cluster) = &document.cluster
         && *cluster != tenant.cluster
     {
@@ -454,6 +656,7 @@ fn desire(
             shape: TenantShape {
                 display_name: display_name.as_str().to_string(),
                 description: description.as_str().to_string(),
+                template: current.template.clone(),
                 labels: labels.as_map().clone(),
                 budget,
                 namespaces,
@@ -591,7 +794,7 @@ fn first(error: Error, field: &str) -> FieldError {
 }
 
 /// A lifetime such as `2h`, between one second and 366 days.
-fn lifetime(ttl: &str) -> Result<TimeDelta, Error> {
+pub(super) fn lifetime(ttl: &str) -> Result<TimeDelta, Error> {
     let lifetime = parse_duration(ttl)
         .ok()
         .and_then(|d| TimeDelta::from_std(d).ok())
@@ -608,7 +811,10 @@ fn lifetime(ttl: &str) -> Result<TimeDelta, Error> {
 }
 
 /// A policy written in a document, over the configured default.
-fn parse_policy(given: &serde_json::Value, default: &TenantPolicy) -> Result<TenantPolicy, Error> {
+pub(super) fn parse_policy(
+    given: &serde_json::Value,
+    default: &TenantPolicy,
+) -> Result<TenantPolicy, Error> {
     let document: crate::domain::tenant_policy::PolicyDocument =
         serde_path_to_error::deserialize(given.clone()).map_err(|e| {
             let path = e.path().to_string();
@@ -627,6 +833,7 @@ fn plan_policy(from: &TenantPolicy, to: &TenantPolicy) -> Vec<Change> {
     let shape = |policy: &TenantPolicy| TenantShape {
         display_name: String::new(),
         description: String::new(),
+        template: None,
         labels: BTreeMap::new(),
         budget: ResourceList::default(),
         namespaces: BTreeMap::new(),
@@ -668,7 +875,7 @@ fn refuse_budget_change(
         .collect();
     Err(Error::Refused {
         detail: format!(
-            "only platform admins and tokens with quota:write change a tenant's budget; the document asks for a budget other than the tenant's ({}). Ask for more with a quota request (POST /api/v1/quota-requests)",
+            "only platform admins and tokens with quota:write change a tenant's budget; the document asks for a budget other than the tenant's ({}). Ask for more with a quota request",
             have.join(", ")
         ),
         errors,
@@ -774,6 +981,11 @@ async fn write_changes(
     }
     if changes.iter().any(Change::is_budget) {
         db::tenants::set_budget(&mut change.tx, id, &desired.shape.budget).await?;
+    }
+    for c in changes {
+        if let Change::Template { to: Some(to), .. } = c {
+            db::templates::set_tenant(&mut change.tx, id, &to.name, to.version).await?;
+        }
     }
     let rows = db::namespaces::list_for_tenants(&mut change.tx, &[id]).await?;
     let row_of = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.id);

@@ -37,12 +37,14 @@ fn describe(budget: &ResourceList) -> String {
 }
 
 /// The budget a new tenant gets when `who` asked for `asked`: as asked for
-/// those who choose budgets; otherwise the default, lowered where the
-/// request asks for less, and refused where it asks for more. A budget that
-/// does not parse is left for the field checks to report.
+/// those who choose budgets; otherwise the default (or, for a tenant made
+/// from a template, the template's budget), lowered where the request asks
+/// for less, and refused where it asks for more. A budget that does not
+/// parse is left for the field checks to report.
 pub fn budget_for(
     who: &Principal,
     config: &ServeConfig,
+    template: Option<&ResourceList>,
     asked: &Quantities,
 ) -> Result<Quantities, Error> {
     if chooses_budgets(who) {
@@ -51,14 +53,17 @@ pub fn budget_for(
     let Ok(asked_list) = ResourceList::parse(asked, "budget") else {
         return Ok(asked.clone());
     };
-    let default = default_budget(config);
+    let (default, what) = match template {
+        Some(budget) => (budget.clone(), "the template's budget"),
+        None => (default_budget(config), "the default budget"),
+    };
     let mut granted = default.clone();
     let mut errors = Vec::new();
     for (resource, amount) in asked_list.iter() {
         match default.get(resource) {
             Some(limit) if amount > limit => errors.push(FieldError::new(
                 format!("budget.{resource}"),
-                format!("at most {limit} (the default budget); ask for more with a quota request once the tenant exists"),
+                format!("at most {limit} ({what}); ask for more with a quota request once the tenant exists"),
             )),
             // Naming a resource the default leaves out only limits the tenant further.
             _ => granted.insert(resource.clone(), amount.clone()),
@@ -69,7 +74,7 @@ pub fn budget_for(
     } else {
         Err(Error::Refused {
             detail: format!(
-                "only platform admins and tokens with quota:write choose a new tenant's budget; others get the default budget ({}) or less. Create the tenant within it, then ask for more with a quota request (POST /api/v1/quota-requests, or \"Ask for more\" on the tenant's page)",
+                "only platform admins and tokens with quota:write choose a new tenant's budget; others get {what} ({}) or less. Create the tenant within it, then ask for more with a quota request",
                 describe(&default)
             ),
             errors,

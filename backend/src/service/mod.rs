@@ -24,6 +24,8 @@ pub mod policy;
 pub mod prices;
 pub mod quota_requests;
 pub mod showback;
+pub mod showback_rollups;
+pub mod templates;
 pub mod tenants;
 pub mod tokens;
 pub mod utilisation;

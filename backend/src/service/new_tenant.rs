@@ -48,8 +48,16 @@ pub async fn create(
     actor: &Actor,
     request: NewTenantRequest,
 ) -> Result<TenantView, Error> {
-    let Inserted { tx, id, tenant } =
-        insert(db, config, clusters, who, request, CreatorOwns::Always).await?;
+    let Inserted { tx, id, tenant } = insert(
+        db,
+        config,
+        clusters,
+        who,
+        request,
+        CreatorOwns::Always,
+        None,
+    )
+    .await?;
     commit_created(tx, actor, id, &tenant).await?;
     Ok(tenant)
 }
@@ -98,7 +106,8 @@ pub(super) struct Inserted {
 }
 
 /// Checks every field of a new tenant, places it and writes its rows; the
-/// caller records the change and commits.
+/// caller records the change and commits. `template_budget`: the budget of
+/// the template the tenant is made from, which its creator may take unasked.
 pub(super) async fn insert(
     db: &PgPool,
     config: &ServeConfig,
@@ -106,9 +115,10 @@ pub(super) async fn insert(
     who: &Principal,
     request: NewTenantRequest,
     creator_owns: CreatorOwns,
+    template_budget: Option<&ResourceList>,
 ) -> Result<Inserted, Error> {
     authorize(who, Action::CreateTenant)?;
-    let budget = super::grant::budget_for(who, config, &request.budget)?;
+    let budget = super::grant::budget_for(who, config, template_budget, &request.budget)?;
     let mut new = NewTenant::parse(NewTenantRequest { budget, ..request }, config)?;
     // Whoever creates a tenant in the browser owns it, unless the request already says so.
     if let Principal::User(user) = who

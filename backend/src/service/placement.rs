@@ -200,7 +200,7 @@ pub fn no_room(demand: &Demand, reasons: &[String]) -> Error {
     reasons.sort();
     reasons.dedup();
     let detail = format!(
-        "no cluster has room for this tenant ({demand}): {}; an admin can declare more capacity (PUT /api/v1/clusters/{{name}}/capacity) or add a cluster",
+        "no cluster has room for this tenant ({demand}): {}; a platform admin can declare more capacity for a cluster or add one",
         reasons.join("; ")
     );
     Error::Conflict {

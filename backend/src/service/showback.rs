@@ -9,6 +9,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use sqlx::PgConnection;
 
 use super::access::visible_to;
+use super::showback_rollups::{Plan, book_batch};
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, reach_limit};
 use crate::db::{self, showback::SampleRow, showback::ScopeFilter, showback::ScopeRow};
@@ -60,7 +61,7 @@ impl GroupBy {
         }
     }
 
-    fn key(&self, ns: &ScopeRow) -> String {
+    pub(super) fn key(&self, ns: &ScopeRow) -> String {
         match self {
             Self::Tenant => ns.slug.clone(),
             Self::Namespace => format!("{}/{}", ns.slug, ns.namespace),
@@ -157,8 +158,39 @@ pub async fn report(
 const BATCH: usize = 500;
 
 /// The report over whatever `filter` lets through, with no policy asked:
-/// for callers that already asked it.
+/// for callers that already asked it. Reads the hourly rollups where they
+/// are sealed and the samples elsewhere; equal to [`compute_raw`].
 pub async fn compute(
+    conn: &mut PgConnection,
+    filter: &ScopeFilter,
+    period: Period,
+    group_by: GroupBy,
+) -> Result<Report, Error> {
+    let scope = db::showback::scope(conn, filter).await?;
+    let prices = super::prices::book_until(conn, period.to).await?;
+    let plan = Plan::new(&prices, period);
+    let mut ledger = Ledger::new(period.from.timestamp(), period.to.timestamp(), prices);
+    let mut tenants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let end = period.to.min(Utc::now());
+    for batch in scope.chunks(BATCH) {
+        book_batch(
+            conn,
+            batch,
+            &plan,
+            period,
+            end,
+            &group_by,
+            &mut ledger,
+            &mut tenants,
+        )
+        .await?;
+    }
+    finish(ledger, tenants, period, group_by)
+}
+
+/// The report computed from every sample of the period, the method itself:
+/// what the rollups are checked against.
+pub async fn compute_raw(
     conn: &mut PgConnection,
     filter: &ScopeFilter,
     period: Period,
@@ -179,6 +211,7 @@ pub async fn compute(
                 continue;
             }
             let group = group_by.key(ns);
+            let place = format!("{}/{}", ns.slug, ns.namespace);
             tenants
                 .entry(group.clone())
                 .or_default()
@@ -187,13 +220,25 @@ pub async fn compute(
             let times: Vec<i64> = mine.iter().map(|s| s.sampled_at.timestamp()).collect();
             let mut parsed = Parsed::default();
             for (sample, (start, end)) in mine.iter().zip(standing(&times, stop.timestamp())) {
-                let (allocated, used) = parsed.amounts(ns, sample)?;
+                let (allocated, used) =
+                    parsed.amounts(&place, sample.sampled_at, &sample.allocated, &sample.used)?;
                 ledger
                     .book(&group, &ns.cluster, start, end, allocated, used)
                     .map_err(overflow)?;
             }
         }
     }
+    finish(ledger, tenants, period, group_by)
+}
+
+/// The report of the lines booked, each group naming its tenants.
+fn finish(
+    ledger: Ledger,
+    tenants: BTreeMap<String, BTreeSet<String>>,
+    period: Period,
+    group_by: GroupBy,
+) -> Result<Report, Error> {
+    let overflow = |_: Overflow| Error::Internal(anyhow::anyhow!("a showback amount overflowed"));
     let mut groups: BTreeMap<String, ReportGroup> = BTreeMap::new();
     for ((name, _), line) in ledger.into_lines() {
         let group = groups.entry(name.clone()).or_insert_with(|| ReportGroup {
@@ -301,26 +346,29 @@ pub(super) fn by_namespace<'a>(
 /// The priced amounts of the last sample read, kept while the next ones
 /// store the same JSON (most do), so each value is parsed once.
 #[derive(Default)]
-struct Parsed {
+pub(super) struct Parsed {
     raw: Option<(String, String)>,
     allocated: Amounts,
     used: Amounts,
 }
 
 impl Parsed {
-    fn amounts(
+    /// The amounts of a sample of namespace `place` (`slug/name`) taken at `at`.
+    pub(super) fn amounts(
         &mut self,
-        ns: &ScopeRow,
-        sample: &SampleRow,
+        place: &str,
+        at: DateTime<Utc>,
+        allocated: &str,
+        used: &str,
     ) -> Result<(&Amounts, &Amounts), Error> {
         let same = self
             .raw
             .as_ref()
-            .is_some_and(|(a, u)| *a == sample.allocated && *u == sample.used);
+            .is_some_and(|(a, u)| a == allocated && u == used);
         if !same {
-            self.allocated = priced_amounts(ns, sample, &sample.allocated)?;
-            self.used = priced_amounts(ns, sample, &sample.used)?;
-            self.raw = Some((sample.allocated.clone(), sample.used.clone()));
+            self.allocated = priced_amounts(place, at, allocated)?;
+            self.used = priced_amounts(place, at, used)?;
+            self.raw = Some((allocated.to_string(), used.to_string()));
         }
         Ok((&self.allocated, &self.used))
     }
@@ -328,13 +376,10 @@ impl Parsed {
 
 /// The priced resources of a stored resource list. A value that does not
 /// parse stops the report, naming where it is, instead of counting as zero.
-fn priced_amounts(ns: &ScopeRow, sample: &SampleRow, raw: &str) -> Result<Amounts, Error> {
+fn priced_amounts(place: &str, at: DateTime<Utc>, raw: &str) -> Result<Amounts, Error> {
     let corrupt = |what: String| {
         Error::Corrupt(anyhow::anyhow!(
-            "usage_samples of namespace {}/{} at {}: {what}",
-            ns.slug,
-            ns.namespace,
-            sample.sampled_at
+            "usage_samples of namespace {place} at {at}: {what}"
         ))
     };
     let map: BTreeMap<String, serde_json::Value> =

@@ -10,13 +10,13 @@ use super::display::when;
 use super::edit::ButtonForm;
 use super::tenant::AuditLine;
 use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
-use crate::app::AppState;
 use crate::auth::Scope;
 use crate::auth::policy::{Action, authorize};
 use crate::db::{self, audit::AuditFilter};
 use crate::error::Error;
 use crate::service::clusters::CapacityRequest;
 use crate::service::tokens::{self, Issuer, TokenRequest};
+use crate::state::AppState;
 
 pub struct ClusterLine {
     pub name: String,
@@ -50,6 +50,7 @@ struct AdminPage {
     token_problem: Option<String>,
     capacity_problem: Option<String>,
     audit: Vec<AuditLine>,
+    templates: Vec<TemplateLine>,
     filter_tenant: String,
     filter_actor: String,
     filter_action: String,
@@ -155,6 +156,7 @@ async fn admin_page(
             tenant: a.tenant_slug.unwrap_or_default(),
         })
         .collect();
+    let templates = template_lines(&mut conn, viewer).await?;
     let status = if answer.token_problem.is_some() || answer.capacity_problem.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -169,12 +171,60 @@ async fn admin_page(
         token_problem: answer.token_problem,
         capacity_problem: answer.capacity_problem,
         audit,
+        templates,
         filter_tenant: q.tenant.unwrap_or_default(),
         filter_actor: q.actor.unwrap_or_default(),
         filter_action: q.action.unwrap_or_default(),
     })?;
     *response.status_mut() = status;
     Ok(response)
+}
+
+/// A template's newest version, as the admin page lists it.
+struct TemplateLine {
+    name: String,
+    description: String,
+    version: i32,
+    budget: String,
+    namespaces: String,
+    labels: String,
+    ttl: String,
+    /// Tenants on it: on the newest version, and in all.
+    tenants: String,
+}
+
+async fn template_lines(
+    conn: &mut sqlx::PgConnection,
+    viewer: &Viewer,
+) -> Result<Vec<TemplateLine>, PageError> {
+    let pairs = |map: &std::collections::BTreeMap<String, String>| {
+        map.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = Vec::new();
+    for t in crate::service::templates::list(conn, &viewer.principal).await? {
+        let on = db::templates::tenants_on(conn, &t.at.name).await?;
+        let newest = on.iter().filter(|o| o.version == t.at.version).count();
+        lines.push(TemplateLine {
+            tenants: format!("{newest} of {} on v{}", on.len(), t.at.version),
+            budget: pairs(&t.spec.budget),
+            namespaces: t
+                .spec
+                .namespaces
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            labels: pairs(&t.spec.labels),
+            ttl: t.spec.ttl.clone().unwrap_or_else(|| "–".into()),
+            description: t.spec.description,
+            name: t.at.name,
+            version: t.at.version,
+        });
+    }
+    Ok(lines)
 }
 
 /// A new service token: its name, scopes (checkboxes of one name), the

@@ -14,13 +14,13 @@ use serde::Deserialize;
 use super::home::NoticeQuery;
 use super::tenant::{MemberRow, TenantFacts, facts, members};
 use super::{DashboardForm, Nav, PageError, Posted, Refusal, Viewer, render, see_other};
-use crate::app::AppState;
 use crate::auth::policy::Action;
 use crate::domain::{MemberKind, Role};
 use crate::error::Error;
 use crate::service::tenants::TenantEdit;
 use crate::service::views;
 use crate::service::{self, access};
+use crate::state::AppState;
 
 pub struct AllocationInput {
     pub resource: String,

@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::tenant::RequestRow;
 use super::{Nav, PageError, Viewer, render};
-use crate::app::AppState;
 use crate::error::Error;
 use crate::service::fleet::{self, ClusterLoad};
+use crate::state::AppState;
 
 /// A bar of a chart: its label, the number it stands for in text, and its
 /// length in percent of the longest a bar can be.

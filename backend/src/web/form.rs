@@ -13,10 +13,10 @@ use serde::de::value::{Error as DeError, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 
 use super::{PageError, Viewer};
-use crate::app::{AppState, RequestId};
 use crate::auth::constant_time_eq;
 use crate::error::Error;
 use crate::service::{Actor, Precondition};
+use crate::state::{AppState, RequestId};
 
 /// The field every form carries with the session's CSRF token.
 const CSRF_FIELD: &str = "_csrf";

@@ -11,11 +11,11 @@ use sqlx::PgConnection;
 
 use super::display::{Bar, bar, time_left};
 use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
-use crate::app::AppState;
 use crate::db::{self, tenants::ListFilter, tenants::TenantRow};
 use crate::domain::{Quantity, QuotaResource, ResourceList, TenantState};
 use crate::service::tenants::{ListQuery as TenantQuery, NewTenantRequest};
 use crate::service::{self, pagination};
+use crate::state::AppState;
 
 /// A tenant at a glance.
 pub struct Card {
@@ -208,6 +208,39 @@ struct NewPage {
     nav: Nav,
     fields: Vec<FormField>,
     errors: BTreeMap<String, String>,
+    /// The templates a tenant can be made from, and the one chosen.
+    templates: Vec<TemplateChoice>,
+    template: String,
+}
+
+/// A template to pick on the create form.
+pub struct TemplateChoice {
+    pub name: String,
+    pub label: String,
+}
+
+/// The templates the viewer may make a tenant from, newest versions.
+async fn template_choices(
+    app: &AppState,
+    viewer: &Viewer,
+) -> Result<Vec<TemplateChoice>, PageError> {
+    use crate::auth::policy::{Action, authorize};
+    if authorize(&viewer.principal, Action::CreateTenant).is_err() {
+        return Ok(Vec::new());
+    }
+    let mut conn = app.db.acquire().await?;
+    Ok(service::templates::list(&mut conn, &viewer.principal)
+        .await?
+        .into_iter()
+        .map(|t| TemplateChoice {
+            label: if t.spec.description.is_empty() {
+                format!("{} (v{})", t.at.name, t.at.version)
+            } else {
+                format!("{} (v{}): {}", t.at.name, t.at.version, t.spec.description)
+            },
+            name: t.at.name,
+        })
+        .collect())
 }
 
 fn new_fields(typed: &NewTenantForm, errors: &BTreeMap<String, String>) -> Vec<FormField> {
@@ -273,11 +306,14 @@ fn new_fields(typed: &NewTenantForm, errors: &BTreeMap<String, String>) -> Vec<F
     ]
 }
 
-pub async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
+pub async fn new_form(State(app): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+    let templates = template_choices(&app, &viewer).await?;
     render(&NewPage {
         nav: viewer.nav("tenants", None),
         fields: new_fields(&NewTenantForm::default(), &BTreeMap::new()),
         errors: BTreeMap::new(),
+        templates,
+        template: String::new(),
     })
 }
 
@@ -293,6 +329,8 @@ pub struct NewTenantForm {
     budget_cpu: Option<String>,
     budget_memory: Option<String>,
     budget_pods: Option<String>,
+    /// A template to make the tenant from; empty: none.
+    template: String,
 }
 
 /// The API's field names, so its errors land beside the right input.
@@ -343,18 +381,34 @@ pub async fn create(
         form,
         ..
     } = posted;
-    match service::tenants::create(
-        &app.db,
-        &app.config,
-        &app.clusters,
-        &viewer.principal,
-        &actor,
-        form.request(),
-    )
-    .await
-    {
-        Ok(tenant) => Ok(see_other(
-            &format!("/tenants/{}", tenant.slug),
+    let created = if form.template.is_empty() {
+        service::tenants::create(
+            &app.db,
+            &app.config,
+            &app.clusters,
+            &viewer.principal,
+            &actor,
+            form.request(),
+        )
+        .await
+        .map(|tenant| tenant.slug)
+    } else {
+        service::templates::create_tenant(
+            service::documents::Portal {
+                db: &app.db,
+                config: &app.config,
+                clusters: &app.clusters,
+            },
+            &viewer.principal,
+            &actor,
+            &form.template,
+            form.request(),
+        )
+        .await
+    };
+    match created {
+        Ok(slug) => Ok(see_other(
+            &format!("/tenants/{slug}"),
             "Tenant created; it is being set up in the cluster.",
         )),
         Err(
@@ -375,6 +429,8 @@ pub async fn create(
                 nav: viewer.nav("tenants", None),
                 fields: new_fields(&form, &errors),
                 errors,
+                templates: template_choices(&app, &viewer).await?,
+                template: form.template.clone(),
             };
             let mut response = render(&page)?;
             *response.status_mut() = status;

@@ -22,10 +22,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use crate::app::AppState;
 use crate::auth::{Principal, User};
 use crate::error::Error;
 use crate::page;
+use crate::state::AppState;
 
 pub use form::{DashboardForm, Posted, Refusal};
 
@@ -222,7 +222,7 @@ impl IntoResponse for PageError {
             );
             page.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static(crate::error::RETRY_AFTER_SECS),
+                axum::http::HeaderValue::from_static(crate::problem::RETRY_AFTER_SECS),
             );
             return page;
         }

@@ -11,9 +11,9 @@ use super::admin::fields;
 use super::display::when;
 use super::edit::ButtonForm;
 use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
-use crate::app::AppState;
 use crate::error::Error;
 use crate::service::platform_apis::{self, Publication};
+use crate::state::AppState;
 
 pub struct ApiLine {
     pub name: String,

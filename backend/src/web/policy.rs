@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::edit::apply;
 use super::{DashboardForm, PageError, Posted};
-use crate::app::AppState;
 use crate::domain::tenant_policy::{NetworkDocument, PolicyDocument};
 use crate::domain::{ServiceType, TenantPolicy};
 use crate::service;
+use crate::state::AppState;
 
 /// One line of the policy table.
 pub struct PolicyLine {

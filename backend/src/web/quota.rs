@@ -9,9 +9,9 @@ use serde::Deserialize;
 use super::home::NoticeQuery;
 use super::tenant::RequestRow;
 use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
-use crate::app::AppState;
 use crate::error::Error;
 use crate::service::quota_requests;
+use crate::state::AppState;
 
 /// A tenant's request for a bigger budget of one resource.
 #[derive(Deserialize, Default)]

@@ -12,13 +12,13 @@ use serde::Deserialize;
 use super::display::{Bar, Chart, bars, charts, time_left, when};
 use super::home::NoticeQuery;
 use super::{DashboardForm, Nav, PageError, Posted, Viewer, render};
-use crate::app::AppState;
 use crate::auth::policy::Action;
 use crate::db::{self, audit::AuditFilter};
 use crate::domain::{Quantity, ResourceList};
 use crate::service::budget::BudgetSummary;
 use crate::service::views::{self, TenantView};
 use crate::service::{self, access};
+use crate::state::AppState;
 
 /// The tenant's facts as pages show them.
 pub struct TenantFacts {

@@ -275,3 +275,26 @@ pub fn acme() -> Value {
         "members": [{"kind": "group", "subject": "team-acme", "role": "owner"}]
     })
 }
+
+/// A plan's changes as the CLI prints them (`~ budget requests.cpu: 4 → 6`).
+pub fn plan_lines(plan: &Value) -> Vec<String> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            serde_json::from_value::<tenant_portal::domain::tenant_document::Change>(c.clone())
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The audit trail's actions on a tenant, oldest first.
+pub async fn audit_actions(db: &PgPool, slug: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT action FROM audit_events WHERE tenant_slug = $1 ORDER BY id")
+        .bind(slug)
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
