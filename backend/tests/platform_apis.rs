@@ -49,19 +49,42 @@ async fn install_widgets() {
         )
         .await
         .unwrap();
+    // A quota is computed with the resources the controller knew when it
+    // synced the quota, so a probe made too early is made again.
     let quotas: Api<ResourceQuota> = Api::namespaced(kube().await, &probe);
-    quotas
-        .create(
-            &Default::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "tenant-quota"},
-                "spec": {"hard": {format!("count/{WIDGETS}"): "1"}},
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    widgets_counted(&probe).await;
+    let key = format!("count/{WIDGETS}");
+    let mut counted = false;
+    for attempt in 0..12 {
+        let name = format!("probe-{attempt}");
+        quotas
+            .create(
+                &Default::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "spec": {"hard": {key.clone(): "1"}},
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            let used = quotas
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|q| q.status)
+                .and_then(|s| s.used);
+            if used.is_some_and(|used| used.contains_key(&key)) {
+                counted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if counted {
+            break;
+        }
+    }
+    assert!(counted, "the quota controller never counted {WIDGETS}");
     namespaces
         .delete(&probe, &Default::default())
         .await
