@@ -50,6 +50,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// Decodes JSON, reporting syntax errors as 400 and shape errors as 422 with
 /// the JSON path of the offending field.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    // Every body is an object; serde would also read a struct from an array
+    // (`[null, null]`), which no client means.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Error::invalid("body", "must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -175,3 +180,28 @@ fn is_entity_tag(tag: &str) -> bool {
 }
 
 pub use crate::state::RequestId;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct AllOptional {
+        #[allow(dead_code)]
+        version: Option<i32>,
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_an_array_serde_would_read_as_a_struct() {
+        for body in [&b"[null]"[..], b"  [1]", b"[]"] {
+            match decode::<AllOptional>(body) {
+                Err(Error::Invalid(errors)) => {
+                    assert_eq!(errors[0].field, "body");
+                    assert_eq!(errors[0].rule, "must be a JSON object");
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        assert!(decode::<AllOptional>(b"{}").is_ok());
+    }
+}

@@ -35,7 +35,8 @@ pub struct TemplateView {
     /// Counted from 1; every change is a new version.
     #[schema(example = 2)]
     pub version: i32,
-    #[serde(flatten)]
+    /// The template's fields as written (nested: they are closed to
+    /// unknown fields, the view is not).
     pub spec: TemplateSpec,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
