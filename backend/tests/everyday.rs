@@ -140,18 +140,6 @@ async fn policies_in_force(namespace: &str, policy: &Value) {
     .await;
 }
 
-/// The tenant's downloaded cluster kubeconfig: its automation account
-/// (bound to `edit`), at the cluster's API server.
-async fn automation_kubeconfig(app: &TestApp, slug: &str) -> String {
-    let response = app
-        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
-}
-
 /// The same kubeconfig with a token for another of the tenant's accounts
 /// in its home namespace: `tenant-owner` is the account the tenant API
 /// acts as for owners (bound to `admin`, which RoleBindings need).
@@ -920,7 +908,7 @@ async fn everyday_changes_are_allowed_directly(db: PgPool) {
     let app = &setup.portal.app;
     let slug = tenant(app, "daily", strict_policy("restricted")).await;
     let namespace = format!("{slug}-dev");
-    let downloaded = automation_kubeconfig(app, &slug).await;
+    let downloaded = common::automation_kubeconfig(app, &slug).await;
     let automation = Door::new("directly, automation account", &downloaded, &namespace);
     let owner = Door::new(
         "directly, owner account",
@@ -1311,7 +1299,7 @@ async fn guarded_changes_are_still_refused_in_the_policies_words(db: PgPool) {
     let app = &setup.portal.app;
     let slug = tenant(app, "guard", strict_policy("baseline")).await;
     let namespace = format!("{slug}-dev");
-    let downloaded = automation_kubeconfig(app, &slug).await;
+    let downloaded = common::automation_kubeconfig(app, &slug).await;
     let automation = Door::new("directly, automation account", &downloaded, &namespace);
     let owner = Door::new(
         "directly, owner account",
@@ -1381,7 +1369,7 @@ async fn guarded_changes_are_still_refused_in_the_policies_words(db: PgPool) {
     let strict_namespace = format!("{strict}-dev");
     let strict_automation = Door::new(
         "directly, automation account (restricted)",
-        &automation_kubeconfig(app, &strict).await,
+        &common::automation_kubeconfig(app, &strict).await,
         &strict_namespace,
     );
     let strict_alice = Door::new(

@@ -64,13 +64,8 @@ async fn as_user(user: &str, groups: &[&str]) -> kube::Client {
 /// The tenant's downloaded kubeconfig as a client configuration: its
 /// automation account.
 async fn automation_config(app: &common::TestApp, slug: &str) -> kube::Config {
-    let response = app
-        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&response.text().await.unwrap()).unwrap();
+    let yaml = common::automation_kubeconfig(app, slug).await;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
     kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap()

@@ -129,11 +129,13 @@ fn widget(name: &str, namespace: &str) -> String {
     .to_string()
 }
 
-async fn apply_widget(config: &Kubeconfig, name: &str) -> common::tenant_api::Run {
+/// Applies a widget in `namespace` (`dev` through the tenant API, the
+/// full name directly).
+async fn apply_widget(config: &Kubeconfig, name: &str, namespace: &str) -> common::tenant_api::Run {
     kubectl_with(
         &config.path(),
         &["apply", "-f", "-"],
-        Some(widget(name, "dev")),
+        Some(widget(name, namespace)),
     )
     .await
 }
@@ -141,17 +143,7 @@ async fn apply_widget(config: &Kubeconfig, name: &str) -> common::tenant_api::Ru
 /// The tenant's cluster kubeconfig (its automation account, an editor), as
 /// a file: the direct way in, without the tenant API.
 async fn direct_kubeconfig(app: &common::TestApp, slug: &str) -> Kubeconfig {
-    let response = app
-        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let yaml = response.text().await.unwrap();
-    let dir = std::env::temp_dir().join(unique("direct-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config"), &yaml).unwrap();
-    Kubeconfig { dir, yaml }
+    Kubeconfig::written(common::automation_kubeconfig(app, slug).await)
 }
 
 async fn tenant(app: &common::TestApp, prefix: &str, widgets: &str) -> String {
@@ -260,7 +252,7 @@ async fn a_published_api_is_usable_and_counted_by_its_tenant_and_invisible_to_an
         "{}",
         explained.stdout
     );
-    let made = apply_widget(&alice, "first").await;
+    let made = apply_widget(&alice, "first", "dev").await;
     assert!(made.ok, "{}", made.stderr);
     let read = kubectl(
         &alice,
@@ -281,7 +273,7 @@ async fn a_published_api_is_usable_and_counted_by_its_tenant_and_invisible_to_an
         "{}",
         viewed.stderr
     );
-    let refused = apply_widget(&bob, "by-viewer").await;
+    let refused = apply_widget(&bob, "by-viewer", "dev").await;
     assert!(
         !refused.ok && refused.stderr.contains("forbidden"),
         "{}",
@@ -289,9 +281,9 @@ async fn a_published_api_is_usable_and_counted_by_its_tenant_and_invisible_to_an
     );
 
     // The budget counts them: the third is refused by the API server's quota.
-    let second = apply_widget(&alice, "second").await;
+    let second = apply_widget(&alice, "second", "dev").await;
     assert!(second.ok, "{}", second.stderr);
-    let third = apply_widget(&alice, "third").await;
+    let third = apply_widget(&alice, "third", "dev").await;
     assert!(
         !third.ok && third.stderr.contains("exceeded quota"),
         "{}",
@@ -324,12 +316,7 @@ async fn a_published_api_is_usable_and_counted_by_its_tenant_and_invisible_to_an
         by_path.stderr
     );
     let direct = direct_kubeconfig(app, &other).await;
-    let refused = kubectl_with(
-        &direct.path(),
-        &["apply", "-f", "-"],
-        Some(widget("sneaky", &format!("{other}-dev"))),
-    )
-    .await;
+    let refused = apply_widget(&direct, "sneaky", &format!("{other}-dev")).await;
     assert!(
         !refused.ok
             && refused.stderr.contains("tenant-portal-platform-apis")
@@ -367,12 +354,7 @@ async fn a_published_api_is_usable_and_counted_by_its_tenant_and_invisible_to_an
     assert_eq!(response.status(), 204);
     published_in_cluster(&acme, "").await;
     let direct = direct_kubeconfig(app, &acme).await;
-    let refused = kubectl_with(
-        &direct.path(),
-        &["apply", "-f", "-"],
-        Some(widget("after", &format!("{acme}-dev"))),
-    )
-    .await;
+    let refused = apply_widget(&direct, "after", &format!("{acme}-dev")).await;
     assert!(
         !refused.ok && refused.stderr.contains("not a platform API published"),
         "{}",

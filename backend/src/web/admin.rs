@@ -284,12 +284,7 @@ pub async fn create_token(
         name: form.name,
         scopes,
         expires_at,
-        tenants: form
-            .tenants
-            .split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        tenants: super::form::names(&form.tenants),
         all_tenants: form.all_tenants,
     };
     match tokens::create(&app.db, Issuer::Caller(&viewer.principal), &actor, request).await {

@@ -274,6 +274,16 @@ impl<'de> de::Deserializer<'de> for Values {
     }
 }
 
+/// The names a text box lists, separated by commas, spaces or lines
+/// (`acme, globex`).
+pub fn names(text: &str) -> Vec<String> {
+    text.split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -353,12 +353,9 @@ impl NewTenantForm {
         .into_iter()
         .filter_map(|(resource, value)| Some((resource.to_string(), value.clone()?)))
         .collect();
-        let namespaces = self
-            .namespaces
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(|name| (name.to_string(), BTreeMap::new()))
+        let namespaces = super::form::names(&self.namespaces)
+            .into_iter()
+            .map(|name| (name, BTreeMap::new()))
             .collect();
         NewTenantRequest {
             slug: self.slug.clone(),

@@ -104,16 +104,10 @@ pub async fn publish(
         form,
         ..
     } = posted;
-    let tenants = form.tenants.as_deref().map(|t| {
-        t.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    });
+    let tenants = super::form::names(form.tenants.as_deref().unwrap_or_default());
     let publication = Publication {
         description: form.description.clone().unwrap_or_default(),
-        tenants: tenants.filter(|t| !t.is_empty()),
+        tenants: (!tenants.is_empty()).then_some(tenants),
     };
     match platform_apis::publish(
         &app.db,

@@ -232,12 +232,7 @@ impl PolicyFormView {
 
 /// Comma- or space-separated words; none at all is `None` ("any").
 fn words(text: &str) -> Option<Vec<String>> {
-    let items: Vec<String> = text
-        .split([',', ' ', '\n'])
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect();
+    let items = super::form::names(text);
     (!items.is_empty()).then_some(items)
 }
 

@@ -298,3 +298,15 @@ pub async fn audit_actions(db: &PgPool, slug: &str) -> Vec<String> {
         .await
         .unwrap()
 }
+
+/// The tenant's downloaded cluster kubeconfig: its automation account
+/// (bound to `edit`), at the cluster's API server.
+pub async fn automation_kubeconfig(app: &TestApp, slug: &str) -> String {
+    let response = app
+        .request(Method::POST, &format!("/api/v1/tenants/{slug}/kubeconfig"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}

@@ -87,11 +87,17 @@ impl Drop for Kubeconfig {
 }
 
 pub async fn member_kubeconfig(setup: &Setup, user: &str, slug: &str) -> Kubeconfig {
-    let yaml = member_kubeconfig_yaml(setup, user, slug).await;
-    let dir = std::env::temp_dir().join(super::cluster::unique("kubeconfig-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config"), &yaml).unwrap();
-    Kubeconfig { dir, yaml }
+    Kubeconfig::written(member_kubeconfig_yaml(setup, user, slug).await)
+}
+
+impl Kubeconfig {
+    /// A kubeconfig in a file of its own, removed with it.
+    pub fn written(yaml: String) -> Self {
+        let dir = std::env::temp_dir().join(super::cluster::unique("kubeconfig-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config"), &yaml).unwrap();
+        Self { dir, yaml }
+    }
 }
 
 pub struct Run {
