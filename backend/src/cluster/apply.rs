@@ -4,7 +4,9 @@
 //! shows already as desired are not sent at all, so an unchanged fleet costs
 //! the API server no writes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::PoisonError;
+use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 
@@ -405,6 +407,40 @@ pub async fn remaining_namespaces(cluster: &Cluster, slug: &str) -> Result<usize
 /// cluster-scoped (`false`), or not at all (`None`), read from its
 /// discovery at the group's preferred version.
 pub async fn resource_scope(
+    cluster: &Cluster,
+    group: &str,
+    resource: &str,
+) -> Result<Option<bool>, String> {
+    /// How long a served resource is taken as served without asking again;
+    /// one no longer served shows within it.
+    const FRESH: Duration = Duration::from_secs(10);
+    let key = (group.to_string(), resource.to_string());
+    let known = |served: &HashMap<_, (std::time::Instant, bool)>| {
+        served
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < FRESH)
+            .map(|(_, namespaced)| *namespaced)
+    };
+    if let Some(namespaced) = known(
+        &cluster
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    ) {
+        return Ok(Some(namespaced));
+    }
+    let scope = ask_resource_scope(cluster, group, resource).await?;
+    if let Some(namespaced) = scope {
+        cluster
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (std::time::Instant::now(), namespaced));
+    }
+    Ok(scope)
+}
+
+async fn ask_resource_scope(
     cluster: &Cluster,
     group: &str,
     resource: &str,

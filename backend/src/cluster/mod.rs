@@ -59,6 +59,10 @@ pub struct Cluster {
     foreign_namespaces: RwLock<Option<HashSet<String>>>,
     /// Whether a watcher fills `foreign_namespaces` (one watcher a cluster).
     foreign_watched: std::sync::atomic::AtomicBool,
+    /// Resources the cluster's discovery said it serves, (group, resource)
+    /// → namespaced, and when it said so: a tenant's status asks on every
+    /// read, and discovery changes seldom.
+    served: Mutex<HashMap<(String, String), (std::time::Instant, bool)>>,
 }
 
 /// A namespace as the watches last reported it.
@@ -128,6 +132,7 @@ impl Cluster {
                 .collect(),
             watched: Mutex::default(),
             listed: Mutex::default(),
+            served: Mutex::default(),
             ready: tokio::sync::watch::Sender::new(false),
             by_tenant: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
