@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ use super::NameMap;
 use super::proxy::Context;
 use super::request::{GroupVersion, is_watch};
 use super::status::KubeStatus;
-use super::wire::{events, json_body, json_response, watch_response};
+use super::wire::{events, is_table, json_body, json_response, watch_response};
 use crate::domain::TenantPolicy;
 
 /// The kinds offered, as `kubectl api-resources` names them, for refusals.
@@ -136,7 +136,7 @@ pub async fn read(
     request: Request<Body>,
 ) -> Result<Response, KubeStatus> {
     let resource = tail[0].as_str();
-    let qualified = qualified(&api.group, resource);
+    let qualified = api.qualified(resource);
     if request.method() != Method::GET {
         return Err(KubeStatus::forbidden(format!(
             "{qualified} is forbidden: the tenant API of \"{}\" offers {resource} read-only (get, list, watch)",
@@ -344,21 +344,6 @@ fn watched(
         return Some(json!({"type": "DELETED", "object": gone}));
     }
     None
-}
-
-fn is_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
-}
-
-fn qualified(group: &str, resource: &str) -> String {
-    if group.is_empty() {
-        resource.to_string()
-    } else {
-        format!("{resource}.{group}")
-    }
 }
 
 /// `nodes "x" not found`, as the API server says it.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::proxy::Context;
 use super::request::is_watch;
 use super::status::KubeStatus;
-use super::wire::{events, json_body, json_response, read_body, watch_response};
+use super::wire::{events, is_table, json_body, json_response, read_body, watch_response};
 use crate::cluster::objects::{MANAGED_BY, MANAGER, TENANT_LABEL};
 use crate::domain::Role;
 use crate::error::Error;
@@ -207,13 +207,6 @@ fn as_namespace(mut namespace: Value) -> Value {
     namespace["kind"] = "Namespace".into();
     namespace["apiVersion"] = "v1".into();
     namespace
-}
-
-fn is_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
 }
 
 /// The caller as the portal's policy sees them, or a refusal for the

@@ -323,11 +323,7 @@ impl Context<'_> {
                 .await?;
             return self.converted(upstream).await;
         }
-        let qualified = if group.is_empty() {
-            resource.to_string()
-        } else {
-            format!("{resource}.{group}")
-        };
+        let qualified = api.qualified(resource);
         Err(KubeStatus::forbidden(format!(
             "{qualified} is forbidden: the tenant API of \"{}\" does not offer the cluster-scoped resource \"{resource}\"; it offers reads of the {OFFERED}, and reviews of your own access",
             self.slug

@@ -16,6 +16,18 @@ pub struct GroupVersion {
     pub path: String,
 }
 
+impl GroupVersion {
+    /// `resource.group`, as the API server names a resource in its words
+    /// (`storageclasses.storage.k8s.io`; core resources by name alone).
+    pub fn qualified(&self, resource: &str) -> String {
+        if self.group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{}", self.group)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// `/version`, `/api`, `/apis`, `/apis/<group>[/<version>]`, `/openapi/...`:

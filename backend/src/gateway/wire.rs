@@ -122,6 +122,14 @@ pub fn body_inward(
     Ok(Bytes::from(value.to_string()))
 }
 
+/// Whether the client asks for a `Table` (`kubectl get`).
+pub fn is_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
 /// The Accept header without protobuf: answers must be JSON to be converted.
 pub fn json_accept(headers: &HeaderMap) -> HeaderValue {
     let asked = headers
