@@ -395,6 +395,42 @@ pub struct TenantApiConfig {
     pub max_sessions: u32,
 }
 
+/// Where the portal keeps tenants' GitOps credentials (Argo CD cluster
+/// Secrets, Flux kubeconfig Secrets) when their owners ask for them.
+#[derive(Debug, Clone, Args)]
+pub struct GitopsConfig {
+    /// The cluster (one of --cluster) that runs Argo CD or Flux, where the
+    /// Secrets are kept. Unset: the portal keeps no GitOps credentials.
+    #[arg(long = "gitops-cluster", env = "TP_GITOPS_CLUSTER")]
+    pub cluster: Option<String>,
+
+    /// The namespace on --gitops-cluster the Secrets are kept in (Argo CD's
+    /// own, such as argocd, or where Flux's Kustomizations live). It must
+    /// exist, and the portal needs to create, read, replace and delete
+    /// Secrets there.
+    #[arg(
+        long = "gitops-namespace",
+        env = "TP_GITOPS_NAMESPACE",
+        default_value = "tenant-portal-gitops"
+    )]
+    pub namespace: String,
+
+    /// Lifetime of the token in each Secret (at least 10m); the portal
+    /// writes a new one when a third of it is left.
+    #[arg(long = "gitops-token-ttl", env = "TP_GITOPS_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+}
+
+impl Default for GitopsConfig {
+    fn default() -> Self {
+        Self {
+            cluster: None,
+            namespace: "tenant-portal-gitops".into(),
+            token_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// HTTPS served by the portal itself.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TlsConfig {
@@ -469,6 +505,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub tls: TlsConfig,
+
+    #[command(flatten)]
+    pub gitops: GitopsConfig,
 
     /// Address and port the HTTP server listens on.
     #[arg(long, env = "TP_LISTEN", default_value = "127.0.0.1:8080")]
@@ -613,6 +652,23 @@ impl ServeConfig {
                     "--network-ingress-from names \"{ns}\", which is not a namespace name (a DNS-1123 label)"
                 ));
             }
+        }
+        if let Some(cluster) = &self.gitops.cluster
+            && !self.cluster_names().contains(&cluster.as_str())
+        {
+            return Err(format!(
+                "--gitops-cluster names \"{cluster}\", which is not one of --cluster ({}); name the cluster that runs Argo CD or Flux",
+                self.cluster_names().join(", ")
+            ));
+        }
+        if !crate::domain::is_dns_label(&self.gitops.namespace) {
+            return Err(format!(
+                "--gitops-namespace \"{}\" is not a namespace name (a DNS-1123 label)",
+                self.gitops.namespace
+            ));
+        }
+        if self.gitops.token_ttl < Duration::from_secs(600) {
+            return Err("--gitops-token-ttl must be at least 10m: a GitOps tool reads its Secret every few minutes and must always find a valid token".into());
         }
         let mut names = self.cluster_names();
         names.sort_unstable();

@@ -613,6 +613,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/tenants/{slug}/status"),
     ("get", "/tenants/{slug}/usage"),
     ("post", "/tenants/{slug}/kubeconfig"),
+    ("get", "/tenants/{slug}/gitops"),
+    ("put", "/tenants/{slug}/gitops"),
     ("get", "/clusters"),
     ("put", "/clusters/{name}/capacity"),
     ("get", "/me"),

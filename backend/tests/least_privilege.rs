@@ -770,3 +770,87 @@ async fn the_portals_service_account_may_do_nothing_else(_db: PgPool) {
     managed.delete().await;
     unmanaged.delete().await;
 }
+
+/// The GitOps credentials' Role (`deploy/kubernetes/examples/gitops-credentials.yaml`)
+/// is all the portal needs to keep tenants' Secrets in its namespace, and
+/// the portal may touch no Secret anywhere else.
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn the_gitops_role_is_enough_for_the_secrets_there_and_grants_nothing_elsewhere(db: PgPool) {
+    const GITOPS: &str = "tenant-portal-gitops";
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/kubernetes/examples/gitops-credentials.yaml");
+    let applied = std::process::Command::new(common::tenant_api::stack_kubectl())
+        .args(["--kubeconfig", &kubeconfig_path(), "apply", "-f"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let identity = portal_identity().await;
+    eventually(
+        "RBAC grants the portal the GitOps Role",
+        Duration::from_secs(10),
+        || {
+            let client = identity.client.clone();
+            async move { allowed(&client, "create", "", "secrets", Some(GITOPS), None).await }
+        },
+    )
+    .await;
+
+    // A tenant (made by an admin portal), whose owner asked for both Secrets.
+    let portal = spawn_portal(db.clone(), &kubeconfig_path()).await;
+    let slug = unique("lpg");
+    portal
+        .app
+        .create_tenant(json!({"slug": slug, "namespaces": [{"name": "dev"}]}))
+        .await;
+    sqlx::query(
+        "INSERT INTO gitops_credentials (tenant_id, argocd, flux, requested_by)
+         SELECT id, true, true, 'test' FROM tenants WHERE slug = $1",
+    )
+    .bind(&slug)
+    .execute(&db)
+    .await
+    .unwrap();
+
+    // The keeper's pass, as the portal's ServiceAccount.
+    let (_, clusters) = common::cluster::local_cluster(identity.kubeconfig.to_str().unwrap()).await;
+    let keeper = tenant_portal::service::gitops::Keeper {
+        cluster: "local".into(),
+        namespace: GITOPS.into(),
+        token_ttl: Duration::from_secs(3600),
+        public_url: format!("https://{}.example.com", unique("portal-")),
+        ca_data: None,
+    };
+    let keep = || tenant_portal::service::gitops::keep(&db, &clusters, &keeper);
+    let pass = keep().await.unwrap();
+    assert_eq!((pass.written.created, pass.failed), (2, 0), "{pass:?}");
+    let again = keep().await.unwrap();
+    assert_eq!(
+        again.written,
+        Default::default(),
+        "nothing to write the second time"
+    );
+    sqlx::query("DELETE FROM gitops_credentials")
+        .execute(&db)
+        .await
+        .unwrap();
+    let removed = keep().await.unwrap();
+    assert_eq!(removed.written.deleted, 2, "{removed:?}");
+
+    // Elsewhere the portal may not read or write a Secret.
+    for verb in ["get", "list", "create", "update", "delete"] {
+        assert!(
+            !allowed(&identity.client, verb, "", "secrets", Some("default"), None).await,
+            "{verb} secrets in default"
+        );
+    }
+    assert!(!allowed(&identity.client, "get", "", "secrets", Some(GITOPS), None).await);
+    let elsewhere: Api<Secret> = Api::namespaced(identity.client.clone(), "kube-system");
+    assert!(refused_by_rbac(
+        elsewhere.list(&ListParams::default()).await
+    ));
+}

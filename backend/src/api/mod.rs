@@ -9,6 +9,7 @@ pub mod contract;
 mod documents;
 pub(crate) mod events;
 pub mod extract;
+mod gitops;
 mod idempotency;
 mod kubeconfig;
 mod lifecycle;
@@ -77,6 +78,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(audit::router())
         .merge(status::router())
         .merge(kubeconfig::router())
+        .merge(gitops::router())
         .merge(clusters::router())
         .merge(me::router())
         .merge(events::router())

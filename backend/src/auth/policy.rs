@@ -24,6 +24,7 @@ pub enum Action {
     SetClusterCapacity,
     PublishPlatformApis,
     ManageTemplates,
+    ManageGitops,
 }
 
 impl Action {
@@ -46,6 +47,9 @@ impl Action {
             Self::SetClusterCapacity => "declare what a cluster can hold",
             Self::PublishPlatformApis => "publish platform APIs to tenants",
             Self::ManageTemplates => "write tenant templates or roll them out to their tenants",
+            Self::ManageGitops => {
+                "have the portal keep GitOps credentials (Argo CD, Flux) for the tenant"
+            }
             Self::ChangePolicy => {
                 "change tenant policies (Pod Security, Service types, classes, registries, node pools, network)"
             }
@@ -60,6 +64,7 @@ impl Action {
             | Self::EditTenant
             | Self::DeleteTenant
             | Self::IssueKubeconfig
+            | Self::ManageGitops
             | Self::RequestQuota => Scope::TenantsWrite,
             Self::ChangeBudget => Scope::QuotaWrite,
             Self::SuspendTenant
@@ -79,7 +84,10 @@ impl Action {
         match self {
             Self::ReadTenants => Some(Role::Viewer),
             Self::IssueKubeconfig => Some(Role::Editor),
-            Self::EditTenant | Self::DeleteTenant | Self::RequestQuota => Some(Role::Owner),
+            // Credentials kept on another cluster outlive any one session.
+            Self::EditTenant | Self::DeleteTenant | Self::RequestQuota | Self::ManageGitops => {
+                Some(Role::Owner)
+            }
             // Budgets, suspension, the audit trail and clusters belong to platform admins.
             Self::ChangeBudget
             | Self::ChangePolicy

@@ -2,6 +2,7 @@
 //! portal manages, and health, for each.
 
 mod apply;
+pub mod gitops;
 pub mod guardrails;
 pub mod kubeconfig;
 pub mod live;

@@ -28,14 +28,15 @@ pub struct NewGatewayToken<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Stores a new token; its id.
 pub async fn insert(
     conn: &mut PgConnection,
     new: &NewGatewayToken<'_>,
     secret: &TokenSecret,
-) -> Result<(), Error> {
-    sqlx::query!(
+) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar!(
         "INSERT INTO gateway_tokens (lookup, secret_hash, tenant_id, holder_kind, email, groups, issued_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         secret.lookup,
         secret.hash(),
         new.tenant_id,
@@ -45,9 +46,8 @@ pub async fn insert(
         new.issued_by,
         new.expires_at,
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await?)
 }
 
 /// The token with this lookup half, if any; the caller checks the secret.

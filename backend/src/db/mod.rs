@@ -7,6 +7,7 @@ pub mod decode;
 pub mod events;
 pub mod fleet;
 pub mod gateway_tokens;
+pub mod gitops;
 pub mod health;
 pub mod idempotency;
 pub mod members;

@@ -5,6 +5,7 @@
 mod backoff;
 mod drift;
 mod expiry;
+mod gitops;
 mod load;
 mod watch;
 mod worker;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub expiry_interval: Duration,
     /// The cluster-wide admission rules and the tenants' default policy.
     pub guardrails: Arc<Guardrails>,
+    /// Where tenants' GitOps credentials are kept; `None`: nowhere.
+    pub gitops: Option<Arc<crate::service::gitops::Keeper>>,
 }
 
 impl Settings {
@@ -58,6 +61,7 @@ impl Settings {
             poll_interval: Duration::from_secs(5),
             expiry_interval: Duration::from_secs(10),
             guardrails: Arc::new(Guardrails::from_config(config)),
+            gitops: crate::service::gitops::Keeper::from_config(config).map(Arc::new),
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct Context {
     pub drift: drift::DriftIndex,
     /// Names this replica in leases, so a lease can be traced to its holder.
     pub identity: String,
+    /// Woken when a tenant changes or an owner changes its GitOps choice.
+    pub gitops_wake: Arc<Notify>,
 }
 
 /// Starts every reconciler task; they stop when `stop` is cancelled.
@@ -106,11 +112,20 @@ pub fn start(
         ),
         drift: Default::default(),
         identity,
+        gitops_wake: Default::default(),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(listen(context.clone(), stop.clone()));
     tasks.spawn(sample_usage(context.clone(), stop.clone()));
     tasks.spawn(expiry::run(context.clone(), stop.clone()));
+    if let Some(keeper) = context.settings.gitops.clone() {
+        tasks.spawn(gitops::run(
+            context.clone(),
+            clusters.clone(),
+            keeper,
+            stop.clone(),
+        ));
+    }
     for (cluster, wake) in &served {
         start_cluster(&mut tasks, &context, cluster, wake, &stop);
     }
@@ -222,11 +237,20 @@ async fn listen(context: Arc<Context>, stop: CancellationToken) {
     while !stop.is_cancelled() {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&context.db).await?;
-            listener.listen("tenant_outbox").await?;
+            listener
+                .listen_all(["tenant_outbox", crate::service::gitops::WAKE_CHANNEL])
+                .await?;
             context.wake.everyone();
+            context.gitops_wake.notify_one();
             loop {
                 match listener.try_recv().await? {
-                    Some(notification) => context.wake.one_for(notification.payload()),
+                    Some(notification) => {
+                        // A tenant that changes may gain or lose its GitOps Secrets.
+                        context.gitops_wake.notify_one();
+                        if notification.channel() != crate::service::gitops::WAKE_CHANNEL {
+                            context.wake.one_for(notification.payload());
+                        }
+                    }
                     // The connection was lost; the next call reconnects.
                     None => {
                         crate::db::health::connection_lost();

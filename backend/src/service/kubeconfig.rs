@@ -143,18 +143,35 @@ pub async fn issue_tenant_view(
             (tenant, employee.email.clone(), credentials, None)
         }
     };
-    let server = format!("{}/k8s/tenants/{slug}", endpoint.url.trim_end_matches('/'));
-    let mut cluster_entry = serde_json::json!({"server": server});
+    let namespaces: Vec<&str> = tenant
+        .namespaces
+        .iter()
+        .map(|ns| ns.name.as_str())
+        .collect();
+    let yaml = tenant_view_yaml(slug, endpoint, &user, credentials, &namespaces)?;
+    Ok(Issued { yaml, expires_at })
+}
+
+/// The tenant-view kubeconfig document: the tenant API at the public
+/// endpoint, one context per namespace (by the tenant's names), signing in
+/// as `user` with `credentials` (a kubeconfig `user` entry).
+pub fn tenant_view_yaml(
+    slug: &str,
+    endpoint: &PublicEndpoint<'_>,
+    user: &str,
+    credentials: serde_json::Value,
+    namespaces: &[&str],
+) -> Result<String, Error> {
+    let mut cluster_entry = serde_json::json!({"server": tenant_api_url(endpoint.url, slug)});
     if let Some(ca) = &endpoint.ca_data {
         cluster_entry["certificate-authority-data"] = ca.clone().into();
     }
     let cluster = format!("{slug}-tenant-api");
-    let mut contexts: Vec<serde_json::Value> = tenant
-        .namespaces
+    let mut contexts: Vec<serde_json::Value> = namespaces
         .iter()
         .map(|ns| {
-            serde_json::json!({"name": format!("{slug}-{}", ns.name),
-                "context": {"cluster": cluster, "user": user, "namespace": ns.name}})
+            serde_json::json!({"name": format!("{slug}-{ns}"),
+                "context": {"cluster": cluster, "user": user, "namespace": ns}})
         })
         .collect();
     if contexts.is_empty() {
@@ -170,7 +187,11 @@ pub async fn issue_tenant_view(
         "contexts": contexts,
         "current-context": current,
     });
-    let yaml = serde_saphyr::to_string(&document)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("failed to write the kubeconfig: {e}")))?;
-    Ok(Issued { yaml, expires_at })
+    serde_saphyr::to_string(&document)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("failed to write the kubeconfig: {e}")))
+}
+
+/// Where the tenant API of `slug` answers, under the portal's public URL.
+pub fn tenant_api_url(public_url: &str, slug: &str) -> String {
+    format!("{}/k8s/tenants/{slug}", public_url.trim_end_matches('/'))
 }

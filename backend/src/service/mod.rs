@@ -11,6 +11,7 @@ pub mod clusters;
 pub mod documents;
 pub mod fleet;
 pub mod gateway;
+pub mod gitops;
 pub mod grant;
 pub mod kubeconfig;
 pub mod lifecycle;

@@ -7,6 +7,7 @@ mod display;
 mod edit;
 mod fleet;
 mod form;
+mod gitops;
 mod home;
 mod platform_apis;
 mod policy;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{slug}/delete", post(edit::delete))
         .route("/tenants/{slug}/policy", post(policy::set))
         .route("/tenants/{slug}/kubeconfig", post(tenant::kubeconfig))
+        .route("/tenants/{slug}/gitops", post(gitops::set))
         .route("/tenants/{slug}/quota-requests", post(quota::ask))
         .route("/quota-requests", get(quota::queue))
         .route("/quota-requests/{id}/decide", post(quota::decide))

@@ -16,6 +16,7 @@ use crate::auth::policy::Action;
 use crate::db::{self, audit::AuditFilter};
 use crate::domain::{Quantity, ResourceList};
 use crate::service::budget::BudgetSummary;
+use crate::service::gitops::{GitopsStatus, Keeper};
 use crate::service::views::{self, TenantView};
 use crate::service::{self, access};
 use crate::state::AppState;
@@ -145,6 +146,10 @@ struct TenantPage {
     policy_is_default: bool,
     audit: Vec<AuditLine>,
     cost: super::showback::TenantCost,
+    gitops: GitopsStatus,
+    /// This portal keeps GitOps credentials (`--gitops-cluster`).
+    gitops_offered: bool,
+    can_gitops: bool,
 }
 
 /// Resources an owner may ask quota for: what the budget has, and the usual ones.
@@ -230,11 +235,24 @@ pub async fn show(
     .collect();
     let cost = super::showback::of_tenant(&mut conn, &viewer.principal, &slug, app.config.currency)
         .await?;
+    drop(conn);
+    let keeper = Keeper::from_config(&app.config);
+    let gitops = service::gitops::status(
+        &app.db,
+        &viewer.principal,
+        &slug,
+        keeper.as_ref(),
+        &app.config.login.public_url,
+    )
+    .await?;
     let page = TenantPage {
         cost,
         nav: viewer.nav("tenants", q.notice),
         can_edit: may(Action::EditTenant),
         can_kubeconfig: may(Action::IssueKubeconfig),
+        can_gitops: may(Action::ManageGitops),
+        gitops_offered: keeper.is_some(),
+        gitops,
         idp_kubeconfig: service::kubeconfig::SignIn::identity_provider(&app.config.login).is_some(),
         t: facts(&tenant),
         namespaces,

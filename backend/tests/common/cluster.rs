@@ -55,6 +55,7 @@ pub fn fast_settings() -> Settings {
         poll_interval: Duration::from_millis(500),
         expiry_interval: Duration::from_secs(1),
         guardrails: Default::default(),
+        gitops: None,
     }
 }
 

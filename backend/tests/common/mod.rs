@@ -37,6 +37,7 @@ pub fn config() -> ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         log_format: LogFormat::Human,
         tls: Default::default(),
+        gitops: Default::default(),
         clusters: vec![ClusterSpec::named("local"), ClusterSpec::named("edge")],
         reconciler: false,
         reconcile_workers: 2,
