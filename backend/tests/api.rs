@@ -983,6 +983,77 @@ async fn a_listed_tenant_shows_every_change_at_once(db: PgPool) {
     assert_eq!(last, one);
 }
 
+/// Issue 31: a create counts its tenant on its cluster last (migration
+/// 0025) and placement locks nothing while it chooses; forty creates at once
+/// on two small clusters, named and placed, must still fill each exactly to
+/// its capacity, keep the load the rows add up to, and refuse the rest with
+/// a 409 problem naming the cluster.
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn many_creates_at_once_fill_small_clusters_exactly_and_refuse_the_rest(db: PgPool) {
+    let app = spawn_app(db).await;
+    for (name, room) in [("local", 7), ("edge", 5)] {
+        let declared = put_capacity(&app, name, json!({"namespaces": room})).await;
+        assert_eq!(declared.status(), 200);
+    }
+    let creates = (0..40).map(|i| {
+        let cluster = match i % 4 {
+            0 | 1 => json!("local"),
+            2 => json!("edge"),
+            _ => Value::Null,
+        };
+        app.post_json(
+            "/api/v1/tenants",
+            json!({"slug": format!("crowd-{i}"), "cluster": cluster, "namespaces": [{"name": "dev"}]}),
+        )
+    });
+    let mut created = 0;
+    for response in futures::future::join_all(creates).await {
+        if response.status() == 201 {
+            created += 1;
+            continue;
+        }
+        let (status, body) = problem(response).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["errors"][0]["field"], "cluster", "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("cannot take 1 more namespace(s) within its declared"),
+            "{detail}"
+        );
+    }
+    assert_eq!(created, 12, "both clusters filled exactly");
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT t.cluster, count(DISTINCT t.id), count(n.id) FROM tenants t
+         LEFT JOIN namespaces n ON n.tenant_id = t.id GROUP BY t.cluster ORDER BY t.cluster",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [("edge".to_string(), 5, 5), ("local".to_string(), 7, 7)]
+    );
+    let all = clusters(&app).await;
+    for (name, room) in [("local", 7), ("edge", 5)] {
+        let load = cluster(&all, name);
+        assert_eq!(
+            (
+                load["tenants"].as_i64(),
+                load["placed"]["namespaces"].as_i64()
+            ),
+            (Some(room), Some(room)),
+            "the load kept is the rows': {load}"
+        );
+    }
+    // Each created tenant left its trail; no refused one left anything.
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'tenant.created'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(audited, 12);
+}
+
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn a_burst_of_creates_never_fills_a_cluster_past_its_capacity(db: PgPool) {
     let app = spawn_app(db).await;

@@ -28,6 +28,16 @@ pub struct Load {
     pub errors: u64,
 }
 
+impl Load {
+    /// A target left out (`TP_BENCH_API_ONLY`).
+    const SKIPPED: Self = Self {
+        rate: f64::NAN,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        errors: 0,
+    };
+}
+
 /// What is measured, each with the row its rate is compared with: one
 /// object against one namespace, a page of 50 against 50 namespaces.
 const TARGETS: [(&str, usize); 7] = [
@@ -59,9 +69,63 @@ const LIST_REFERENCE: usize = 6;
 /// Namespaces the list reference pages through.
 const REFERENCE_NAMESPACES: usize = 60;
 
+/// Short names of the targets, in [`TARGETS`] order, for `TP_BENCH_API_ONLY`.
+const TARGET_NAMES: [&str; 7] = [
+    "get", "first", "deep", "searched", "post", "ref-get", "ref-list",
+];
+
+/// `TP_BENCH_API_ONLY=post,ref-get`: measure only these targets (the others
+/// are left out of the table); unset: all of them.
+fn only() -> anyhow::Result<Option<Vec<bool>>> {
+    let Ok(list) = std::env::var("TP_BENCH_API_ONLY") else {
+        return Ok(None);
+    };
+    let mut wanted = [false; 7];
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let i = TARGET_NAMES
+            .iter()
+            .position(|t| *t == name)
+            .with_context(|| {
+                format!("TP_BENCH_API_ONLY: unknown target {name:?}; use {TARGET_NAMES:?}")
+            })?;
+        wanted[i] = true;
+    }
+    Ok(Some(wanted.to_vec()))
+}
+
+/// `TP_BENCH_API_CLUSTERS=N`: the portal is configured with N clusters
+/// (`local`, `c2`, `c3`, ...), all names for the stack's one API server, so
+/// that placement spreads the POSTs over N rows of `clusters` (what the
+/// database does per cluster) without starting further control planes.
+fn cluster_names(env: &Env) -> anyhow::Result<Vec<(String, String)>> {
+    let n: usize = match std::env::var("TP_BENCH_API_CLUSTERS") {
+        Ok(n) => n
+            .parse()
+            .context("TP_BENCH_API_CLUSTERS must be a number")?,
+        Err(_) => 1,
+    };
+    Ok((1..=n.max(1))
+        .map(|i| {
+            let name = if i == 1 {
+                "local".to_string()
+            } else {
+                format!("c{i}")
+            };
+            (name, env.kubeconfig.clone())
+        })
+        .collect())
+}
+
 pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Load>>> {
     let wrk = which("wrk").context("wrk is not installed: apt-get install -y wrk")?;
-    let portal = Portal::start(env, "api", false, None).await?;
+    let clusters = cluster_names(env)?;
+    if clusters.len() > 1 {
+        eprintln!(
+            "  {} clusters configured on the one API server (TP_BENCH_API_CLUSTERS)",
+            clusters.len()
+        );
+    }
+    let portal = Portal::start_on(env, "api", false, None, &clusters).await?;
     let result = measure(env, options, &wrk, &portal).await;
     portal.stop().await?;
     result
@@ -140,8 +204,13 @@ async fn measure(
                 &kube_auth,
             ),
         ];
+        let wanted = only()?;
         let mut loads = Vec::new();
         for (i, (url, script, warm_script)) in targets.iter().enumerate() {
+            if wanted.as_ref().is_some_and(|w| !w[i]) {
+                loads.push(Load::SKIPPED);
+                continue;
+            }
             // One second of warm-up (connections, pools, caches) that is not counted.
             let warm_up = Options {
                 duration: Duration::from_secs(1),
@@ -344,9 +413,16 @@ pub fn report(options: &Options, runs: &[Vec<Load>], command: &str) {
         options.duration.as_secs(),
         runs.len()
     );
-    println!("`{command}`\n");
+    let settings: Vec<String> = ["TP_BENCH_API_CLUSTERS", "TP_BENCH_API_ONLY"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v} ")))
+        .collect();
+    println!("`{}{command}`\n", settings.concat());
     let mut rows = Vec::new();
     for (i, (target, reference)) in TARGETS.iter().enumerate() {
+        if runs.iter().all(|r| r[i].rate.is_nan()) {
+            continue;
+        }
         let column = |f: &dyn Fn(&Load) -> f64| -> f64 {
             median(&runs.iter().map(|r| f(&r[i])).collect::<Vec<_>>())
         };

@@ -1,8 +1,9 @@
 //! What each cluster holds and may hold: the load columns, kept by triggers
 //! (migration 0016) in the same transaction as the tenant or namespace that
 //! changes them, and the capacity an admin declared. The triggers refuse,
-//! with SQLSTATE `TPC01`, to grow a cluster past its capacity; choosing a
-//! cluster is `service/placement.rs`.
+//! with SQLSTATE `TPC01`, to grow a cluster past its capacity; a create
+//! counts its tenant last (migration 0025, `db::tenants::created`); choosing
+//! a cluster is `service/placement.rs`.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -58,26 +59,6 @@ pub async fn list(conn: &mut PgConnection, names: &[&str]) -> Result<Vec<Cluster
         .collect())
 }
 
-/// [`list`] for placement, which must be able to lock each cluster's row: a
-/// cluster without one gets it now.
-pub async fn list_for_placement(
-    conn: &mut PgConnection,
-    names: &[&str],
-) -> Result<Vec<ClusterLoad>, Error> {
-    let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let rows = read(conn, &owned).await?;
-    if rows.len() == owned.len() {
-        return Ok(rows);
-    }
-    sqlx::query!(
-        "INSERT INTO clusters (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING",
-        &owned
-    )
-    .execute(&mut *conn)
-    .await?;
-    read(conn, &owned).await
-}
-
 async fn read(conn: &mut PgConnection, names: &[String]) -> Result<Vec<ClusterLoad>, Error> {
     Ok(sqlx::query_as!(
         ClusterLoad,
@@ -92,36 +73,6 @@ async fn read(conn: &mut PgConnection, names: &[String]) -> Result<Vec<ClusterLo
     )
     .fetch_all(conn)
     .await?)
-}
-
-/// Locks a cluster's row for the rest of the transaction and reads it fresh;
-/// with `skip_locked`, `None` when another transaction holds it.
-pub async fn lock(
-    conn: &mut PgConnection,
-    name: &str,
-    skip_locked: bool,
-) -> Result<Option<ClusterLoad>, Error> {
-    Ok(if skip_locked {
-        sqlx::query_as!(
-            ClusterLoad,
-            "SELECT name, tenants, namespaces, cpu_millis, memory_bytes,
-                    max_namespaces, max_cpu_millis, max_memory_bytes, capacity_set_by, capacity_set_at
-             FROM clusters WHERE name = $1 FOR UPDATE SKIP LOCKED",
-            name
-        )
-        .fetch_optional(conn)
-        .await?
-    } else {
-        sqlx::query_as!(
-            ClusterLoad,
-            "SELECT name, tenants, namespaces, cpu_millis, memory_bytes,
-                    max_namespaces, max_cpu_millis, max_memory_bytes, capacity_set_by, capacity_set_at
-             FROM clusters WHERE name = $1 FOR UPDATE",
-            name
-        )
-        .fetch_optional(conn)
-        .await?
-    })
 }
 
 /// The refusal for a change the capacity trigger stopped: more namespaces,

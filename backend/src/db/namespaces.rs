@@ -67,32 +67,38 @@ pub async fn insert_all(
     )
     .fetch_all(conn)
     .await
-    .map_err(|e| {
-        let constraint = super::violated_constraint(&e);
-        // The error names the value that was taken: PostgreSQL's detail
-        // says "Key (...)=(value) already exists.", the name-claim trigger
-        // (`claim_namespace_name`) says "the namespace name value was used".
-        let said = e.as_database_error().map_or_else(String::new, |d| {
-            let detail = d
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .and_then(|d| d.detail())
-                .unwrap_or_default();
-            format!("{} {detail}", d.message())
-        });
-        let taken = namespaces
-            .iter()
-            .find(|(name, full_name, _)| {
-                said.contains(&format!("=({full_name})"))
-                    || said.contains(&format!(" {full_name} "))
-                    || said.contains(&format!(", {name})"))
-            })
-            .or(namespaces.first());
-        match (constraint, taken) {
-            (Some(constraint), Some((name, full_name, _))) => conflict(constraint, name, full_name)
-                .unwrap_or_else(|| e.into()),
-            _ => e.into(),
+    .map_err(|e| taken(e, namespaces))
+}
+
+/// The error of a failed insert of `namespaces` ((short name, full name,
+/// allocations)): a name the database already holds is a conflict naming
+/// the namespace it belongs to.
+pub(crate) fn taken(e: sqlx::Error, namespaces: &[(&str, &str, &ResourceList)]) -> Error {
+    let constraint = super::violated_constraint(&e);
+    // The error names the value that was taken: PostgreSQL's detail
+    // says "Key (...)=(value) already exists.", the name-claim trigger
+    // (`claim_namespace_name`) says "the namespace name value was used".
+    let said = e.as_database_error().map_or_else(String::new, |d| {
+        let detail = d
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|d| d.detail())
+            .unwrap_or_default();
+        format!("{} {detail}", d.message())
+    });
+    let taken = namespaces
+        .iter()
+        .find(|(name, full_name, _)| {
+            said.contains(&format!("=({full_name})"))
+                || said.contains(&format!(" {full_name} "))
+                || said.contains(&format!(", {name})"))
+        })
+        .or(namespaces.first());
+    match (constraint, taken) {
+        (Some(constraint), Some((name, full_name, _))) => {
+            conflict(constraint, name, full_name).unwrap_or_else(|| e.into())
         }
-    })
+        _ => e.into(),
+    }
 }
 
 /// The answer for a namespace whose name the database already holds.

@@ -6,7 +6,9 @@ use sqlx::types::Json;
 
 use super::members::MemberRow;
 use super::namespaces::NamespaceRow;
-use crate::domain::{Description, DisplayName, Labels, ResourceList, TenantSlug, TenantState};
+use crate::domain::{
+    Description, DisplayName, Labels, MemberKind, ResourceList, Role, TenantSlug, TenantState,
+};
 use crate::error::Error;
 
 /// A tenant row as stored (quantities as canonical strings), parsed on the
@@ -70,17 +72,83 @@ pub struct TenantSpec<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<TenantRow, Error> {
+fn slug_taken(slug: &TenantSlug) -> Error {
+    Error::Conflict {
+        detail: format!(
+            "the slug \"{slug}\" is taken; slugs are never reused, even after deletion"
+        ),
+        errors: vec![crate::domain::FieldError::new("slug", "must be unique")],
+    }
+}
+
+/// A new tenant's rows as written: the tenant, its namespaces (as given)
+/// and its members (oldest first).
+pub struct Written {
+    pub tenant: TenantRow,
+    pub namespaces: Vec<NamespaceRow>,
+    pub members: Vec<MemberRow>,
+}
+
+/// Writes a new tenant with its namespaces ((short name, full name,
+/// allocations)) and members in one statement, not yet counted on its
+/// cluster: the transaction counts it whole before it commits, with
+/// [`count_created`] or [`created`] (migration 0025; committing it uncounted
+/// fails). A taken slug or namespace name is the conflict it was when each
+/// was written alone.
+pub async fn insert_uncounted(
+    conn: &mut PgConnection,
+    new: NewTenant<'_>,
+    namespaces: &[(&str, &str, &ResourceList)],
+    members: &[(MemberKind, &str, Role)],
+) -> Result<Written, Error> {
     let demand = new.budget.cluster_demand();
-    sqlx::query_as!(
-        TenantRow,
-        r#"INSERT INTO tenants (slug, display_name, description, labels, cluster, budget, expires_at,
-                                cpu_millis, memory_bytes, created_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           RETURNING id, slug, display_name, description,
-                     labels AS "labels: _", cluster, state AS "state: _", budget AS "budget: _", generation,
-                     sync_status, observed_generation, sync_message, last_synced_at,
-                     created_at, updated_at, deleted_at, expires_at"#,
+    let names: Vec<&str> = namespaces.iter().map(|n| n.0).collect();
+    let full_names: Vec<&str> = namespaces.iter().map(|n| n.1).collect();
+    let allocations: Vec<serde_json::Value> = namespaces
+        .iter()
+        .map(|n| serde_json::to_value(n.2.to_strings()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Internal(e.into()))?;
+    let kinds: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+    let subjects: Vec<&str> = members.iter().map(|m| m.1).collect();
+    let roles: Vec<&str> = members.iter().map(|m| m.2.as_str()).collect();
+    let row = sqlx::query!(
+        r#"WITH t AS (
+               INSERT INTO tenants (id, slug, display_name, description, labels, cluster, budget,
+                                    expires_at, cpu_millis, memory_bytes, created_by)
+               OVERRIDING SYSTEM VALUE
+               VALUES (cluster_load_later(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               RETURNING id, slug, display_name, description, labels, cluster, state, budget,
+                         generation, sync_status, observed_generation, sync_message,
+                         last_synced_at, created_at, updated_at, deleted_at, expires_at
+           ), n AS (
+               INSERT INTO namespaces (tenant_id, name, full_name, allocations)
+               SELECT t.id, n.name, n.full_name, n.allocations
+               FROM t, unnest($11::text[], $12::text[], $13::jsonb[])
+                       WITH ORDINALITY AS n(name, full_name, allocations, i)
+               ORDER BY n.i
+               RETURNING id, tenant_id, name, full_name, allocations, created_at,
+                         sync_status, sync_message, usage, usage_at
+           ), m AS (
+               INSERT INTO members (tenant_id, kind, subject, role)
+               SELECT t.id, m.kind, m.subject, m.role
+               FROM t, unnest($14::text[], $15::text[], $16::text[])
+                       WITH ORDINALITY AS m(kind, subject, role, i)
+               ORDER BY m.i
+               RETURNING id, tenant_id, kind, subject, role, created_at
+           )
+           SELECT t.id AS "id!", t.slug AS "slug!", t.display_name AS "display_name!",
+                  t.description AS "description!",
+                  t.labels AS "labels!: Json<BTreeMap<String, String>>", t.cluster AS "cluster!",
+                  t.state AS "state!: TenantState", t.budget AS "budget!: ResourceList",
+                  t.generation AS "generation!", t.sync_status AS "sync_status!",
+                  t.observed_generation AS "observed_generation!", t.sync_message AS "sync_message?",
+                  t.last_synced_at AS "last_synced_at?", t.created_at AS "created_at!",
+                  t.updated_at AS "updated_at!", t.deleted_at AS "deleted_at?",
+                  t.expires_at AS "expires_at?",
+                  (SELECT COALESCE(json_agg(n), '[]') FROM n) AS "namespaces!: Json<Vec<NamespaceRow>>",
+                  (SELECT COALESCE(json_agg(m ORDER BY m.id), '[]') FROM m) AS "members!: Json<Vec<MemberRow>>"
+           FROM t"#,
         new.slug.as_str(),
         new.display_name.as_str(),
         new.description.as_str(),
@@ -91,19 +159,106 @@ pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<Tenan
         demand.cpu_millis,
         demand.memory_bytes,
         new.created_by,
+        &names as &[&str],
+        &full_names as &[&str],
+        &allocations,
+        &kinds as &[&str],
+        &subjects as &[&str],
+        &roles as &[&str],
     )
     .fetch_one(conn)
     .await
     .map_err(|e| match super::violated_constraint(&e) {
-        Some("tenants_slug_key") => Error::Conflict {
-            detail: format!(
-                "the slug \"{}\" is taken; slugs are never reused, even after deletion",
-                new.slug
-            ),
-            errors: vec![crate::domain::FieldError::new("slug", "must be unique")],
+        Some("tenants_slug_key") => slug_taken(new.slug),
+        Some("members_tenant_subject_key") => Error::Conflict {
+            detail: "a member appears twice".into(),
+            errors: vec![crate::domain::FieldError::new("members", "must be unique")],
         },
-        _ => e.into(),
+        _ => super::namespaces::taken(e, namespaces),
+    })?;
+    Ok(Written {
+        tenant: TenantRow {
+            id: row.id,
+            slug: row.slug,
+            display_name: row.display_name,
+            description: row.description,
+            labels: row.labels,
+            cluster: row.cluster,
+            state: row.state,
+            budget: row.budget,
+            generation: row.generation,
+            sync_status: row.sync_status,
+            observed_generation: row.observed_generation,
+            sync_message: row.sync_message,
+            last_synced_at: row.last_synced_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            deleted_at: row.deleted_at,
+            expires_at: row.expires_at,
+        },
+        namespaces: row.namespaces.0,
+        members: row.members.0,
     })
+}
+
+/// Whether a new tenant was counted on its cluster, or the refusal of a
+/// cluster it would fill past its declared capacity (the transaction is
+/// then aborted: roll it back).
+pub enum Counted {
+    Yes,
+    Full(Error),
+}
+
+fn counted(result: Result<(), sqlx::Error>) -> Result<Counted, Error> {
+    match result {
+        Ok(()) => Ok(Counted::Yes),
+        Err(e) => match super::clusters::over_capacity(&e) {
+            Some(refusal) => Ok(Counted::Full(refusal)),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// Counts a tenant written by [`insert_uncounted`] on its cluster now; its
+/// cluster's row stays locked until the transaction ends.
+pub async fn count_created(conn: &mut PgConnection, tenant_id: i64) -> Result<Counted, Error> {
+    counted(
+        sqlx::query!("SELECT cluster_load_created($1)", tenant_id)
+            .fetch_one(conn)
+            .await
+            .map(|_| ()),
+    )
+}
+
+/// A create's last statement before its commit: counts the tenant written
+/// by [`insert_uncounted`] on its cluster, then writes its trail (the
+/// audit event, the outbox row, the change-stream events; as
+/// `db::trail::write`, without a `before`). The cluster's row and the event
+/// numbers are held from here to the commit, one round trip.
+pub async fn created(
+    conn: &mut PgConnection,
+    trail: super::trail::Trail<'_>,
+) -> Result<Counted, Error> {
+    let (tenant_id, slug) = trail.tenant;
+    let audit = trail.audit.as_ref();
+    let (kinds, data): (Vec<&str>, Vec<&serde_json::Value>) = trail.events.iter().copied().unzip();
+    counted(
+        sqlx::query!(
+            "SELECT tenant_created($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            tenant_id,
+            slug,
+            audit.map(|a| a.actor),
+            audit.map(|a| a.action),
+            audit.and_then(|a| a.after),
+            audit.and_then(|a| a.request_id),
+            trail.enqueue,
+            &kinds as &[&str],
+            &data as &[&serde_json::Value],
+        )
+        .fetch_one(conn)
+        .await
+        .map(|_| ()),
+    )
 }
 
 pub async fn get(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow>, Error> {
@@ -225,16 +380,139 @@ pub async fn list_page(
     Ok(rows.into_iter().map(|row| row.split().0).collect())
 }
 
-/// [`list_page`] with each tenant's `view_version` (migration 0017): what a
-/// reader that keeps views needs to tell which of them are still current.
+/// [`list_page`] as each tenant's id and `view_version` (migration 0017)
+/// only: what a reader that keeps views needs to tell which of them are
+/// still current, without reading (and parsing) the rows it holds.
 pub async fn list_page_versions(
     conn: &mut PgConnection,
     filter: &ListFilter,
     after_id: i64,
     limit: i64,
-) -> Result<Vec<(TenantRow, i64)>, Error> {
-    let rows = page(conn, filter, after_id, limit).await?;
-    Ok(rows.into_iter().map(PageRow::split).collect())
+) -> Result<Vec<(i64, i64)>, Error> {
+    let rows = match filter.search.as_deref() {
+        Some(search) => {
+            sqlx::query!(
+                r#"SELECT id, view_version FROM tenants
+                   WHERE id = ANY(ARRAY(SELECT id FROM tenants WHERE slug ILIKE $5
+                                        UNION SELECT id FROM tenants WHERE display_name ILIKE $5))
+                     AND id > $1
+                     AND (CASE WHEN $2::text IS NULL THEN state <> 'deleted' ELSE state = $2 END)
+                     AND ($3::text IS NULL OR cluster = $3)
+                     AND ($4::jsonb IS NULL OR labels @> $4)
+                     AND ($7::text IS NULL OR EXISTS (
+                         SELECT 1 FROM members m WHERE m.tenant_id = tenants.id
+                           AND ((m.kind = 'user' AND m.subject = $7) OR (m.kind = 'group' AND m.subject = ANY($8)))))
+                     AND ($9::text[] IS NULL OR slug = ANY($9))
+                   ORDER BY id
+                   LIMIT $6"#,
+                after_id,
+                filter.state.map(TenantState::as_str),
+                filter.cluster.as_deref(),
+                filter.labels.as_ref().map(Json) as _,
+                search_pattern(search),
+                limit,
+                filter.member.as_ref().map(|(email, _)| email.as_str()),
+                filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
+                filter.reach.as_deref(),
+            )
+            .fetch_all(conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.view_version))
+            .collect()
+        }
+        None => sqlx::query!(
+            r#"SELECT id, view_version FROM tenants
+               WHERE id > $1
+                 AND (CASE WHEN $2::text IS NULL THEN state <> 'deleted' ELSE state = $2 END)
+                 AND ($3::text IS NULL OR cluster = $3)
+                 AND ($4::jsonb IS NULL OR labels @> $4)
+                 AND ($6::text IS NULL OR EXISTS (
+                     SELECT 1 FROM members m WHERE m.tenant_id = tenants.id
+                       AND ((m.kind = 'user' AND m.subject = $6) OR (m.kind = 'group' AND m.subject = ANY($7)))))
+                 AND ($8::text[] IS NULL OR slug = ANY($8))
+               ORDER BY id
+               LIMIT $5"#,
+            after_id,
+            filter.state.map(TenantState::as_str),
+            filter.cluster.as_deref(),
+            filter.labels.as_ref().map(Json) as _,
+            limit,
+            filter.member.as_ref().map(|(email, _)| email.as_str()),
+            filter.member.as_ref().map(|(_, groups)| groups.as_slice()).unwrap_or(&[]),
+            filter.reach.as_deref(),
+        )
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.view_version))
+        .collect(),
+    };
+    Ok(rows)
+}
+
+/// Tenants `ids` with their children and the version of their view, all
+/// read in one statement (so each view is exactly at its version); in no
+/// particular order, and without the ids no longer found.
+pub async fn with_children_of(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> Result<Vec<(TenantRow, i64, Children)>, Error> {
+    let rows = sqlx::query!(
+        r#"SELECT t.id, t.slug, t.display_name, t.description,
+                  t.labels AS "labels: Json<BTreeMap<String, String>>", t.cluster,
+                  t.state AS "state: TenantState", t.budget AS "budget: ResourceList",
+                  t.generation, t.sync_status, t.observed_generation, t.sync_message,
+                  t.last_synced_at, t.created_at, t.updated_at, t.deleted_at, t.expires_at,
+                  t.view_version,
+                  c.namespaces AS "namespaces!: Json<Vec<NamespaceRow>>",
+                  c.members AS "members!: Json<Vec<MemberRow>>",
+                  c.policy AS "policy?: Json<serde_json::Value>"
+           FROM tenants t, LATERAL tenant_children(t.id) c
+           WHERE t.id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let tenant = TenantRow {
+                id: r.id,
+                slug: r.slug,
+                display_name: r.display_name,
+                description: r.description,
+                labels: r.labels,
+                cluster: r.cluster,
+                state: r.state,
+                budget: r.budget,
+                generation: r.generation,
+                sync_status: r.sync_status,
+                observed_generation: r.observed_generation,
+                sync_message: r.sync_message,
+                last_synced_at: r.last_synced_at,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                deleted_at: r.deleted_at,
+                expires_at: r.expires_at,
+            };
+            let children = Children {
+                namespaces: r.namespaces.0,
+                members: r.members.0,
+                policy: r.policy.map(|Json(policy)| policy),
+            };
+            (tenant, r.view_version, children)
+        })
+        .collect())
+}
+
+/// The `ILIKE` pattern of a search: the text anywhere, taken literally.
+fn search_pattern(search: &str) -> String {
+    let escaped = search
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 /// A tenant row of a page, with the version of its view.
@@ -335,11 +613,7 @@ async fn search_page(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<PageRow>, Error> {
-    let escaped = search
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    let pattern = format!("%{escaped}%");
+    let pattern = search_pattern(search);
     Ok(sqlx::query_as!(
         PageRow,
         r#"SELECT id, slug, display_name, description,

@@ -1,5 +1,6 @@
 //! Creating a tenant with its namespaces, budget and members: every field
-//! checked, every violation reported at once, one transaction.
+//! checked, every violation reported at once, one transaction, counted on
+//! its cluster last (migration 0025).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,11 +9,13 @@ use sqlx::PgPool;
 
 use super::Actor;
 use super::change::{Record, tenant_event, to_json, write};
+use super::placement::Choice;
 use super::views::{self, Quantities, TenantView};
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
 use crate::config::ServeConfig;
 use crate::db;
+use crate::db::tenants::Counted;
 use crate::domain::quota::check_allocation;
 use crate::domain::tenant::expiry;
 use crate::domain::{
@@ -40,6 +43,13 @@ pub struct NewTenantRequest {
 }
 
 /// Creates a tenant with its namespaces and members, as `who` asked.
+///
+/// Four round trips to the database in its transaction, besides the
+/// creator's limit and the clusters' loads when they apply: `BEGIN`, the
+/// rows in one statement, the count on the cluster with the trail in one
+/// statement, `COMMIT`. The cluster's row is locked only by the last two, so
+/// creates on one cluster wait for each other for one round trip
+/// (BENCHMARKS.md §2).
 pub async fn create(
     db: &PgPool,
     config: &ServeConfig,
@@ -48,18 +58,42 @@ pub async fn create(
     actor: &Actor,
     request: NewTenantRequest,
 ) -> Result<TenantView, Error> {
-    let Inserted { tx, id, tenant } = insert(
-        db,
-        config,
-        clusters,
-        who,
-        request,
-        CreatorOwns::Always,
-        None,
-    )
-    .await?;
-    commit_created(tx, actor, id, &tenant).await?;
-    Ok(tenant)
+    let new = prepare(who, config, request, CreatorOwns::Always, None)?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (mut tx, choice, written) = write_rows(db, config, clusters, who, &new).await?;
+        let id = written.tenant.id;
+        let tenant = views::new_tenant(written.tenant, written.namespaces, written.members)?;
+        let action = "tenant.created";
+        let after = to_json(&tenant)?;
+        let (kind, data) = tenant_event(actor, action, &tenant);
+        let trail = db::trail::Trail {
+            tenant: (id, &tenant.slug),
+            audit: Some(db::trail::Audit {
+                actor: &actor.name,
+                action,
+                before: None,
+                after: Some(&after),
+                request_id: actor.request_id.as_deref(),
+            }),
+            enqueue: Some(tenant.generation),
+            events: &[(kind, &data)],
+        };
+        match db::tenants::created(&mut tx, trail).await? {
+            Counted::Yes => {
+                tx.commit().await?;
+                drop(choice);
+                return Ok(tenant);
+            }
+            Counted::Full(refusal) => {
+                tx.rollback().await?;
+                if !choose_again(config, choice.as_ref(), tries) {
+                    return Err(refusal);
+                }
+            }
+        }
+    }
 }
 
 /// Records a new tenant (its audit event, outbox row and change-stream
@@ -105,9 +139,10 @@ pub(super) struct Inserted {
     pub tenant: TenantView,
 }
 
-/// Checks every field of a new tenant, places it and writes its rows; the
-/// caller records the change and commits. `template_budget`: the budget of
-/// the template the tenant is made from, which its creator may take unasked.
+/// Checks every field of a new tenant, places it and writes its rows,
+/// counted on its cluster; the caller records the change and commits.
+/// `template_budget`: the budget of the template the tenant is made from,
+/// which its creator may take unasked.
 pub(super) async fn insert(
     db: &PgPool,
     config: &ServeConfig,
@@ -117,6 +152,48 @@ pub(super) async fn insert(
     creator_owns: CreatorOwns,
     template_budget: Option<&ResourceList>,
 ) -> Result<Inserted, Error> {
+    let new = prepare(who, config, request, creator_owns, template_budget)?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (mut tx, choice, written) = write_rows(db, config, clusters, who, &new).await?;
+        let id = written.tenant.id;
+        match db::tenants::count_created(&mut tx, id).await? {
+            Counted::Yes => {
+                // The answer is built from the rows just written: a new tenant has no
+                // policy yet, and nobody else sees its rows before this commits.
+                let tenant =
+                    views::new_tenant(written.tenant, written.namespaces, written.members)?;
+                return Ok(Inserted { tx, id, tenant });
+            }
+            Counted::Full(refusal) => {
+                tx.rollback().await?;
+                if !choose_again(config, choice.as_ref(), tries) {
+                    return Err(refusal);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a create refused by its cluster's capacity (filled by others
+/// since its choice) chooses again: only when the portal chose the cluster,
+/// a few times at most; each choice reads the loads anew, so a cluster
+/// found full is not chosen again, and when none has room the refusal names
+/// each cluster's reason.
+fn choose_again(config: &ServeConfig, choice: Option<&Choice>, tries: usize) -> bool {
+    choice.is_some() && tries <= config.cluster_names().len() + 2
+}
+
+/// Checks what `who` asked for: may they create a tenant, with this budget,
+/// every field at once; the creator made an owner when `creator_owns` says so.
+fn prepare(
+    who: &Principal,
+    config: &ServeConfig,
+    request: NewTenantRequest,
+    creator_owns: CreatorOwns,
+    template_budget: Option<&ResourceList>,
+) -> Result<NewTenant, Error> {
     authorize(who, Action::CreateTenant)?;
     let budget = super::grant::budget_for(who, config, template_budget, &request.budget)?;
     let mut new = NewTenant::parse(NewTenantRequest { budget, ..request }, config)?;
@@ -134,11 +211,24 @@ pub(super) async fn insert(
                 .push((MemberKind::User, user.email.clone(), Role::Owner));
         }
     }
+    Ok(new)
+}
+
+/// Opens the create's transaction, chooses its cluster (the one named, or
+/// placement's choice), asks the cluster about its namespaces and writes
+/// its rows, not yet counted on the cluster (`db::tenants::insert_uncounted`).
+async fn write_rows(
+    db: &PgPool,
+    config: &ServeConfig,
+    clusters: &crate::cluster::Clusters,
+    who: &Principal,
+    new: &NewTenant,
+) -> Result<(db::Tx, Option<Choice>, db::tenants::Written), Error> {
     let mut tx = db.begin().await?;
     super::grant::check_tenant_limit(&mut tx, who, config).await?;
-    let cluster = match &new.cluster {
-        // The capacity trigger still checks the named cluster's room.
-        Some(named) => named.clone(),
+    let (choice, cluster) = match &new.cluster {
+        // The count before the commit checks the named cluster's room.
+        Some(named) => (None, named.clone()),
         None => {
             let candidates: Vec<_> = config
                 .cluster_names()
@@ -149,8 +239,9 @@ pub(super) async fn insert(
                 })
                 .collect();
             let demand = super::placement::Demand::of(new.namespaces.len(), &new.budget);
-            super::placement::place(&mut tx, &candidates, &demand, spread(new.slug.as_str()))
-                .await?
+            let choice = super::placement::choose(&mut tx, &candidates, &demand).await?;
+            let cluster = choice.cluster.clone();
+            (Some(choice), cluster)
         }
     };
     let full_names = new
@@ -161,7 +252,20 @@ pub(super) async fn insert(
         .collect::<Result<Vec<_>, FieldError>>()?;
     super::cluster_check::namespaces_free(clusters, &cluster, new.slug.as_str(), &full_names)
         .await?;
-    let row = db::tenants::insert(
+    let wanted: Vec<(&str, &str, &ResourceList)> = new
+        .namespaces
+        .iter()
+        .zip(&full_names)
+        .map(|((name, allocations), (_, full_name))| {
+            (name.as_str(), full_name.as_str(), allocations)
+        })
+        .collect();
+    let members: Vec<(MemberKind, &str, Role)> = new
+        .members
+        .iter()
+        .map(|(kind, subject, role)| (*kind, subject.as_str(), *role))
+        .collect();
+    let written = db::tenants::insert_uncounted(
         &mut tx,
         db::tenants::NewTenant {
             slug: &new.slug,
@@ -173,35 +277,11 @@ pub(super) async fn insert(
             expires_at: new.expires_at,
             created_by: &who.key(),
         },
+        &wanted,
+        &members,
     )
     .await?;
-    let wanted: Vec<(&str, &str, &ResourceList)> = new
-        .namespaces
-        .iter()
-        .zip(&full_names)
-        .map(|((name, allocations), (_, full_name))| {
-            (name.as_str(), full_name.as_str(), allocations)
-        })
-        .collect();
-    let namespaces = db::namespaces::insert_all(&mut tx, row.id, &wanted).await?;
-    let mut members = Vec::with_capacity(new.members.len());
-    for (kind, subject, role) in &new.members {
-        members.push(db::members::insert(&mut tx, row.id, *kind, subject, *role).await?);
-    }
-    let id = row.id;
-    // The answer is built from the rows just written: a new tenant has no
-    // policy yet, and nobody else sees its rows before this commits.
-    let tenant = views::new_tenant(row, namespaces, members)?;
-    Ok(Inserted { tx, id, tenant })
-}
-
-/// Where a create waiting for a busy cluster looks first: a hash of its slug,
-/// so that a burst of creates scatters over the clusters with room.
-fn spread(slug: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    slug.hash(&mut hasher);
-    hasher.finish()
+    Ok((tx, choice, written))
 }
 
 /// The value, or `None` with the error noted.

@@ -1,10 +1,14 @@
 //! Choosing the cluster for a new tenant: one with room for its namespaces
 //! and budget, reachable first, then the fewest tenants; and the refusal,
-//! naming each cluster's reason, when none has room.
+//! naming each cluster's reason, when none has room. The room itself is
+//! made sure of when the create counts its tenant (migration 0025).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use sqlx::PgConnection;
 
-use crate::db::clusters::{ClusterLoad, list, list_for_placement, lock};
+use crate::db::clusters::{ClusterLoad, list};
 use crate::domain::quantity::{Format, Quantity};
 use crate::domain::{FieldError, ResourceList};
 use crate::error::Error;
@@ -87,41 +91,6 @@ pub fn lacks_room(load: &ClusterLoad, demand: &Demand) -> Option<String> {
     None
 }
 
-enum Claim {
-    /// Locked with room: the tenant goes here.
-    Placed(String),
-    /// Another create holds it.
-    Held,
-    /// Locked, but the create that held it used the room.
-    Full(String),
-}
-
-/// Tries to lock a cluster with room for `demand`. A cluster found full is
-/// let go at once (its lock was taken under a savepoint), so two creates
-/// that each found the other's cluster full cannot deadlock.
-async fn claim(
-    conn: &mut PgConnection,
-    name: &str,
-    demand: &Demand,
-    skip_locked: bool,
-) -> Result<Claim, Error> {
-    let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
-    let Some(fresh) = lock(&mut savepoint, name, skip_locked).await? else {
-        savepoint.rollback().await?;
-        return Ok(Claim::Held);
-    };
-    match lacks_room(&fresh, demand) {
-        None => {
-            savepoint.commit().await?;
-            Ok(Claim::Placed(fresh.name))
-        }
-        Some(why) => {
-            savepoint.rollback().await?;
-            Ok(Claim::Full(why))
-        }
-    }
-}
-
 /// A cluster a tenant may be placed on, and whether its API server answered
 /// at the portal's last try.
 #[derive(Debug, Clone, Copy)]
@@ -130,68 +99,67 @@ pub struct Candidate<'a> {
     pub reachable: bool,
 }
 
-/// Chooses the cluster for a new tenant and locks its row until the
-/// transaction ends: among the clusters with room, reachable ones first,
-/// then the fewest tenants, then the order configured.
+/// Creates this replica is placing now, per cluster: counted beside the
+/// committed load so that creates in flight together do not all see the
+/// same counts and pick the same cluster.
+static IN_FLIGHT: Mutex<BTreeMap<String, i64>> = Mutex::new(BTreeMap::new());
+
+/// The cluster chosen for a new tenant; while it is held, the create counts
+/// as in flight there.
+#[derive(Debug)]
+pub struct Choice {
+    pub cluster: String,
+}
+
+impl Drop for Choice {
+    fn drop(&mut self) {
+        let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = in_flight.get_mut(&self.cluster) {
+            *n -= 1;
+            if *n <= 0 {
+                in_flight.remove(&self.cluster);
+            }
+        }
+    }
+}
+
+/// Chooses the cluster for a new tenant: among the clusters with room,
+/// reachable ones first, then the fewest tenants (those committed and those
+/// this replica is placing now), then the order configured.
 ///
-/// Creates in flight together must not all see the same counts and pick the
-/// same cluster, so each takes the best cluster no other create holds; when
-/// every cluster with room is held, it waits for one chosen by `spread` (a
-/// hash of the slug), which scatters a burst instead of queueing it behind
-/// one cluster. The row read under the lock is checked again, since the
-/// create that held it may have used the room.
-pub async fn place(
+/// Nothing is locked: the choice reads the committed loads, and the room is
+/// made sure of when the create counts its tenant, under the cluster's row
+/// lock, just before it commits (migration 0025). A create that finds its
+/// cluster filled meanwhile by another is refused there, and the caller
+/// chooses again.
+pub async fn choose(
     conn: &mut PgConnection,
     candidates: &[Candidate<'_>],
     demand: &Demand,
-    spread: u64,
-) -> Result<String, Error> {
+) -> Result<Choice, Error> {
     let names: Vec<&str> = candidates.iter().map(|c| c.name).collect();
-    if let [only] = candidates {
-        // Nothing to choose: the room is checked now for a clear answer, and
-        // again by the trigger when the tenant is written.
-        let load = list(conn, &names).await?;
-        return match load.first().and_then(|l| lacks_room(l, demand)) {
-            Some(why) => Err(no_room(demand, &[why])),
-            None => Ok(only.name.to_string()),
-        };
-    }
+    let loads = list(conn, &names).await?;
     let mut refusals = Vec::new();
-    for _ in 0..3 {
-        let loads = list_for_placement(conn, &names).await?;
-        let mut fitting = Vec::new();
-        refusals.clear();
-        for (candidate, load) in candidates.iter().zip(&loads) {
-            match lacks_room(load, demand) {
-                Some(why) => refusals.push(why),
-                None => fitting.push((candidate, load)),
-            }
+    let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut best: Option<((bool, i64), &str)> = None;
+    for (candidate, load) in candidates.iter().zip(&loads) {
+        if let Some(why) = lacks_room(load, demand) {
+            refusals.push(why);
+            continue;
         }
-        fitting.sort_by_key(|(c, load)| (!c.reachable, load.tenants));
-        for (candidate, _) in &fitting {
-            match claim(conn, candidate.name, demand, true).await? {
-                Claim::Placed(name) => return Ok(name),
-                Claim::Full(why) => refusals.push(why),
-                Claim::Held => {}
-            }
-        }
-        let reachable = fitting.iter().filter(|(c, _)| c.reachable).count();
-        let choices = if reachable > 0 {
-            reachable
-        } else {
-            fitting.len()
-        };
-        if choices == 0 {
-            break;
-        }
-        let (chosen, _) = fitting[(spread % choices as u64) as usize];
-        match claim(conn, chosen.name, demand, false).await? {
-            Claim::Placed(name) => return Ok(name),
-            Claim::Full(why) => refusals.push(why),
-            Claim::Held => {}
+        let placing = in_flight.get(candidate.name).copied().unwrap_or(0);
+        let key = (!candidate.reachable, load.tenants.saturating_add(placing));
+        if best.is_none_or(|(best, _)| key < best) {
+            best = Some((key, candidate.name));
         }
     }
-    Err(no_room(demand, &refusals))
+    let Some((_, name)) = best else {
+        return Err(no_room(demand, &refusals));
+    };
+    *in_flight.entry(name.to_string()).or_default() += 1;
+    Ok(Choice {
+        cluster: name.to_string(),
+    })
 }
 
 /// The refusal for a tenant no cluster has room for, naming each reason.

@@ -68,10 +68,12 @@ pub enum PageEntry {
 }
 
 /// [`list_page`] as the tenants' whole views, for a reader that keeps the
-/// views it has seen: `held(id, version)` says whether it has that one, and
-/// only the others are loaded, all in one more query. The version changes
-/// with every write to any part of a view (migration 0017), so a held view
-/// is never stale.
+/// views it has seen: `held(id, version)` says whether it has that one.
+/// The page itself is read as ids and versions only; the tenants not held
+/// are read whole (row, children, version) in one more query, so a view is
+/// built from one snapshot and kept at the version it was built from. The
+/// version changes with every write to any part of a view (migration 0017),
+/// so a held view is never stale.
 pub async fn list_views(
     conn: &mut PgConnection,
     who: &Principal,
@@ -82,33 +84,39 @@ pub async fn list_views(
 ) -> Result<(Vec<PageEntry>, Option<i64>), Error> {
     let filter = list_filter(who, query)?;
     let rows = db::tenants::list_page_versions(conn, &filter, after, limit + 1).await?;
-    let (rows, next) = next_position(rows, limit, |(row, _)| row.id);
-    let missing: BTreeSet<i64> = rows
+    let (rows, next) = next_position(rows, limit, |(id, _)| *id);
+    let missing: Vec<i64> = rows
         .iter()
-        .filter(|(row, version)| !held(row.id, *version))
-        .map(|(row, _)| row.id)
+        .filter(|(id, version)| !held(*id, *version))
+        .map(|(id, _)| *id)
         .collect();
-    let mut children = if missing.is_empty() {
+    let mut fresh: BTreeMap<i64, (TenantRow, i64, db::tenants::Children)> = if missing.is_empty() {
         BTreeMap::new()
     } else {
-        let ids: Vec<i64> = missing.iter().copied().collect();
-        db::tenants::children(conn, &ids).await?
+        db::tenants::with_children_of(conn, &missing)
+            .await?
+            .into_iter()
+            .map(|(row, version, own)| (row.id, (row, version, own)))
+            .collect()
     };
-    rows.into_iter()
-        .map(|(row, version)| {
-            let id = row.id;
-            if !missing.contains(&id) {
-                return Ok(PageEntry::Held { id, version });
-            }
-            let own = children.remove(&id).unwrap_or_default();
-            Ok(PageEntry::Fresh {
-                id,
-                version,
-                view: Box::new(super::views::assemble_with(row, &own)?),
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()
-        .map(|entries| (entries, next))
+    let missing: BTreeSet<i64> = missing.into_iter().collect();
+    let mut entries = Vec::with_capacity(rows.len());
+    for (id, version) in rows {
+        if !missing.contains(&id) {
+            entries.push(PageEntry::Held { id, version });
+            continue;
+        }
+        // Gone since the page was read (never, short of an operator's DELETE).
+        let Some((row, version, own)) = fresh.remove(&id) else {
+            continue;
+        };
+        entries.push(PageEntry::Fresh {
+            id,
+            version,
+            view: Box::new(super::views::assemble_with(row, &own)?),
+        });
+    }
+    Ok((entries, next))
 }
 
 fn list_filter(who: &Principal, query: ListQuery) -> Result<ListFilter, Error> {
