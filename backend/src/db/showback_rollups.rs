@@ -182,10 +182,12 @@ pub async fn marks(
     .await?)
 }
 
-/// One namespace's integral of one resource over one price epoch.
+/// The integral of one resource over one price epoch, summed over the
+/// namespaces of one bucket (a group of the report and a cluster).
 #[derive(Debug, Clone)]
 pub struct Rolled {
-    pub namespace_id: i64,
+    /// The bucket, as the query numbers them.
+    pub bucket: i32,
     pub resource: String,
     /// The epoch, as the report's plan numbers them.
     pub epoch: i32,
@@ -193,46 +195,59 @@ pub struct Rolled {
     pub used: String,
 }
 
-/// Where a report reads rollups.
+/// Where a report reads rollups: what each namespace's integrals are
+/// summed into (a bucket, an epoch), over whole days or parts of days.
 #[derive(Debug, Default)]
 pub struct RollupQuery {
-    /// Per namespace, the hour-aligned range `[from, to)` its rollups cover.
+    /// Whole days `[from, to)` (Unix seconds, UTC midnights) of a
+    /// namespace in one epoch: the days' integrals, read from the index.
     pub ids: Vec<i64>,
     pub froms: Vec<i64>,
     pub tos: Vec<i64>,
-    /// The runs of hours `[first, last)` of each day (Unix seconds) that
-    /// lie in one price epoch, with the epoch.
-    pub days: Vec<i64>,
-    pub firsts: Vec<i32>,
-    pub lasts: Vec<i32>,
+    pub buckets: Vec<i32>,
     pub epochs: Vec<i32>,
+    /// The hours `[first, last)` of one day of a namespace in one epoch:
+    /// one subtraction of the day's running sums.
+    pub part_ids: Vec<i64>,
+    pub part_days: Vec<i64>,
+    pub part_firsts: Vec<i32>,
+    pub part_lasts: Vec<i32>,
+    pub part_buckets: Vec<i32>,
+    pub part_epochs: Vec<i32>,
 }
 
-/// The integrals by namespace, resource and epoch over each namespace's range.
+/// The integrals by bucket, resource and epoch, summed in the database (a
+/// bucket and epoch may come twice: once from whole days, once from parts).
+/// The whole days are an index-only scan of the primary key, which carries
+/// each day's integrals (migration 0026); only the parts of days read the
+/// rows' running sums.
 pub async fn rolled(conn: &mut PgConnection, q: &RollupQuery) -> Result<Vec<Rolled>, Error> {
     Ok(sqlx::query_as!(
         Rolled,
-        r#"WITH w AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS w(id, a, b)),
-           runs AS (SELECT * FROM unnest($4::bigint[], $5::int[], $6::int[], $7::int[])
-                    AS r(day, first, last, epoch))
-           SELECT d.namespace_id AS "namespace_id!", d.resource AS "resource!", r.epoch AS "epoch!",
-                  sum(d.allocated_hours[c.last + 1] - d.allocated_hours[c.first + 1])::text AS "allocated!",
-                  sum(d.used_hours[c.last + 1] - d.used_hours[c.first + 1])::text AS "used!"
-           FROM w
-           JOIN showback_days d ON d.namespace_id = w.id AND d.day + 86400 > w.a AND d.day < w.b
-           JOIN runs r ON r.day = d.day
-           CROSS JOIN LATERAL (
-               SELECT greatest(r.first, ((w.a - d.day) / 3600)::int) AS first,
-                      least(r.last, ((w.b - d.day) / 3600)::int) AS last) c
-           WHERE c.first < c.last
-           GROUP BY d.namespace_id, d.resource, r.epoch"#,
+        r#"SELECT w.g AS "bucket!", d.resource AS "resource!", w.epoch AS "epoch!",
+                  sum(d.allocated)::text AS "allocated!", sum(d.used)::text AS "used!"
+           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::int[]) AS w(id, a, b, g, epoch)
+           JOIN showback_days d ON d.namespace_id = w.id AND d.day >= w.a AND d.day < w.b
+           GROUP BY w.g, d.resource, w.epoch
+           UNION ALL
+           SELECT p.g, d.resource, p.epoch,
+                  sum(d.allocated_hours[p.last + 1] - d.allocated_hours[p.first + 1])::text,
+                  sum(d.used_hours[p.last + 1] - d.used_hours[p.first + 1])::text
+           FROM unnest($6::bigint[], $7::bigint[], $8::int[], $9::int[], $10::int[], $11::int[])
+                AS p(id, day, first, last, g, epoch)
+           JOIN showback_days d ON d.namespace_id = p.id AND d.day = p.day
+           GROUP BY p.g, d.resource, p.epoch"#,
         &q.ids,
         &q.froms,
         &q.tos,
-        &q.days,
-        &q.firsts,
-        &q.lasts,
+        &q.buckets,
         &q.epochs,
+        &q.part_ids,
+        &q.part_days,
+        &q.part_firsts,
+        &q.part_lasts,
+        &q.part_buckets,
+        &q.part_epochs,
     )
     .fetch_all(conn)
     .await?)

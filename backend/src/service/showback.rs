@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use sqlx::PgConnection;
 
 use super::access::visible_to;
-use super::showback_rollups::{Plan, book_batch};
+use super::showback_rollups::{Fetched, Plan, fetch_batch};
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, reach_limit};
 use crate::db::{self, showback::SampleRow, showback::ScopeFilter, showback::ScopeRow};
@@ -172,19 +172,29 @@ pub async fn compute(
     let mut ledger = Ledger::new(period.from.timestamp(), period.to.timestamp(), prices);
     let mut tenants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let end = period.to.min(Utc::now());
+    // One batch is booked (parsed, priced) on a thread of its own while the
+    // database reads the next: the two take about as long.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Fetched>(1);
+    let booking = {
+        let (plan, group_by) = (plan.clone(), group_by.clone());
+        tokio::task::spawn_blocking(move || {
+            while let Some(fetched) = receiver.blocking_recv() {
+                fetched.book(&plan, &group_by, &mut ledger)?;
+            }
+            Ok::<_, Error>(ledger)
+        })
+    };
     for batch in scope.chunks(BATCH) {
-        book_batch(
-            conn,
-            batch,
-            &plan,
-            period,
-            end,
-            &group_by,
-            &mut ledger,
-            &mut tenants,
-        )
-        .await?;
+        let fetched = fetch_batch(conn, batch, &plan, period, end, &group_by, &mut tenants).await?;
+        if sender.send(fetched).await.is_err() {
+            // The booking stopped at an error, told below.
+            break;
+        }
     }
+    drop(sender);
+    let ledger = booking
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("booking a showback report: {e}")))??;
     finish(ledger, tenants, period, group_by)
 }
 
@@ -343,13 +353,13 @@ pub(super) fn by_namespace<'a>(
     })
 }
 
-/// The priced amounts of the last sample read, kept while the next ones
-/// store the same JSON (most do), so each value is parsed once.
+/// The priced amounts of the last sample read, each list kept while the
+/// next samples store the same JSON (the allocation mostly does, the use
+/// now and then), so each value is parsed once.
 #[derive(Default)]
 pub(super) struct Parsed {
-    raw: Option<(String, String)>,
-    allocated: Amounts,
-    used: Amounts,
+    allocated: Option<(String, Amounts)>,
+    used: Option<(String, Amounts)>,
 }
 
 impl Parsed {
@@ -361,17 +371,27 @@ impl Parsed {
         allocated: &str,
         used: &str,
     ) -> Result<(&Amounts, &Amounts), Error> {
-        let same = self
-            .raw
-            .as_ref()
-            .is_some_and(|(a, u)| a == allocated && u == used);
-        if !same {
-            self.allocated = priced_amounts(place, at, allocated)?;
-            self.used = priced_amounts(place, at, used)?;
-            self.raw = Some((allocated.to_string(), used.to_string()));
-        }
-        Ok((&self.allocated, &self.used))
+        let allocated = fresh(&mut self.allocated, place, at, allocated)?;
+        let used = fresh(&mut self.used, place, at, used)?;
+        Ok((allocated, used))
     }
+}
+
+/// The amounts of `raw`, parsed unless they are those cached.
+fn fresh<'a>(
+    cached: &'a mut Option<(String, Amounts)>,
+    place: &str,
+    at: DateTime<Utc>,
+    raw: &str,
+) -> Result<&'a Amounts, Error> {
+    if cached.as_ref().is_some_and(|(text, _)| text != raw) {
+        *cached = None;
+    }
+    let (_, amounts) = match cached {
+        Some(entry) => entry,
+        None => cached.insert((raw.to_string(), priced_amounts(place, at, raw)?)),
+    };
+    Ok(amounts)
 }
 
 /// The priced resources of a stored resource list. A value that does not

@@ -132,8 +132,9 @@ fn by_window(count: usize, samples: &[WindowSample]) -> impl Iterator<Item = &[W
 
 /// Where prices may change, as the rollups are read: epochs between
 /// hour-aligned boundaries (every price start, an hour a price starts within
-/// taken whole), and each day of the period cut into runs of hours within
-/// one epoch, without the hours a price starts within.
+/// taken whole), each day of the period cut into runs of hours within
+/// one epoch, without the hours a price starts within, and the spans of
+/// consecutive days that are one run each, of one epoch.
 #[derive(Debug, Clone)]
 pub struct Plan {
     boundaries: Vec<i64>,
@@ -142,6 +143,8 @@ pub struct Plan {
     firsts: Vec<i32>,
     lasts: Vec<i32>,
     epochs: Vec<i32>,
+    /// Whole days `[from, to)` in one epoch.
+    spans: Vec<(i64, i64, i32)>,
 }
 
 impl Plan {
@@ -166,6 +169,7 @@ impl Plan {
             firsts: Vec::new(),
             lasts: Vec::new(),
             epochs: Vec::new(),
+            spans: Vec::new(),
         };
         let mut day = from.div_euclid(DAY) * DAY;
         while day < to {
@@ -185,6 +189,16 @@ impl Plan {
             }
             day += DAY;
         }
+        for i in 0..plan.days.len() {
+            if (plan.firsts[i], plan.lasts[i]) != (0, 24) {
+                continue;
+            }
+            let (day, epoch) = (plan.days[i], plan.epochs[i]);
+            match plan.spans.last_mut() {
+                Some((_, to, e)) if *to == day && *e == epoch => *to = day + DAY,
+                _ => plan.spans.push((day, day + DAY, epoch)),
+            }
+        }
         plan
     }
 
@@ -203,46 +217,86 @@ impl Plan {
     }
 }
 
-/// Books one batch of namespaces (in id order) into `ledger`: rollups for
-/// the sealed whole hours of the period, samples for the rest.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn book_batch(
+/// What one batch of namespaces (in id order) books: rollups for the
+/// sealed whole hours of the period, samples for the rest. Read by
+/// [`fetch_batch`] and booked by [`Fetched::book`], apart, so that one batch
+/// is booked while the next is read.
+#[derive(Debug)]
+pub(super) struct Fetched {
+    batch: Vec<ScopeRow>,
+    /// The buckets the rollups are summed into: a group and a cluster.
+    buckets: Vec<(String, String)>,
+    rolled: Vec<db::Rolled>,
+    /// Windows read from samples: the namespace (index in batch) and [a, b).
+    windows: Vec<(usize, i64, i64)>,
+    samples: Vec<WindowSample>,
+}
+
+/// Reads one batch of namespaces, naming in `tenants` the tenants of each
+/// group that had samples before the period's end.
+pub(super) async fn fetch_batch(
     conn: &mut PgConnection,
     batch: &[ScopeRow],
     plan: &Plan,
     period: Period,
     end: DateTime<Utc>,
     group_by: &GroupBy,
-    ledger: &mut Ledger,
     tenants: &mut BTreeMap<String, BTreeSet<String>>,
-) -> Result<(), Error> {
+) -> Result<Fetched, Error> {
     let ids: Vec<i64> = batch.iter().map(|n| n.namespace_id).collect();
     let marks = db::marks(conn, &ids, period.to).await?;
     let from = period.from.timestamp();
-    let mut query = RollupQuery {
-        days: plan.days.clone(),
-        firsts: plan.firsts.clone(),
-        lasts: plan.lasts.clone(),
-        epochs: plan.epochs.clone(),
-        ..RollupQuery::default()
-    };
+    let mut query = RollupQuery::default();
+    // The buckets the rollups are summed into: a group and a cluster (the
+    // price may be the cluster's own), numbered in the order met.
+    let mut buckets: Vec<(String, String)> = Vec::new();
+    let mut numbered: HashMap<(String, String), i32> = HashMap::new();
     // Windows read from samples: the namespace (index in batch) and [a, b).
     let mut windows: Vec<(usize, i64, i64)> = Vec::new();
     for (i, (ns, mark)) in batch.iter().zip(&marks).enumerate() {
         if !mark.seen {
             continue;
         }
-        tenants
-            .entry(group_by.key(ns))
-            .or_default()
-            .insert(ns.slug.clone());
+        let group = group_by.key(ns);
         let stop = ns.deleted_at.map_or(end, |d| d.min(end)).timestamp();
         let a = ceil_hour(from).max(mark.valid_from);
         let b = floor_hour(stop).min(mark.sealed_until);
         if a < b {
-            query.ids.push(ns.namespace_id);
-            query.froms.push(a);
-            query.tos.push(b);
+            let key = (group.clone(), ns.cluster.clone());
+            let bucket = *numbered.entry(key).or_insert_with_key(|key| {
+                buckets.push(key.clone());
+                buckets.len() as i32 - 1
+            });
+            // Whole days from the days' integrals, the rest of the hours
+            // from the running sums of their days.
+            let (first_day, last_day) =
+                ((a + DAY - 1).div_euclid(DAY) * DAY, b.div_euclid(DAY) * DAY);
+            for (from, to, epoch) in &plan.spans {
+                let (from, to) = ((*from).max(first_day), (*to).min(last_day));
+                if from < to {
+                    query.ids.push(ns.namespace_id);
+                    query.froms.push(from);
+                    query.tos.push(to);
+                    query.buckets.push(bucket);
+                    query.epochs.push(*epoch);
+                }
+            }
+            for k in 0..plan.days.len() {
+                let day = plan.days[k];
+                if day + DAY <= a || day >= b {
+                    continue;
+                }
+                let first = plan.firsts[k].max(((a - day) / HOUR).clamp(0, 24) as i32);
+                let last = plan.lasts[k].min(((b - day) / HOUR).clamp(0, 24) as i32);
+                if first < last && (first, last) != (0, 24) {
+                    query.part_ids.push(ns.namespace_id);
+                    query.part_days.push(day);
+                    query.part_firsts.push(first);
+                    query.part_lasts.push(last);
+                    query.part_buckets.push(bucket);
+                    query.part_epochs.push(plan.epochs[k]);
+                }
+            }
             windows.push((i, from, a));
             windows.push((i, b, stop));
             let broken = plan.broken_hours.iter().filter(|h| (a..b).contains(*h));
@@ -250,11 +304,44 @@ pub(super) async fn book_batch(
         } else {
             windows.push((i, from, stop));
         }
+        tenants.entry(group).or_default().insert(ns.slug.clone());
     }
     windows.retain(|(_, a, b)| a < b);
 
-    if !query.ids.is_empty() {
-        let by_id: HashMap<i64, &ScopeRow> = batch.iter().map(|n| (n.namespace_id, n)).collect();
+    let rolled = if query.ids.is_empty() && query.part_ids.is_empty() {
+        Vec::new()
+    } else {
+        db::rolled(conn, &query).await?
+    };
+    let mut fetched = Fetched {
+        batch: batch.to_vec(),
+        buckets,
+        rolled,
+        windows,
+        samples: Vec::new(),
+    };
+    if fetched.windows.is_empty() {
+        return Ok(fetched);
+    }
+    let windows = &fetched.windows;
+    let ids: Vec<i64> = windows
+        .iter()
+        .map(|(i, _, _)| batch[*i].namespace_id)
+        .collect();
+    let froms: Vec<DateTime<Utc>> = windows.iter().map(|(_, a, _)| time(*a)).collect();
+    let tos: Vec<DateTime<Utc>> = windows.iter().map(|(_, _, b)| time(*b)).collect();
+    fetched.samples = db::window_samples(conn, &ids, &froms, &tos).await?;
+    Ok(fetched)
+}
+
+impl Fetched {
+    /// Books what was read into `ledger`.
+    pub(super) fn book(
+        &self,
+        plan: &Plan,
+        group_by: &GroupBy,
+        ledger: &mut Ledger,
+    ) -> Result<(), Error> {
         let integral = |s: &str| {
             s.parse::<i128>().map_err(|e| {
                 Error::Internal(anyhow::anyhow!(
@@ -262,12 +349,14 @@ pub(super) async fn book_batch(
                 ))
             })
         };
-        for row in db::rolled(conn, &query).await? {
-            let ns = by_id[&row.namespace_id];
+        // Integrals priced at one price add up before they are priced:
+        // the sum of exact products is the product of the exact sum.
+        for row in &self.rolled {
+            let (group, cluster) = &self.buckets[row.bucket as usize];
             ledger
                 .book_integral(
-                    &group_by.key(ns),
-                    &ns.cluster,
+                    group,
+                    cluster,
                     &row.resource,
                     plan.instant(row.epoch),
                     integral(&row.allocated)?,
@@ -275,35 +364,27 @@ pub(super) async fn book_batch(
                 )
                 .map_err(overflow)?;
         }
-    }
-
-    if windows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i64> = windows
-        .iter()
-        .map(|(i, _, _)| batch[*i].namespace_id)
-        .collect();
-    let froms: Vec<DateTime<Utc>> = windows.iter().map(|(_, a, _)| time(*a)).collect();
-    let tos: Vec<DateTime<Utc>> = windows.iter().map(|(_, _, b)| time(*b)).collect();
-    let samples = db::window_samples(conn, &ids, &froms, &tos).await?;
-    for ((i, a, b), mine) in windows.iter().zip(by_window(windows.len(), &samples)) {
-        let ns = &batch[*i];
-        let group = group_by.key(ns);
-        let place = format!("{}/{}", ns.slug, ns.namespace);
-        let times: Vec<i64> = mine.iter().map(|s| s.sampled_at.timestamp()).collect();
+        let (batch, windows, samples) = (&self.batch, &self.windows, &self.samples);
+        // Kept across windows and namespaces: a list is parsed again only when
+        // its text differs from the last one's (allocations mostly repeat).
         let mut parsed = Parsed::default();
-        for (sample, (start, stop)) in mine.iter().zip(standing(&times, *b)) {
-            let start = start.max(*a);
-            if start >= stop {
-                continue;
+        for ((i, a, b), mine) in windows.iter().zip(by_window(windows.len(), samples)) {
+            let ns = &batch[*i];
+            let group = group_by.key(ns);
+            let place = format!("{}/{}", ns.slug, ns.namespace);
+            let times: Vec<i64> = mine.iter().map(|s| s.sampled_at.timestamp()).collect();
+            for (sample, (start, stop)) in mine.iter().zip(standing(&times, *b)) {
+                let start = start.max(*a);
+                if start >= stop {
+                    continue;
+                }
+                let (allocated, used) =
+                    parsed.amounts(&place, sample.sampled_at, &sample.allocated, &sample.used)?;
+                ledger
+                    .book(&group, &ns.cluster, start, stop, allocated, used)
+                    .map_err(overflow)?;
             }
-            let (allocated, used) =
-                parsed.amounts(&place, sample.sampled_at, &sample.allocated, &sample.used)?;
-            ledger
-                .book(&group, &ns.cluster, start, stop, allocated, used)
-                .map_err(overflow)?;
         }
+        Ok(())
     }
-    Ok(())
 }
