@@ -2,7 +2,9 @@
 //! (`/k8s/tenants/<slug>`) and straight to the API server, in one run, with
 //! the same load generator (wrk), as the same account (the tenant's
 //! automation account, an editor); and a watch fan-out, timing each event
-//! from its write to its arrival at every watcher.
+//! from its write to its arrival at every watcher. Both sides are reached
+//! over TLS: the benchmark's portal serves HTTPS itself with the stack's
+//! certificate, as in production.
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,7 @@ const LISTED: usize = 100;
 
 pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Figures> {
     let wrk = which("wrk").context("wrk is not installed: apt-get install -y wrk")?;
-    let portal = Portal::start(env, "gateway", true, None).await?;
+    let portal = Portal::start_https(env, "gateway", true).await?;
     let result = measure(env, options, &wrk, &portal).await;
     portal.stop().await?;
     result
@@ -158,11 +160,12 @@ async fn measure(
         loads.push([measured[0], measured[1], measured[2], measured[3]]);
     }
 
-    let mut config = kube::Config::new(format!("{}/k8s/tenants/{slug}", portal.base).parse()?);
-    config.headers.push((
-        reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
-    ));
+    // As a user downloads it: the portal's HTTPS URL, its CA, the token.
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(&yaml)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
     let through_gateway: Api<ConfigMap> = Api::namespaced(kube::Client::try_from(config)?, "dev");
     let admin = env.kube().await?;
     let straight: Api<ConfigMap> = Api::namespaced(admin.clone(), &namespace);

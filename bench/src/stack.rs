@@ -180,6 +180,14 @@ impl Portal {
         Self::start_on(env, label, reconciler, workers, &clusters).await
     }
 
+    /// [`Portal::start`] serving HTTPS itself with the stack's certificate
+    /// (`TP_PORTAL_TLS_*`), as in production; [`Portal::http`] trusts the
+    /// stack's CA.
+    pub async fn start_https(env: &Env, label: &str, reconciler: bool) -> anyhow::Result<Self> {
+        let clusters = [("local".to_string(), env.kubeconfig.clone())];
+        Self::launch(env, label, reconciler, None, &clusters, true).await
+    }
+
     /// [`Portal::start`] on these clusters (name, kubeconfig).
     pub async fn start_on(
         env: &Env,
@@ -188,6 +196,32 @@ impl Portal {
         workers: Option<u16>,
         clusters: &[(String, String)],
     ) -> anyhow::Result<Self> {
+        Self::launch(env, label, reconciler, workers, clusters, false).await
+    }
+
+    async fn launch(
+        env: &Env,
+        label: &str,
+        reconciler: bool,
+        workers: Option<u16>,
+        clusters: &[(String, String)],
+        https: bool,
+    ) -> anyhow::Result<Self> {
+        // Read before anything is made, so a missing variable leaves nothing behind.
+        let tls = if https {
+            let var = |name: &str| {
+                std::env::var(name).with_context(|| {
+                    format!("{name} is not set: the stack's stack.env names the portal's HTTPS certificate")
+                })
+            };
+            Some([
+                var("TP_PORTAL_TLS_CERT")?,
+                var("TP_PORTAL_TLS_KEY")?,
+                var("TP_PORTAL_TLS_CA")?,
+            ])
+        } else {
+            None
+        };
         let db_name = format!("bench_{}_{label}", env.run_id);
         let admin = PgPoolOptions::new()
             .max_connections(1)
@@ -234,6 +268,15 @@ impl Portal {
         if let Some(workers) = workers {
             command.args(["--reconcile-workers", &workers.to_string()]);
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut http = reqwest::Client::builder();
+        if let Some([cert, key, ca]) = &tls {
+            command
+                .args(["--public-url", &format!("https://127.0.0.1:{port}")])
+                .args(["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]);
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca)?)?);
+        }
+        let http = http.build()?;
         // Everything that can fail comes before the spawn, so no process is left behind.
         // Named, so the CPU of the benchmark's own queries (the Ready poller)
         // is told apart from the portal's in the same database.
@@ -244,10 +287,9 @@ impl Portal {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        let http = reqwest::Client::new();
         let portal = Self {
             child: command.spawn()?,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{scheme}://127.0.0.1:{port}"),
             token,
             db,
             http,

@@ -483,7 +483,7 @@ async fn join_when_allowed(
     let deadline = tokio::time::Instant::now() + NEW_NAMESPACE_PATIENCE;
     loop {
         let answer = upstream
-            .http
+            .http1
             .get(upstream.url(&path))
             .bearer_auth(&*token)
             .header(axum::http::header::ACCEPT, "application/json")

@@ -130,6 +130,27 @@ impl NameMap {
 }
 
 impl NameMap {
+    /// Whether renaming could change this answer at all. `false` only when
+    /// neither the byte scanner nor the tree walk would rename a thing: no
+    /// cluster name of the tenant's namespaces and no upstream identity
+    /// appears in the bytes, and no `\u` escape could spell one (the other
+    /// escapes stand for `"`, `\`, `/` and control characters, none of which
+    /// a namespace name or an identity holds). Such an answer (another
+    /// tenant's namespace never has the tenant's names; a cluster-scoped
+    /// object; a review) goes out as the cluster wrote it, without a scan.
+    /// Bytes that are not UTF-8 are left to the scanner.
+    pub fn may_rename(&self, json: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(json) else {
+            return true;
+        };
+        self.outward.keys().any(|full| text.contains(full.as_str()))
+            || self
+                .identities
+                .iter()
+                .any(|(upstream, _)| text.contains(upstream.as_str()))
+            || text.contains("\\u")
+    }
+
     /// An answer's namespace references renamed in its bytes, without
     /// building a tree: the same fields as [`Self::body_outward`] (every
     /// `namespace` outside the user's data, labels and annotations), for
@@ -144,7 +165,39 @@ impl NameMap {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    // std's substring search (SIMD on x86_64) where the text is UTF-8.
+    match (std::str::from_utf8(haystack), std::str::from_utf8(needle)) {
+        (Ok(haystack), Ok(needle)) => haystack.contains(needle),
+        _ => haystack.windows(needle.len()).any(|w| w == needle),
+    }
+}
+
+/// The index of the first `"` or `\` at or after `from`, looked for eight
+/// bytes at a time (most of an answer's bytes are inside strings); `None`
+/// when there is none, or `from` is past the end.
+fn quote_or_backslash(json: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The lowest flagged byte of each is exact (a borrow only flags bytes
+    // above a true zero), so the lowest of the two is the first match.
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let rest = json.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut at = from;
+    for word in words.by_ref() {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let found = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|b| matches!(b, b'"' | b'\\'))
+        .map(|p| at + p)
 }
 
 /// Where the scanner is inside an object or an array.
@@ -203,14 +256,12 @@ fn rewrite_namespaces<'m>(
                 let mut end = start;
                 let mut escaped = false;
                 loop {
-                    match *json.get(end)? {
-                        b'\\' => {
-                            escaped = true;
-                            end += 2;
-                        }
-                        b'"' => break,
-                        _ => end += 1,
+                    end = quote_or_backslash(json, end)?;
+                    if json[end] == b'"' {
+                        break;
                     }
+                    escaped = true;
+                    end += 2;
                 }
                 let frame = stack.last_mut()?;
                 if frame.is_object && frame.expect_key {
@@ -383,6 +434,56 @@ mod tests {
                 .bytes_outward(br#"{"metadata":{"namespace":"acme-dev""#)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn only_answers_that_cannot_name_the_tenant_skip_the_renaming() {
+        let map = acme();
+        // Another tenant's objects, a cluster-scoped object: nothing to rename.
+        let foreign = br#"{"kind":"ConfigMapList","items":[{"metadata":{"name":"a","namespace":"globex-dev"}}]}"#;
+        assert!(!map.may_rename(foreign));
+        let mut walked: Value = serde_json::from_slice(foreign).unwrap();
+        map.body_outward(&mut walked);
+        assert_eq!(walked, serde_json::from_slice::<Value>(foreign).unwrap());
+        // A name of the tenant's anywhere, the identity, or an escape that
+        // could spell one: the renaming runs.
+        assert!(map.may_rename(br#"{"metadata":{"namespace":"acme-prod"}}"#));
+        assert!(map.may_rename(br#"{"data":{"x":"acme-dev"}}"#));
+        assert!(map.may_rename(
+            br#"{"kind":"Status","message":"User \"system:serviceaccount:acme-dev:tenant-owner\" cannot"}"#
+        ));
+        let escaped = br#"{"kind":"Status","message":"namespaces \"acme\u002ddev\" not found","details":{"kind":"namespaces","name":"acme\u002ddev"}}"#;
+        assert!(map.may_rename(escaped));
+        let mut walked: Value = serde_json::from_slice(escaped).unwrap();
+        map.body_outward(&mut walked);
+        assert_eq!(walked["details"]["name"], "dev");
+        // Whatever the skip lets through, the scanner and the walk leave alone.
+        for text in [
+            &foreign[..],
+            br#"{"kind":"Namespace","metadata":{"name":"kube-system"}}"#,
+        ] {
+            assert!(!map.may_rename(text));
+            assert_eq!(map.bytes_outward(text).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn the_string_end_is_found_as_a_byte_at_a_time_would() {
+        let text: Vec<u8> = (0..300u32)
+            .map(|i| match i % 37 {
+                0 => b'"',
+                11 => b'\\',
+                n => b'a' + (n % 26) as u8,
+            })
+            .collect();
+        for from in 0..=text.len() + 2 {
+            let naive = text
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|b| matches!(b, b'"' | b'\\')))
+                .map(|p| from + p);
+            assert_eq!(quote_or_backslash(&text, from), naive, "from {from}");
+        }
+        assert_eq!(quote_or_backslash(&[0xa2u8; 19], 0), None);
     }
 
     #[test]

@@ -19,8 +19,8 @@ use super::request::{GroupVersion, Target, is_watch};
 use super::status::KubeStatus;
 use super::upstream::{Upstream, UpstreamError};
 use super::wire::{
-    body_inward, convert_query, events, json_accept, json_body, kept_headers, raw, read_body,
-    tenant_path, user_agent, watch_response,
+    body_inward, convert_query, event_line_outward, event_lines, json_accept, json_body,
+    kept_headers, raw, read_body, tenant_path, user_agent, watch_lines_response,
 };
 use super::{Caller, Gateway, namespaces};
 use crate::cluster::render::account_for;
@@ -128,7 +128,7 @@ impl Context<'_> {
         let token = self.role_token().await?;
         let mut builder = self
             .upstream
-            .http
+            .client_for(path_and_query)
             .request(method, self.upstream.url(path_and_query))
             .bearer_auth(&*token)
             .header(header::ACCEPT, json_accept(headers))
@@ -243,12 +243,11 @@ impl Context<'_> {
             )
             .await?;
         if watch && upstream.status().is_success() {
+            // Line by line, each event renamed as an answer is (`converted`).
             let names = self.caller.names.clone();
-            let events = events(upstream.bytes_stream()).map(move |mut event| {
-                names.body_outward(&mut event);
-                event
-            });
-            return Ok(watch_response(events));
+            let lines = event_lines(upstream.bytes_stream())
+                .filter_map(move |line| std::future::ready(event_line_outward(&names, line)));
+            return Ok(watch_lines_response(lines));
         }
         self.converted(upstream).await
     }
@@ -271,16 +270,22 @@ impl Context<'_> {
         let bytes = upstream.bytes().await.map_err(|e| {
             KubeStatus::unavailable(format!("the tenant's cluster broke off its answer: {e}"))
         })?;
-        // One pass over the bytes where it can; the tree only for a Status.
-        let body = match self.caller.names.bytes_outward(&bytes) {
-            Some(renamed) => Bytes::from(renamed),
-            None => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(mut value) => {
-                    self.caller.names.body_outward(&mut value);
-                    Bytes::from(value.to_string())
-                }
-                Err(_) => bytes,
-            },
+        // Unread when it cannot name the tenant's namespaces; one pass over
+        // the bytes where it can; the tree only for a Status.
+        let names = &self.caller.names;
+        let body = if !names.may_rename(&bytes) {
+            bytes
+        } else {
+            match names.bytes_outward(&bytes) {
+                Some(renamed) => Bytes::from(renamed),
+                None => match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(mut value) => {
+                        names.body_outward(&mut value);
+                        Bytes::from(value.to_string())
+                    }
+                    Err(_) => bytes,
+                },
+            }
         };
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;

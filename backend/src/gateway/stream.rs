@@ -20,6 +20,11 @@ use super::proxy::Context;
 use super::status::KubeStatus;
 use super::wire::{convert_query, user_agent};
 
+/// Bytes read at a time each way (tokio's default is 8 KiB): a TLS record
+/// holds up to 16 KiB, and a bulk copy (`exec -i`, port-forward) takes
+/// fewer, larger reads and writes.
+const COPY_BUFFER: usize = 64 * 1024;
+
 /// What an upgraded request of the tenant API asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -195,9 +200,10 @@ pub async fn open(
     let session = describe(kind, namespace, &pod, &query);
     let converted = convert_query(&query, &ctx.caller.names, &[], false);
     let token = ctx.role_token().await?;
+    // An upgrade is HTTP/1.1's.
     let mut upstream = ctx
         .upstream
-        .http
+        .http1
         .request(
             request.method().clone(),
             ctx.upstream.url(&format!("{path}{converted}")),
@@ -281,7 +287,14 @@ pub async fn open(
             Ok(client) => {
                 let mut client = TokioIo::new(client);
                 let mut server = server_side;
-                match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                match tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut server,
+                    COPY_BUFFER,
+                    COPY_BUFFER,
+                )
+                .await
+                {
                     Ok((sent, received)) => ("closed".to_string(), sent, received),
                     Err(e) => (format!("broken: {e}"), 0, 0),
                 }

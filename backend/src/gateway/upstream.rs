@@ -1,7 +1,14 @@
-//! The tenant's cluster as the gateway reaches it: a plain HTTPS client that
-//! carries no credentials of the portal's (only the role account's token is
+//! The tenant's cluster as the gateway reaches it: plain HTTPS clients that
+//! carry no credentials of the portal's (only the role account's token is
 //! sent, so the API server's RBAC decides as it would for that account),
 //! short-lived tokens of the role accounts, and which resources are namespaced.
+//!
+//! Two clients: ordinary requests share HTTP/2 connections (one TLS session
+//! carries many requests at once; no connection opened per burst), while
+//! watches, `logs -f` and upgraded sessions each get an HTTP/1.1 connection
+//! of their own: an upgrade needs HTTP/1.1, and a request that lasts as long
+//! as its caller wants must not take one of the API server's streams per
+//! connection (250 by default) from the ordinary ones.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,9 +33,21 @@ type Discovery = HashMap<String, (Instant, HashMap<String, bool>)>;
 
 pub struct Upstream {
     pub cluster: Arc<Cluster>,
+    /// Ordinary requests: HTTP/2 when the API server offers it (ALPN).
     pub http: reqwest::Client,
+    /// Requests that last (watches, `follow`) and upgrades: HTTP/1.1, a
+    /// connection each.
+    pub http1: reqwest::Client,
     tokens: Mutex<Tokens>,
     discovery: Mutex<Discovery>,
+}
+
+/// Whether the query asks to follow a log (`follow=true`, `follow=1`).
+fn is_follow(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "follow" && matches!(v.as_ref(), "true" | "1"))
+    })
 }
 
 /// Why the cluster could not be asked.
@@ -41,29 +60,56 @@ pub enum UpstreamError {
 
 impl Upstream {
     pub fn new(cluster: Arc<Cluster>) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true);
-        if let Some(pem) = &cluster.ca_pem {
-            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
-                format!("the CA of cluster \"{}\" is not usable: {e}", cluster.name)
-            })?;
-            builder = builder.tls_certs_only([ca]);
-        }
-        let http = builder.build().map_err(|e| {
-            format!(
-                "failed to build the tenant API client for cluster \"{}\": {e}",
-                cluster.name
-            )
-        })?;
+        let build = |http1_only: bool| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true);
+            if http1_only {
+                builder = builder.http1_only();
+            } else {
+                // Large windows: a list of a few MB is not held up by
+                // WINDOW_UPDATE round trips.
+                builder = builder
+                    .http2_initial_stream_window_size(Some(4 << 20))
+                    .http2_initial_connection_window_size(Some(16 << 20))
+                    .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+                    .http2_keep_alive_timeout(Duration::from_secs(10));
+            }
+            if let Some(pem) = &cluster.ca_pem {
+                let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+                    format!("the CA of cluster \"{}\" is not usable: {e}", cluster.name)
+                })?;
+                builder = builder.tls_certs_only([ca]);
+            }
+            builder.build().map_err(|e| {
+                format!(
+                    "failed to build the tenant API client for cluster \"{}\": {e}",
+                    cluster.name
+                )
+            })
+        };
+        let http = build(false)?;
+        let http1 = build(true)?;
         Ok(Self {
             cluster,
             http,
+            http1,
             tokens: Mutex::default(),
             discovery: Mutex::default(),
         })
+    }
+
+    /// The client for a request: [`Self::http1`] for a watch, a followed
+    /// log (anything that lasts), [`Self::http`] for the rest.
+    pub fn client_for(&self, path_and_query: &str) -> &reqwest::Client {
+        let query = path_and_query.split_once('?').map(|(_, q)| q);
+        if super::request::is_watch(query) || is_follow(query) {
+            &self.http1
+        } else {
+            &self.http
+        }
     }
 
     pub fn url(&self, path_and_query: &str) -> String {

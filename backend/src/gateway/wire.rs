@@ -218,6 +218,78 @@ where
     )
 }
 
+/// Watch events as the API server writes them, one JSON object a line,
+/// each with its newline; lines of whitespace alone are skipped.
+pub fn event_lines<S, E>(bytes: S) -> impl Stream<Item = Bytes> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let blank = |line: &[u8]| line.iter().all(u8::is_ascii_whitespace);
+    futures::stream::unfold(
+        (Box::pin(bytes), Vec::<u8>::new(), false),
+        move |(mut bytes, mut buffer, mut ended)| async move {
+            loop {
+                if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    if blank(&line) {
+                        continue;
+                    }
+                    return Some((Bytes::from(line), (bytes, buffer, ended)));
+                }
+                if ended {
+                    let mut rest = std::mem::take(&mut buffer);
+                    if blank(&rest) {
+                        return None;
+                    }
+                    rest.push(b'\n');
+                    return Some((Bytes::from(rest), (bytes, buffer, ended)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "a watch of the tenant's cluster ended");
+                        ended = true;
+                    }
+                    None => ended = true,
+                }
+            }
+        },
+    )
+}
+
+/// One watch event's line with the tenant's names: as it came when it
+/// cannot name them, renamed in one pass over its bytes where it can, and
+/// through the tree otherwise (a `Status`); `None` (dropped) when it is not
+/// JSON, as [`events`] drops it (checked first, without building a tree:
+/// the byte scanner takes any balanced text).
+pub fn event_line_outward(names: &super::NameMap, line: Bytes) -> Option<Bytes> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(&line).ok()?;
+    if !names.may_rename(&line) {
+        return Some(line);
+    }
+    if let Some(renamed) = names.bytes_outward(&line) {
+        return Some(Bytes::from(renamed));
+    }
+    let mut event = serde_json::from_slice::<Value>(&line).ok()?;
+    names.body_outward(&mut event);
+    let mut out = event.to_string().into_bytes();
+    out.push(b'\n');
+    Some(Bytes::from(out))
+}
+
+/// A watch answer of lines already written (see [`event_lines`]).
+pub fn watch_lines_response(lines: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    let mut response = Response::new(Body::from_stream(
+        lines.map(Ok::<_, std::convert::Infallible>),
+    ));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// A watch answer: the events as the API server writes them, one per line.
 pub fn watch_response(events: impl Stream<Item = Value> + Send + 'static) -> Response {
     let lines = events.map(|event| {
@@ -247,4 +319,58 @@ pub fn hold_until_done(response: Response, admission: Admission) -> Response {
         chunk
     });
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acme() -> super::super::NameMap {
+        super::super::NameMap::new([("dev".to_string(), "acme-dev".to_string())])
+    }
+
+    #[tokio::test]
+    async fn watch_lines_are_renamed_as_the_tree_walk_renames_events() {
+        let written = concat!(
+            "{\"type\":\"ADDED\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\",\"namespace\":\"acme-dev\"},\"data\":{\"namespace\":\"acme-dev\"}}}\n",
+            "\n",
+            "{\"type\":\"ADDED\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"b\",\"namespace\":\"other\"}}}\n",
+            "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"message\":\"namespaces \\\"acme-dev\\\" not found\"}}\n",
+            "not json acme-dev\n",
+            "{\"type\":\"DELETED\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\",\"namespace\":\"acme-dev\"}}}",
+        );
+        // Cut anywhere, even inside a line.
+        let chunks: Vec<Result<Bytes, std::convert::Infallible>> = written
+            .as_bytes()
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let names = acme();
+        let lines: Vec<Bytes> = event_lines(futures::stream::iter(chunks))
+            .filter_map(|line| std::future::ready(event_line_outward(&names, line)))
+            .collect()
+            .await;
+        let walked: Vec<Value> =
+            events(futures::stream::iter(vec![
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(written.as_bytes())),
+            ]))
+            .map(|mut event| {
+                names.body_outward(&mut event);
+                event
+            })
+            .collect()
+            .await;
+        assert_eq!(lines.len(), walked.len());
+        for (line, walked) in lines.iter().zip(&walked) {
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(&serde_json::from_slice::<Value>(line).unwrap(), walked);
+        }
+        assert_eq!(walked[0]["object"]["metadata"]["namespace"], "dev");
+        assert_eq!(walked[0]["object"]["data"]["namespace"], "acme-dev");
+        assert_eq!(
+            walked[2]["object"]["message"],
+            "namespaces \"dev\" not found"
+        );
+        assert_eq!(walked[3]["object"]["metadata"]["namespace"], "dev");
+    }
 }
