@@ -15,8 +15,9 @@ CREATE TABLE gitops_credentials (
     -- read the new Secret yet keeps working.
     token_id         bigint      REFERENCES gateway_tokens (id) ON DELETE SET NULL,
     token_expires_at timestamptz,
-    -- When the Secrets were last found as wanted or written, and what the
-    -- last attempt failed with (NULL when it did not).
+    -- Since when the Secrets have said what they should (NULL while being
+    -- written or failing), and what the last attempt failed with (NULL
+    -- when it did not). A pass that finds them unchanged writes neither.
     kept_at          timestamptz,
     error            text,
     CONSTRAINT gitops_credentials_some_tool CHECK (argocd OR flux)

@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{ApiJson, RequestId};
 use crate::auth::Principal;
 use crate::error::Error;
-use crate::service::gitops::{self, GitopsStatus, Keeper, Tools};
+use crate::service::gitops::{self, GitopsStatus, Tools};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -55,7 +55,8 @@ pub struct GitopsView {
     /// When the token in the Secrets expires; a new one is written when a
     /// third of its lifetime is left.
     pub token_expires_at: Option<DateTime<Utc>>,
-    /// When the Secrets were last found to say what they should.
+    /// Since when the Secrets have said what they should; `null` while they
+    /// are being written or cannot be.
     pub kept_at: Option<DateTime<Utc>>,
     /// Why they could not be kept the last time, if they could not.
     pub error: Option<String>,
@@ -95,12 +96,11 @@ async fn get(
     who: Principal,
     Path(slug): Path<String>,
 ) -> Result<Json<GitopsView>, Error> {
-    let keeper = Keeper::from_config(&app.config);
     let status = gitops::status(
         &app.db,
         &who,
         &slug,
-        keeper.as_ref(),
+        &app.config.gitops,
         &app.config.login.public_url,
     )
     .await?;
@@ -123,7 +123,6 @@ async fn put(
     Path(slug): Path<String>,
     ApiJson(input): ApiJson<GitopsInput>,
 ) -> Result<Json<GitopsView>, Error> {
-    let keeper = Keeper::from_config(&app.config);
     let status = gitops::set(
         &app.db,
         &who,
@@ -133,7 +132,7 @@ async fn put(
             argocd: input.argocd,
             flux: input.flux,
         },
-        keeper.as_ref(),
+        &app.config.gitops,
         &app.config.login.public_url,
     )
     .await?;

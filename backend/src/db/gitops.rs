@@ -69,11 +69,19 @@ pub async fn clear(conn: &mut PgConnection, tenant_id: i64) -> Result<(), Error>
     revoke_tokens(conn, tenant_id).await
 }
 
+/// Ends every token the keeper issued for the tenant; the next it keeps
+/// Secrets for again gets a new one.
 pub async fn revoke_tokens(conn: &mut PgConnection, tenant_id: i64) -> Result<(), Error> {
     sqlx::query!(
         "DELETE FROM gateway_tokens WHERE tenant_id = $1 AND issued_by = $2",
         tenant_id,
         ISSUER
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE gitops_credentials SET token_id = NULL, token_expires_at = NULL WHERE tenant_id = $1",
+        tenant_id
     )
     .execute(conn)
     .await?;
@@ -93,6 +101,9 @@ pub struct KeptRow {
     pub token_expires_at: Option<DateTime<Utc>>,
     /// The tenant's namespaces by its own names.
     pub namespaces: Vec<String>,
+    /// What the last pass recorded: kept (since `kept_at`), or the error.
+    pub kept: bool,
+    pub error: Option<String>,
 }
 
 pub async fn all(conn: &mut PgConnection) -> Result<Vec<KeptRow>, Error> {
@@ -100,7 +111,7 @@ pub async fn all(conn: &mut PgConnection) -> Result<Vec<KeptRow>, Error> {
         KeptRow,
         r#"SELECT g.tenant_id, t.slug, g.argocd, g.flux,
                   t.state = 'active' AS "active!",
-                  g.token_expires_at,
+                  g.token_expires_at, g.kept_at IS NOT NULL AS "kept!", g.error,
                   ARRAY(SELECT n.name FROM namespaces n WHERE n.tenant_id = g.tenant_id ORDER BY n.name)
                     AS "namespaces!"
            FROM gitops_credentials g JOIN tenants t ON t.id = g.tenant_id
@@ -129,7 +140,7 @@ pub async fn set_token(
 }
 
 /// How the last pass went for the tenant: `None` when its Secrets say what
-/// they should.
+/// they should (`kept_at` is then since when).
 pub async fn record_outcome(
     conn: &mut PgConnection,
     tenant_id: i64,
@@ -137,7 +148,7 @@ pub async fn record_outcome(
 ) -> Result<(), Error> {
     sqlx::query!(
         "UPDATE gitops_credentials
-         SET kept_at = CASE WHEN $2::text IS NULL THEN now() ELSE kept_at END, error = $2
+         SET kept_at = CASE WHEN $2::text IS NULL THEN now() END, error = $2
          WHERE tenant_id = $1",
         tenant_id,
         error

@@ -118,27 +118,8 @@ pub async fn issue(
             row.state()
         )));
     }
-    let expires_at = Utc::now()
-        + chrono::Duration::from_std(ttl).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
-    let secret = TokenSecret::generate_gateway();
-    let (kind, email, groups) = match &holder {
-        Holder::User { email, groups } => ("user", Some(email.as_str()), groups.as_slice()),
-        Holder::Automation => ("automation", None, &[][..]),
-    };
     let mut tx = db.begin().await?;
-    db::gateway_tokens::insert(
-        &mut tx,
-        &NewGatewayToken {
-            tenant_id: row.id,
-            holder_kind: kind,
-            email,
-            groups,
-            issued_by: &who.key(),
-            expires_at,
-        },
-        &secret,
-    )
-    .await?;
+    let (secret, expires_at, _) = store_token(&mut tx, row.id, &holder, &who.key(), ttl).await?;
     db::audit::record(
         &mut tx,
         db::audit::NewEvent {
@@ -164,6 +145,38 @@ pub async fn issue(
         holder,
         tenant,
     })
+}
+
+/// Stores a new tenant-API token for `holder`, valid for `ttl`: its secret
+/// (to show once), its expiry and its id.
+pub(super) async fn store_token(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: i64,
+    holder: &Holder,
+    issued_by: &str,
+    ttl: Duration,
+) -> Result<(TokenSecret, DateTime<Utc>, i64), Error> {
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(ttl).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
+    let secret = TokenSecret::generate_gateway();
+    let (kind, email, groups) = match holder {
+        Holder::User { email, groups } => ("user", Some(email.as_str()), groups.as_slice()),
+        Holder::Automation => ("automation", None, &[][..]),
+    };
+    let id = db::gateway_tokens::insert(
+        conn,
+        &NewGatewayToken {
+            tenant_id,
+            holder_kind: kind,
+            email,
+            groups,
+            issued_by,
+            expires_at,
+        },
+        &secret,
+    )
+    .await?;
+    Ok((secret, expires_at, id))
 }
 
 /// The tenant, for a member (or a platform admin) who signs in to its

@@ -15,14 +15,14 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::Actor;
 use super::access::load_authorized;
+use super::gateway::Holder;
 use super::kubeconfig::{PublicEndpoint, tenant_api_url, tenant_view_yaml};
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
-use crate::auth::tokens::TokenSecret;
 use crate::cluster::Clusters;
 use crate::cluster::gitops::{KeptSecrets, Tool, WantedSecret, Written, portal_label};
-use crate::config::ServeConfig;
-use crate::db::{self, gateway_tokens::NewGatewayToken};
+use crate::config::{GitopsConfig, ServeConfig};
+use crate::db;
 use crate::error::Error;
 
 /// Where and how this portal keeps GitOps credentials.
@@ -73,6 +73,13 @@ pub struct Tools {
 }
 
 impl Tools {
+    fn of(row: Option<&db::gitops::GitopsRow>) -> Self {
+        row.map_or_else(Self::default, |row| Self {
+            argocd: row.argocd,
+            flux: row.flux,
+        })
+    }
+
     fn list(self) -> Vec<Tool> {
         [(self.argocd, Tool::ArgoCd), (self.flux, Tool::Flux)]
             .into_iter()
@@ -94,7 +101,7 @@ pub struct GitopsStatus {
     /// The tenant API the Secrets point at.
     pub server: String,
     pub token_expires_at: Option<DateTime<Utc>>,
-    /// When the Secrets were last found to say what they should.
+    /// Since when the Secrets have said what they should.
     pub kept_at: Option<DateTime<Utc>>,
     /// What the last attempt to keep them failed with.
     pub error: Option<String>,
@@ -112,30 +119,39 @@ pub async fn status(
     db: &PgPool,
     who: &Principal,
     slug: &str,
-    keeper: Option<&Keeper>,
+    config: &GitopsConfig,
     public_url: &str,
 ) -> Result<GitopsStatus, Error> {
     precheck(who, Action::ReadTenants)?;
     let mut conn = db.acquire().await?;
     let tenant = load_authorized(&mut conn, who, slug, Action::ReadTenants).await?;
-    let row = db::gitops::get(&mut conn, tenant.id).await?;
-    Ok(describe(slug, row, keeper, public_url))
+    of_tenant(&mut conn, tenant.id, slug, config, public_url).await
+}
+
+/// [`status`] for a caller that has loaded the tenant with its rights.
+pub async fn of_tenant(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    slug: &str,
+    config: &GitopsConfig,
+    public_url: &str,
+) -> Result<GitopsStatus, Error> {
+    let row = db::gitops::get(conn, tenant_id).await?;
+    Ok(describe(slug, row, config, public_url))
 }
 
 fn describe(
     slug: &str,
     row: Option<db::gitops::GitopsRow>,
-    keeper: Option<&Keeper>,
+    config: &GitopsConfig,
     public_url: &str,
 ) -> GitopsStatus {
-    let tools = row.as_ref().map_or_else(Tools::default, |row| Tools {
-        argocd: row.argocd,
-        flux: row.flux,
-    });
+    let tools = Tools::of(row.as_ref());
+    let kept_where = config.cluster.as_ref();
     GitopsStatus {
         tools,
-        cluster: keeper.map(|k| k.cluster.clone()),
-        namespace: keeper.map(|k| k.namespace.clone()),
+        cluster: kept_where.cloned(),
+        namespace: kept_where.map(|_| config.namespace.clone()),
         secrets: tools
             .list()
             .into_iter()
@@ -161,19 +177,16 @@ pub async fn set(
     actor: &Actor,
     slug: &str,
     tools: Tools,
-    keeper: Option<&Keeper>,
+    config: &GitopsConfig,
     public_url: &str,
 ) -> Result<GitopsStatus, Error> {
     precheck(who, Action::ManageGitops)?;
     let mut tx = db.begin().await?;
     let tenant = load_authorized(&mut tx, who, slug, Action::ManageGitops).await?;
     let before = db::gitops::get(&mut tx, tenant.id).await?;
-    let was = before.as_ref().map_or_else(Tools::default, |row| Tools {
-        argocd: row.argocd,
-        flux: row.flux,
-    });
+    let was = Tools::of(before.as_ref());
     let wanted = tools.argocd || tools.flux;
-    if wanted && keeper.is_none() {
+    if wanted && config.cluster.is_none() {
         return Err(Error::conflict(
             "this portal keeps no GitOps credentials: its operators have not named the cluster that runs Argo CD or Flux (--gitops-cluster)",
         ));
@@ -186,7 +199,7 @@ pub async fn set(
     }
     if was == tools {
         tx.rollback().await?;
-        return Ok(describe(slug, before, keeper, public_url));
+        return Ok(describe(slug, before, config, public_url));
     }
     if wanted {
         db::gitops::set(&mut tx, tenant.id, tools.argocd, tools.flux, &actor.name).await?;
@@ -212,7 +225,7 @@ pub async fn set(
         .await?;
     let after = db::gitops::get(&mut tx, tenant.id).await?;
     tx.commit().await?;
-    Ok(describe(slug, after, keeper, public_url))
+    Ok(describe(slug, after, config, public_url))
 }
 
 /// The channel a change of a tenant's GitOps credentials is announced on,
@@ -283,7 +296,9 @@ async fn keep_locked(
         let outcome = if !row.active {
             // Not active: its Secrets go below and its tokens stop now;
             // resuming brings them back with a new token.
-            db::gitops::revoke_tokens(conn, row.tenant_id).await?;
+            if row.token_expires_at.is_some() {
+                db::gitops::revoke_tokens(conn, row.tenant_id).await?;
+            }
             Err("the tenant is not active: its GitOps credentials come back when it is".to_string())
         } else if row.namespaces.is_empty() {
             Err("the tenant has no namespaces yet, so there is nothing for a GitOps tool to reach; add one".to_string())
@@ -291,13 +306,15 @@ async fn keep_locked(
             wanted.extend(tools.iter().map(|tool| (row.slug.clone(), *tool)));
             keep_tenant(conn, keeper, &mut kept, row, &tools, &mut pass).await
         };
-        match outcome {
-            Ok(()) => db::gitops::record_outcome(conn, row.tenant_id, None).await?,
-            Err(message) => {
-                pass.failed += 1;
+        let error = outcome.err();
+        pass.failed += usize::from(error.is_some());
+        // A pass that finds everything as the last one left it writes (and
+        // says) nothing.
+        if error != row.error || (error.is_none() && !row.kept) {
+            if let Some(message) = &error {
                 tracing::warn!(tenant = %row.slug, error = %message, "GitOps credentials not kept; the next pass retries");
-                db::gitops::record_outcome(conn, row.tenant_id, Some(&message)).await?;
             }
+            db::gitops::record_outcome(conn, row.tenant_id, error.as_deref()).await?;
         }
     }
     kept.remove_unwanted(
@@ -452,22 +469,13 @@ async fn issue_token(
     keeper: &Keeper,
     row: &db::gitops::KeptRow,
 ) -> Result<(String, DateTime<Utc>), Error> {
-    let expires_at = Utc::now()
-        + chrono::Duration::from_std(keeper.token_ttl)
-            .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
-    let secret = TokenSecret::generate_gateway();
     let mut tx = conn.begin().await?;
-    let token_id = db::gateway_tokens::insert(
+    let (secret, expires_at, token_id) = super::gateway::store_token(
         &mut tx,
-        &NewGatewayToken {
-            tenant_id: row.tenant_id,
-            holder_kind: "automation",
-            email: None,
-            groups: &[],
-            issued_by: db::gitops::ISSUER,
-            expires_at,
-        },
-        &secret,
+        row.tenant_id,
+        &Holder::Automation,
+        db::gitops::ISSUER,
+        keeper.token_ttl,
     )
     .await?;
     db::gitops::set_token(&mut tx, row.tenant_id, token_id, expires_at).await?;
@@ -515,6 +523,8 @@ mod tests {
             active: true,
             token_expires_at: None,
             namespaces: vec!["dev".into(), "prod".into()],
+            kept: false,
+            error: None,
         }
     }
 

@@ -4,9 +4,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{DashboardForm, PageError, Posted, see_other};
-use crate::error::Error;
-use crate::service::gitops::{self, Keeper, Tools};
+use super::{DashboardForm, PageError, Posted, back_to};
+use crate::service::gitops::{self, Tools};
 use crate::state::AppState;
 
 /// The two checkboxes; an unchecked box is not posted.
@@ -30,38 +29,29 @@ pub async fn set(
         form,
         ..
     } = posted;
-    let keeper = Keeper::from_config(&app.config);
     let tools = Tools {
         argocd: form.argocd,
         flux: form.flux,
     };
-    let page = format!("/tenants/{slug}");
-    match gitops::set(
+    let done = if tools.argocd || tools.flux {
+        "GitOps credentials saved; their Secrets are written within seconds."
+    } else {
+        "GitOps credentials removed; their Secrets go within seconds and their token is revoked."
+    };
+    let result = gitops::set(
         &app.db,
         &viewer.principal,
         &actor,
         &slug,
         tools,
-        keeper.as_ref(),
+        &app.config.gitops,
         &app.config.login.public_url,
     )
-    .await
-    {
-        Ok(_) if tools.argocd || tools.flux => Ok(see_other(
-            &page,
-            "GitOps credentials saved; their Secrets are written within seconds.",
-        )),
-        Ok(_) => Ok(see_other(
-            &page,
-            "GitOps credentials removed; their Secrets go within seconds and their token is revoked.",
-        )),
-        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => Ok(see_other(
-            &page,
-            &format!(
-                "The GitOps credentials were not changed: {}",
-                e.problem().detail
-            ),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    .await;
+    back_to(
+        &format!("/tenants/{slug}"),
+        result,
+        |_| done.into(),
+        "The GitOps credentials were not changed",
+    )
 }

@@ -253,6 +253,25 @@ pub fn see_other(path: &str, notice: &str) -> Response {
     Redirect::to(&format!("{path}?notice={}", urlencode(notice))).into_response()
 }
 
+/// Back to `path` after a form: with a notice of what was done, or of why
+/// not when the request itself was refused (`refused: <detail>`); anything
+/// else, a missing tenant or a failure, is an error page.
+pub fn back_to<T>(
+    path: &str,
+    result: Result<T, Error>,
+    done: impl FnOnce(T) -> String,
+    refused: &str,
+) -> Result<Response, PageError> {
+    match result {
+        Ok(value) => Ok(see_other(path, &done(value))),
+        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => Ok(see_other(
+            path,
+            &format!("{refused}: {}", e.problem().detail),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

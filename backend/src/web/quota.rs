@@ -8,8 +8,7 @@ use serde::Deserialize;
 
 use super::home::NoticeQuery;
 use super::tenant::RequestRow;
-use super::{DashboardForm, Nav, PageError, Posted, Viewer, render, see_other};
-use crate::error::Error;
+use super::{DashboardForm, Nav, PageError, Posted, Viewer, back_to, render, see_other};
 use crate::service::quota_requests;
 use crate::state::AppState;
 
@@ -35,7 +34,7 @@ pub async fn ask(
         form,
         ..
     } = posted;
-    match quota_requests::ask(
+    let result = quota_requests::ask(
         &app.db,
         &viewer.principal,
         &actor,
@@ -44,18 +43,13 @@ pub async fn ask(
         &form.amount,
         &form.reason,
     )
-    .await
-    {
-        Ok(_) => Ok(see_other(
-            &format!("/tenants/{slug}"),
-            "Quota requested; a platform admin will decide.",
-        )),
-        Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) => Ok(see_other(
-            &format!("/tenants/{slug}"),
-            &format!("The request was not sent: {}", e.problem().detail),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    .await;
+    back_to(
+        &format!("/tenants/{slug}"),
+        result,
+        |_| "Quota requested; a platform admin will decide.".into(),
+        "The request was not sent",
+    )
 }
 
 #[derive(Template)]

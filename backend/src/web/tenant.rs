@@ -16,7 +16,7 @@ use crate::auth::policy::Action;
 use crate::db::{self, audit::AuditFilter};
 use crate::domain::{Quantity, ResourceList};
 use crate::service::budget::BudgetSummary;
-use crate::service::gitops::{GitopsStatus, Keeper};
+use crate::service::gitops::GitopsStatus;
 use crate::service::views::{self, TenantView};
 use crate::service::{self, access};
 use crate::state::AppState;
@@ -235,13 +235,11 @@ pub async fn show(
     .collect();
     let cost = super::showback::of_tenant(&mut conn, &viewer.principal, &slug, app.config.currency)
         .await?;
-    drop(conn);
-    let keeper = Keeper::from_config(&app.config);
-    let gitops = service::gitops::status(
-        &app.db,
-        &viewer.principal,
+    let gitops = service::gitops::of_tenant(
+        &mut conn,
+        tenant_id,
         &slug,
-        keeper.as_ref(),
+        &app.config.gitops,
         &app.config.login.public_url,
     )
     .await?;
@@ -251,7 +249,7 @@ pub async fn show(
         can_edit: may(Action::EditTenant),
         can_kubeconfig: may(Action::IssueKubeconfig),
         can_gitops: may(Action::ManageGitops),
-        gitops_offered: keeper.is_some(),
+        gitops_offered: app.config.gitops.cluster.is_some(),
         gitops,
         idp_kubeconfig: service::kubeconfig::SignIn::identity_provider(&app.config.login).is_some(),
         t: facts(&tenant),
