@@ -68,10 +68,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     spawn_housekeeping(db.clone(), Retention::of(&config));
     spawn_showback_rollups(db.clone());
     let stop = CancellationToken::new();
-    let mut reconciler = config.reconciler.then(|| {
+    let mut tasks = if config.reconciler {
         let settings = crate::reconciler::Settings::from_config(&config);
         crate::reconciler::start(db.clone(), &clusters, settings, stop.clone())
-    });
+    } else {
+        // An API-only replica watches too, so placement sees which clusters
+        // answer and a taken namespace name is refused without asking.
+        let mut tasks = tokio::task::JoinSet::new();
+        for cluster in clusters.iter() {
+            crate::cluster::observe(cluster, &mut tasks, &stop);
+        }
+        tasks
+    };
     let tls = config.tls.key_pair();
     let router = router(db, config, clusters)?;
     match tls {
@@ -83,9 +91,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .context("the HTTP server failed")?;
     stop.cancel();
-    if let Some(tasks) = reconciler.as_mut() {
-        while tasks.join_next().await.is_some() {}
-    }
+    while tasks.join_next().await.is_some() {}
     tracing::info!("tenant portal stopped");
     Ok(())
 }

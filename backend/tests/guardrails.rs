@@ -715,8 +715,9 @@ async fn asking_for_a_namespace_the_cluster_already_has_is_refused_naming_it(db:
 
 #[sqlx::test(migrator = "MIGRATIONS")]
 async fn without_a_reconciler_to_watch_the_cluster_the_check_asks_the_api_server(db: PgPool) {
-    // An API-only replica keeps no watches: it cannot tell from memory, so
-    // it asks the API server, and refuses all the same.
+    // A replica whose namespace watch has not listed the cluster (here
+    // none runs) cannot tell from memory, so it asks the API server, and
+    // refuses all the same.
     let (spec, clusters) = common::cluster::local_cluster(&kubeconfig_path()).await;
     let app = common::spawn_app_with(db, vec![spec], clusters.clone()).await;
     let slug = unique("asked");
@@ -742,6 +743,81 @@ async fn without_a_reconciler_to_watch_the_cluster_the_check_asks_the_api_server
         .delete(&existing, &DeleteParams::default())
         .await
         .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn an_api_only_replica_watches_namespaces_and_cluster_health_itself(db: PgPool) {
+    // No reconciler here, only what `serve` starts for an API-only replica.
+    let (spec, clusters) = common::cluster::local_cluster(&kubeconfig_path()).await;
+    let app = common::spawn_app_with(db, vec![spec], clusters.clone()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let cluster = clusters.get("local").unwrap().clone();
+    tenant_portal::cluster::observe(&cluster, &mut tasks, &stop);
+    tenant_portal::cluster::observe(&cluster, &mut tasks, &stop);
+    assert_eq!(tasks.len(), 2, "a second observe adds no watch");
+
+    let slug = unique("watched");
+    let existing = format!("{slug}-ops");
+    foreign_namespace(&existing).await;
+    eventually("the replica's watch has the namespace", READY, || {
+        let cluster = cluster.clone();
+        let existing = existing.clone();
+        async move { cluster.seen_namespace(&existing) == Some(SeenNamespace::Foreign) }
+    })
+    .await;
+    let clusters_view: Value = app.get("/api/v1/clusters").await.json().await.unwrap();
+    assert_eq!(
+        clusters_view[0]["reachable"], true,
+        "placement and the clusters view see the cluster answer: {clusters_view}"
+    );
+    let response = app
+        .post_json(
+            "/api/v1/tenants",
+            json!({"slug": slug, "cluster": "local", "namespaces": [{"name": "ops"}, {"name": "dev"}]}),
+        )
+        .await;
+    let (status, problem) = common::problem(response).await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 1, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], "namespaces[0].name",
+        "{problem}"
+    );
+
+    // A namespace labelled as the portal's for a tenant is that tenant's,
+    // and the watch sees it go.
+    let owned = format!("{slug}-dev");
+    let namespace: Namespace = object(json!({"metadata": {"name": owned, "labels": {
+        "app.kubernetes.io/managed-by": "tenant-portal", "tenant-portal.dev/tenant": slug}}}));
+    let namespaces = Api::<Namespace>::all(kube().await);
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    eventually("the replica's watch knows whose it is", READY, || {
+        let (cluster, owned, slug) = (cluster.clone(), owned.clone(), slug.clone());
+        async move {
+            cluster.seen_namespace(&owned)
+                == Some(SeenNamespace::Managed {
+                    tenant: Some(slug.as_str().into()),
+                })
+        }
+    })
+    .await;
+    for name in [&existing, &owned] {
+        namespaces
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually("the replica's watch sees it deleted", READY, || {
+        let (cluster, owned) = (cluster.clone(), owned.clone());
+        async move { cluster.seen_namespace(&owned) == Some(SeenNamespace::Absent) }
+    })
+    .await;
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]

@@ -388,7 +388,9 @@ async fn ask_for_namespace(cluster: &Cluster, name: &str) -> Result<super::SeenN
         return Ok(super::SeenNamespace::Foreign);
     }
     Ok(super::SeenNamespace::Managed {
-        tenant: labels.get(TENANT_LABEL).cloned(),
+        tenant: labels
+            .get(TENANT_LABEL)
+            .map(|tenant| tenant.as_str().into()),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod guardrails;
 pub mod kubeconfig;
 pub mod live;
 pub mod objects;
+mod observe;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -23,6 +24,7 @@ pub use apply::{
 };
 pub use live::LiveObject;
 use objects::{Kind, ObjectKey};
+pub use observe::observe;
 
 use crate::config::ClusterSpec;
 
@@ -55,11 +57,11 @@ pub struct Cluster {
     by_tenant: Mutex<HashMap<String, HashSet<ObjectKey>>>,
     health: Mutex<Health>,
     guardrails: tokio::sync::watch::Sender<GuardrailState>,
-    /// The names of the namespaces the portal did not label as its own, as
-    /// a watch reports them; `None` until its first complete listing.
-    foreign_namespaces: RwLock<Option<HashSet<String>>>,
-    /// Whether a watcher fills `foreign_namespaces` (one watcher a cluster).
-    foreign_watched: std::sync::atomic::AtomicBool,
+    /// Every namespace by name and whose it is, as the namespace watch
+    /// reports them; `None` until its first complete listing.
+    namespaces: RwLock<Option<HashMap<Arc<str>, SeenNamespace>>>,
+    /// Whether the health probe and the namespace watch run ([`observe`]).
+    observed: std::sync::atomic::AtomicBool,
     /// Resources the cluster's discovery said it serves, (group, resource)
     /// → namespaced, and when it said so: a tenant's status asks on every
     /// read, and discovery changes seldom.
@@ -74,7 +76,7 @@ pub enum SeenNamespace {
     Foreign,
     /// Labelled as the portal's, for this tenant (`None`: no tenant label).
     Managed {
-        tenant: Option<String>,
+        tenant: Option<Arc<str>>,
     },
 }
 
@@ -138,8 +140,8 @@ impl Cluster {
             by_tenant: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
             guardrails: tokio::sync::watch::Sender::new(GuardrailState::Unmanaged),
-            foreign_namespaces: RwLock::new(None),
-            foreign_watched: Default::default(),
+            namespaces: RwLock::new(None),
+            observed: Default::default(),
         }))
     }
 
@@ -235,59 +237,47 @@ impl Cluster {
         keys
     }
 
-    /// Whether the caller is the one watcher of the foreign namespaces.
-    pub fn claim_foreign_watch(&self) -> bool {
+    /// Whether the caller is the first to [`observe`] this cluster.
+    fn claim_observation(&self) -> bool {
         !self
-            .foreign_watched
+            .observed
             .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Replaces the foreign namespaces with a complete listing.
-    pub fn list_foreign_namespaces(&self, names: HashSet<String>) {
-        if let Ok(mut foreign) = self.foreign_namespaces.write() {
-            *foreign = Some(names);
+    /// Replaces the namespaces with a complete listing.
+    fn list_namespaces(&self, listing: HashMap<Arc<str>, SeenNamespace>) {
+        if let Ok(mut namespaces) = self.namespaces.write() {
+            *namespaces = Some(listing);
         }
     }
 
-    /// Notes a foreign namespace the watch reported (`present`) or deleted.
-    pub fn note_foreign_namespace(&self, name: &str, present: bool) {
-        if let Ok(mut foreign) = self.foreign_namespaces.write()
-            && let Some(names) = foreign.as_mut()
+    /// Notes a namespace the watch reported as it is now, or deleted (`None`).
+    fn note_namespace(&self, name: Arc<str>, seen: Option<SeenNamespace>) {
+        if let Ok(mut namespaces) = self.namespaces.write()
+            && let Some(namespaces) = namespaces.as_mut()
         {
-            if present {
-                names.insert(name.to_string());
-            } else {
-                names.remove(name);
-            }
+            match seen {
+                Some(seen) => namespaces.insert(name, seen),
+                None => namespaces.remove(&name),
+            };
         }
     }
 
-    /// What the watches know of namespace `name`, or `None` when they cannot
-    /// tell: not listed whole yet (no reconciler here, or still starting),
-    /// or the cluster is not answering them.
+    /// What the namespace watch knows of namespace `name`, or `None` when it
+    /// cannot tell: not listed whole yet (nothing [`observe`]s the cluster
+    /// here, or it is still starting), or the cluster is not answering.
     pub fn seen_namespace(&self, name: &str) -> Option<SeenNamespace> {
-        let listed = self
-            .listed
-            .lock()
-            .is_ok_and(|listed| listed.contains(&Kind::Namespace));
-        if !listed || !self.health().reachable {
+        if !self.health().reachable {
             return None;
         }
-        let foreign = self.foreign_namespaces.read().ok()?;
-        if foreign.as_ref()?.contains(name) {
-            return Some(SeenNamespace::Foreign);
-        }
-        let key = ObjectKey {
-            kind: Kind::Namespace,
-            namespace: None,
-            name: name.into(),
-        };
-        Some(match self.live(&key) {
-            Some(live) => SeenNamespace::Managed {
-                tenant: live.label(objects::TENANT_LABEL).map(str::to_string),
-            },
-            None => SeenNamespace::Absent,
-        })
+        let namespaces = self.namespaces.read().ok()?;
+        Some(
+            namespaces
+                .as_ref()?
+                .get(name)
+                .cloned()
+                .unwrap_or(SeenNamespace::Absent),
+        )
     }
 
     pub fn set_guardrails(&self, state: GuardrailState) {

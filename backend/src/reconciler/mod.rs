@@ -163,8 +163,7 @@ fn start_cluster(
         stop.clone(),
     ));
     tasks.spawn(resync(context.clone(), cluster.clone(), stop.clone()));
-    tasks.spawn(watch::probe_health(cluster.clone(), stop.clone()));
-    tasks.spawn(watch::foreign_namespaces(cluster.clone(), stop.clone()));
+    crate::cluster::observe(cluster, tasks, stop);
 }
 
 /// Installs the cluster-wide admission policies before any tenant is

@@ -6,16 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::drift::Verdict;
 use crate::cluster::live::{Digest, digest};
-use crate::cluster::objects::{
-    Kind, MANAGED_BY, MANAGED_SELECTOR, MANAGER, ObjectKey, TENANT_LABEL,
-};
+use crate::cluster::objects::{Kind, MANAGED_SELECTOR, ObjectKey, TENANT_LABEL};
 use crate::cluster::{Cluster, LiveObject};
 use crate::db;
 
@@ -94,51 +92,6 @@ pub async fn run(
                 index(&cluster, &key, &live, false);
                 if !initial_listing {
                     check(&context, &cluster, &key, &live, None).await;
-                }
-            }
-        }
-    }
-}
-
-/// Watches the names of the namespaces the portal did not label as its own,
-/// so a request for a name the cluster already holds is refused from memory
-/// rather than by asking the API server each time (`SeenNamespace`). Only
-/// names are kept, and only of such namespaces: the portal's own are in the
-/// managed caches already.
-pub async fn foreign_namespaces(cluster: Arc<Cluster>, stop: CancellationToken) {
-    if !cluster.claim_foreign_watch() {
-        return;
-    }
-    let api: Api<PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>> =
-        Api::all(cluster.client.clone());
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY}!={MANAGER}"));
-    let events = watcher(api, config).default_backoff();
-    tokio::pin!(events);
-    let mut listing = HashSet::new();
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            () = stop.cancelled() => return,
-        };
-        let Some(event) = event else { return };
-        // Errors are the managed watches' to report as health; the backoff retries.
-        let Ok(event) = event else { continue };
-        match event {
-            watcher::Event::Init => listing.clear(),
-            watcher::Event::InitApply(namespace) => {
-                listing.extend(namespace.metadata.name);
-            }
-            watcher::Event::InitDone => {
-                cluster.list_foreign_namespaces(std::mem::take(&mut listing));
-            }
-            watcher::Event::Apply(namespace) => {
-                if let Some(name) = &namespace.metadata.name {
-                    cluster.note_foreign_namespace(name, true);
-                }
-            }
-            watcher::Event::Delete(namespace) => {
-                if let Some(name) = &namespace.metadata.name {
-                    cluster.note_foreign_namespace(name, false);
                 }
             }
         }
@@ -294,27 +247,6 @@ impl Usage {
         }
         if self.is_pending() {
             self.due_at = Some(tokio::time::Instant::now() + USAGE_BATCH);
-        }
-    }
-}
-
-/// Asks the API server for its version now and then, so health is current
-/// even when nothing changes.
-pub async fn probe_health(cluster: Arc<Cluster>, stop: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            () = stop.cancelled() => return,
-        }
-        match tokio::time::timeout(Duration::from_secs(5), cluster.client.apiserver_version()).await
-        {
-            Ok(Ok(_)) => cluster.set_health(true, None),
-            Ok(Err(e)) => cluster.set_health(false, Some(crate::cluster::describe(&e))),
-            Err(_) => cluster.set_health(
-                false,
-                Some("the API server did not answer within 5s".into()),
-            ),
         }
     }
 }
