@@ -9,7 +9,26 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User plus system CPU seconds the process has used so far; 0 when it is gone.
 pub fn seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    // utime and stime are fields 14 and 15 of the stat line.
+    stat_seconds(&format!("/proc/{pid}/stat"), 14)
+}
+
+/// The CPU seconds of this very process.
+pub fn own() -> f64 {
+    seconds(std::process::id())
+}
+
+/// The CPU seconds of this process's children that have ended and been
+/// waited for (a wrk run, once `output()` returns).
+pub fn children() -> f64 {
+    // cutime and cstime are fields 16 and 17.
+    stat_seconds("/proc/self/stat", 16)
+}
+
+/// The sum of the two clock-tick fields from `field` (1-based, as `proc(5)`
+/// numbers them) of a stat file, in seconds; 0 when it cannot be read.
+fn stat_seconds(path: &str, field: usize) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // The command name (field 2) may hold spaces; the fields after it do not.
@@ -17,19 +36,14 @@ pub fn seconds(pid: u32) -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    let ticks = |i: usize| {
+    // `rest` starts at field 3.
+    let ticks = |n: usize| {
         fields
-            .get(i)
+            .get(n - 3)
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
-}
-
-/// The CPU seconds of this very process.
-pub fn own() -> f64 {
-    seconds(std::process::id())
+    (ticks(field) + ticks(field + 1)) / TICKS_PER_SECOND
 }
 
 /// The control plane's processes (etcd, kube-apiserver, controller manager),
