@@ -7,11 +7,21 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
-/// A new event: its id and the tenant it concerns.
+/// What the change stream tells the process, and the tenant it concerns.
 #[derive(Debug, Clone)]
-pub struct Notice {
-    pub id: i64,
-    pub tenant: String,
+pub enum Notice {
+    /// A new event, by its id.
+    Event { id: i64, tenant: String },
+    /// Tenant-API tokens of the tenant were revoked (migration 0027).
+    TokensRevoked { tenant: String },
+}
+
+impl Notice {
+    pub fn tenant(&self) -> &str {
+        match self {
+            Self::Event { tenant, .. } | Self::TokensRevoked { tenant } => tenant,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -35,17 +45,27 @@ async fn listen(db: PgPool, sender: broadcast::Sender<Notice>) {
     loop {
         let session = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&db).await?;
-            listener.listen("tenant_events").await?;
+            listener
+                .listen_all(["tenant_events", "tenant_credentials"])
+                .await?;
             loop {
                 let notification = listener.recv().await?;
-                if let Some((id, tenant)) = notification.payload().split_once(' ')
-                    && let Ok(id) = id.parse()
-                {
+                let payload = notification.payload();
+                let notice = if notification.channel() == "tenant_credentials" {
+                    Some(Notice::TokensRevoked {
+                        tenant: payload.to_string(),
+                    })
+                } else {
+                    payload.split_once(' ').and_then(|(id, tenant)| {
+                        Some(Notice::Event {
+                            id: id.parse().ok()?,
+                            tenant: tenant.to_string(),
+                        })
+                    })
+                };
+                if let Some(notice) = notice {
                     // No subscriber is not an error.
-                    let _ = sender.send(Notice {
-                        id,
-                        tenant: tenant.to_string(),
-                    });
+                    let _ = sender.send(notice);
                 }
             }
             #[allow(unreachable_code)]
@@ -90,7 +110,7 @@ pub async fn until_ready(
         let woken = tokio::time::timeout_at(deadline, async {
             loop {
                 match notices.recv().await {
-                    Ok(notice) if notice.tenant == slug => return,
+                    Ok(notice) if notice.tenant() == slug => return,
                     Ok(_) => {}
                     // Missed some notices: look again in case one was ours.
                     Err(RecvError::Lagged(_)) => return,

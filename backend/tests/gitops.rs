@@ -391,7 +391,12 @@ async fn an_owner_s_gitops_secrets_reach_only_the_tenant_rotate_and_go_with_it(d
     })
     .await;
 
-    // The owner turns it off: both Secrets go and their token is revoked.
+    // The owner turns it off: both Secrets go and their token is revoked,
+    // at once even where the tenant API checked it a moment ago and keeps
+    // it among its checked tokens for 30 s.
+    let run = kubectl(&rotated_config, &["get", "namespaces", "-o", "name"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    let checked = std::time::Instant::now();
     let off = put_gitops(&setup, &slug, json!({"argocd": false, "flux": false})).await;
     assert_eq!(off.status(), 200);
     eventually("both Secrets removed", SOON, || async {
@@ -407,6 +412,21 @@ async fn an_owner_s_gitops_secrets_reach_only_the_tenant_rotate_and_go_with_it(d
     .await
     .unwrap();
     assert_eq!(left, 0, "no GitOps token of the tenant is left");
+    eventually(
+        "the revoked token refused",
+        Duration::from_secs(5),
+        || async {
+            let run = kubectl(&rotated_config, &["get", "namespaces", "-o", "name"]).await;
+            !run.ok
+                && (run.stderr.contains("Unauthorized") || run.stderr.contains("must be logged in"))
+        },
+    )
+    .await;
+    assert!(
+        checked.elapsed() < Duration::from_secs(25),
+        "refused within the cache's 30 s, so not by its expiry: {:?}",
+        checked.elapsed()
+    );
 
     // A tenant that is deleted takes its Secrets with it.
     let answer = put_gitops(&setup, &other, json!({"argocd": true, "flux": false})).await;

@@ -46,13 +46,15 @@ use upstream::Upstream;
 use crate::auth::tokens::TokenSecret;
 use crate::cluster::render::account_for;
 use crate::domain::{Role, TenantState};
+use crate::events::Notice;
 use crate::service::gateway::{Credential, Holder};
 use crate::service::views::TenantView;
 use crate::state::AppState;
 
 /// How long a tenant's members and namespaces, and a token's holder, are
-/// reused without asking PostgreSQL again. Changes to a tenant also end
-/// its entry at once through the change stream.
+/// reused without asking PostgreSQL again. Changes to a tenant end its
+/// entry at once through the change stream, and revoking a tenant's tokens
+/// ends every token of it cached here (migration 0027).
 const TENANT_TTL: Duration = Duration::from_secs(5);
 const CREDENTIAL_TTL: Duration = Duration::from_secs(30);
 /// Past this many cached tokens, the stale ones are dropped.
@@ -104,15 +106,17 @@ impl Gateway {
                 let Some(gateway) = weak.upgrade() else {
                     return;
                 };
-                let mut tenants = gateway
-                    .tenants
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
                 match notice {
-                    Ok(notice) => {
-                        tenants.remove(&notice.tenant);
+                    Ok(Notice::Event { tenant, .. }) => {
+                        gateway.lock_tenants().remove(&tenant);
                     }
-                    Err(RecvError::Lagged(_)) => tenants.clear(),
+                    Ok(Notice::TokensRevoked { tenant }) => gateway
+                        .lock_credentials()
+                        .retain(|_, (_, credential)| credential.slug != tenant),
+                    Err(RecvError::Lagged(_)) => {
+                        gateway.lock_tenants().clear();
+                        gateway.lock_credentials().clear();
+                    }
                     Err(RecvError::Closed) => return,
                 }
             }
