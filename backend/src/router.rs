@@ -1,7 +1,6 @@
 //! Every route of the portal in one place: the REST API, sign-in, the
 //! dashboard, health and metrics, with the layers every request passes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,8 +21,7 @@ use crate::state::{AppState, REQUEST_ID};
 pub fn build(app: AppState) -> Router {
     let max_body = app.config.max_body_bytes as usize;
     let timeout = app.config.request_timeout;
-    let (api, doc) = crate::api::router(app.clone());
-    let openapi = Arc::new(doc);
+    let (api, openapi) = crate::api::router(app.clone());
     let portal = Router::new()
         .nest("/api/v1", api)
         .merge(crate::auth::login::router())

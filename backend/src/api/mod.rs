@@ -66,7 +66,7 @@ use crate::state::AppState;
 struct ApiDoc;
 
 /// The `/api/v1` router and its OpenAPI document.
-pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
+pub fn router(app: AppState) -> (Router<AppState>, Arc<OpenApiDoc>) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
         .merge(documents::router())
@@ -89,7 +89,8 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         .split_for_parts();
     document_errors_and_security(&mut doc);
     contract::describe_requests(&mut doc, &app.config.cluster_names());
-    let served = Arc::new(doc.clone());
+    // One copy, served and read by `contract::allow_on_405`: it is megabytes.
+    let doc = Arc::new(doc);
     let routes = routes
         // `{slug}:suspend` and `{slug}:resume`, documented above as their own paths.
         .route("/tenants/{slug}", post(lifecycle::dispatch))
@@ -99,7 +100,7 @@ pub fn router(app: AppState) -> (Router<AppState>, OpenApiDoc) {
         // principal, and tenants' list JSON by view version.
         .layer(Extension(events::OpenStreams::default()))
         .layer(Extension(Arc::new(tenant_json::TenantJson::default())))
-        .layer(Extension(served))
+        .layer(Extension(doc.clone()))
         .fallback(|| async {
             Error::NotFound("there is no such API route; see /api/v1/openapi.json".into())
         })

@@ -79,9 +79,10 @@ impl Kind {
 }
 
 /// Identifies one object in a cluster. The names are shared strings: the
-/// caches, their per-tenant indexes and the drift index each hold the key of
-/// every managed object, and a copy is a reference count, not an allocation
-/// (see [`super::live::intern`]).
+/// caches' per-tenant indexes hold the key of every managed object (the
+/// caches and the drift index its digest, [`super::live::key_digest`]), and
+/// a copy is a reference count, not an allocation (see
+/// [`super::live::intern`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
     pub kind: Kind,

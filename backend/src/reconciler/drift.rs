@@ -5,26 +5,24 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::cluster::LiveObject;
-use crate::cluster::live::{Fingerprint, Keys, Wanted};
+use crate::cluster::live::{Digest, Fingerprint, Keys, Wanted, intern, key_digest};
 use crate::cluster::objects::{Desired, ObjectKey};
 
+/// Objects are held by the digest of their key ([`key_digest`]), not the
+/// key: 16 bytes instead of 40 in the index and in each tenant's list, for
+/// every object of the fleet.
 #[derive(Default)]
 struct ClusterIndex {
     /// Each wanted object's fingerprint, not its body; `None`: it sets
     /// something the cache does not keep, so it is never taken as in place.
-    desired: HashMap<ObjectKey, Option<Fingerprint>>,
-    by_tenant: HashMap<String, Vec<ObjectKey>>,
+    desired: HashMap<Digest, Option<Fingerprint>>,
+    by_tenant: HashMap<Arc<str>, Box<[Digest]>>,
     /// The key lists of the fingerprints, one copy of each (a handful).
     keys: HashSet<Arc<Keys>>,
 }
 
 #[derive(Default)]
 pub struct DriftIndex(Mutex<HashMap<String, ClusterIndex>>);
-
-/// The key with shared names: one allocation for a name however many keys hold it.
-fn interned(key: &ObjectKey) -> ObjectKey {
-    ObjectKey::interned(key.kind, key.namespace.as_deref(), &key.name)
-}
 
 /// What a watch event means.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,9 +38,10 @@ impl DriftIndex {
     pub fn remember(&self, cluster: &str, slug: &str, objects: &[Desired]) {
         let Ok(mut all) = self.0.lock() else { return };
         let index = all.entry(cluster.to_string()).or_default();
-        for old in index.by_tenant.remove(slug).unwrap_or_default() {
-            index.desired.remove(&old);
+        for old in index.by_tenant.remove(slug).unwrap_or_default().iter() {
+            index.desired.remove(old);
         }
+        let mut held = Vec::with_capacity(objects.len());
         for object in objects {
             let fingerprint = Wanted::of(object.key.kind, &object.body).map(|wanted| {
                 wanted.fingerprint(|keys| match index.keys.get(&keys) {
@@ -54,20 +53,22 @@ impl DriftIndex {
                     }
                 })
             });
-            index.desired.insert(interned(&object.key), fingerprint);
+            let key = key_digest(&object.key);
+            index.desired.insert(key, fingerprint);
+            held.push(key);
         }
-        index.by_tenant.insert(
-            slug.to_string(),
-            objects.iter().map(|o| interned(&o.key)).collect(),
-        );
+        index
+            .by_tenant
+            .insert(intern(slug), held.into_boxed_slice());
     }
 
     /// Judges a live object (`None`: it was deleted).
     pub fn judge(&self, cluster: &str, key: &ObjectKey, live: Option<&LiveObject>) -> Verdict {
+        let key = key_digest(key);
         let Ok(all) = self.0.lock() else {
             return Verdict::Check;
         };
-        let desired = all.get(cluster).and_then(|index| index.desired.get(key));
+        let desired = all.get(cluster).and_then(|index| index.desired.get(&key));
         match (desired, live) {
             (Some(Some(want)), Some(have)) if want.met_by(have) => Verdict::AsDesired,
             // Pruned by the portal itself.

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::drift::Verdict;
-use crate::cluster::live::{Digest, digest};
+use crate::cluster::live::{Digest, digest, intern, key_digest};
 use crate::cluster::objects::{Kind, MANAGED_SELECTOR, ObjectKey, TENANT_LABEL};
-use crate::cluster::{Cluster, LiveObject};
+use crate::cluster::{Cluster, Listing, LiveObject};
 use crate::db;
 
 pub async fn run(
@@ -34,7 +34,7 @@ pub async fn run(
     let mut initial_listing = true;
     // A listing in progress: it replaces the cache whole when complete, so
     // objects deleted while the watch was away leave the cache too.
-    let mut listing: HashMap<ObjectKey, Arc<LiveObject>> = HashMap::new();
+    let mut listing = Listing::new();
     loop {
         let event = tokio::select! {
             event = events.next() => event,
@@ -73,7 +73,7 @@ pub async fn run(
                 let key = crate::cluster::apply_key(kind, &object);
                 let live = LiveObject::of(kind, object);
                 index(&cluster, &key, &live, true);
-                listing.insert(key, Arc::new(live));
+                listing.insert(key_digest(&key), Arc::new(live));
             }
             watcher::Event::Apply(object) => {
                 if kind == Kind::ResourceQuota {
@@ -81,7 +81,7 @@ pub async fn run(
                 }
                 let key = crate::cluster::apply_key(kind, &object);
                 let live = LiveObject::of(kind, object);
-                cluster.cache(key.clone(), live.clone());
+                cluster.cache(&key, live.clone());
                 index(&cluster, &key, &live, true);
                 check(&context, &cluster, &key, &live, Some(&live)).await;
             }
@@ -171,10 +171,11 @@ const USAGE_BATCH_ROWS: usize = 1_000;
 /// created) has no `status.used`: that is no news, so nothing is written.
 #[derive(Default)]
 struct Usage {
-    /// What is stored for each namespace, as far as this watch knows.
-    stored: HashMap<String, Digest>,
+    /// What is stored for each namespace, as far as this watch knows. The
+    /// names are the caches' shared copies.
+    stored: HashMap<Arc<str>, Digest>,
     /// Changes not written yet, by namespace; a later one replaces an earlier.
-    pending: HashMap<String, (serde_json::Value, Digest)>,
+    pending: HashMap<Arc<str>, (serde_json::Value, Digest)>,
     /// When the pending changes are written: [`USAGE_BATCH`] after the
     /// first of them, however many follow.
     due_at: Option<tokio::time::Instant>,
@@ -200,12 +201,12 @@ impl Usage {
             return;
         };
         let used_digest = digest(used);
-        if self.stored.get(namespace) == Some(&used_digest) {
-            self.pending.remove(namespace);
+        if self.stored.get(namespace.as_str()) == Some(&used_digest) {
+            self.pending.remove(namespace.as_str());
             return;
         }
         self.pending
-            .insert(namespace.clone(), (used.clone(), used_digest));
+            .insert(intern(namespace), (used.clone(), used_digest));
         let now = tokio::time::Instant::now();
         if self.pending.len() >= USAGE_BATCH_ROWS {
             // A listing of a large fleet: written in batches of this size,
@@ -223,7 +224,7 @@ impl Usage {
         self.due_at = None;
         let changes: Vec<(&str, &serde_json::Value)> = pending
             .iter()
-            .map(|(namespace, (used, _))| (namespace.as_str(), used))
+            .map(|(namespace, (used, _))| (namespace.as_ref(), used))
             .collect();
         let done = match context.db.acquire().await {
             Ok(mut conn) => db::sync::store_usage(&mut conn, &changes)
@@ -239,7 +240,7 @@ impl Usage {
             }
         };
         for (namespace, change) in pending {
-            if done.contains(&namespace) {
+            if done.contains(namespace.as_ref()) {
                 self.stored.insert(namespace, change.1);
             } else {
                 self.pending.entry(namespace).or_insert(change);
