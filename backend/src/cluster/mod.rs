@@ -265,13 +265,13 @@ impl Cluster {
     }
 
     /// Notes a namespace the watch reported as it is now, or deleted (`None`).
-    fn note_namespace(&self, name: Arc<str>, seen: Option<SeenNamespace>) {
+    fn note_namespace(&self, name: &str, seen: Option<SeenNamespace>) {
         if let Ok(mut namespaces) = self.namespaces.write()
             && let Some(namespaces) = namespaces.as_mut()
         {
             match seen {
-                Some(seen) => namespaces.insert(name, seen),
-                None => namespaces.remove(&name),
+                Some(seen) => namespaces.insert(live::intern(name), seen),
+                None => namespaces.remove(name),
             };
         }
     }

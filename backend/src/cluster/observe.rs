@@ -67,18 +67,18 @@ async fn watch_namespaces(cluster: Arc<Cluster>, stop: CancellationToken) {
         match event {
             watcher::Event::Init => listing.clear(),
             watcher::Event::InitApply(namespace) => {
-                if let Some((name, seen)) = whose(&namespace) {
-                    listing.insert(name, seen);
+                if let Some(name) = &namespace.metadata.name {
+                    listing.insert(live::intern(name), whose(&namespace));
                 }
             }
             watcher::Event::InitDone => cluster.list_namespaces(std::mem::take(&mut listing)),
             watcher::Event::Apply(namespace) => {
-                if let Some((name, seen)) = whose(&namespace) {
-                    cluster.note_namespace(name, Some(seen));
+                if let Some(name) = &namespace.metadata.name {
+                    cluster.note_namespace(name, Some(whose(&namespace)));
                 }
             }
             watcher::Event::Delete(namespace) => {
-                if let Some((name, _)) = whose(&namespace) {
+                if let Some(name) = &namespace.metadata.name {
                     cluster.note_namespace(name, None);
                 }
             }
@@ -86,9 +86,8 @@ async fn watch_namespaces(cluster: Arc<Cluster>, stop: CancellationToken) {
     }
 }
 
-/// The namespace's name and whose it is, by its labels.
-fn whose(namespace: &PartialObjectMeta<Namespace>) -> Option<(Arc<str>, SeenNamespace)> {
-    let name = live::intern(namespace.metadata.name.as_deref()?);
+/// Whose the namespace is, by its labels.
+fn whose(namespace: &PartialObjectMeta<Namespace>) -> SeenNamespace {
     let label = |key: &str| {
         namespace
             .metadata
@@ -96,12 +95,11 @@ fn whose(namespace: &PartialObjectMeta<Namespace>) -> Option<(Arc<str>, SeenName
             .as_ref()
             .and_then(|labels| labels.get(key))
     };
-    let seen = if label(MANAGED_BY).map(String::as_str) == Some(MANAGER) {
+    if label(MANAGED_BY).map(String::as_str) == Some(MANAGER) {
         SeenNamespace::Managed {
             tenant: label(TENANT_LABEL).map(|tenant| live::intern(tenant)),
         }
     } else {
         SeenNamespace::Foreign
-    };
-    Some((name, seen))
+    }
 }

@@ -183,39 +183,14 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response {
         .into_response()
 }
 
-/// Watch events, one JSON object per line as the API server streams them.
+/// Watch events, one JSON object per line as the API server streams them,
+/// parsed; a line that is not JSON is dropped.
 pub fn events<S, E>(bytes: S) -> impl Stream<Item = Value> + Send + 'static
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: std::fmt::Display,
 {
-    futures::stream::unfold(
-        (Box::pin(bytes), Vec::<u8>::new(), false),
-        |(mut bytes, mut buffer, mut ended)| async move {
-            loop {
-                if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
-                    match serde_json::from_slice::<Value>(&line) {
-                        Ok(event) => return Some((event, (bytes, buffer, ended))),
-                        Err(_) => continue,
-                    }
-                }
-                if ended {
-                    let rest = std::mem::take(&mut buffer);
-                    let event = serde_json::from_slice::<Value>(&rest).ok()?;
-                    return Some((event, (bytes, buffer, ended)));
-                }
-                match bytes.next().await {
-                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "a watch of the tenant's cluster ended");
-                        ended = true;
-                    }
-                    None => ended = true,
-                }
-            }
-        },
-    )
+    event_lines(bytes).filter_map(|line| std::future::ready(serde_json::from_slice(&line).ok()))
 }
 
 /// Watch events as the API server writes them, one JSON object a line,
