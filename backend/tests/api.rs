@@ -956,6 +956,13 @@ async fn a_listed_tenant_shows_every_change_at_once(db: PgPool) {
     .await;
     assert_eq!(listed().await["members"].as_array().unwrap().len(), 2);
     send(
+        Method::POST,
+        "/api/v1/tenants/acme/namespaces",
+        json!({"name": "qa"}),
+    )
+    .await;
+    assert_eq!(listed().await["namespaces"].as_array().unwrap().len(), 3);
+    send(
         Method::PATCH,
         "/api/v1/tenants/acme/namespaces/dev",
         json!({"allocations": {"requests.cpu": "1", "requests.memory": "2Gi"}}),
@@ -982,9 +989,78 @@ async fn a_listed_tenant_shows_every_change_at_once(db: PgPool) {
         .unwrap();
     assert!(response.status().is_success());
     let last = listed().await;
-    assert_eq!(last["namespaces"].as_array().unwrap().len(), 1);
+    assert_eq!(last["namespaces"].as_array().unwrap().len(), 2);
     let one: Value = app.get("/api/v1/tenants/acme").await.json().await.unwrap();
     assert_eq!(last, one);
+    // The triggers that skip a create's own children (migration 0028)
+    // still count every later one on the cluster.
+    let rows: (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT t.id), count(n.id) FROM tenants t
+         LEFT JOIN namespaces n ON n.tenant_id = t.id WHERE t.cluster = 'local'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let all = clusters(&app).await;
+    let load = cluster(&all, "local");
+    assert_eq!(
+        (
+            load["tenants"].as_i64(),
+            load["placed"]["namespaces"].as_i64()
+        ),
+        (Some(rows.0), Some(rows.1)),
+        "the load kept is the rows': {load}"
+    );
+}
+
+/// Issue 31: a transaction that wrote change-stream events holds no lock
+/// for them until it commits (migration 0028), so one writer never waits
+/// for another's round trips; and the numbers follow commit order, so a
+/// reader who has seen a number never later finds a smaller one appear.
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn event_numbers_are_taken_at_commit_in_commit_order(db: PgPool) {
+    let app = spawn_app(db).await;
+    app.create_tenant(acme()).await;
+    let trail = "SELECT tenant_trail(id, slug, NULL, NULL, NULL, NULL, NULL, NULL,
+                                     ARRAY[$1], ARRAY['{}'::jsonb])
+                 FROM tenants WHERE slug = 'acme'";
+    let last = "SELECT last_id FROM event_sequence";
+    let before: i64 = sqlx::query_scalar(last).fetch_one(&app.db).await.unwrap();
+    let mut open = app.db.begin().await.unwrap();
+    sqlx::query(trail)
+        .bind("written.first")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    let other = async {
+        let mut tx = app.db.begin().await.unwrap();
+        sqlx::query(trail)
+            .bind("written.second")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), other)
+        .await
+        .expect("another writer's events commit while this transaction is open");
+    open.commit().await.unwrap();
+    let numbered: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, type FROM events WHERE id > $1 ORDER BY id")
+            .bind(before)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        numbered,
+        [
+            (before + 1, "written.second".to_string()),
+            (before + 2, "written.first".to_string())
+        ],
+        "numbered in the order they committed"
+    );
+    let after: i64 = sqlx::query_scalar(last).fetch_one(&app.db).await.unwrap();
+    assert_eq!(after, before + 2);
 }
 
 /// Issue 31: a create counts its tenant on its cluster last (migration

@@ -9,12 +9,21 @@ use std::sync::Mutex;
 
 use axum::body::Bytes;
 
-/// About 1 KiB a tenant: 10,000 of them are about 10 MiB.
-const MAX_TENANTS: usize = 10_000;
+/// About 1 KiB a tenant: some 1,000 tenants, twenty pages of 50. What pages
+/// are read again (the first, the searched, a link followed) stay; a walk
+/// through all of a large fleet starts over every twenty pages rather than
+/// keeping the fleet (10 MiB at 10,000 tenants, BENCHMARKS.md §3).
+const MAX_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct TenantJson {
-    entries: Mutex<HashMap<i64, (i64, Bytes)>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_id: HashMap<i64, (i64, Bytes)>,
+    bytes: usize,
 }
 
 impl TenantJson {
@@ -22,6 +31,7 @@ impl TenantJson {
     pub fn get(&self, id: i64, version: i64) -> Option<Bytes> {
         let entries = self.entries.lock().ok()?;
         entries
+            .by_id
             .get(&id)
             .filter(|(held, _)| *held == version)
             .map(|(_, json)| json.clone())
@@ -33,10 +43,13 @@ impl TenantJson {
         };
         // Starting over costs one load per tenant seen again; an eviction
         // order would cost bookkeeping on every hit.
-        if entries.len() >= MAX_TENANTS && !entries.contains_key(&id) {
-            entries.clear();
+        if entries.bytes + json.len() > MAX_BYTES {
+            *entries = Entries::default();
         }
-        entries.insert(id, (version, json));
+        entries.bytes += json.len();
+        if let Some((_, replaced)) = entries.by_id.insert(id, (version, json)) {
+            entries.bytes -= replaced.len();
+        }
     }
 }
 
@@ -51,9 +64,14 @@ mod tests {
         assert_eq!(cache.get(1, 3).as_deref(), Some(&b"{}"[..]));
         assert_eq!(cache.get(1, 4), None, "a newer version is not answered");
         assert_eq!(cache.get(2, 3), None);
-        for id in 0..MAX_TENANTS as i64 + 5 {
-            cache.put(id + 10, 0, Bytes::new());
+        let kib = Bytes::from(vec![b' '; 1024]);
+        for id in 0..(MAX_BYTES / 1024) as i64 + 5 {
+            cache.put(id + 10, 0, kib.clone());
         }
-        assert!(cache.entries.lock().unwrap().len() <= MAX_TENANTS);
+        cache.put(10, 1, kib.clone());
+        let entries = cache.entries.lock().unwrap();
+        let held: usize = entries.by_id.values().map(|(_, json)| json.len()).sum();
+        assert_eq!(entries.bytes, held, "the count is of what is held");
+        assert!(held <= MAX_BYTES);
     }
 }

@@ -1,6 +1,6 @@
-//! The change stream's store. Appending takes the sequence row's lock, so it
-//! must be the last statement of its transaction: the lock then lasts only
-//! until commit, and ids follow commit order.
+//! The change stream's store. An appended event is numbered as its
+//! transaction commits, under the sequence row's lock (migration 0028), so
+//! ids follow commit order and no writer holds the lock across a round trip.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;

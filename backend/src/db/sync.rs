@@ -20,8 +20,7 @@ pub enum ReadyRecord {
 /// generation waits) with its namespaces, removes the outbox row or, for a
 /// newer change, releases it, audits the first application of each
 /// generation as `tenant.applied` (`after` its figures) and appends
-/// `tenant.ready` when the status turns Ready. The trail is written last,
-/// once the rest is done, as `tenant_trail` asks.
+/// `tenant.ready` when the status turns Ready.
 ///
 /// Every decision is taken from the rows as locked, not as the statement's
 /// snapshot shows them: a change committed while the statement waited for

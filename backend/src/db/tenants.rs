@@ -203,7 +203,7 @@ pub async fn insert_uncounted(
 
 /// Whether a new tenant was counted on its cluster, or the refusal of a
 /// cluster it would fill past its declared capacity (the transaction is
-/// then aborted: roll it back).
+/// then aborted: roll it back, if it was not its commit that was refused).
 pub enum Counted {
     Yes,
     Full(Error),
@@ -230,35 +230,15 @@ pub async fn count_created(conn: &mut PgConnection, tenant_id: i64) -> Result<Co
     )
 }
 
-/// A create's last statement before its commit: counts the tenant written
-/// by [`insert_uncounted`] on its cluster, then writes its trail (the
-/// audit event, the outbox row, the change-stream events; as
-/// `db::trail::write`, without a `before`). The cluster's row and the event
-/// numbers are held from here to the commit, one round trip.
-pub async fn created(
-    conn: &mut PgConnection,
-    trail: super::trail::Trail<'_>,
-) -> Result<Counted, Error> {
-    let (tenant_id, slug) = trail.tenant;
-    let audit = trail.audit.as_ref();
-    let (kinds, data): (Vec<&str>, Vec<&serde_json::Value>) = trail.events.iter().copied().unzip();
-    counted(
-        sqlx::query!(
-            "SELECT tenant_created($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            tenant_id,
-            slug,
-            audit.map(|a| a.actor),
-            audit.map(|a| a.action),
-            audit.and_then(|a| a.after),
-            audit.and_then(|a| a.request_id),
-            trail.enqueue,
-            &kinds as &[&str],
-            &data as &[&serde_json::Value],
-        )
-        .fetch_one(conn)
-        .await
-        .map(|_| ()),
-    )
+/// A create's end: writes its trail (as `db::trail::write`) and commits,
+/// which counts the tenant written by [`insert_uncounted`] on its cluster
+/// and numbers its events (migration 0028). The cluster's row and the
+/// event numbers are held only while PostgreSQL commits; a cluster the
+/// tenant would fill past its capacity refuses the commit, and nothing of
+/// the create is kept.
+pub async fn created(mut tx: super::Tx, trail: super::trail::Trail<'_>) -> Result<Counted, Error> {
+    super::trail::write(&mut tx, trail).await?;
+    counted(tx.commit().await)
 }
 
 pub async fn get(conn: &mut PgConnection, slug: &str) -> Result<Option<TenantRow>, Error> {

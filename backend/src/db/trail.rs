@@ -27,8 +27,8 @@ pub struct Audit<'a> {
     pub request_id: Option<&'a str>,
 }
 
-/// Writes the trail (migration 0020's `tenant_trail`, which holds the
-/// rules: event numbers in commit order, so call it last in a transaction;
+/// Writes the trail (`tenant_trail`, migrations 0020 and 0028, which holds
+/// the rules: events numbered as the transaction commits, in commit order;
 /// one outbox row per tenant, whose generation a newer change replaces).
 pub async fn write(conn: &mut PgConnection, trail: Trail<'_>) -> Result<(), Error> {
     let (tenant_id, slug) = trail.tenant;

@@ -46,9 +46,9 @@ pub struct NewTenantRequest {
 ///
 /// Four round trips to the database in its transaction, besides the
 /// creator's limit and the clusters' loads when they apply: `BEGIN`, the
-/// rows in one statement, the count on the cluster with the trail in one
-/// statement, `COMMIT`. The cluster's row is locked only by the last two, so
-/// creates on one cluster wait for each other for one round trip
+/// rows in one statement, the trail in one statement, `COMMIT`. The
+/// tenant is counted on its cluster while PostgreSQL commits (migration
+/// 0028), so creates on one cluster wait for each other only that long
 /// (BENCHMARKS.md §2).
 pub async fn create(
     db: &PgPool,
@@ -62,7 +62,7 @@ pub async fn create(
     let mut tries = 0;
     loop {
         tries += 1;
-        let (mut tx, choice, written) = write_rows(db, config, clusters, who, &new).await?;
+        let (tx, choice, written) = write_rows(db, config, clusters, who, &new).await?;
         let id = written.tenant.id;
         let tenant = views::new_tenant(written.tenant, written.namespaces, written.members)?;
         let action = "tenant.created";
@@ -80,14 +80,12 @@ pub async fn create(
             enqueue: Some(tenant.generation),
             events: &[(kind, &data)],
         };
-        match db::tenants::created(&mut tx, trail).await? {
+        match db::tenants::created(tx, trail).await? {
             Counted::Yes => {
-                tx.commit().await?;
                 drop(choice);
                 return Ok(tenant);
             }
             Counted::Full(refusal) => {
-                tx.rollback().await?;
                 if !choose_again(config, choice.as_ref(), tries) {
                     return Err(refusal);
                 }
