@@ -375,39 +375,75 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
     .flatten()
 }
 
-/// The documented methods of the API path `path` (under `/api/v1`), as an
-/// `Allow` header; the most specific template wins, so
-/// `/tenants/acme:suspend` is `POST` while `/tenants/acme` is `GET, PUT, PATCH, DELETE`.
-pub fn allowed_methods(doc: &OpenApi, path: &str) -> Option<String> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let (_, item) = doc
-        .paths
-        .paths
-        .iter()
-        .filter_map(|(template, item)| {
-            let parts: Vec<&str> = template.split('/').collect();
-            if parts.len() != segments.len() {
-                return None;
-            }
-            let mut literal = 0;
-            for (part, segment) in parts.iter().zip(&segments) {
-                literal += segment_matches(part, segment)?;
-            }
-            Some((literal, item))
+/// What a replica keeps of the OpenAPI document once its routes are built:
+/// the document as served, and each path's documented methods for
+/// [`allow_on_405`]. The document itself, a tree of small strings and maps
+/// several times the size of its JSON, is dropped (BENCHMARKS.md §3).
+pub struct Published {
+    json: Result<axum::body::Bytes, String>,
+    /// (path template, its methods as an `Allow` header).
+    paths: Vec<(String, String)>,
+}
+
+impl Published {
+    pub fn new(doc: &OpenApi) -> Self {
+        let json = serde_json::to_vec(doc).map(Into::into).map_err(|e| {
+            tracing::error!(error = %e, "the OpenAPI document does not serialize; /api/v1/openapi.json answers 500");
+            e.to_string()
+        });
+        let paths = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let methods: Vec<&str> = [
+                    ("GET", item.get.is_some()),
+                    ("HEAD", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(method, present)| present.then_some(method))
+                .collect();
+                (template.clone(), methods.join(", "))
+            })
+            .collect();
+        Self { json, paths }
+    }
+
+    /// The document as `/api/v1/openapi.json` serves it.
+    pub fn json(&self) -> Result<axum::body::Bytes, Error> {
+        self.json.clone().map_err(|e| {
+            Error::Internal(anyhow::anyhow!(
+                "the OpenAPI document does not serialize: {e}"
+            ))
         })
-        .max_by_key(|(literal, _)| *literal)?;
-    let methods: Vec<&str> = [
-        ("GET", item.get.is_some()),
-        ("HEAD", item.get.is_some()),
-        ("POST", item.post.is_some()),
-        ("PUT", item.put.is_some()),
-        ("PATCH", item.patch.is_some()),
-        ("DELETE", item.delete.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(method, present)| present.then_some(method))
-    .collect();
-    Some(methods.join(", "))
+    }
+
+    /// The documented methods of the API path `path` (under `/api/v1`), as
+    /// an `Allow` header; the most specific template wins, so
+    /// `/tenants/acme:suspend` is `POST` while `/tenants/acme` is `GET, PUT, PATCH, DELETE`.
+    pub fn allowed_methods(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let (_, methods) = self
+            .paths
+            .iter()
+            .filter_map(|(template, methods)| {
+                let parts: Vec<&str> = template.split('/').collect();
+                if parts.len() != segments.len() {
+                    return None;
+                }
+                let mut literal = 0;
+                for (part, segment) in parts.iter().zip(&segments) {
+                    literal += segment_matches(part, segment)?;
+                }
+                Some((literal, methods))
+            })
+            .max_by_key(|(literal, _)| *literal)?;
+        Some(methods)
+    }
 }
 
 /// How many literal characters of the template `part` the concrete `segment`
@@ -428,7 +464,7 @@ fn segment_matches(part: &str, segment: &str) -> Option<usize> {
 /// 405 naming the methods it does, before any handler runs; and every 405
 /// carries `Allow`.
 pub async fn allow_on_405(
-    State(doc): State<Arc<OpenApi>>,
+    State(published): State<Arc<Published>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -436,7 +472,8 @@ pub async fn allow_on_405(
         .uri()
         .path()
         .strip_prefix("/api/v1")
-        .and_then(|api_path| allowed_methods(&doc, api_path));
+        .and_then(|api_path| published.allowed_methods(api_path))
+        .map(str::to_string);
     let method = request.method().as_str().to_string();
     let mut response = match &allowed {
         Some(methods) if !methods.split(", ").any(|m| m == method) => {

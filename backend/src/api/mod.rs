@@ -65,8 +65,8 @@ use crate::state::AppState;
 )]
 struct ApiDoc;
 
-/// The `/api/v1` router and its OpenAPI document.
-pub fn router(app: AppState) -> (Router<AppState>, Arc<OpenApiDoc>) {
+/// The `/api/v1` router and what is kept of its OpenAPI document.
+pub fn router(app: AppState) -> (Router<AppState>, Arc<contract::Published>) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
         .merge(documents::router())
@@ -89,8 +89,8 @@ pub fn router(app: AppState) -> (Router<AppState>, Arc<OpenApiDoc>) {
         .split_for_parts();
     document_errors_and_security(&mut doc);
     contract::describe_requests(&mut doc, &app.config.cluster_names());
-    // One copy, served and read by `contract::allow_on_405`: it is megabytes.
-    let doc = Arc::new(doc);
+    let published = Arc::new(contract::Published::new(&doc));
+    drop(doc);
     let routes = routes
         // `{slug}:suspend` and `{slug}:resume`, documented above as their own paths.
         .route("/tenants/{slug}", post(lifecycle::dispatch))
@@ -100,7 +100,7 @@ pub fn router(app: AppState) -> (Router<AppState>, Arc<OpenApiDoc>) {
         // principal, and tenants' list JSON by view version.
         .layer(Extension(events::OpenStreams::default()))
         .layer(Extension(Arc::new(tenant_json::TenantJson::default())))
-        .layer(Extension(doc.clone()))
+        .layer(Extension(published.clone()))
         .fallback(|| async {
             Error::NotFound("there is no such API route; see /api/v1/openapi.json".into())
         })
@@ -109,7 +109,7 @@ pub fn router(app: AppState) -> (Router<AppState>, Arc<OpenApiDoc>) {
                 "this route does not take that method; see /api/v1/openapi.json".into(),
             )
         });
-    (routes, doc)
+    (routes, published)
 }
 
 /// Rejections from axum and tower layers (a path segment of the wrong type,
@@ -156,8 +156,16 @@ pub async fn problems_for_plain_errors(
     answer
 }
 
-async fn openapi_json(Extension(doc): Extension<Arc<OpenApiDoc>>) -> axum::Json<OpenApiDoc> {
-    axum::Json(doc.as_ref().clone())
+async fn openapi_json(
+    Extension(published): Extension<Arc<contract::Published>>,
+) -> Result<axum::response::Response, Error> {
+    use axum::response::IntoResponse;
+    let json = published.json()?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response())
 }
 
 /// Every operation can answer with these problems; saying so once here keeps
