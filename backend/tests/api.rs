@@ -1021,22 +1021,21 @@ async fn a_listed_tenant_shows_every_change_at_once(db: PgPool) {
 async fn event_numbers_are_taken_at_commit_in_commit_order(db: PgPool) {
     let app = spawn_app(db).await;
     app.create_tenant(acme()).await;
-    let trail = "SELECT tenant_trail(id, slug, NULL, NULL, NULL, NULL, NULL, NULL,
-                                     ARRAY[$1], ARRAY['{}'::jsonb])
-                 FROM tenants WHERE slug = 'acme'";
+    let id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'acme'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let append = tenant_portal::db::events::append;
+    let nothing = Value::Null;
     let last = "SELECT last_id FROM event_sequence";
     let before: i64 = sqlx::query_scalar(last).fetch_one(&app.db).await.unwrap();
     let mut open = app.db.begin().await.unwrap();
-    sqlx::query(trail)
-        .bind("written.first")
-        .execute(&mut *open)
+    append(&mut open, "written.first", id, "acme", &nothing)
         .await
         .unwrap();
     let other = async {
         let mut tx = app.db.begin().await.unwrap();
-        sqlx::query(trail)
-            .bind("written.second")
-            .execute(&mut *tx)
+        append(&mut tx, "written.second", id, "acme", &nothing)
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -2,7 +2,7 @@
 //! (migration 0016) in the same transaction as the tenant or namespace that
 //! changes them, and the capacity an admin declared. The triggers refuse,
 //! with SQLSTATE `TPC01`, to grow a cluster past its capacity; a create
-//! counts its tenant as it commits (migration 0028, `db::tenants::created`); choosing
+//! counts its tenant as it commits (migration 0028, `db::tenants::commit_counted`); choosing
 //! a cluster is `service/placement.rs`.
 
 use chrono::{DateTime, Utc};

@@ -230,14 +230,13 @@ pub async fn count_created(conn: &mut PgConnection, tenant_id: i64) -> Result<Co
     )
 }
 
-/// A create's end: writes its trail (as `db::trail::write`) and commits,
-/// which counts the tenant written by [`insert_uncounted`] on its cluster
-/// and numbers its events (migration 0028). The cluster's row and the
-/// event numbers are held only while PostgreSQL commits; a cluster the
-/// tenant would fill past its capacity refuses the commit, and nothing of
-/// the create is kept.
-pub async fn created(mut tx: super::Tx, trail: super::trail::Trail<'_>) -> Result<Counted, Error> {
-    super::trail::write(&mut tx, trail).await?;
+/// Commits a create, which counts the tenant written by
+/// [`insert_uncounted`] on its cluster, unless [`count_created`] did, and
+/// numbers its events (migration 0028). The cluster's row and the event
+/// numbers are held only while PostgreSQL commits; a cluster the tenant
+/// would fill past its capacity refuses the commit, and nothing of the
+/// create is kept.
+pub async fn commit_counted(tx: super::Tx) -> Result<Counted, Error> {
     counted(tx.commit().await)
 }
 

@@ -16,6 +16,7 @@ use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize, precheck};
 use crate::config::ServeConfig;
 use crate::db;
+use crate::db::tenants::Counted;
 use crate::domain::quota::{check_allocation, check_budget_covers};
 use crate::domain::template::{Override, TemplateRef, TemplateValues, TemplatedState, roll};
 use crate::domain::tenant_document::{
@@ -271,7 +272,13 @@ pub(super) async fn create(
     if dry_run {
         return Ok(Applied { plan, tenant: None });
     }
-    super::new_tenant::commit_created(tx, actor, id, &tenant).await?;
+    // Counted by `insert`, so its commit has nothing left to refuse; were
+    // it refused, the refusal is the answer.
+    if let Counted::Full(refusal) =
+        super::new_tenant::commit_created(tx, actor, id, &tenant).await?
+    {
+        return Err(refusal);
+    }
     Ok(Applied {
         plan,
         tenant: Some(tenant),

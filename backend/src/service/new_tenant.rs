@@ -1,6 +1,6 @@
 //! Creating a tenant with its namespaces, budget and members: every field
 //! checked, every violation reported at once, one transaction, counted on
-//! its cluster last (migration 0025).
+//! its cluster as it commits (migrations 0025 and 0028).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,22 +65,7 @@ pub async fn create(
         let (tx, choice, written) = write_rows(db, config, clusters, who, &new).await?;
         let id = written.tenant.id;
         let tenant = views::new_tenant(written.tenant, written.namespaces, written.members)?;
-        let action = "tenant.created";
-        let after = to_json(&tenant)?;
-        let (kind, data) = tenant_event(actor, action, &tenant);
-        let trail = db::trail::Trail {
-            tenant: (id, &tenant.slug),
-            audit: Some(db::trail::Audit {
-                actor: &actor.name,
-                action,
-                before: None,
-                after: Some(&after),
-                request_id: actor.request_id.as_deref(),
-            }),
-            enqueue: Some(tenant.generation),
-            events: &[(kind, &data)],
-        };
-        match db::tenants::created(tx, trail).await? {
+        match commit_created(tx, actor, id, &tenant).await? {
             Counted::Yes => {
                 drop(choice);
                 return Ok(tenant);
@@ -95,13 +80,14 @@ pub async fn create(
 }
 
 /// Records a new tenant (its audit event, outbox row and change-stream
-/// event) and commits its transaction.
+/// event) and commits its transaction, which counts the tenant on its
+/// cluster if it was not counted yet (`db::tenants::commit_counted`).
 pub(super) async fn commit_created(
     mut tx: db::Tx,
     actor: &Actor,
     id: i64,
     tenant: &TenantView,
-) -> Result<(), Error> {
+) -> Result<Counted, Error> {
     let action = "tenant.created";
     write(
         &mut tx,
@@ -116,8 +102,7 @@ pub(super) async fn commit_created(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(())
+    db::tenants::commit_counted(tx).await
 }
 
 /// Whether a person creating a tenant is made its owner when the request
