@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use crate::cpu;
 use crate::stack::{self, Env, Portal, f2, median, table};
 
 #[derive(Debug, Clone)]
@@ -36,6 +37,13 @@ impl Load {
         p99_ms: f64::NAN,
         errors: 0,
     };
+}
+
+/// One endpoint's run: what wrk measured, and what each process spent.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub load: Load,
+    pub cpu: cpu::PerRequest,
 }
 
 /// What is measured, each with the row its rate is compared with: one
@@ -116,7 +124,7 @@ fn cluster_names(env: &Env) -> anyhow::Result<Vec<(String, String)>> {
         .collect())
 }
 
-pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Load>>> {
+pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Vec<Vec<Measured>>> {
     let wrk = which("wrk").context("wrk is not installed: apt-get install -y wrk")?;
     let clusters = cluster_names(env)?;
     if clusters.len() > 1 {
@@ -136,7 +144,7 @@ async fn measure(
     options: &Options,
     wrk: &str,
     portal: &Portal,
-) -> anyhow::Result<Vec<Vec<Load>>> {
+) -> anyhow::Result<Vec<Vec<Measured>>> {
     let prefix = format!("a{}x", env.run_id);
     let template = format!("a{}template", env.run_id);
     portal.create_tenant(&template).await?;
@@ -208,7 +216,10 @@ async fn measure(
         let mut loads = Vec::new();
         for (i, (url, script, warm_script)) in targets.iter().enumerate() {
             if wanted.as_ref().is_some_and(|w| !w[i]) {
-                loads.push(Load::SKIPPED);
+                loads.push(Measured {
+                    load: Load::SKIPPED,
+                    cpu: cpu::PerRequest::default(),
+                });
                 continue;
             }
             // One second of warm-up (connections, pools, caches) that is not counted.
@@ -217,12 +228,16 @@ async fn measure(
                 ..options.clone()
             };
             wrk_run(wrk, &warm_up, url, warm_script)?;
+            let meter = cpu::Meter::start(portal, &env.kubeconfig).await?;
             let load = wrk_run(wrk, options, url, script)?;
+            let used = meter
+                .per_request(load.rate * options.duration.as_secs_f64())
+                .await?;
             eprintln!(
-                "  run {run} {:<58} {:>8.0} req/s  p99 {:>6.2} ms  errors {}",
+                "  run {run} {:<58} {:>8.0} req/s  p99 {:>6.2} ms  errors {}  {used}",
                 TARGETS[i].0, load.rate, load.p99_ms, load.errors
             );
-            loads.push(load);
+            loads.push(Measured { load, cpu: used });
         }
         runs.push(loads);
     }
@@ -404,7 +419,7 @@ fn duration_ms(text: &str) -> Option<f64> {
     number.trim().parse::<f64>().ok().map(|n| n * factor)
 }
 
-pub fn report(options: &Options, runs: &[Vec<Load>], command: &str) {
+pub fn report(options: &Options, runs: &[Vec<Measured>], command: &str) {
     println!(
         "### API: {} tenants in the database, wrk {} threads / {} connections, {} s per endpoint, {} run(s)\n",
         options.tenants,
@@ -420,19 +435,19 @@ pub fn report(options: &Options, runs: &[Vec<Load>], command: &str) {
     println!("`{}{command}`\n", settings.concat());
     let mut rows = Vec::new();
     for (i, (target, reference)) in TARGETS.iter().enumerate() {
-        if runs.iter().all(|r| r[i].rate.is_nan()) {
+        if runs.iter().all(|r| r[i].load.rate.is_nan()) {
             continue;
         }
         let column = |f: &dyn Fn(&Load) -> f64| -> f64 {
-            median(&runs.iter().map(|r| f(&r[i])).collect::<Vec<_>>())
+            median(&runs.iter().map(|r| f(&r[i].load)).collect::<Vec<_>>())
         };
         let ratio = median(
             &runs
                 .iter()
-                .map(|r| r[i].rate / r[*reference].rate)
+                .map(|r| r[i].load.rate / r[*reference].load.rate)
                 .collect::<Vec<_>>(),
         );
-        let errors: u64 = runs.iter().map(|r| r[i].errors).sum();
+        let errors: u64 = runs.iter().map(|r| r[i].load.errors).sum();
         rows.push(vec![
             target.to_string(),
             format!("{:.0}", column(&|l| l.rate)),
@@ -453,4 +468,12 @@ pub fn report(options: &Options, runs: &[Vec<Load>], command: &str) {
         ],
         &rows,
     );
+    println!();
+    let measured: Vec<(&str, Vec<cpu::PerRequest>)> = TARGETS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| runs.iter().any(|r| !r[*i].load.rate.is_nan()))
+        .map(|(i, (target, _))| (*target, runs.iter().map(|r| r[i].cpu).collect()))
+        .collect();
+    cpu::table(&measured);
 }

@@ -93,3 +93,124 @@ pub async fn database_backends(db: &sqlx::PgPool, database: &str) -> anyhow::Res
     }
     Ok((portal, bench))
 }
+
+/// CPU microseconds per request of each process on the machine that serves
+/// or drives a wrk run: the portal, its PostgreSQL backends, the control
+/// plane (etcd, kube-apiserver, controller manager) and wrk. When wrk keeps
+/// every core busy, a run's rate is about the machine's cores divided by
+/// their sum ([`PerRequest::ceiling`]): what one process spends is what
+/// the others do not get.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerRequest {
+    pub portal: f64,
+    pub database: f64,
+    pub control_plane: f64,
+    pub wrk: f64,
+}
+
+impl PerRequest {
+    pub fn all(&self) -> f64 {
+        self.portal + self.database + self.control_plane + self.wrk
+    }
+
+    /// The rate (requests per second) this machine's cores could serve if
+    /// they did nothing but these requests.
+    pub fn ceiling(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores as f64 * 1e6 / self.all()
+    }
+}
+
+/// CPU seconds used so far by each process of [`PerRequest`], read before
+/// and after a wrk run.
+pub struct Meter<'a> {
+    portal: &'a crate::stack::Portal,
+    control_plane: ControlPlane,
+    start: [f64; 4],
+}
+
+impl<'a> Meter<'a> {
+    pub async fn start(portal: &'a crate::stack::Portal, kubeconfig: &str) -> anyhow::Result<Self> {
+        let mut meter = Self {
+            portal,
+            control_plane: ControlPlane::of_kubeconfig(kubeconfig),
+            start: [0.0; 4],
+        };
+        meter.start = meter.now().await?;
+        Ok(meter)
+    }
+
+    async fn now(&self) -> anyhow::Result<[f64; 4]> {
+        let (database, _) = database_backends(&self.portal.db, self.portal.db_name()).await?;
+        Ok([
+            seconds(self.portal.pid()),
+            database,
+            self.control_plane.seconds(),
+            children(),
+        ])
+    }
+
+    /// What each process spent per request of the `requests` served since
+    /// [`Meter::start`].
+    pub async fn per_request(&self, requests: f64) -> anyhow::Result<PerRequest> {
+        let now = self.now().await?;
+        let spent = |i: usize| (now[i] - self.start[i]) * 1e6 / requests.max(1.0);
+        Ok(PerRequest {
+            portal: spent(0),
+            database: spent(1),
+            control_plane: spent(2),
+            wrk: spent(3),
+        })
+    }
+}
+
+impl std::fmt::Display for PerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU µs/req: portal {:.0}, PostgreSQL {:.0}, control plane {:.0}, wrk {:.0} (ceiling {:.0} req/s)",
+            self.portal,
+            self.database,
+            self.control_plane,
+            self.wrk,
+            self.ceiling()
+        )
+    }
+}
+
+/// Prints, for each measured row, the median over runs of each process's
+/// CPU per request, their sum, and the rate the machine's cores could serve
+/// at that cost (the ceiling a measured rate sits under).
+pub fn table(rows: &[(&str, Vec<PerRequest>)]) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(name, runs)| {
+            let median = |f: &dyn Fn(&PerRequest) -> f64| {
+                crate::stack::median(&runs.iter().map(f).collect::<Vec<_>>())
+            };
+            vec![
+                name.to_string(),
+                format!("{:.0}", median(&|c| c.portal)),
+                format!("{:.0}", median(&|c| c.database)),
+                format!("{:.0}", median(&|c| c.control_plane)),
+                format!("{:.0}", median(&|c| c.wrk)),
+                format!("{:.0}", median(&|c| c.all())),
+                format!("{:.0}", median(&|c| c.ceiling())),
+            ]
+        })
+        .collect();
+    let ceiling = format!("{cores} cores ÷ all (req/s)");
+    crate::stack::table(
+        &[
+            "CPU per request (µs, median of runs)",
+            "portal",
+            "PostgreSQL",
+            "control plane",
+            "wrk",
+            "all",
+            &ceiling,
+        ],
+        &lines,
+    );
+}

@@ -33,24 +33,13 @@ pub struct Figures {
     /// Per run: gateway and direct, for GET one and the list of 100.
     pub loads: Vec<[Load; 4]>,
     /// Per run, the same four: CPU per request of each process.
-    pub cpu: Vec<[CpuPerRequest; 4]>,
+    pub cpu: Vec<[cpu::PerRequest; 4]>,
     /// Event delivery latencies (ms), through the gateway and direct.
     pub watch_gateway: Vec<f64>,
     pub watch_direct: Vec<f64>,
 }
 
 const LISTED: usize = 100;
-
-/// CPU microseconds per request of the portal, the control plane (etcd,
-/// kube-apiserver, controller manager) and wrk, over one wrk run: on two
-/// busy cores, what the portal adds per request is what the API server
-/// and wrk lose.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CpuPerRequest {
-    pub portal: f64,
-    pub control_plane: f64,
-    pub wrk: f64,
-}
 
 pub async fn run(env: &Env, options: &Options) -> anyhow::Result<Figures> {
     let wrk = which("wrk").context("wrk is not installed: apt-get install -y wrk")?;
@@ -159,7 +148,6 @@ async fn measure(
         duration: Duration::from_secs(1),
         ..wrk_options.clone()
     };
-    let control_plane = cpu::ControlPlane::of_kubeconfig(&env.kubeconfig);
     let mut loads = Vec::new();
     let mut cpus = Vec::new();
     for run in 1..=options.runs {
@@ -167,29 +155,14 @@ async fn measure(
         let mut spent = Vec::new();
         for (i, (url, script)) in targets.iter().enumerate() {
             wrk_run(wrk, &warm_up, url, script)?;
-            let before = [
-                cpu::seconds(portal.pid()),
-                control_plane.seconds(),
-                cpu::children(),
-            ];
+            let meter = cpu::Meter::start(portal, &env.kubeconfig).await?;
             let load = wrk_run(wrk, &wrk_options, url, script)?;
-            let requests = (load.rate * options.duration.as_secs_f64()).max(1.0);
-            let per_request = |now: f64, then: f64| (now - then) * 1e6 / requests;
-            let used = CpuPerRequest {
-                portal: per_request(cpu::seconds(portal.pid()), before[0]),
-                control_plane: per_request(control_plane.seconds(), before[1]),
-                wrk: per_request(cpu::children(), before[2]),
-            };
+            let used = meter
+                .per_request(load.rate * options.duration.as_secs_f64())
+                .await?;
             eprintln!(
-                "  run {run} {:<44} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}  CPU µs/req: portal {:.0}, control plane {:.0}, wrk {:.0}",
-                ROWS[i],
-                load.rate,
-                load.p50_ms,
-                load.p99_ms,
-                load.errors,
-                used.portal,
-                used.control_plane,
-                used.wrk
+                "  run {run} {:<44} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}  {}",
+                ROWS[i], load.rate, load.p50_ms, load.p99_ms, load.errors, used
             );
             measured.push(load);
             spent.push(used);
@@ -365,35 +338,12 @@ pub fn report(options: &Options, figures: &Figures, command: &str) {
         &rows,
     );
     println!();
-    let cpu_rows: Vec<Vec<String>> = ROWS
+    let cpu_rows: Vec<(&str, Vec<cpu::PerRequest>)> = ROWS
         .iter()
         .enumerate()
-        .map(|(i, row)| {
-            let column = |f: &dyn Fn(&CpuPerRequest) -> f64| {
-                format!(
-                    "{:.0}",
-                    median(&figures.cpu.iter().map(|r| f(&r[i])).collect::<Vec<_>>())
-                )
-            };
-            vec![
-                row.to_string(),
-                column(&|c| c.portal),
-                column(&|c| c.control_plane),
-                column(&|c| c.wrk),
-                column(&|c| c.portal + c.control_plane + c.wrk),
-            ]
-        })
+        .map(|(i, row)| (*row, figures.cpu.iter().map(|r| r[i]).collect()))
         .collect();
-    table(
-        &[
-            "CPU per request (µs, median of runs)",
-            "portal",
-            "control plane",
-            "wrk",
-            "all three",
-        ],
-        &cpu_rows,
-    );
+    cpu::table(&cpu_rows);
     println!();
     let watch = |name: &str, values: &[f64]| {
         vec![
