@@ -571,3 +571,93 @@ async fn a_portal_without_a_gitops_cluster_says_so(db: PgPool) {
         .unwrap();
     assert_eq!(off.status(), 200);
 }
+
+/// The tenant document (tenants as code) carries the GitOps tools: a
+/// document creates the tenant with them, reads them back, leaves them as
+/// they are when it says nothing, plans their removal on a dry run without
+/// touching the Secret, and removes them, each change audited as the
+/// imperative call audits it.
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_tenant_document_keeps_the_gitops_credentials_it_names(db: PgPool) {
+    let setup = setup(db.clone()).await;
+    let app = &setup.portal.app;
+    let slug = unique("gitd");
+    let put_document = |document: Value, query: &'static str| {
+        app.request(Method::PUT, &format!("/api/v1/tenants/{slug}{query}"))
+            .json(&document)
+            .send()
+    };
+    let read_json =
+        |path: String| async move { app.get(&path).await.json::<Value>().await.unwrap() };
+    let mut document = acme_like(&slug);
+    document["gitops"] = json!({"argocd": true});
+    let created = put_document(document.clone(), "").await.unwrap();
+    assert_eq!(created.status(), 201);
+    let plan: Value = created.json().await.unwrap();
+    assert!(
+        common::plan_lines(&plan).contains(&"+ gitops argocd".to_string()),
+        "{plan}"
+    );
+    let argo_name = format!("tenant-{slug}-argocd");
+    eventually("the Argo CD Secret written", SOON, || async {
+        secret(&setup, &argo_name).await.is_some()
+    })
+    .await;
+    assert!(
+        secret(&setup, &format!("tenant-{slug}-flux"))
+            .await
+            .is_none(),
+        "a tool the document does not name is not kept"
+    );
+
+    // Read back as the document, which applied again changes nothing.
+    let read = read_json(format!("/api/v1/tenants/{slug}/document")).await;
+    assert_eq!(read["gitops"], json!({"argocd": true, "flux": false}));
+    let again: Value = put_document(read, "").await.unwrap().json().await.unwrap();
+    assert_eq!(again["outcome"], "unchanged", "{again}");
+    // A document that leaves gitops out leaves the tools as they are.
+    let silent: Value = put_document(acme_like(&slug), "")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(silent["outcome"], "unchanged", "{silent}");
+
+    // A dry run plans the removal and keeps the Secret.
+    let mut none = acme_like(&slug);
+    none["gitops"] = json!({});
+    let planned: Value = put_document(none.clone(), "?dry_run=true")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(common::plan_lines(&planned), ["- gitops argocd"]);
+    let status = read_json(format!("/api/v1/tenants/{slug}/gitops")).await;
+    assert_eq!(status["argocd"], true, "a dry run changes nothing");
+
+    let removed = put_document(none, "").await.unwrap();
+    assert_eq!(removed.status(), 200);
+    eventually("the Argo CD Secret removed", SOON, || async {
+        secret(&setup, &argo_name).await.is_none()
+    })
+    .await;
+    let read = read_json(format!("/api/v1/tenants/{slug}/document")).await;
+    assert_eq!(read.get("gitops"), None, "{read}");
+    let audit = read_json(format!(
+        "/api/v1/audit-events?tenant={slug}&action=gitops.changed"
+    ))
+    .await;
+    let changes: Vec<(Value, Value)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["before"]["argocd"].clone(), e["after"]["argocd"].clone()))
+        .collect();
+    assert_eq!(
+        changes,
+        [(json!(true), json!(false)), (json!(false), json!(true))],
+        "{audit}"
+    );
+}

@@ -558,3 +558,50 @@ async fn the_cli_plans_applies_prunes_and_exports_a_folder(db: PgPool) {
     assert!(out.contains("namespaces[0].name"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A portal that keeps no GitOps credentials refuses a document that asks
+/// for them, naming the field and the flag, and creates nothing; a tool it
+/// does not know is named too; a token that may only read is refused.
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn a_document_asking_for_gitops_credentials_a_portal_cannot_keep_is_refused(db: PgPool) {
+    let app = spawn_app(db.clone()).await;
+    let mut document = acme();
+    document["gitops"] = json!({"argocd": true});
+    let (status, refusal) = problem(put(&app, &app.token, "acme", &document).await).await;
+    assert_eq!(status, 422, "{refusal}");
+    let errors = refusal["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["field"] == "gitops"
+                && e["rule"].as_str().unwrap().contains("--gitops-cluster")),
+        "{refusal}"
+    );
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(tenants, 0, "nothing of a refused document is kept");
+
+    // On an existing tenant too, and asking for none is no change.
+    assert_eq!(put(&app, &app.token, "acme", &acme()).await.status(), 201);
+    let (status, refusal) = problem(put(&app, &app.token, "acme", &document).await).await;
+    assert_eq!(status, 422, "{refusal}");
+    document["gitops"] = json!({});
+    let plan: Value = put(&app, &app.token, "acme", &document)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["outcome"], "unchanged", "{plan}");
+
+    document["gitops"] = json!({"jenkins": true});
+    let (status, refusal) = problem(put(&app, &app.token, "acme", &document).await).await;
+    assert_eq!(status, 422, "{refusal}");
+    assert!(refusal.to_string().contains("jenkins"), "{refusal}");
+
+    let reader = create_token(&db, "reader", &[Scope::TenantsRead], None).await;
+    document["gitops"] = json!({"argocd": true});
+    let refused = put(&app, &reader, "acme", &document).await;
+    assert_eq!(refused.status(), 403);
+}

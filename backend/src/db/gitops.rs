@@ -57,6 +57,18 @@ pub async fn set(
     Ok(())
 }
 
+/// The channel a change of a tenant's GitOps credentials is announced on,
+/// so the keeper writes the Secrets at once rather than at its next tick.
+pub const WAKE_CHANNEL: &str = "tenant_portal_gitops";
+
+/// Wakes the keeper for the tenant `slug` when the transaction commits.
+pub async fn wake_keeper(conn: &mut PgConnection, slug: &str) -> Result<(), Error> {
+    sqlx::query!("SELECT pg_notify($1, $2)", WAKE_CHANNEL, slug)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The tenant keeps no GitOps credentials any more: its row goes, and
 /// every token the keeper issued for it stops working now.
 pub async fn clear(conn: &mut PgConnection, tenant_id: i64) -> Result<(), Error> {

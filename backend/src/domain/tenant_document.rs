@@ -87,6 +87,34 @@ pub struct TenantDocument {
     )]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// The GitOps tools the portal keeps credentials for (see
+    /// `PUT /tenants/{slug}/gitops`); `{}`: none. Owners, and tokens that
+    /// may change the tenant, set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<GitopsTools>,
+}
+
+/// The GitOps tools of a tenant document; a tool left out is not kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitopsTools {
+    /// An Argo CD cluster Secret.
+    #[serde(default)]
+    pub argocd: bool,
+    /// A Flux kubeconfig Secret.
+    #[serde(default)]
+    pub flux: bool,
+}
+
+impl GitopsTools {
+    /// Each tool by the name the document gives it, and whether it is kept.
+    pub fn tools(self) -> [(&'static str, bool); 2] {
+        [("argocd", self.argocd), ("flux", self.flux)]
+    }
+
+    pub fn any(self) -> bool {
+        self.argocd || self.flux
+    }
 }
 
 /// A namespace of a tenant document.
@@ -136,6 +164,7 @@ pub struct TenantShape {
     /// The policy in force.
     pub policy: TenantPolicy,
     pub expires_at: Option<DateTime<Utc>>,
+    pub gitops: GitopsTools,
 }
 
 /// One difference between a tenant and its document, as `diff` prints it.
@@ -213,6 +242,13 @@ pub enum Change {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     },
+    /// A GitOps tool's credentials kept (`to` true) or no longer kept.
+    Gitops {
+        #[schema(example = "argocd")]
+        tool: String,
+        from: bool,
+        to: bool,
+    },
 }
 
 impl Change {
@@ -224,6 +260,11 @@ impl Change {
     /// Whether the change is to the policy, which only platform admins change.
     pub fn is_policy(&self) -> bool {
         matches!(self, Self::Policy { .. })
+    }
+
+    /// Whether the change is to the GitOps credentials the portal keeps.
+    pub fn is_gitops(&self) -> bool {
+        matches!(self, Self::Gitops { .. })
     }
 }
 
@@ -324,6 +365,9 @@ impl fmt::Display for Change {
             Self::Expiry { from, to } => {
                 write!(f, "~ expires_at: {} → {}", when(from), when(to))
             }
+            Self::Gitops { tool, to, .. } => {
+                write!(f, "{} gitops {tool}", if *to { '+' } else { '-' })
+            }
         }
     }
 }
@@ -407,7 +451,7 @@ fn list_differences(
 
 /// What takes a tenant from `current` to `desired`, in the order `diff`
 /// prints it: the tenant's own fields, budget, namespaces, members, policy,
-/// expiry. Empty when the tenant already is as desired.
+/// expiry, GitOps credentials. Empty when the tenant already is as desired.
 pub fn plan(current: &TenantShape, desired: &TenantShape) -> Vec<Change> {
     let mut changes = Vec::new();
     if current.template != desired.template {
@@ -494,6 +538,20 @@ pub fn plan(current: &TenantShape, desired: &TenantShape) -> Vec<Change> {
             to: desired.expires_at,
         });
     }
+    for ((tool, from), (_, to)) in current
+        .gitops
+        .tools()
+        .into_iter()
+        .zip(desired.gitops.tools())
+    {
+        if from != to {
+            changes.push(Change::Gitops {
+                tool: tool.to_string(),
+                from,
+                to,
+            });
+        }
+    }
     changes
 }
 
@@ -531,6 +589,7 @@ pub fn plan_new(slug: &str, desired: &TenantShape, default_policy: &TenantPolicy
         members: BTreeMap::new(),
         policy: default_policy.clone(),
         expires_at: None,
+        gitops: GitopsTools::default(),
     };
     let mut changes = vec![Change::TenantCreated {
         slug: slug.to_string(),
@@ -571,6 +630,7 @@ mod tests {
             .into(),
             policy: TenantPolicy::defaults(PodSecurityLevel::Baseline, &[]),
             expires_at: None,
+            gitops: GitopsTools::default(),
         }
     }
 
@@ -606,6 +666,7 @@ mod tests {
             .members
             .insert((MemberKind::Group, "team-acme".into()), Role::Editor);
         desired.policy.pod_security = PodSecurityLevel::Restricted;
+        desired.gitops.flux = true;
         let lines: Vec<String> = plan(&acme(), &desired)
             .iter()
             .map(ToString::to_string)
@@ -622,6 +683,7 @@ mod tests {
                 "- member user bob@example.com (viewer)",
                 "~ member group team-acme: owner → editor",
                 "~ policy pod_security: \"baseline\" → \"restricted\"",
+                "+ gitops flux",
             ]
         );
     }
@@ -654,6 +716,35 @@ mod tests {
         let unknown =
             serde_json::from_value::<TenantDocument>(serde_json::json!({"tier": "small"}));
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn gitops_left_out_is_unmanaged_and_an_unknown_tool_is_refused() {
+        let doc: TenantDocument = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(doc.gitops, None);
+        let doc: TenantDocument =
+            serde_json::from_value(serde_json::json!({"gitops": {"argocd": true}})).unwrap();
+        assert_eq!(
+            doc.gitops,
+            Some(GitopsTools {
+                argocd: true,
+                flux: false
+            })
+        );
+        let unknown = serde_json::from_value::<TenantDocument>(
+            serde_json::json!({"gitops": {"jenkins": true}}),
+        );
+        assert!(unknown.is_err());
+        let mut on = acme();
+        on.gitops.argocd = true;
+        assert_eq!(
+            plan(&on, &acme()),
+            [Change::Gitops {
+                tool: "argocd".into(),
+                from: true,
+                to: false
+            }]
+        );
     }
 
     #[test]

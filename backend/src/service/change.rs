@@ -132,7 +132,7 @@ impl TenantChange {
     }
 
     /// Asks the policy whether `who` may do `action` to this tenant.
-    fn authorize(&self, who: &Principal, action: Action) -> Result<(), Error> {
+    pub fn authorize(&self, who: &Principal, action: Action) -> Result<(), Error> {
         Ok(authorize_tenant(
             who,
             action,

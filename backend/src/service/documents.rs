@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use super::gitops::Tools;
 use super::new_tenant::{CreatorOwns, Inserted, NewTenantRequest, insert};
 use super::views::TenantView;
 use super::{Actor, Precondition, TenantChange};
@@ -52,12 +53,17 @@ pub async fn read(
         document.template = db::templates::of_tenant(conn, row.id)
             .await?
             .map(|(name, _)| name);
+        document.gitops = Some(super::gitops::tools_of(
+            db::gitops::get(conn, row.id).await?.as_ref(),
+        ))
+        .filter(|tools| tools.any());
     }
     Ok((document, tenant.generation))
 }
 
 /// A tenant as the document that makes it: every field it has, its policy
-/// only when a platform admin set one, its expiry only when it has one.
+/// only when a platform admin set one, its expiry only when it has one
+/// (its template and GitOps tools are not in the view: [`read`] adds them).
 pub fn document_of(tenant: &TenantView) -> TenantDocument {
     TenantDocument {
         slug: Some(tenant.slug.clone()),
@@ -95,6 +101,7 @@ pub fn document_of(tenant: &TenantView) -> TenantDocument {
             .map(Some),
         ttl: None,
         expires_at: tenant.expires_at.map(Some),
+        gitops: None,
     }
 }
 
@@ -227,6 +234,14 @@ pub(super) async fn create(
         ttl: ttl.clone(),
         expires_at: document.expires_at.flatten(),
     };
+    let gitops = document.gitops.unwrap_or_default();
+    if gitops.any() {
+        // Its creator owns it (a person) or reaches it (a token), so only
+        // the scope is asked here.
+        precheck(who, Action::ManageGitops)?;
+        super::gitops::can_keep(&portal.config.gitops, gitops)
+            .map_err(|why| Error::invalid("gitops", why))?;
+    }
     let names: Vec<String> = request.namespaces.iter().map(|n| n.0.clone()).collect();
     let Inserted { mut tx, id, tenant } = insert(
         portal.db,
@@ -251,6 +266,9 @@ pub(super) async fn create(
         let lifetime = lifetime(ttl)?;
         set_expiry(&mut tx, id, &tenant, Some(tenant.created_at + lifetime)).await?;
     }
+    if gitops.any() {
+        super::gitops::write_choice(&mut tx, (id, slug), Default::default(), gitops, actor).await?;
+    }
     let row = db::tenants::get(&mut tx, slug)
         .await?
         .ok_or_else(|| crate::error::tenant_not_found(slug))?;
@@ -258,7 +276,7 @@ pub(super) async fn create(
     let at = template.map(|t| t.at);
     let changes = plan_new(
         slug,
-        &shape_of(&tenant, at, &default_policy)?,
+        &shape_of(&tenant, at, gitops, &default_policy)?,
         &default_policy,
     );
     let plan = TenantPlan {
@@ -415,7 +433,13 @@ async fn apply(
     let template = db::templates::of_tenant(&mut change.tx, change.tenant.id)
         .await?
         .map(|(name, version)| TemplateRef { name, version });
-    let current = shape_of(&before, template, &default_policy)?;
+    let gitops = db::gitops::get(&mut change.tx, change.tenant.id).await?;
+    let current = shape_of(
+        &before,
+        template,
+        super::gitops::tools_of(gitops.as_ref()),
+        &default_policy,
+    )?;
     let Edit {
         document,
         template,
@@ -451,7 +475,18 @@ async fn apply(
     }
     refuse_budget_change(who, &current, &plan.changes)?;
     refuse_policy_change(who, &plan.changes)?;
-    write_changes(portal, &mut change, &before, &desired, &plan.changes).await?;
+    if plan.changes.iter().any(Change::is_gitops) {
+        change.authorize(who, Action::ManageGitops)?;
+    }
+    write_changes(
+        portal,
+        &mut change,
+        actor,
+        (&before, &current),
+        &desired,
+        &plan.changes,
+    )
+    .await?;
     if dry_run {
         return Ok(Applied { plan, tenant: None });
     }
@@ -467,6 +502,7 @@ async fn apply(
 fn shape_of(
     tenant: &TenantView,
     template: Option<TemplateRef>,
+    gitops: Tools,
     default_policy: &TenantPolicy,
 ) -> Result<TenantShape, Error> {
     let corrupt = || {
@@ -501,6 +537,7 @@ fn shape_of(
             .clone()
             .unwrap_or_else(|| default_policy.clone()),
         expires_at: tenant.expires_at,
+        gitops,
     })
 }
 
@@ -644,6 +681,12 @@ fn desire(
             .ok(),
     };
     let expires_at = keep(&mut errors, expiry(document, tenant, current.expires_at));
+    let gitops = document.gitops.unwrap_or(current.gitops);
+    if gitops != current.gitops
+        && let Err(why) = super::gitops::can_keep(&config.gitops, gitops)
+    {
+        errors.push(FieldError::new("gitops", why));
+    }
     match (
         display_name,
         description,
@@ -670,6 +713,7 @@ fn desire(
                 members,
                 policy,
                 expires_at,
+                gitops,
             },
             display_name,
             description,
@@ -847,6 +891,7 @@ fn plan_policy(from: &TenantPolicy, to: &TenantPolicy) -> Vec<Change> {
         members: BTreeMap::new(),
         policy: policy.clone(),
         expires_at: None,
+        gitops: Tools::default(),
     };
     plan(&shape(from), &shape(to))
 }
@@ -959,7 +1004,8 @@ fn keep_person_owner_list(who: &Principal, members: &mut Vec<(MemberKind, String
 async fn write_changes(
     portal: Portal<'_>,
     change: &mut TenantChange,
-    before: &TenantView,
+    actor: &Actor,
+    (before, current): (&TenantView, &TenantShape),
     desired: &Desired,
     changes: &[Change],
 ) -> Result<(), Error> {
@@ -1075,6 +1121,17 @@ async fn write_changes(
         } else {
             db::policies::put(&mut change.tx, id, &desired.shape.policy).await?;
         }
+    }
+    if changes.iter().any(Change::is_gitops) {
+        let tenant = (id, change.tenant.slug.as_str());
+        super::gitops::write_choice(
+            &mut change.tx,
+            tenant,
+            current.gitops,
+            desired.shape.gitops,
+            actor,
+        )
+        .await?;
     }
     Ok(())
 }

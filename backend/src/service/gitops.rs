@@ -66,26 +66,21 @@ impl Keeper {
 }
 
 /// Which GitOps tools a tenant keeps a credential for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Tools {
-    pub argocd: bool,
-    pub flux: bool,
+pub use crate::domain::tenant_document::GitopsTools as Tools;
+
+/// The tools a tenant's row asks for; none without a row.
+pub(super) fn tools_of(row: Option<&db::gitops::GitopsRow>) -> Tools {
+    row.map_or_else(Tools::default, |row| Tools {
+        argocd: row.argocd,
+        flux: row.flux,
+    })
 }
 
-impl Tools {
-    fn of(row: Option<&db::gitops::GitopsRow>) -> Self {
-        row.map_or_else(Self::default, |row| Self {
-            argocd: row.argocd,
-            flux: row.flux,
-        })
-    }
-
-    fn list(self) -> Vec<Tool> {
-        [(self.argocd, Tool::ArgoCd), (self.flux, Tool::Flux)]
-            .into_iter()
-            .filter_map(|(on, tool)| on.then_some(tool))
-            .collect()
-    }
+fn tool_list(tools: Tools) -> Vec<Tool> {
+    [(tools.argocd, Tool::ArgoCd), (tools.flux, Tool::Flux)]
+        .into_iter()
+        .filter_map(|(on, tool)| on.then_some(tool))
+        .collect()
 }
 
 /// A tenant's GitOps credentials as its owners see them.
@@ -146,14 +141,13 @@ fn describe(
     config: &GitopsConfig,
     public_url: &str,
 ) -> GitopsStatus {
-    let tools = Tools::of(row.as_ref());
+    let tools = tools_of(row.as_ref());
     let kept_where = config.cluster.as_ref();
     GitopsStatus {
         tools,
         cluster: kept_where.cloned(),
         namespace: kept_where.map(|_| config.namespace.clone()),
-        secrets: tools
-            .list()
+        secrets: tool_list(tools)
             .into_iter()
             .map(|tool| SecretRef {
                 tool: tool.label(),
@@ -184,14 +178,11 @@ pub async fn set(
     let mut tx = db.begin().await?;
     let tenant = load_authorized(&mut tx, who, slug, Action::ManageGitops).await?;
     let before = db::gitops::get(&mut tx, tenant.id).await?;
-    let was = Tools::of(before.as_ref());
-    let wanted = tools.argocd || tools.flux;
-    if wanted && config.cluster.is_none() {
-        return Err(Error::conflict(
-            "this portal keeps no GitOps credentials: its operators have not named the cluster that runs Argo CD or Flux (--gitops-cluster)",
-        ));
+    let was = tools_of(before.as_ref());
+    if let Err(why) = can_keep(config, tools) {
+        return Err(Error::conflict(why));
     }
-    if wanted && !tenant.state().is_editable() {
+    if tools.any() && !tenant.state().is_editable() {
         return Err(Error::conflict(format!(
             "the tenant \"{slug}\" is {} and issues no credentials",
             tenant.state()
@@ -201,36 +192,53 @@ pub async fn set(
         tx.rollback().await?;
         return Ok(describe(slug, before, config, public_url));
     }
-    if wanted {
-        db::gitops::set(&mut tx, tenant.id, tools.argocd, tools.flux, &actor.name).await?;
+    write_choice(&mut tx, (tenant.id, &tenant.slug), was, tools, actor).await?;
+    let after = db::gitops::get(&mut tx, tenant.id).await?;
+    tx.commit().await?;
+    Ok(describe(slug, after, config, public_url))
+}
+
+/// Whether this portal can keep `tools`; keeping none it always can.
+pub(super) fn can_keep(config: &GitopsConfig, tools: Tools) -> Result<(), &'static str> {
+    if tools.any() && config.cluster.is_none() {
+        return Err(
+            "this portal keeps no GitOps credentials: its operators have not named the cluster that runs Argo CD or Flux (--gitops-cluster)",
+        );
+    }
+    Ok(())
+}
+
+/// Writes a tenant's new choice of tools (`was` before) in the caller's
+/// transaction: its row, the `gitops.changed` audit event, and the keeper's
+/// wake-up, which PostgreSQL sends when the transaction commits.
+pub(super) async fn write_choice(
+    conn: &mut PgConnection,
+    (tenant_id, slug): (i64, &str),
+    was: Tools,
+    tools: Tools,
+    actor: &Actor,
+) -> Result<(), Error> {
+    if tools.any() {
+        db::gitops::set(conn, tenant_id, tools.argocd, tools.flux, &actor.name).await?;
     } else {
-        db::gitops::clear(&mut tx, tenant.id).await?;
+        db::gitops::clear(conn, tenant_id).await?;
     }
     db::audit::record(
-        &mut tx,
+        conn,
         db::audit::NewEvent {
             actor: &actor.name,
             action: "gitops.changed",
-            tenant: Some((tenant.id, &tenant.slug)),
+            tenant: Some((tenant_id, slug)),
             before: Some(&serde_json::to_value(was).unwrap_or_default()),
             after: Some(&serde_json::to_value(tools).unwrap_or_default()),
             request_id: actor.request_id.as_deref(),
         },
     )
     .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(WAKE_CHANNEL)
-        .bind(slug)
-        .execute(&mut *tx)
-        .await?;
-    let after = db::gitops::get(&mut tx, tenant.id).await?;
-    tx.commit().await?;
-    Ok(describe(slug, after, config, public_url))
+    db::gitops::wake_keeper(conn, slug).await
 }
 
-/// The channel a change of a tenant's GitOps credentials is announced on,
-/// so the keeper writes the Secrets at once rather than at its next tick.
-pub const WAKE_CHANNEL: &str = "tenant_portal_gitops";
+pub use crate::db::gitops::WAKE_CHANNEL;
 
 /// What one pass of the keeper did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -288,11 +296,10 @@ async fn keep_locked(
     };
     let mut wanted: HashSet<(String, Tool)> = HashSet::new();
     for row in &rows {
-        let tools = Tools {
+        let tools = tool_list(Tools {
             argocd: row.argocd,
             flux: row.flux,
-        }
-        .list();
+        });
         let outcome = if !row.active {
             // Not active: its Secrets go below and its tokens stop now;
             // resuming brings them back with a new token.
