@@ -624,6 +624,26 @@ async fn a_tenant_document_keeps_the_gitops_credentials_it_names(db: PgPool) {
         .unwrap();
     assert_eq!(silent["outcome"], "unchanged", "{silent}");
 
+    // A change through PUT /gitops is a new generation: a document read
+    // before it cannot undo it unseen with If-Match.
+    let seen = app
+        .get(&format!("/api/v1/tenants/{slug}/document"))
+        .await
+        .headers()["etag"]
+        .clone();
+    let flux_on = put_gitops(&setup, &slug, json!({"argocd": true, "flux": true})).await;
+    assert_eq!(flux_on.status(), 200);
+    let stale = app
+        .request(Method::PUT, &format!("/api/v1/tenants/{slug}"))
+        .header("if-match", seen)
+        .json(&document)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let flux_off = put_gitops(&setup, &slug, json!({"argocd": true, "flux": false})).await;
+    assert_eq!(flux_off.status(), 200);
+
     // A dry run plans the removal and keeps the Secret.
     let mut none = acme_like(&slug);
     none["gitops"] = json!({});
@@ -657,7 +677,12 @@ async fn a_tenant_document_keeps_the_gitops_credentials_it_names(db: PgPool) {
         .collect();
     assert_eq!(
         changes,
-        [(json!(true), json!(false)), (json!(false), json!(true))],
+        [
+            (json!(true), json!(false)),
+            (json!(true), json!(true)),
+            (json!(true), json!(true)),
+            (json!(false), json!(true))
+        ],
         "{audit}"
     );
 }

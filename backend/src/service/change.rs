@@ -148,12 +148,28 @@ impl TenantChange {
 
     /// Bumps the generation, records the change and commits; returns the
     /// tenant as it now is.
-    pub async fn commit(mut self, actor: &Actor, action: &str) -> Result<TenantView, Error> {
+    pub async fn commit(self, actor: &Actor, action: &str) -> Result<TenantView, Error> {
+        self.commit_recording(actor, action, None).await
+    }
+
+    /// [`TenantChange::commit`] with the audit event's before and after
+    /// given, for a change of what the tenant's view does not show (its
+    /// GitOps tools); `None`: the tenant's view before and after.
+    pub async fn commit_recording(
+        mut self,
+        actor: &Actor,
+        action: &str,
+        audited: Option<(Value, Value)>,
+    ) -> Result<TenantView, Error> {
         db::tenants::bump_generation(&mut self.tx, self.tenant.id).await?;
         let row = db::tenants::get(&mut self.tx, &self.tenant.slug)
             .await?
             .ok_or_else(|| tenant_not_found(&self.tenant.slug))?;
         let after = views::tenant(&mut self.tx, row).await?;
+        let (before_json, after_json) = match audited {
+            Some(pair) => pair,
+            None => (to_json(&self.before)?, to_json(&after)?),
+        };
         let mut events = std::mem::take(&mut self.events);
         events.push(tenant_event(actor, action, &after));
         write(
@@ -162,8 +178,8 @@ impl TenantChange {
                 actor,
                 action,
                 tenant: (self.tenant.id, &self.tenant.slug),
-                before: Some(to_json(&self.before)?),
-                after: Some(to_json(&after)?),
+                before: Some(before_json),
+                after: Some(after_json),
                 enqueue: Some(after.generation),
                 events,
             },

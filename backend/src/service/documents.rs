@@ -267,7 +267,8 @@ pub(super) async fn create(
         set_expiry(&mut tx, id, &tenant, Some(tenant.created_at + lifetime)).await?;
     }
     if gitops.any() {
-        super::gitops::write_choice(&mut tx, (id, slug), Default::default(), gitops, actor).await?;
+        super::gitops::write_choice(&mut tx, (id, slug), gitops, actor).await?;
+        super::gitops::record_choice(&mut tx, (id, slug), Tools::default(), gitops, actor).await?;
     }
     let row = db::tenants::get(&mut tx, slug)
         .await?
@@ -1124,14 +1125,9 @@ async fn write_changes(
     }
     if changes.iter().any(Change::is_gitops) {
         let tenant = (id, change.tenant.slug.as_str());
-        super::gitops::write_choice(
-            &mut change.tx,
-            tenant,
-            current.gitops,
-            desired.shape.gitops,
-            actor,
-        )
-        .await?;
+        let (was, tools) = (current.gitops, desired.shape.gitops);
+        super::gitops::write_choice(&mut change.tx, tenant, tools, actor).await?;
+        super::gitops::record_choice(&mut change.tx, tenant, was, tools, actor).await?;
     }
     Ok(())
 }

@@ -13,10 +13,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::Actor;
 use super::access::load_authorized;
 use super::gateway::Holder;
 use super::kubeconfig::{PublicEndpoint, tenant_api_url, tenant_view_yaml};
+use super::{Actor, Precondition, TenantChange};
 use crate::auth::Principal;
 use crate::auth::policy::{Action, precheck};
 use crate::cluster::Clusters;
@@ -164,7 +164,9 @@ fn describe(
 
 /// Sets which GitOps credentials the tenant keeps (owners; a token with
 /// write scope that reaches the tenant). Neither tool: the Secrets go and
-/// their tokens are revoked. The same choice again changes nothing.
+/// their tokens are revoked. The same choice again changes nothing; a new
+/// one is a new generation of the tenant, so a tenant document read before
+/// it (whose ETag is the generation) cannot undo it unseen.
 pub async fn set(
     db: &PgPool,
     who: &Principal,
@@ -175,27 +177,38 @@ pub async fn set(
     public_url: &str,
 ) -> Result<GitopsStatus, Error> {
     precheck(who, Action::ManageGitops)?;
-    let mut tx = db.begin().await?;
-    let tenant = load_authorized(&mut tx, who, slug, Action::ManageGitops).await?;
-    let before = db::gitops::get(&mut tx, tenant.id).await?;
+    let mut change =
+        TenantChange::begin(db, who, Action::ManageGitops, slug, &Precondition::None).await?;
+    let tenant_id = change.tenant.id;
+    let before = db::gitops::get(&mut change.tx, tenant_id).await?;
     let was = tools_of(before.as_ref());
     if let Err(why) = can_keep(config, tools) {
         return Err(Error::conflict(why));
     }
-    if tools.any() && !tenant.state().is_editable() {
+    if tools.any() && !change.tenant.state().is_editable() {
         return Err(Error::conflict(format!(
             "the tenant \"{slug}\" is {} and issues no credentials",
-            tenant.state()
+            change.tenant.state()
         )));
     }
     if was == tools {
-        tx.rollback().await?;
         return Ok(describe(slug, before, config, public_url));
     }
-    write_choice(&mut tx, (tenant.id, &tenant.slug), was, tools, actor).await?;
-    let after = db::gitops::get(&mut tx, tenant.id).await?;
-    tx.commit().await?;
+    let tenant = (tenant_id, change.tenant.slug.clone());
+    write_choice(&mut change.tx, (tenant.0, &tenant.1), tools, actor).await?;
+    let after = db::gitops::get(&mut change.tx, tenant_id).await?;
+    change
+        .commit_recording(actor, AUDITED_AS, Some(audited(was, tools)))
+        .await?;
     Ok(describe(slug, after, config, public_url))
+}
+
+/// The audit action of a change of a tenant's GitOps tools.
+const AUDITED_AS: &str = "gitops.changed";
+
+fn audited(was: Tools, tools: Tools) -> (serde_json::Value, serde_json::Value) {
+    let json = |t: Tools| serde_json::to_value(t).unwrap_or_default();
+    (json(was), json(tools))
 }
 
 /// Whether this portal can keep `tools`; keeping none it always can.
@@ -208,13 +221,11 @@ pub(super) fn can_keep(config: &GitopsConfig, tools: Tools) -> Result<(), &'stat
     Ok(())
 }
 
-/// Writes a tenant's new choice of tools (`was` before) in the caller's
-/// transaction: its row, the `gitops.changed` audit event, and the keeper's
-/// wake-up, which PostgreSQL sends when the transaction commits.
+/// Writes a tenant's new choice of tools in the caller's transaction, and
+/// wakes the keeper, which PostgreSQL does when the transaction commits.
 pub(super) async fn write_choice(
     conn: &mut PgConnection,
     (tenant_id, slug): (i64, &str),
-    was: Tools,
     tools: Tools,
     actor: &Actor,
 ) -> Result<(), Error> {
@@ -223,19 +234,32 @@ pub(super) async fn write_choice(
     } else {
         db::gitops::clear(conn, tenant_id).await?;
     }
+    db::gitops::wake_keeper(conn, slug).await
+}
+
+/// The audit event of a change of tools made within a change recorded as
+/// something else (a tenant document's apply), so the trail shows it as
+/// `PUT /tenants/{slug}/gitops` records it.
+pub(super) async fn record_choice(
+    conn: &mut PgConnection,
+    (tenant_id, slug): (i64, &str),
+    was: Tools,
+    tools: Tools,
+    actor: &Actor,
+) -> Result<(), Error> {
+    let (before, after) = audited(was, tools);
     db::audit::record(
         conn,
         db::audit::NewEvent {
             actor: &actor.name,
-            action: "gitops.changed",
+            action: AUDITED_AS,
             tenant: Some((tenant_id, slug)),
-            before: Some(&serde_json::to_value(was).unwrap_or_default()),
-            after: Some(&serde_json::to_value(tools).unwrap_or_default()),
+            before: Some(&before),
+            after: Some(&after),
             request_id: actor.request_id.as_deref(),
         },
     )
-    .await?;
-    db::gitops::wake_keeper(conn, slug).await
+    .await
 }
 
 pub use crate::db::gitops::WAKE_CHANNEL;
