@@ -194,6 +194,9 @@ pub async fn set(
     if was == tools {
         return Ok(describe(slug, before, config, public_url));
     }
+    // A tenant on its way out keeps no credentials anyway: the keeper
+    // removes them and revokes their tokens once it stops being active.
+    change.require_editable()?;
     let tenant = (tenant_id, change.tenant.slug.clone());
     write_choice(&mut change.tx, (tenant.0, &tenant.1), tools, actor).await?;
     let after = db::gitops::get(&mut change.tx, tenant_id).await?;
