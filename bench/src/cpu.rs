@@ -116,6 +116,8 @@ impl PerRequest {
     /// The rate (requests per second) this machine's cores could serve if
     /// they did nothing but these requests.
     pub fn ceiling(&self) -> f64 {
+        // The cores this process may run on, which on the benchmark's
+        // machines are all of them.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         cores as f64 * 1e6 / self.all()
     }
@@ -140,6 +142,9 @@ impl<'a> Meter<'a> {
         Ok(meter)
     }
 
+    /// PostgreSQL's figure counts the backends connected when it is read: a
+    /// pool connection closed during a run takes its CPU time with it (the
+    /// portal's pool keeps its connections through a run).
     async fn now(&self) -> anyhow::Result<[f64; 4]> {
         let (database, _) = database_backends(&self.portal.db, self.portal.db_name()).await?;
         Ok([

@@ -34,7 +34,8 @@ pub struct PutQuery {
 
 /// Make the tenant exactly as the document says: create it, or change
 /// whatever differs, in one transaction with one audit event
-/// (`tenant.created` or `tenant.applied`, with before and after). Fields the
+/// (`tenant.created` or `tenant.applied`, with before and after; also
+/// `gitops.changed` when the GitOps tools change). Fields the
 /// document leaves out keep their value. The same document again changes
 /// nothing and keeps the generation. The answer is the plan: each change
 /// made, or with `dry_run=true` each change an apply would make.

@@ -149,13 +149,13 @@ impl TenantChange {
     /// Bumps the generation, records the change and commits; returns the
     /// tenant as it now is.
     pub async fn commit(self, actor: &Actor, action: &str) -> Result<TenantView, Error> {
-        self.commit_recording(actor, action, None).await
+        self.commit_audited(actor, action, None).await
     }
 
     /// [`TenantChange::commit`] with the audit event's before and after
     /// given, for a change of what the tenant's view does not show (its
     /// GitOps tools); `None`: the tenant's view before and after.
-    pub async fn commit_recording(
+    pub async fn commit_audited(
         mut self,
         actor: &Actor,
         action: &str,

@@ -1,6 +1,6 @@
 //! A tenant as one document (`domain/tenant_document.rs`): read as a
 //! document, and made exactly as a document says in one transaction with one
-//! audit event, under every rule the imperative calls keep (who may change
+//! audit event (and `gitops.changed` when its GitOps tools change), under every rule the imperative calls keep (who may change
 //! budgets and policies, namespace names never reused, token reach).
 //! A dry run takes the same path and rolls back, so its plan is exact.
 
@@ -113,7 +113,8 @@ pub struct Applied {
 }
 
 /// Makes the tenant `slug` exactly as `document` says: creates it, or
-/// changes whatever differs, in one transaction with one audit event; the
+/// changes whatever differs, in one transaction with one audit event (and
+/// `gitops.changed` when the GitOps tools change); the
 /// same document again changes nothing. With `dry_run` nothing is committed.
 pub async fn put(
     portal: Portal<'_>,
@@ -267,8 +268,7 @@ pub(super) async fn create(
         set_expiry(&mut tx, id, &tenant, Some(tenant.created_at + lifetime)).await?;
     }
     if gitops.any() {
-        super::gitops::write_choice(&mut tx, (id, slug), gitops, actor).await?;
-        super::gitops::record_choice(&mut tx, (id, slug), Tools::default(), gitops, actor).await?;
+        super::gitops::change_within(&mut tx, (id, slug), Tools::default(), gitops, actor).await?;
     }
     let row = db::tenants::get(&mut tx, slug)
         .await?
@@ -1126,8 +1126,7 @@ async fn write_changes(
     if changes.iter().any(Change::is_gitops) {
         let tenant = (id, change.tenant.slug.as_str());
         let (was, tools) = (current.gitops, desired.shape.gitops);
-        super::gitops::write_choice(&mut change.tx, tenant, tools, actor).await?;
-        super::gitops::record_choice(&mut change.tx, tenant, was, tools, actor).await?;
+        super::gitops::change_within(&mut change.tx, tenant, was, tools, actor).await?;
     }
     Ok(())
 }

@@ -197,11 +197,16 @@ pub async fn set(
     // A tenant on its way out keeps no credentials anyway: the keeper
     // removes them and revokes their tokens once it stops being active.
     change.require_editable()?;
-    let tenant = (tenant_id, change.tenant.slug.clone());
-    write_choice(&mut change.tx, (tenant.0, &tenant.1), tools, actor).await?;
+    write_choice(
+        &mut change.tx,
+        (tenant_id, &change.tenant.slug),
+        tools,
+        actor,
+    )
+    .await?;
     let after = db::gitops::get(&mut change.tx, tenant_id).await?;
     change
-        .commit_recording(actor, AUDITED_AS, Some(audited(was, tools)))
+        .commit_audited(actor, AUDITED_AS, Some(audited(was, tools)))
         .await?;
     Ok(describe(slug, after, config, public_url))
 }
@@ -226,7 +231,7 @@ pub(super) fn can_keep(config: &GitopsConfig, tools: Tools) -> Result<(), &'stat
 
 /// Writes a tenant's new choice of tools in the caller's transaction, and
 /// wakes the keeper, which PostgreSQL does when the transaction commits.
-pub(super) async fn write_choice(
+async fn write_choice(
     conn: &mut PgConnection,
     (tenant_id, slug): (i64, &str),
     tools: Tools,
@@ -240,16 +245,17 @@ pub(super) async fn write_choice(
     db::gitops::wake_keeper(conn, slug).await
 }
 
-/// The audit event of a change of tools made within a change recorded as
-/// something else (a tenant document's apply), so the trail shows it as
-/// `PUT /tenants/{slug}/gitops` records it.
-pub(super) async fn record_choice(
+/// [`set`]'s writes within a change audited as something else (a tenant
+/// document's apply): the choice, the keeper's wake-up, and the audit event
+/// `PUT /tenants/{slug}/gitops` would record, so the trail shows it alike.
+pub(super) async fn change_within(
     conn: &mut PgConnection,
     (tenant_id, slug): (i64, &str),
     was: Tools,
     tools: Tools,
     actor: &Actor,
 ) -> Result<(), Error> {
+    write_choice(conn, (tenant_id, slug), tools, actor).await?;
     let (before, after) = audited(was, tools);
     db::audit::record(
         conn,
