@@ -577,6 +577,21 @@ async fn a_document_asking_for_gitops_credentials_a_portal_cannot_keep_is_refuse
                 && e["rule"].as_str().unwrap().contains("--gitops-cluster")),
         "{refusal}"
     );
+    // Named together with the document's other faults.
+    let mut faulty = document.clone();
+    faulty["display_name"] = json!("");
+    let (status, refusal) = problem(put(&app, &app.token, "acme", &faulty).await).await;
+    assert_eq!(status, 422, "{refusal}");
+    let fields: Vec<&str> = refusal["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert!(
+        fields.contains(&"gitops") && fields.contains(&"display_name"),
+        "{refusal}"
+    );
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
         .fetch_one(&db)
         .await

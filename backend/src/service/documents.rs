@@ -240,11 +240,13 @@ pub(super) async fn create(
         // Its creator owns it (a person) or reaches it (a token), so only
         // the scope is asked here.
         precheck(who, Action::ManageGitops)?;
-        super::gitops::can_keep(&portal.config.gitops, gitops)
-            .map_err(|why| Error::invalid("gitops", why))?;
     }
+    // Named with the other fields' faults; nothing is kept either way.
+    let gitops_refusal = super::gitops::can_keep(&portal.config.gitops, gitops)
+        .err()
+        .map(|why| FieldError::new("gitops", why));
     let names: Vec<String> = request.namespaces.iter().map(|n| n.0.clone()).collect();
-    let Inserted { mut tx, id, tenant } = insert(
+    let inserted = insert(
         portal.db,
         portal.config,
         portal.clusters,
@@ -253,8 +255,15 @@ pub(super) async fn create(
         CreatorOwns::AsRequested,
         template_budget.as_ref(),
     )
-    .await
-    .map_err(|e| within_namespaces(e, slug, &names))?;
+    .await;
+    let Inserted { mut tx, id, tenant } = match (inserted, gitops_refusal) {
+        (Ok(_), Some(refusal)) => return Err(Error::Invalid(vec![refusal])),
+        (Err(Error::Invalid(mut errors)), Some(refusal)) => {
+            errors.push(refusal);
+            return Err(Error::Invalid(errors));
+        }
+        (inserted, _) => inserted.map_err(|e| within_namespaces(e, slug, &names))?,
+    };
     if let Some(policy) = &policy {
         db::policies::put(&mut tx, id, policy).await?;
     }
