@@ -116,11 +116,14 @@ impl PerRequest {
     /// The rate (requests per second) this machine's cores could serve if
     /// they did nothing but these requests.
     pub fn ceiling(&self) -> f64 {
-        // The cores this process may run on, which on the benchmark's
-        // machines are all of them.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cores as f64 * 1e6 / self.all()
+        cores() as f64 * 1e6 / self.all()
     }
+}
+
+/// The cores this process may run on, which on the benchmark's machines
+/// are all of them.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// CPU seconds used so far by each process of [`PerRequest`], read before
@@ -187,7 +190,7 @@ impl std::fmt::Display for PerRequest {
 /// CPU per request, their sum, and the rate the machine's cores could serve
 /// at that cost (the ceiling a measured rate sits under).
 pub fn table(rows: &[(&str, Vec<PerRequest>)]) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let lines: Vec<Vec<String>> = rows
         .iter()
         .map(|(name, runs)| {

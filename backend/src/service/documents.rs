@@ -1,7 +1,8 @@
 //! A tenant as one document (`domain/tenant_document.rs`): read as a
 //! document, and made exactly as a document says in one transaction with one
-//! audit event (and `gitops.changed` when its GitOps tools change), under every rule the imperative calls keep (who may change
-//! budgets and policies, namespace names never reused, token reach).
+//! audit event (and `gitops.changed` when its GitOps tools change), under
+//! every rule the imperative calls keep (who may change budgets and
+//! policies, namespace names never reused, token reach).
 //! A dry run takes the same path and rolls back, so its plan is exact.
 
 use std::collections::BTreeMap;

@@ -185,17 +185,11 @@ pub async fn set(
     if let Err(why) = can_keep(config, tools) {
         return Err(Error::conflict(why));
     }
-    if tools.any() && !change.tenant.state().is_editable() {
-        return Err(Error::conflict(format!(
-            "the tenant \"{slug}\" is {} and issues no credentials",
-            change.tenant.state()
-        )));
-    }
     if was == tools {
         return Ok(describe(slug, before, config, public_url));
     }
-    // A tenant on its way out keeps no credentials anyway: the keeper
-    // removes them and revokes their tokens once it stops being active.
+    // A tenant on its way out neither gets credentials nor needs them
+    // turned off: the keeper removes them once it stops being active.
     change.require_editable()?;
     write_choice(
         &mut change.tx,
